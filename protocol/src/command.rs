@@ -1,0 +1,600 @@
+//! `RemotingCommand`: the header every frame carries, in either of the two
+//! serializations (reference §1.3, §1.4).
+//!
+//! Input is lenient the way real clients need: ext values sent as JSON numbers
+//! or booleans become strings, `remark` may be null or absent, `language`,
+//! `version` and `serializeTypeCurrentRPC` may be missing, unknown keys are
+//! ignored. Output is strict: every ext value a string, `extFields` always
+//! present, a real `version`, `flag` and `opaque` as the peer expects.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::code::{LanguageCode, RequestCode, ResponseCode, SATURN_REMOTING_VERSION};
+use crate::frame::{put_frame_prefix, RawFrame};
+
+/// Custom header fields, always strings (reference §1.8).
+pub type ExtFields = BTreeMap<String, String>;
+
+/// `flag` bit 0: this command is a response.
+pub const FLAG_RESPONSE: i32 = 1;
+/// `flag` bit 1: the request expects no response.
+pub const FLAG_ONEWAY: i32 = 1 << 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SerializeType {
+    #[default]
+    Json,
+    RocketMq,
+}
+
+impl SerializeType {
+    pub fn byte(self) -> u8 {
+        match self {
+            SerializeType::Json => 0,
+            SerializeType::RocketMq => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("unknown header serialization type {0}")]
+    UnknownSerializeType(u8),
+    #[error("malformed JSON header: {0}")]
+    Json(String),
+    #[error("JSON header has no `code`")]
+    MissingCode,
+    #[error("malformed ROCKETMQ header: {what} at byte {offset}")]
+    Binary { what: &'static str, offset: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotingCommand {
+    pub code: i32,
+    pub language: LanguageCode,
+    pub version: i32,
+    pub opaque: i32,
+    pub flag: i32,
+    pub remark: Option<String>,
+    pub ext_fields: ExtFields,
+    pub body: Bytes,
+    /// How this command's header was (or will be) serialized.
+    pub serialize_type: SerializeType,
+}
+
+impl RemotingCommand {
+    /// A new request with Saturn's language and version.
+    pub fn request(code: RequestCode, opaque: i32) -> Self {
+        Self {
+            code: code.num(),
+            language: LanguageCode::RUST,
+            version: SATURN_REMOTING_VERSION,
+            opaque,
+            flag: 0,
+            remark: None,
+            ext_fields: ExtFields::new(),
+            body: Bytes::new(),
+            serialize_type: SerializeType::Json,
+        }
+    }
+
+    /// A response to a request with the given opaque. Saturn answers as a
+    /// Java server would (`language` JAVA), which every client accepts.
+    pub fn response(code: ResponseCode, opaque: i32, remark: Option<String>) -> Self {
+        Self {
+            code: code.num(),
+            language: LanguageCode::JAVA,
+            version: SATURN_REMOTING_VERSION,
+            opaque,
+            flag: FLAG_RESPONSE,
+            remark,
+            ext_fields: ExtFields::new(),
+            body: Bytes::new(),
+            serialize_type: SerializeType::Json,
+        }
+    }
+
+    /// The response to `self`, echoing its opaque.
+    pub fn reply(&self, code: ResponseCode, remark: impl Into<Option<String>>) -> Self {
+        Self::response(code, self.opaque, remark.into())
+    }
+
+    pub fn success(&self) -> Self {
+        self.reply(ResponseCode::SUCCESS, None)
+    }
+
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn with_ext(mut self, key: &str, value: impl ToString) -> Self {
+        self.ext_fields.insert(key.to_owned(), value.to_string());
+        self
+    }
+
+    pub fn request_code(&self) -> RequestCode {
+        RequestCode::from_num(self.code)
+    }
+
+    pub fn response_code(&self) -> ResponseCode {
+        ResponseCode::from_num(self.code)
+    }
+
+    pub fn is_response(&self) -> bool {
+        self.flag & FLAG_RESPONSE != 0
+    }
+
+    pub fn is_oneway(&self) -> bool {
+        self.flag & FLAG_ONEWAY != 0
+    }
+
+    pub fn set_oneway(&mut self) {
+        self.flag |= FLAG_ONEWAY;
+    }
+
+    pub fn ext(&self, key: &str) -> Option<&str> {
+        self.ext_fields.get(key).map(String::as_str)
+    }
+
+    /// Decodes a frame's header and takes its body.
+    pub fn decode(frame: RawFrame) -> Result<Self, CommandError> {
+        let mut cmd = match frame.serialize_type {
+            0 => decode_json_header(&frame.header)?,
+            1 => decode_binary_header(&frame.header)?,
+            other => return Err(CommandError::UnknownSerializeType(other)),
+        };
+        cmd.body = frame.body;
+        Ok(cmd)
+    }
+
+    /// Encodes the header in this command's serialization.
+    pub fn encode_header(&self) -> Vec<u8> {
+        match self.serialize_type {
+            SerializeType::Json => self.encode_json_header(),
+            SerializeType::RocketMq => self.encode_binary_header(),
+        }
+    }
+
+    /// Writes the whole frame: prefix, header and body.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        let header = self.encode_header();
+        dst.reserve(8 + header.len() + self.body.len());
+        put_frame_prefix(
+            dst,
+            self.serialize_type.byte(),
+            header.len(),
+            self.body.len(),
+        );
+        dst.put_slice(&header);
+        dst.put_slice(&self.body);
+    }
+
+    /// Writes prefix and header for a body of `body_len` bytes that the
+    /// caller sends separately (the zero-copy pull path).
+    pub fn encode_prefix_and_header(&self, dst: &mut BytesMut, body_len: usize) {
+        let header = self.encode_header();
+        dst.reserve(8 + header.len());
+        put_frame_prefix(dst, self.serialize_type.byte(), header.len(), body_len);
+        dst.put_slice(&header);
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        let mut dst = BytesMut::new();
+        self.encode(&mut dst);
+        dst.freeze()
+    }
+
+    /// The JSON header, keys in the alphabetical order Java writes them.
+    pub fn encode_json_header(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(128 + 32 * self.ext_fields.len());
+        let _ = write!(out, "{{\"code\":{},\"extFields\":{{", self.code);
+        for (i, (key, value)) in self.ext_fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_string(&mut out, key);
+            out.push(':');
+            push_json_string(&mut out, value);
+        }
+        let _ = write!(
+            out,
+            "}},\"flag\":{},\"language\":\"{}\",\"opaque\":{}",
+            self.flag,
+            self.language.name(),
+            self.opaque
+        );
+        if let Some(remark) = &self.remark {
+            out.push_str(",\"remark\":");
+            push_json_string(&mut out, remark);
+        }
+        let _ = write!(
+            out,
+            ",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":{}}}",
+            self.version
+        );
+        out.into_bytes()
+    }
+
+    /// The ROCKETMQ binary header (reference §1.4).
+    pub fn encode_binary_header(&self) -> Vec<u8> {
+        let remark = self.remark.as_deref().unwrap_or("");
+        let mut ext = Vec::new();
+        for (key, value) in &self.ext_fields {
+            if key.is_empty() || value.is_empty() {
+                continue; // a zero length decodes as null on the Java side
+            }
+            ext.put_u16(key.len() as u16);
+            ext.put_slice(key.as_bytes());
+            ext.put_u32(value.len() as u32);
+            ext.put_slice(value.as_bytes());
+        }
+        let mut out = Vec::with_capacity(21 + remark.len() + ext.len());
+        out.put_i16(self.code as i16);
+        out.put_u8(self.language.num());
+        out.put_i16(self.version as i16);
+        out.put_i32(self.opaque);
+        out.put_i32(self.flag);
+        out.put_u32(remark.len() as u32);
+        out.put_slice(remark.as_bytes());
+        out.put_u32(ext.len() as u32);
+        out.put_slice(&ext);
+        out
+    }
+}
+
+fn push_json_string(out: &mut String, value: &str) {
+    out.push('"');
+    for ch in value.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+// ---------------------------------------------------------------- JSON input
+
+#[derive(Deserialize)]
+struct JsonHeaderIn {
+    #[serde(default, deserialize_with = "lenient_i32")]
+    code: Option<i32>,
+    #[serde(default, deserialize_with = "lenient_language")]
+    language: Option<LanguageCode>,
+    #[serde(default, deserialize_with = "lenient_i32")]
+    version: Option<i32>,
+    #[serde(default, deserialize_with = "lenient_i32")]
+    opaque: Option<i32>,
+    #[serde(default, deserialize_with = "lenient_i32")]
+    flag: Option<i32>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    remark: Option<String>,
+    #[serde(default, rename = "extFields", deserialize_with = "lenient_ext")]
+    ext_fields: Option<ExtFields>,
+}
+
+fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, CommandError> {
+    let parsed: JsonHeaderIn =
+        serde_json::from_slice(header).map_err(|e| CommandError::Json(e.to_string()))?;
+    Ok(RemotingCommand {
+        code: parsed.code.ok_or(CommandError::MissingCode)?,
+        language: parsed.language.unwrap_or(LanguageCode::JAVA),
+        version: parsed.version.unwrap_or(0),
+        opaque: parsed.opaque.unwrap_or(0),
+        flag: parsed.flag.unwrap_or(0),
+        remark: parsed.remark,
+        ext_fields: parsed.ext_fields.unwrap_or_default(),
+        body: Bytes::new(),
+        serialize_type: SerializeType::Json,
+    })
+}
+
+/// A JSON scalar seen as text: strings as they are, numbers in decimal,
+/// booleans as `true`/`false`; `None` for null.
+struct ScalarText(Option<String>);
+
+impl<'de> Deserialize<'de> for ScalarText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ScalarText;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, number, boolean or null")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ScalarText, E> {
+                Ok(ScalarText(Some(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<ScalarText, E> {
+                Ok(ScalarText(Some(v)))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ScalarText, E> {
+                Ok(ScalarText(Some(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ScalarText, E> {
+                Ok(ScalarText(Some(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ScalarText, E> {
+                Ok(ScalarText(Some(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ScalarText, E> {
+                // JavaScript clients may send integral values as floats.
+                if v.fract() == 0.0 && v.abs() < 9.007_199_254_740_992e15 {
+                    Ok(ScalarText(Some((v as i64).to_string())))
+                } else {
+                    Ok(ScalarText(Some(v.to_string())))
+                }
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<ScalarText, E> {
+                Ok(ScalarText(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<ScalarText, E> {
+                Ok(ScalarText(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ScalarText, A::Error> {
+                let value: serde_json::Value =
+                    Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ScalarText(Some(value.to_string())))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<ScalarText, A::Error> {
+                let value: serde_json::Value =
+                    Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(ScalarText(Some(value.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(ScalarText::deserialize(d)?.0)
+}
+
+fn lenient_i32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    match ScalarText::deserialize(d)?.0 {
+        None => Ok(None),
+        Some(text) => text
+            .trim()
+            .parse::<i64>()
+            .map(|v| Some(v as i32))
+            .map_err(|_| de::Error::custom(format!("expected an integer, got {text:?}"))),
+    }
+}
+
+fn lenient_language<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LanguageCode>, D::Error> {
+    Ok(ScalarText::deserialize(d)?.0.map(|text| {
+        LanguageCode::from_name(&text)
+            .or_else(|| text.parse::<u8>().ok().map(LanguageCode::from_num))
+            .unwrap_or(LanguageCode::OTHER)
+    }))
+}
+
+fn lenient_ext<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ExtFields>, D::Error> {
+    let raw: Option<BTreeMap<String, ScalarText>> = Option::deserialize(d)?;
+    Ok(raw.map(|map| {
+        map.into_iter()
+            .filter_map(|(k, v)| v.0.map(|v| (k, v)))
+            .collect()
+    }))
+}
+
+// ------------------------------------------------------------ binary input
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], CommandError> {
+        if self.buf.len() - self.pos < n {
+            return Err(CommandError::Binary {
+                what,
+                offset: self.pos,
+            });
+        }
+        let slice = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(slice)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, CommandError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn i16(&mut self, what: &'static str) -> Result<i16, CommandError> {
+        Ok((&self.take(2, what)?[..]).get_i16())
+    }
+    fn i32(&mut self, what: &'static str) -> Result<i32, CommandError> {
+        Ok((&self.take(4, what)?[..]).get_i32())
+    }
+
+    fn string(&mut self, len: usize, what: &'static str) -> Result<String, CommandError> {
+        let offset = self.pos;
+        let bytes = self.take(len, what)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| CommandError::Binary { what, offset })
+    }
+}
+
+fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand, CommandError> {
+    let mut r = Reader {
+        buf: header,
+        pos: 0,
+    };
+    let code = r.i16("code")? as i32;
+    let language = LanguageCode::from_num(r.u8("language")?);
+    let version = r.i16("version")? as i32;
+    let opaque = r.i32("opaque")?;
+    let flag = r.i32("flag")?;
+    let remark_len = non_negative(r.i32("remark length")?, "remark length", r.pos)?;
+    let remark = if remark_len == 0 {
+        None
+    } else {
+        Some(r.string(remark_len, "remark")?)
+    };
+    let ext_len = non_negative(r.i32("ext length")?, "ext length", r.pos)?;
+    let ext_start = r.pos;
+    let ext_bytes = r.take(ext_len, "ext fields")?;
+    let mut ext_fields = ExtFields::new();
+    let mut er = Reader {
+        buf: ext_bytes,
+        pos: 0,
+    };
+    while er.pos < ext_bytes.len() {
+        let key_len = er.i16("ext key length").map_err(|e| shift(e, ext_start))? as u16 as usize;
+        let key = er
+            .string(key_len, "ext key")
+            .map_err(|e| shift(e, ext_start))?;
+        let val_len = er
+            .i32("ext value length")
+            .map_err(|e| shift(e, ext_start))?;
+        let val_len = non_negative(val_len, "ext value length", ext_start + er.pos)
+            .map_err(|e| shift(e, 0))?;
+        let value = er
+            .string(val_len, "ext value")
+            .map_err(|e| shift(e, ext_start))?;
+        if !key.is_empty() && !value.is_empty() {
+            ext_fields.insert(key, value);
+        }
+    }
+    Ok(RemotingCommand {
+        code,
+        language,
+        version,
+        opaque,
+        flag,
+        remark,
+        ext_fields,
+        body: Bytes::new(),
+        serialize_type: SerializeType::RocketMq,
+    })
+}
+
+fn non_negative(value: i32, what: &'static str, offset: usize) -> Result<usize, CommandError> {
+    usize::try_from(value).map_err(|_| CommandError::Binary { what, offset })
+}
+
+fn shift(err: CommandError, by: usize) -> CommandError {
+    match err {
+        CommandError::Binary { what, offset } => CommandError::Binary {
+            what,
+            offset: offset + by,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::FrameCodec;
+
+    fn route_request(serialize_type: SerializeType) -> RemotingCommand {
+        let mut cmd = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC, 1);
+        cmd.language = LanguageCode::JAVA;
+        cmd.version = 409;
+        cmd.serialize_type = serialize_type;
+        cmd.ext_fields.insert("topic".into(), "TopicTest".into());
+        cmd
+    }
+
+    /// The byte-exact worked example of the reference, §1.4a (JSON).
+    #[test]
+    fn golden_json_route_request() {
+        let bytes = route_request(SerializeType::Json).to_bytes();
+        let text = r#"{"code":105,"extFields":{"topic":"TopicTest"},"flag":0,"language":"JAVA","opaque":1,"serializeTypeCurrentRPC":"JSON","version":409}"#;
+        assert_eq!(text.len(), 131);
+        assert_eq!(&bytes[..8], &[0, 0, 0, 0x87, 0, 0, 0, 0x83]);
+        assert_eq!(&bytes[8..], text.as_bytes());
+    }
+
+    /// The byte-exact worked example of the reference, §1.4a (ROCKETMQ).
+    #[test]
+    fn golden_binary_route_request() {
+        let bytes = route_request(SerializeType::RocketMq).to_bytes();
+        let hex = "0000002d010000290069000199000000010000000000000000000000140005746f70696300000009546f70696354657374";
+        let expected: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(&bytes[..], &expected[..]);
+        let mut buf = BytesMut::from(&expected[..]);
+        let frame = FrameCodec::default().decode(&mut buf).unwrap().unwrap();
+        let cmd = RemotingCommand::decode(frame).unwrap();
+        assert_eq!(cmd, route_request(SerializeType::RocketMq));
+    }
+
+    #[test]
+    fn lenient_json_input() {
+        let header = br#"{"code":"310","opaque":7,"flag":0,"remark":null,"extFields":{"e":3,"k":false,"x":null,"f":1.0,"a":"pg"},"unknown":[1,2]}"#;
+        let cmd = RemotingCommand::decode(RawFrame {
+            serialize_type: 0,
+            header: Bytes::from_static(header),
+            body: Bytes::from_static(b"hello"),
+        })
+        .unwrap();
+        assert_eq!(cmd.code, 310);
+        assert_eq!(cmd.language, LanguageCode::JAVA);
+        assert_eq!(cmd.remark, None);
+        assert_eq!(cmd.ext("e"), Some("3"));
+        assert_eq!(cmd.ext("k"), Some("false"));
+        assert_eq!(cmd.ext("f"), Some("1"));
+        assert_eq!(cmd.ext("x"), None);
+        assert_eq!(&cmd.body[..], b"hello");
+    }
+
+    #[test]
+    fn response_is_strict() {
+        let req = route_request(SerializeType::Json);
+        let resp = req
+            .reply(
+                ResponseCode::TOPIC_NOT_EXIST,
+                Some("no \"route\"".to_string()),
+            )
+            .with_ext("queueId", 3);
+        let text = String::from_utf8(resp.encode_json_header()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["code"], 17);
+        assert_eq!(value["flag"], 1);
+        assert_eq!(value["opaque"], 1);
+        assert_eq!(value["extFields"]["queueId"], "3");
+        assert_eq!(value["remark"], "no \"route\"");
+        assert_eq!(value["version"], SATURN_REMOTING_VERSION);
+        let empty = req.success().encode_json_header();
+        assert!(String::from_utf8(empty)
+            .unwrap()
+            .contains("\"extFields\":{}"));
+    }
+
+    #[test]
+    fn binary_errors_name_the_field() {
+        let err = decode_binary_header(&[0, 105, 0]).unwrap_err();
+        assert!(matches!(
+            err,
+            CommandError::Binary {
+                what: "version",
+                ..
+            }
+        ));
+        let mut h = route_request(SerializeType::RocketMq).encode_binary_header();
+        h[13..17].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(matches!(
+            decode_binary_header(&h),
+            Err(CommandError::Binary {
+                what: "remark length",
+                ..
+            })
+        ));
+    }
+}

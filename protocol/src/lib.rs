@@ -1,0 +1,19 @@
+//! RocketMQ remoting wire formats, with no I/O and no runtime.
+//!
+//! * [`frame`]: length-prefixed frames and the incremental decoder.
+//! * [`command`]: `RemotingCommand` with JSON and ROCKETMQ binary headers.
+//! * [`code`]: request and response codes.
+//! * [`header`]: typed custom headers carried in `extFields`.
+//! * [`body`]: JSON bodies (routes, heartbeats, topic configs, ...).
+//! * [`message`]: the stored-message format, properties, message ids, tag hash, body CRC.
+
+pub mod body;
+pub mod code;
+pub mod command;
+pub mod frame;
+pub mod header;
+pub mod message;
+
+pub use code::{LanguageCode, RequestCode, ResponseCode};
+pub use command::{ExtFields, RemotingCommand, SerializeType};
+pub use frame::{FrameCodec, FrameError, RawFrame, DEFAULT_MAX_FRAME_SIZE};

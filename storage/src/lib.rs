@@ -1,0 +1,1 @@
+//! Per-shard store (see issue 3).
