@@ -1,1 +1,63 @@
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use namesrv::{NameServer, NamesrvConfig, ServerConfig};
+
+/// Saturn's RocketMQ-compatible name server.
+#[derive(Parser, Debug)]
+#[command(name = "saturn-namesrv", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:9876")]
+    listen: SocketAddr,
+    /// A broker that has not registered for this long is dropped (ms).
+    #[arg(long, default_value_t = 120_000)]
+    broker_expiry_ms: u64,
+    /// How often expiry is checked (ms).
+    #[arg(long, default_value_t = 5_000)]
+    scan_interval_ms: u64,
+    /// Persist KV config to this file (in memory only when absent).
+    #[arg(long)]
+    kv_config: Option<PathBuf>,
+    /// Put orderTopicConf from the ORDER_TOPIC_CONFIG namespace into routes.
+    #[arg(long)]
+    order_message_enable: bool,
+    /// Largest frame accepted, in bytes.
+    #[arg(long, default_value_t = protocol::DEFAULT_MAX_FRAME_SIZE)]
+    max_frame_size: usize,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = ServerConfig {
+        listen: args.listen,
+        namesrv: NamesrvConfig {
+            broker_expiry: Duration::from_millis(args.broker_expiry_ms),
+            kv_config_path: args.kv_config,
+            order_message_enable: args.order_message_enable,
+        },
+        scan_interval: Duration::from_millis(args.scan_interval_ms),
+        max_frame_size: args.max_frame_size,
+        ..ServerConfig::default()
+    };
+    let server = match NameServer::start(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("saturn-namesrv: cannot listen on {}: {e}", args.listen);
+            std::process::exit(1);
+        }
+    };
+    // Tests and scripts read this line to learn the port.
+    println!("saturn-namesrv listening on {}", server.local_addr());
+    tracing::info!(addr = %server.local_addr(), "name server started");
+    server.wait();
+}
