@@ -679,20 +679,29 @@ impl SubscriptionData {
     }
 
     /// Whether a consume-queue entry's tag code passes this subscription.
-    /// When the client sent tags but no codes, the codes are derived.
+    /// Codes are derived from the tags whenever tags are present: the C++
+    /// client sends `codeSet` full of zeros.
     pub fn matches_tag_code(&self, tag_code: i64) -> bool {
         if self.is_all() {
             return true;
         }
+        if !self.tags_set.is_empty() {
+            return self
+                .tags_set
+                .iter()
+                .any(|t| java_hash(t) as i64 == tag_code);
+        }
         if !self.code_set.is_empty() {
             return self.code_set.contains(&(tag_code as i32));
         }
-        self.tags_set
-            .iter()
+        // An expression whose tags were not listed: derive them.
+        self.sub_string
+            .split("||")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
             .any(|t| java_hash(t) as i64 == tag_code)
     }
 }
-
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]

@@ -2,8 +2,8 @@
 //! (reference §1.8 and §2).
 //!
 //! Decoding follows the Java rules: strings as they are, integers parsed in
-//! decimal, booleans `true` when the text is `true` in any case (anything
-//! else is false). A required field that is missing, or a number that does not
+//! decimal, booleans `true` when the text is `true` in any case or `1`
+//! (anything else is false). A required field that is missing, or a number that does not
 //! parse, is a [`HeaderError`] naming the field, which a server turns into a
 //! response with a remark.
 
@@ -51,8 +51,11 @@ impl Scalar for String {
 }
 
 impl Scalar for bool {
+    /// Java's `Boolean.parseBoolean`, plus `1`: the C++ client sends
+    /// booleans as `"0"`/`"1"`.
     fn parse(text: &str) -> Option<Self> {
-        Some(text.trim().eq_ignore_ascii_case("true"))
+        let t = text.trim();
+        Some(t.eq_ignore_ascii_case("true") || t == "1")
     }
     fn render(&self) -> String {
         self.to_string()
