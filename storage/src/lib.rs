@@ -1,1 +1,81 @@
-//! Per-shard store (see issue 3).
+//! Saturn's per-shard store: a direct-I/O commit log of RocketMQ stored messages, consume
+//! queues, a key index, group-commit flushing, checkpoints, recovery and retention.
+//!
+//! One [`Store`] per shard, driven from that shard's glommio executor (it is `!Send`).
+//!
+//! # On disk
+//!
+//! ```text
+//! <dir>/checkpoint                     durable offset + consume-queue manifest (CRC32C)
+//! <dir>/commitlog/<20-digit base>      segment files, `segment_size` bytes each
+//! <dir>/commitlog/<base>.idx           record table + key index of a sealed segment
+//! <dir>/commitlog/free/                spare (recycled or pre-written) segments
+//! <dir>/consumequeue/<topic>/<qid>/<20-digit first entry>   20-byte entries
+//! ```
+//!
+//! **Commit log.** Records are RocketMQ stored messages (magic 0xDAA320A7, IPv4 hosts unless
+//! IPv6 addresses are given) with QUEUEOFFSET, PHYSICALOFFSET and STORETIMESTAMP filled in at
+//! append, so the bytes go to consumers unchanged. A record is placed in a segment only if 8
+//! bytes stay free after it; otherwise an 8-byte blank marker (TOTALSIZE = the rest of the
+//! segment, magic 0xCBD43194) ends the segment and the record starts the next one. Segments are
+//! created at full size and written with zeros once (or recycled from retention), so commits
+//! overwrite allocated, initialized blocks. Appends go to memory; the flusher writes the dirty
+//! range with O_DIRECT in block-aligned chunks (`write_chunk_bytes`, `write_depth` in flight),
+//! rewriting the partial last block, then fdatasyncs.
+//!
+//! **Integrity.** Every record carries RocketMQ's own checks (magic, TOTALSIZE, BODYCRC over the
+//! body) and its PHYSICALOFFSET, which must equal its position. In addition the store keeps a
+//! CRC32C of every record's full bytes, computed before it is written: in memory for the active
+//! segment and in the segment's `.idx` record table (itself CRC32C-protected) once sealed. Every
+//! record read back from disk is checked against all of these before it is returned; a record
+//! that fails is reported (error log, skipped) and never served. Recovery checks the same
+//! (CRC32C excepted for the active segment, whose table it rebuilds) for everything it scans.
+//! A torn 4 KiB block write under power loss could damage already-durable records of the same
+//! block (the partial block is rewritten in place); SIGKILL cannot tear a write.
+//!
+//! **Consume queues** are derived data: appended in memory at append, written and fdatasynced
+//! by the checkpointer every `checkpoint_interval`, and rebuilt from the commit log by recovery
+//! beyond the checkpoint (or from the oldest segment when one is missing or behind the
+//! checkpoint's manifest). Dispatch during recovery is idempotent: a record is queued only if
+//! its stored QUEUEOFFSET is the queue's next offset.
+//!
+//! **Index.** `topic#key` for each KEYS token and `topic#UNIQ_KEY` → record position, per
+//! segment, with the segment's store-time bounds; queries confirm candidates against the record.
+//!
+//! **Durability contract.** [`Store::append`] returns when the records are in memory, with their
+//! offsets. Under [`FlushMode::Sync`], [`Store::wait_durable`] resolves after the fdatasync that
+//! covers them (appends that arrive during a flush share the next one), and readers (pulls,
+//! offsets, lookups by id) see a record only once it is durable. Under [`FlushMode::Async`],
+//! records are visible at once and flushed every `flush_interval` or `flush_dirty_bytes`.
+//! `wait_durable` gives up after `flush_timeout` with [`StoreError::FlushTimeout`]; the record
+//! stays stored and becomes durable with the flush in progress.
+//!
+//! **Checkpoint and recovery.** See [`recovery`](crate::recovery) (module docs): start from the
+//! checkpoint, verify forward, truncate a torn tail (zeroing what a crashed flush may have left
+//! after it), skip and report corruption below the checkpoint, rebuild queues and indexes.
+//!
+//! **Memory** is bounded by `hot_cache_bytes` (recent commit-log bytes), `max_dirty_bytes`
+//! (unflushed bytes: appends fail with [`StoreError::Busy`] beyond it, see
+//! [`Store::writable`]), `cq_cache_entries` per queue, the active segment's index (16-24 bytes
+//! per record of one segment), and two loaded sealed-segment indexes.
+
+mod checkpoint;
+mod commitlog;
+mod config;
+mod cq;
+mod error;
+pub mod io;
+mod notify;
+mod read;
+pub mod recovery;
+mod retention;
+mod seg_index;
+mod store;
+
+pub use config::{FlushMode, SegmentInit, StoreConfig};
+pub use error::{Result, StoreError};
+pub use notify::Notified;
+pub use store::{
+    AppendResult, AppendedRecord, GetResult, GetStatus, MessageToStore, QueueInfo, RecoveryReport,
+    Store,
+};

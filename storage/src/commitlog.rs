@@ -1,0 +1,162 @@
+//! The commit log's in-memory side: segment bookkeeping, the append buffer and the hot-tail
+//! cache of recently appended bytes, and the planning of aligned flush writes.
+//!
+//! Appended records are encoded into a `BytesMut` and frozen into immutable pieces, one per
+//! append call; readers get `Bytes` slices of the pieces. A piece is dropped once it is durable,
+//! beyond the hot-cache budget, and not part of the block the next flush rewrites.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::io::{align_down, align_up, File};
+use crate::seg_index::SegIndex;
+
+pub fn segment_name(base: u64) -> String {
+    format!("{base:020}")
+}
+
+pub struct Piece {
+    pub start: u64,
+    pub data: Bytes,
+}
+
+impl Piece {
+    pub fn end(&self) -> u64 {
+        self.start + self.data.len() as u64
+    }
+}
+
+/// What is known about a sealed segment without loading its index.
+#[derive(Debug, Clone, Copy)]
+pub struct SealedInfo {
+    pub min_ts: i64,
+    pub max_ts: i64,
+    /// Whether `<base>.idx` is on disk (else it is being written, or must be rebuilt).
+    pub idx_on_disk: bool,
+}
+
+pub struct CommitLog {
+    pub dir: PathBuf,
+    pub segment_size: u64,
+    /// Open segment files by base offset (only those the flusher or readers touched).
+    pub files: BTreeMap<u64, Rc<File>>,
+    /// Bases of all segments in use, oldest first; the last is active.
+    pub segments: BTreeMap<u64, Option<SealedInfo>>,
+    /// Next append offset.
+    pub write_pos: u64,
+    /// Everything below is durable.
+    pub flushed: u64,
+    /// Oldest offset still stored.
+    pub min_offset: u64,
+    pub pieces: VecDeque<Piece>,
+    pub cache_bytes: usize,
+    pub buf: BytesMut,
+    /// Index of the active segment.
+    pub active: SegIndex,
+    /// Indexes of sealed segments whose `.idx` file is not written yet.
+    pub sealing: BTreeMap<u64, Rc<SegIndex>>,
+    /// Recently loaded sealed indexes (tiny LRU, newest last).
+    pub loaded: VecDeque<(u64, Rc<SegIndex>)>,
+}
+
+impl CommitLog {
+    pub fn new(dir: &Path, segment_size: u64) -> Self {
+        CommitLog {
+            dir: dir.to_path_buf(),
+            segment_size,
+            files: BTreeMap::new(),
+            segments: BTreeMap::new(),
+            write_pos: 0,
+            flushed: 0,
+            min_offset: 0,
+            pieces: VecDeque::new(),
+            cache_bytes: 0,
+            buf: BytesMut::new(),
+            active: SegIndex::new(),
+            sealing: BTreeMap::new(),
+            loaded: VecDeque::new(),
+        }
+    }
+
+    pub fn segment_path(&self, base: u64) -> PathBuf {
+        self.dir.join(segment_name(base))
+    }
+
+    pub fn idx_path(&self, base: u64) -> PathBuf {
+        self.dir.join(format!("{}.idx", segment_name(base)))
+    }
+
+    pub fn base_of(&self, offset: u64) -> u64 {
+        offset - offset % self.segment_size
+    }
+
+    pub fn active_base(&self) -> u64 {
+        self.base_of(self.write_pos)
+    }
+
+    /// Freezes what was encoded since the last call into a piece.
+    pub fn seal_piece(&mut self, start: u64) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let data = self.buf.split().freeze();
+        self.cache_bytes += data.len();
+        debug_assert!(self.pieces.back().map_or(true, |p| p.end() <= start));
+        self.pieces.push_back(Piece { start, data });
+    }
+
+    /// `[offset, offset+len)` from the hot cache, if one piece holds it all.
+    pub fn cached(&self, offset: u64, len: usize) -> Option<Bytes> {
+        let end = offset + len as u64;
+        let first = self.pieces.front()?;
+        if offset < first.start {
+            return None;
+        }
+        let i = self.pieces.partition_point(|p| p.start <= offset);
+        let p = self.pieces.get(i.checked_sub(1)?)?;
+        if end > p.end() {
+            return None;
+        }
+        let lo = (offset - p.start) as usize;
+        Some(p.data.slice(lo..lo + len))
+    }
+
+    /// Bytes `[from, to)` (within one segment) as a zero-padded, block-aligned image starting at
+    /// `align_down(from)`; what no piece covers stays zero. Pieces cover everything from
+    /// `align_down(flushed)` on.
+    pub fn image(&self, from: u64, to: u64) -> (u64, Vec<u8>) {
+        let a = align_down(from);
+        let b = align_up(to);
+        let mut out = vec![0u8; (b - a) as usize];
+        let i = self.pieces.partition_point(|p| p.end() <= a);
+        for p in self.pieces.iter().skip(i) {
+            if p.start >= to {
+                break;
+            }
+            let lo = p.start.max(a);
+            let hi = p.end().min(to);
+            if lo < hi {
+                out[(lo - a) as usize..(hi - a) as usize]
+                    .copy_from_slice(&p.data[(lo - p.start) as usize..(hi - p.start) as usize]);
+            }
+        }
+        (a, out)
+    }
+
+    /// Drops durable pieces beyond the cache budget, keeping the block the next flush rewrites.
+    pub fn evict(&mut self, budget: usize) {
+        let keep = align_down(self.flushed);
+        while self.cache_bytes > budget {
+            match self.pieces.front() {
+                Some(p) if p.end() <= keep => {
+                    self.cache_bytes -= p.data.len();
+                    self.pieces.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+}

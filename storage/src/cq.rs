@@ -1,0 +1,189 @@
+//! Consume queues: per (topic, queue id), 20-byte entries (commit-log offset 8, size 4, tags
+//! code 8). A queue starts at entry `start` (0, or wherever it was rebuilt from); entry n lives
+//! at byte (n - start)*20 of the queue's stream, split over files of `cq_file_entries` entries
+//! named by their first entry index (20 digits). Retention deletes whole files from the front,
+//! so the oldest file's name is a valid `start` after a restart.
+//!
+//! Entries are appended in memory as records are appended and written to disk by the
+//! checkpointer (aligned writes; the partial last block is rewritten). They are derived data:
+//! recovery rebuilds whatever the commit log holds beyond them.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::io::{align_down, align_up, File, BLOCK};
+use crate::notify::Notify;
+
+pub const CQ_ENTRY: u64 = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CqEntry {
+    pub phys: i64,
+    pub size: i32,
+    pub tags: i64,
+}
+
+impl CqEntry {
+    pub fn encode(&self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&self.phys.to_be_bytes());
+        out[8..12].copy_from_slice(&self.size.to_be_bytes());
+        out[12..20].copy_from_slice(&self.tags.to_be_bytes());
+    }
+
+    pub fn decode(b: &[u8]) -> CqEntry {
+        let mut p = [0u8; 8];
+        p.copy_from_slice(&b[..8]);
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&b[12..20]);
+        CqEntry {
+            phys: i64::from_be_bytes(p),
+            size: i32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+            tags: i64::from_be_bytes(t),
+        }
+    }
+
+    /// An all-zero slot marks the end of the written entries.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+}
+
+pub fn file_name(first_entry: u64) -> String {
+    format!("{first_entry:020}")
+}
+
+pub struct ConsumeQueue {
+    pub topic: String,
+    pub queue_id: i32,
+    pub dir: PathBuf,
+    pub file_entries: u64,
+    /// Open files by file number (first entry / file_entries).
+    pub files: BTreeMap<u64, Rc<File>>,
+    /// First entry whose record still exists.
+    pub min: u64,
+    /// Next entry index to append.
+    pub max: u64,
+    /// Entries readers may see (lags `max` under SYNC_FLUSH until the records are durable).
+    pub visible: u64,
+    /// Entries `[mem_start, max)` are in memory.
+    pub mem: VecDeque<CqEntry>,
+    pub mem_start: u64,
+    /// Entries `[0, flushed)` are durable on disk.
+    pub flushed: u64,
+    /// First entry index this queue ever had on disk (entries before it are zeros).
+    pub start: u64,
+    pub waiters: Rc<Notify>,
+}
+
+/// A block-aligned write of one queue file.
+pub struct CqWrite {
+    pub file_no: u64,
+    pub pos: u64,
+    pub data: Vec<u8>,
+}
+
+impl ConsumeQueue {
+    pub fn new(root: &Path, topic: &str, queue_id: i32, file_entries: u64, start: u64) -> Self {
+        ConsumeQueue {
+            topic: topic.to_string(),
+            queue_id,
+            dir: root.join(topic).join(queue_id.to_string()),
+            file_entries,
+            files: BTreeMap::new(),
+            min: start,
+            max: start,
+            visible: start,
+            mem: VecDeque::new(),
+            mem_start: start,
+            flushed: start,
+            start,
+            waiters: Rc::new(Notify::default()),
+        }
+    }
+
+    pub fn file_path(&self, file_no: u64) -> PathBuf {
+        self.dir
+            .join(file_name(self.start + file_no * self.file_entries))
+    }
+
+    /// (file number, byte position in that file) of entry `idx`.
+    pub fn locate(&self, idx: u64) -> (u64, u64) {
+        let rel = idx - self.start;
+        let file_no = rel / self.file_entries;
+        (file_no, (rel - file_no * self.file_entries) * CQ_ENTRY)
+    }
+
+    pub fn push(&mut self, e: CqEntry) {
+        self.mem.push_back(e);
+        self.max += 1;
+    }
+
+    pub fn mem_entry(&self, idx: u64) -> Option<CqEntry> {
+        if idx < self.mem_start || idx >= self.max {
+            return None;
+        }
+        self.mem.get((idx - self.mem_start) as usize).copied()
+    }
+
+    /// The writes that make entries `[flushed, max)` durable (none when clean). The block holding
+    /// `flushed` is rewritten whole, from memory.
+    pub fn pending_writes(&self) -> Vec<CqWrite> {
+        if self.flushed >= self.max {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let byte_start = align_down((self.flushed - self.start) * CQ_ENTRY);
+        let byte_end = (self.max - self.start) * CQ_ENTRY;
+        let file_bytes = self.file_entries * CQ_ENTRY;
+        let mut pos = byte_start;
+        while pos < byte_end {
+            let file_no = pos / file_bytes;
+            let file_end = (file_no + 1) * file_bytes;
+            let end = byte_end.min(file_end);
+            let mut data = vec![0u8; (align_up(end) - pos) as usize];
+            let first = self.start + pos / CQ_ENTRY;
+            let last = self.start + end.div_ceil(CQ_ENTRY);
+            let mut slot = [0u8; CQ_ENTRY as usize];
+            for idx in first..last {
+                // Entries before mem_start are only those that never existed (before `start`):
+                // eviction keeps the block holding `flushed` in memory.
+                let Some(e) = self.mem_entry(idx) else {
+                    debug_assert!(idx < self.start || idx >= self.max);
+                    continue;
+                };
+                e.encode(&mut slot);
+                let ebyte = (idx - self.start) * CQ_ENTRY;
+                // Copy the part of [ebyte, ebyte+20) that falls in [pos, end).
+                let lo = ebyte.max(pos);
+                let hi = (ebyte + CQ_ENTRY).min(end);
+                if lo < hi {
+                    data[(lo - pos) as usize..(hi - pos) as usize]
+                        .copy_from_slice(&slot[(lo - ebyte) as usize..(hi - ebyte) as usize]);
+                }
+            }
+            out.push(CqWrite {
+                file_no,
+                pos: pos - file_no * file_bytes,
+                data,
+            });
+            pos = end.min(file_end);
+            debug_assert!(pos == byte_end || pos % BLOCK == 0);
+        }
+        out
+    }
+
+    /// Records that entries below `upto` are durable, and trims memory to `cache` entries while
+    /// keeping the block that the next flush rewrites.
+    pub fn flushed_to(&mut self, upto: u64, cache: usize) {
+        self.flushed = self.flushed.max(upto);
+        let keep_from = (self.start
+            + align_down((self.flushed - self.start) * CQ_ENTRY) / CQ_ENTRY)
+            .min(self.max.saturating_sub(cache as u64))
+            .max(self.mem_start);
+        while self.mem_start < keep_from {
+            self.mem.pop_front();
+            self.mem_start += 1;
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The narrow seam between the store and the runtime's disk I/O.
+//!
+//! Everything the store does to files goes through [`File`] (O_DIRECT file: aligned reads and
+//! writes, fdatasync, pre-allocation) and the few directory helpers below, so that glommio could
+//! be replaced without touching the store's logic. Errors name the operation, file and offset.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
+
+use crate::error::{Result, StoreError};
+
+/// O_DIRECT block size the store aligns every write to.
+pub const BLOCK: u64 = 4096;
+
+pub fn align_down(x: u64) -> u64 {
+    x & !(BLOCK - 1)
+}
+
+pub fn align_up(x: u64) -> u64 {
+    (x + BLOCK - 1) & !(BLOCK - 1)
+}
+
+/// A buffer suitable for O_DIRECT writes (block-aligned memory).
+pub type IoBuf = DmaBuffer;
+
+/// A file opened for direct I/O, read and write.
+pub struct File {
+    inner: DmaFile,
+    path: PathBuf,
+}
+
+fn gio<T>(r: glommio::Result<T, ()>) -> std::io::Result<T> {
+    r.map_err(std::io::Error::from)
+}
+
+impl File {
+    /// Opens `path` read+write with O_DIRECT, creating it when `create`.
+    pub async fn open(path: &Path, create: bool) -> Result<File> {
+        let inner = gio(OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .dma_open(path)
+            .await)
+        .map_err(|e| StoreError::io("open", path, None, e))?;
+        Ok(File {
+            inner,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// An aligned buffer of `size` bytes (a multiple of [`BLOCK`]), zero-filled.
+    pub fn alloc(&self, size: usize) -> IoBuf {
+        debug_assert_eq!(size as u64 % BLOCK, 0);
+        let mut b = self.inner.alloc_dma_buffer(size);
+        b.as_bytes_mut().fill(0);
+        b
+    }
+
+    /// Writes the whole buffer at `pos` (both block-aligned).
+    pub async fn write_at(&self, buf: IoBuf, pos: u64) -> Result<()> {
+        debug_assert_eq!(pos % BLOCK, 0);
+        let len = buf.len();
+        let n = gio(self.inner.write_at(buf, pos).await)
+            .map_err(|e| StoreError::io("write", &self.path, Some(pos), e))?;
+        if n != len {
+            return Err(StoreError::io(
+                "write",
+                &self.path,
+                Some(pos),
+                std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("short write: {n} of {len} bytes"),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads up to `len` bytes at `pos` (any alignment; fewer at end of file) into fresh memory.
+    pub async fn read_at(&self, pos: u64, len: usize) -> Result<Bytes> {
+        let r = gio(self.inner.read_at(pos, len).await)
+            .map_err(|e| StoreError::io("read", &self.path, Some(pos), e))?;
+        Ok(Bytes::copy_from_slice(&r))
+    }
+
+    /// Reads exactly `len` bytes at `pos`, failing on a short read.
+    pub async fn read_exact_at(&self, pos: u64, len: usize) -> Result<Bytes> {
+        let b = self.read_at(pos, len).await?;
+        if b.len() != len {
+            return Err(StoreError::io(
+                "read",
+                &self.path,
+                Some(pos),
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("short read: {} of {len} bytes", b.len()),
+                ),
+            ));
+        }
+        Ok(b)
+    }
+
+    pub async fn fdatasync(&self) -> Result<()> {
+        gio(self.inner.fdatasync().await)
+            .map_err(|e| StoreError::io("fdatasync", &self.path, None, e))
+    }
+
+    /// Allocates blocks up to `size` (the file size becomes `size`).
+    pub async fn pre_allocate(&self, size: u64) -> Result<()> {
+        gio(self.inner.pre_allocate(size, false).await)
+            .map_err(|e| StoreError::io("fallocate", &self.path, Some(size), e))
+    }
+
+    pub async fn truncate(&self, size: u64) -> Result<()> {
+        gio(self.inner.truncate(size).await)
+            .map_err(|e| StoreError::io("truncate", &self.path, Some(size), e))
+    }
+
+    pub async fn size(&self) -> Result<u64> {
+        gio(self.inner.file_size().await).map_err(|e| StoreError::io("stat", &self.path, None, e))
+    }
+
+    pub async fn close(self) -> Result<()> {
+        let path = self.path;
+        gio(self.inner.close().await).map_err(|e| StoreError::io("close", &path, None, e))
+    }
+
+    /// Writes zeros over `[from, to)` (block-aligned) in chunks of at most `chunk` bytes, with up
+    /// to `depth` writes in flight.
+    pub async fn zero_range(
+        self: &Rc<Self>,
+        from: u64,
+        to: u64,
+        chunk: usize,
+        depth: usize,
+    ) -> Result<()> {
+        debug_assert!(from % BLOCK == 0 && to % BLOCK == 0);
+        let mut pos = from;
+        let mut inflight = std::collections::VecDeque::new();
+        while pos < to {
+            let n = (to - pos).min(chunk as u64);
+            let buf = self.alloc(n as usize);
+            let f = self.clone();
+            inflight.push_back(glommio::spawn_local(
+                async move { f.write_at(buf, pos).await },
+            ));
+            pos += n;
+            if inflight.len() >= depth {
+                if let Some(t) = inflight.pop_front() {
+                    t.await?;
+                }
+            }
+        }
+        while let Some(t) = inflight.pop_front() {
+            t.await?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes glommio decide correctly whether the disk under `dir` supports polled I/O.
+///
+/// glommio probes a device once per process, on the first direct-I/O file opened on it, by
+/// reading its first block; an empty file makes that read succeed trivially and the device is
+/// then wrongly taken as pollable (every later read fails with EOPNOTSUPP on disks without
+/// poll queues, as here). So the store opens a non-empty file first.
+pub async fn probe_device(dir: &Path) -> Result<()> {
+    let path = dir.join(".io-probe");
+    std::fs::write(&path, vec![0u8; BLOCK as usize])
+        .map_err(|e| StoreError::io("write", &path, None, e))?;
+    let f = File::open(&path, false).await?;
+    let r = f.read_exact_at(0, BLOCK as usize).await;
+    f.close().await?;
+    remove_file(&path)?;
+    r.map(|_| ())
+}
+
+pub fn create_dir_all(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::io("mkdir", dir, None, e))
+}
+
+/// Names of the entries of `dir` (empty when `dir` does not exist).
+pub fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io("readdir", dir, None, e)),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| StoreError::io("readdir", dir, None, e))?;
+        if let Some(name) = entry.file_name().to_str() {
+            out.push(name.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| StoreError::io("rename", from, None, e))
+}
+
+pub fn remove_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io("unlink", path, None, e)),
+    }
+}
+
+pub fn remove_dir_all(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io("rmdir", path, None, e)),
+    }
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
+
+/// Makes directory entries (creations, renames) durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::io("fsync dir", dir, None, e))
+}
+
+/// Fraction of the file system holding `dir` that is in use (0.0 ..= 1.0).
+pub fn disk_used_ratio(dir: &Path) -> Result<f64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| StoreError::io("statvfs", dir, None, std::io::Error::other(e)))?;
+    // SAFETY: `statvfs` is plain old data, so the all-zero value is valid; `c` is a NUL-terminated
+    // path that outlives the call, and `st` is a valid, exclusive pointer for the call's duration.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: see above.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(StoreError::io(
+            "statvfs",
+            dir,
+            None,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let total = st.f_blocks as f64;
+    if total == 0.0 {
+        return Ok(0.0);
+    }
+    Ok((total - st.f_bavail as f64) / total)
+}
+
+/// Modification time of `path` in ms since the epoch.
+pub fn mtime_ms(path: &Path) -> Result<i64> {
+    let m = std::fs::metadata(path).map_err(|e| StoreError::io("stat", path, None, e))?;
+    let t = m
+        .modified()
+        .map_err(|e| StoreError::io("stat", path, None, e))?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64))
+}

@@ -1,0 +1,485 @@
+//! Reads: pull by queue offset, by commit-log offset, by time, by key. Records come from the
+//! hot-tail cache when there, otherwise from aligned direct reads, verified before they are
+//! returned (structure, body CRC, position, and the CRC32C the store kept when it wrote them).
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use protocol::message::{property_value, RecordView};
+
+use crate::error::{Result, StoreError};
+use crate::io::File;
+use crate::seg_index::{key_hash, RecEntry, SegIndex};
+use crate::store::{cq_entries, visible_end, GetResult, GetStatus, Shared};
+
+/// Cold records closer than this are fetched with one read.
+const READ_SPAN_MAX: u64 = 1 << 20;
+/// Consume-queue entries examined per pull at least (RocketMQ examines 16000 bytes = 800).
+const SCAN_MIN: u64 = 800;
+/// Sealed-segment indexes kept loaded.
+const LOADED_MAX: usize = 2;
+
+pub(crate) async fn get_messages(
+    sh: &Shared,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+    max_count: usize,
+    max_bytes: usize,
+    filter: &dyn Fn(i64) -> bool,
+) -> GetResult {
+    let key = (topic.to_string(), queue_id);
+    let (min, max, cl_min) = {
+        let st = sh.st.borrow();
+        match st.queues.get(&key) {
+            None => {
+                return GetResult {
+                    status: GetStatus::NoMatchedLogicQueue,
+                    records: Vec::new(),
+                    next_begin_offset: 0,
+                    min_offset: 0,
+                    max_offset: 0,
+                }
+            }
+            Some(q) => (
+                q.min.min(q.visible) as i64,
+                q.visible as i64,
+                st.cl.min_offset,
+            ),
+        }
+    };
+    let result = |status, next| GetResult {
+        status,
+        records: Vec::new(),
+        next_begin_offset: next,
+        min_offset: min,
+        max_offset: max,
+    };
+    if max == 0 {
+        return result(GetStatus::NoMessageInQueue, 0);
+    }
+    if offset < min {
+        return result(GetStatus::OffsetTooSmall, min);
+    }
+    if offset == max {
+        return result(GetStatus::OffsetOverflowOne, offset);
+    }
+    if offset > max {
+        return result(
+            GetStatus::OffsetOverflowBadly,
+            if min == 0 { min } else { max },
+        );
+    }
+    let scan = ((max - offset) as u64).min(SCAN_MIN.max(max_count as u64));
+    let entries = match cq_entries(sh, &key, offset as u64, scan).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, topic, queue_id, offset, "reading consume queue");
+            return result(GetStatus::OffsetFoundNull, offset);
+        }
+    };
+    if entries.is_empty() {
+        return result(GetStatus::OffsetFoundNull, offset);
+    }
+    let mut picked: Vec<(u64, u32)> = Vec::new();
+    let mut bytes = 0usize;
+    let mut consumed = 0i64;
+    let mut removed = 0usize;
+    for e in &entries {
+        if picked.len() >= max_count.max(1) {
+            break;
+        }
+        if e.is_empty() {
+            break;
+        }
+        let size = e.size as usize;
+        if !picked.is_empty() && bytes + size > max_bytes {
+            break;
+        }
+        consumed += 1;
+        if (e.phys as u64) < cl_min {
+            removed += 1;
+            continue;
+        }
+        if !filter(e.tags) {
+            continue;
+        }
+        bytes += size;
+        picked.push((e.phys as u64, e.size as u32));
+    }
+    let fetched = fetch(sh, &picked).await;
+    let mut records = Vec::with_capacity(fetched.len());
+    for (r, (phys, _)) in fetched.into_iter().zip(&picked) {
+        match r {
+            Ok(b) => records.push(b),
+            Err(e) => {
+                tracing::error!(error = %e, offset = phys, "skipping a record that failed verification")
+            }
+        }
+    }
+    let status = if !records.is_empty() {
+        GetStatus::Found
+    } else if removed > 0 && removed as i64 == consumed {
+        GetStatus::MessageWasRemoving
+    } else {
+        GetStatus::NoMatchedMessage
+    };
+    GetResult {
+        status,
+        records,
+        next_begin_offset: offset + consumed,
+        min_offset: min,
+        max_offset: max,
+    }
+}
+
+/// Opens an existing segment file for reading.
+async fn segment_file(sh: &Shared, base: u64) -> Result<Rc<File>> {
+    let path = {
+        let st = sh.st.borrow();
+        if let Some(f) = st.cl.files.get(&base) {
+            return Ok(f.clone());
+        }
+        if !st.cl.segments.contains_key(&base) {
+            return Err(StoreError::NotFound {
+                offset: base,
+                reason: "segment deleted",
+            });
+        }
+        st.cl.segment_path(base)
+    };
+    let f = Rc::new(File::open(&path, false).await?);
+    Ok(sh.st.borrow_mut().cl.files.entry(base).or_insert(f).clone())
+}
+
+/// The record-table entry the store kept for the record at `phys`, if it knows the segment.
+async fn rec_entry(sh: &Shared, phys: u64) -> Result<Option<RecEntry>> {
+    let (base, pos, idx_path) = {
+        let st = sh.st.borrow();
+        let base = st.cl.base_of(phys);
+        let pos = (phys - base) as u32;
+        if base == st.cl.active_base() {
+            return Ok(st.cl.active.record(pos));
+        }
+        if let Some(i) = st.cl.sealing.get(&base) {
+            return Ok(i.record(pos));
+        }
+        if let Some((_, i)) = st.cl.loaded.iter().find(|(b, _)| *b == base) {
+            return Ok(i.record(pos));
+        }
+        (base, pos, st.cl.idx_path(base))
+    };
+    let idx = load_index(sh, base, &idx_path).await?;
+    Ok(idx.and_then(|i| i.record(pos)))
+}
+
+async fn load_index(
+    sh: &Shared,
+    base: u64,
+    path: &std::path::Path,
+) -> Result<Option<Rc<SegIndex>>> {
+    if !crate::io::exists(path) {
+        return Ok(None);
+    }
+    let f = File::open(path, false).await?;
+    let size = f.size().await?;
+    let b = f.read_at(0, size as usize).await?;
+    f.close().await?;
+    let idx = match SegIndex::decode(&b, path) {
+        Ok(i) => Rc::new(i),
+        Err(e) => {
+            tracing::error!(error = %e, "segment index unreadable");
+            return Ok(None);
+        }
+    };
+    let mut st = sh.st.borrow_mut();
+    st.cl.loaded.push_back((base, idx.clone()));
+    while st.cl.loaded.len() > LOADED_MAX {
+        st.cl.loaded.pop_front();
+    }
+    Ok(Some(idx))
+}
+
+/// Checks a record read back from disk.
+async fn verify(sh: &Shared, phys: u64, b: &Bytes) -> Result<()> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        offset: phys,
+        reason,
+    };
+    let (v, n) = RecordView::parse(b).map_err(|e| corrupt(e.to_string()))?;
+    if n != b.len() {
+        return Err(corrupt(format!("size {n}, expected {}", b.len())));
+    }
+    if v.phys_offset as u64 != phys {
+        return Err(corrupt(format!(
+            "PHYSICALOFFSET field says {}",
+            v.phys_offset
+        )));
+    }
+    v.verify_body_crc(0).map_err(|e| corrupt(e.to_string()))?;
+    match rec_entry(sh, phys).await? {
+        Some(r) if r.size as usize == b.len() => {
+            let c = crc32c::crc32c(b);
+            if c != r.crc {
+                return Err(corrupt(format!("crc32c {c:#x}, written {:#x}", r.crc)));
+            }
+        }
+        Some(r) => return Err(corrupt(format!("size {}, written {}", b.len(), r.size))),
+        None => {
+            let st = sh.st.borrow();
+            let base = st.cl.base_of(phys);
+            // The active segment's table is complete: a record it lacks was never written whole.
+            if base == st.cl.active_base() || st.cl.sealing.contains_key(&base) {
+                return Err(corrupt("not a record the store wrote".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fetches records `(phys, size)`, from the cache or disk, verifying what comes from disk.
+pub(crate) async fn fetch(sh: &Shared, list: &[(u64, u32)]) -> Vec<Result<Bytes>> {
+    let mut out: Vec<Option<Result<Bytes>>> = {
+        let st = sh.st.borrow();
+        list.iter()
+            .map(|&(p, s)| st.cl.cached(p, s as usize).map(Ok))
+            .collect()
+    };
+    let mut i = 0;
+    while i < list.len() {
+        if out[i].is_some() {
+            i += 1;
+            continue;
+        }
+        let (base, seg) = {
+            let st = sh.st.borrow();
+            (st.cl.base_of(list[i].0), st.cl.segment_size)
+        };
+        let start = list[i].0;
+        let mut j = i + 1;
+        while j < list.len()
+            && out[j].is_none()
+            && list[j].0 >= list[j - 1].0
+            && list[j].0 + list[j].1 as u64 - start <= READ_SPAN_MAX
+            && list[j].0 < base + seg
+        {
+            j += 1;
+        }
+        let end = list[j - 1].0 + list[j - 1].1 as u64;
+        let data = async {
+            let f = segment_file(sh, base).await?;
+            f.read_exact_at(start - base, (end - start) as usize).await
+        }
+        .await;
+        for k in i..j {
+            let (p, s) = list[k];
+            let r = match &data {
+                Ok(d) => {
+                    let lo = (p - start) as usize;
+                    let b = d.slice(lo..lo + s as usize);
+                    verify(sh, p, &b).await.map(|_| b)
+                }
+                Err(e) => Err(StoreError::Corrupt {
+                    offset: p,
+                    reason: format!("read failed: {e}"),
+                }),
+            };
+            out[k] = Some(r);
+        }
+        i = j;
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or(Err(StoreError::Closed)))
+        .collect()
+}
+
+pub(crate) async fn read_record(sh: &Shared, phys: i64) -> Result<Bytes> {
+    let not_found = |reason| StoreError::NotFound {
+        offset: phys as u64,
+        reason,
+    };
+    if phys < 0 {
+        return Err(not_found("negative offset"));
+    }
+    let phys = phys as u64;
+    {
+        let st = sh.st.borrow();
+        if phys < st.cl.min_offset {
+            return Err(not_found("deleted by retention"));
+        }
+        if phys >= visible_end(&st) {
+            return Err(not_found("beyond the end of the commit log"));
+        }
+    }
+    let size = match rec_entry(sh, phys).await? {
+        Some(r) => r.size,
+        None => {
+            // No table for this segment: read the size field.
+            let b = fetch_raw(sh, phys, 4).await?;
+            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        }
+    };
+    if size as u64 > sh.st.borrow().cl.segment_size {
+        return Err(not_found("no record starts here"));
+    }
+    fetch(sh, &[(phys, size)])
+        .await
+        .pop()
+        .unwrap_or(Err(StoreError::Closed))
+}
+
+async fn fetch_raw(sh: &Shared, phys: u64, len: usize) -> Result<Bytes> {
+    if let Some(b) = sh.st.borrow().cl.cached(phys, len) {
+        return Ok(b);
+    }
+    let base = sh.st.borrow().cl.base_of(phys);
+    let f = segment_file(sh, base).await?;
+    f.read_exact_at(phys - base, len).await
+}
+
+async fn store_time_of_entry(sh: &Shared, key: &(String, i32), idx: u64) -> Option<i64> {
+    let e = *cq_entries(sh, key, idx, 1).await.ok()?.first()?;
+    let b = fetch(sh, &[(e.phys as u64, e.size as u32)])
+        .await
+        .pop()?
+        .ok()?;
+    RecordView::parse(&b).ok().map(|(v, _)| v.store_timestamp)
+}
+
+pub(crate) async fn offset_by_timestamp(
+    sh: &Shared,
+    topic: &str,
+    queue_id: i32,
+    ts: i64,
+    upper: bool,
+) -> i64 {
+    let key = (topic.to_string(), queue_id);
+    let (min, max) = {
+        let st = sh.st.borrow();
+        match st.queues.get(&key) {
+            Some(q) => (q.min.min(q.visible), q.visible),
+            None => return 0,
+        }
+    };
+    if min >= max {
+        return max as i64;
+    }
+    // Lower: first index with store time >= ts. Upper: last index with store time <= ts.
+    let (mut lo, mut hi) = (min, max);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let t = store_time_of_entry(sh, &key, mid).await.unwrap_or(i64::MIN);
+        let go_right = if upper { t <= ts } else { t < ts };
+        if go_right {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if upper {
+        if lo == min {
+            min as i64
+        } else {
+            (lo - 1) as i64
+        }
+    } else {
+        lo as i64
+    }
+}
+
+pub(crate) async fn earliest_store_time(sh: &Shared, topic: &str, queue_id: i32) -> i64 {
+    let key = (topic.to_string(), queue_id);
+    let min = {
+        let st = sh.st.borrow();
+        match st.queues.get(&key) {
+            Some(q) if q.min < q.visible => q.min,
+            _ => return -1,
+        }
+    };
+    store_time_of_entry(sh, &key, min).await.unwrap_or(-1)
+}
+
+pub(crate) async fn query_by_key(
+    sh: &Shared,
+    topic: &str,
+    key: &str,
+    max: usize,
+    begin: i64,
+    end: i64,
+) -> Vec<Bytes> {
+    let h = key_hash(topic, key);
+    // (base, positions, min_ts, max_ts), newest segment first.
+    let (mut cands, sealed) = {
+        let st = sh.st.borrow();
+        let a = &st.cl.active;
+        let mut c = vec![(st.cl.active_base(), a.lookup(h), a.min_ts, a.max_ts)];
+        for (b, i) in st.cl.sealing.iter().rev() {
+            c.push((*b, i.lookup(h), i.min_ts, i.max_ts));
+        }
+        let sealed: Vec<(u64, i64, i64)> = st
+            .cl
+            .segments
+            .iter()
+            .rev()
+            .filter_map(|(b, info)| match info {
+                Some(i) if i.idx_on_disk => Some((*b, i.min_ts, i.max_ts)),
+                _ => None,
+            })
+            .collect();
+        (c, sealed)
+    };
+    let mut out = Vec::new();
+    let mut sealed = sealed.into_iter();
+    loop {
+        for (base, positions, min_ts, max_ts) in cands.drain(..) {
+            if max_ts < begin || min_ts > end {
+                continue;
+            }
+            for pos in positions {
+                if out.len() >= max {
+                    return out;
+                }
+                let Ok(b) = read_record(sh, (base + pos as u64) as i64).await else {
+                    continue;
+                };
+                let Ok((v, _)) = RecordView::parse(&b) else {
+                    continue;
+                };
+                let keys_match =
+                    property_value(v.properties, protocol::message::properties::UNIQ_KEY)
+                        == Some(key)
+                        || property_value(v.properties, protocol::message::properties::KEYS)
+                            .is_some_and(|ks| ks.split(' ').any(|k| k == key));
+                if v.topic == topic
+                    && keys_match
+                    && v.store_timestamp >= begin
+                    && v.store_timestamp <= end
+                {
+                    out.push(b);
+                }
+            }
+        }
+        let Some((base, min_ts, max_ts)) = sealed.next() else {
+            return out;
+        };
+        if max_ts < begin || min_ts > end {
+            continue;
+        }
+        let path = sh.st.borrow().cl.idx_path(base);
+        let loaded = {
+            let st = sh.st.borrow();
+            st.cl
+                .loaded
+                .iter()
+                .find(|(b, _)| *b == base)
+                .map(|(_, i)| i.clone())
+        };
+        let idx = match loaded {
+            Some(i) => Some(i),
+            None => load_index(sh, base, &path).await.ok().flatten(),
+        };
+        if let Some(i) = idx {
+            cands.push((base, i.lookup(h), min_ts, max_ts));
+        }
+    }
+}

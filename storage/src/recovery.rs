@@ -1,0 +1,717 @@
+//! Recovery at open.
+//!
+//! 1. Load the checkpoint (offset C: the commit log below C is durable and the consume queues
+//!    cover it) and the consume queues, each cut back to the entries of records below C.
+//! 2. Scan the commit log forward from the earliest of: C, the active segment's start (its
+//!    in-memory index is rebuilt), any sealed segment whose index file is missing, and, when a
+//!    consume queue is missing or behind the checkpoint's manifest, the oldest segment. Every
+//!    record is verified (magic, size, position, body CRC); valid records are dispatched to the
+//!    consume queues idempotently (by their stored QUEUEOFFSET) and to the index.
+//! 3. An invalid record below C is corruption in the middle of the log: it is reported, skipped
+//!    (the scan resynchronises on the next record that verifies) and never served. An invalid
+//!    record at or beyond C is a torn tail: the log is truncated there, and the bytes a crashed
+//!    flush may have left beyond it are zeroed so they can never reappear as records.
+//! 4. One log line says what was done.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use protocol::message::{
+    properties, property_value, sysflag, RecordView, BLANK_MAGIC, MESSAGE_MAGIC_V1,
+    MESSAGE_MAGIC_V2,
+};
+
+use crate::checkpoint::Checkpoint;
+use crate::commitlog::{segment_name, CommitLog, Piece, SealedInfo};
+use crate::config::StoreConfig;
+use crate::cq::{file_name, ConsumeQueue, CqEntry, CQ_ENTRY};
+use crate::error::{Result, StoreError};
+use crate::io::{self, align_down, align_up, File, BLOCK};
+use crate::seg_index::{key_hash, SegIndex};
+use crate::store::{write_index_file, RecoveryReport, State};
+
+/// Commit-log bytes read per scan step.
+const SCAN_CHUNK: usize = 8 << 20;
+
+fn parse_name(name: &str) -> Option<u64> {
+    (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| name.parse().ok())
+        .flatten()
+}
+
+pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
+    let t0 = Instant::now();
+    let seg = cfg.segment_size;
+    let cl_dir = cfg.dir.join("commitlog");
+    let cq_root = cfg.dir.join("consumequeue");
+    let free_dir = cl_dir.join("free");
+    io::create_dir_all(&free_dir)?;
+    io::create_dir_all(&cq_root)?;
+    io::probe_device(&cfg.dir).await?;
+
+    // Spare segments: finished recycled ones stay, half-prepared ones go.
+    let mut free_segments = Vec::new();
+    for name in io::list_dir(&free_dir)? {
+        let p = free_dir.join(&name);
+        if name.starts_with("recycled-") && free_segments.len() < cfg.recycle_segments {
+            free_segments.push(p);
+        } else {
+            io::remove_file(&p)?;
+        }
+    }
+    let mut bases = Vec::new();
+    let mut idx_files = Vec::new();
+    for name in io::list_dir(&cl_dir)? {
+        if let Some(b) = parse_name(&name) {
+            bases.push(b);
+        } else if let Some(b) = name.strip_suffix(".idx").and_then(parse_name) {
+            idx_files.push(b);
+        } else if name.ends_with(".tmp") {
+            io::remove_file(&cl_dir.join(&name))?;
+        }
+    }
+    bases.sort_unstable();
+    let mut cl = CommitLog::new(&cl_dir, seg);
+    let cp = Checkpoint::load(&cfg.dir).await?;
+    let mut report = RecoveryReport {
+        checkpoint: cp.as_ref().map(|c| c.offset),
+        segments: bases.len(),
+        ..Default::default()
+    };
+    if bases.is_empty() {
+        if cp.as_ref().is_some_and(|c| c.offset > 0) {
+            tracing::warn!("checkpoint present but no commit-log segments: starting empty");
+        }
+        io::remove_dir_all(&cq_root)?;
+        io::create_dir_all(&cq_root)?;
+        cl.segments.insert(0, None);
+        report.elapsed = t0.elapsed();
+        log_report(&report);
+        return Ok(new_state(cfg, cl, HashMap::new(), free_segments, report));
+    }
+    // Segments must be contiguous; anything after a gap is unreachable.
+    let mut contiguous = vec![bases[0]];
+    for &b in &bases[1..] {
+        if b == contiguous[contiguous.len() - 1] + seg {
+            contiguous.push(b);
+        } else {
+            tracing::error!(segment = b, "commit-log segment after a gap; ignoring it");
+        }
+    }
+    let bases = contiguous;
+    let first = bases[0];
+    let last = bases[bases.len() - 1];
+    cl.min_offset = first;
+    let c = cp
+        .as_ref()
+        .map_or(first, |c| c.offset.clamp(first, last + seg));
+
+    // Consume queues.
+    let mut queues = HashMap::new();
+    for topic in io::list_dir(&cq_root)? {
+        for qname in io::list_dir(&cq_root.join(&topic))? {
+            let Ok(qid) = qname.parse::<i32>() else {
+                continue;
+            };
+            if let Some(q) = load_queue(&cfg, &cq_root, &topic, qid, c, first).await? {
+                queues.insert((topic.clone(), qid), q);
+            }
+        }
+    }
+    let mut rebuild = false;
+    if let Some(cp) = &cp {
+        for (t, qid, m) in &cp.queues {
+            let have = queues
+                .get(&(t.clone(), *qid))
+                .map_or(0, |q: &ConsumeQueue| q.max);
+            if have < *m {
+                tracing::warn!(topic = %t, queue = qid, have, expected = m, "consume queue missing or behind; rebuilding");
+                rebuild = true;
+                report.rebuilt_queues += 1;
+            }
+        }
+    }
+
+    // Where to start scanning.
+    let idx_ok = |b: u64| idx_files.contains(&b) && b != last;
+    let mut start = c.min(last);
+    if rebuild {
+        start = first;
+    }
+    for &b in &bases {
+        if !idx_ok(b) {
+            start = start.min(b);
+            break;
+        }
+    }
+    // `start` must be a record boundary: C is one, so is every segment start.
+    let indexed_from = bases.iter().copied().find(|&b| !idx_ok(b)).unwrap_or(last);
+    report.scanned_from = start;
+
+    let mut scan = Scan {
+        cfg: &cfg,
+        c,
+        queues: &mut queues,
+        indexes: BTreeMap::new(),
+        indexed_from,
+        report: &mut report,
+    };
+    let end = scan.run(&bases, start).await?;
+    let mut indexes = std::mem::take(&mut scan.indexes);
+    drop(scan);
+    report.end_offset = end;
+
+    // Zero what a crashed flush may have left after the end, and retire later segments.
+    let active = end - end % seg;
+    let max_garbage = (cfg.max_dirty_bytes + cfg.write_chunk_bytes) as u64 + BLOCK;
+    let tail = scrub_after(&cl, active, end, max_garbage, &cfg).await?;
+    for &b in bases.iter().filter(|&&b| b > active) {
+        let path = cl.segment_path(b);
+        let f = Rc::new(File::open(&path, false).await?);
+        f.zero_range(
+            0,
+            max_garbage.min(seg),
+            cfg.write_chunk_bytes,
+            cfg.write_depth,
+        )
+        .await?;
+        f.fdatasync().await?;
+        drop(f);
+        if free_segments.len() < cfg.recycle_segments {
+            let to = free_dir.join(format!("recycled-{b:020}"));
+            io::rename(&path, &to)?;
+            free_segments.push(to);
+        } else {
+            io::remove_file(&path)?;
+        }
+        io::remove_file(&cl.idx_path(b))?;
+        tracing::warn!(segment = b, "segment beyond the recovered end retired");
+    }
+
+    // Segment table and indexes.
+    for &b in bases.iter().filter(|&&b| b < active) {
+        let info = match indexes.remove(&b) {
+            Some(idx) => {
+                write_index_file(&cl.idx_path(b), &idx).await?;
+                SealedInfo {
+                    min_ts: idx.min_ts,
+                    max_ts: idx.max_ts,
+                    idx_on_disk: true,
+                }
+            }
+            None => read_idx_header(&cl.idx_path(b)).await?,
+        };
+        cl.segments.insert(b, Some(info));
+    }
+    cl.segments.insert(active, None);
+    cl.active = match indexes.remove(&active) {
+        Some(i) => i,
+        None if end == active => SegIndex::new(),
+        None => {
+            return Err(StoreError::Corrupt {
+                offset: active,
+                reason: "active segment was not indexed by the scan".into(),
+            })
+        }
+    };
+    cl.write_pos = end;
+    cl.flushed = end;
+    if let Some(t) = tail {
+        cl.cache_bytes += t.data.len();
+        cl.pieces.push_back(t);
+    }
+    let active_path = cl.segment_path(active);
+    if io::exists(&active_path) {
+        let f = Rc::new(File::open(&active_path, false).await?);
+        cl.files.insert(active, f);
+    }
+
+    // Queues in the manifest that the scan did not bring back keep their end offset.
+    if let Some(cp) = &cp {
+        for (t, qid, m) in &cp.queues {
+            let key = (t.clone(), *qid);
+            if !queues.contains_key(&key) && *m > 0 {
+                queues.insert(
+                    key,
+                    ConsumeQueue::new(&cq_root, t, *qid, cfg.cq_file_entries, *m),
+                );
+            }
+        }
+    }
+    report.elapsed = t0.elapsed();
+    log_report(&report);
+    Ok(new_state(cfg, cl, queues, free_segments, report))
+}
+
+fn new_state(
+    cfg: StoreConfig,
+    cl: CommitLog,
+    queues: HashMap<(String, i32), ConsumeQueue>,
+    free_segments: Vec<std::path::PathBuf>,
+    recovery: RecoveryReport,
+) -> State {
+    State {
+        cfg,
+        cl,
+        queues,
+        pending_visible: VecDeque::new(),
+        failed: None,
+        closed: false,
+        free_segments,
+        preparing: false,
+        recovery,
+    }
+}
+
+fn log_report(r: &RecoveryReport) {
+    tracing::info!(
+        segments = r.segments,
+        checkpoint = ?r.checkpoint,
+        scanned_from = r.scanned_from,
+        scanned_bytes = r.scanned_bytes,
+        records = r.records,
+        end = r.end_offset,
+        truncated_at = ?r.truncated_at,
+        corrupt_ranges = ?r.corrupt,
+        rebuilt_queues = r.rebuilt_queues,
+        elapsed_ms = r.elapsed.as_millis() as u64,
+        "store recovered"
+    );
+}
+
+async fn read_idx_header(path: &Path) -> Result<SealedInfo> {
+    let f = File::open(path, false).await?;
+    let b = f.read_at(0, BLOCK as usize).await?;
+    f.close().await?;
+    Ok(match SegIndex::decode_header(&b) {
+        Some(h) => SealedInfo {
+            min_ts: h.min_ts,
+            max_ts: h.max_ts,
+            idx_on_disk: true,
+        },
+        None => SealedInfo {
+            min_ts: i64::MIN,
+            max_ts: i64::MIN,
+            idx_on_disk: false,
+        },
+    })
+}
+
+/// Rewrites the active segment after `end`: the partial block keeps its bytes below `end` and
+/// loses the rest; then zeros over the region a crashed flush could have written, if any of it
+/// is not zero. Returns the tail piece (the bytes of the partial block) for the next flush.
+async fn scrub_after(
+    cl: &CommitLog,
+    active: u64,
+    end: u64,
+    max_garbage: u64,
+    cfg: &StoreConfig,
+) -> Result<Option<Piece>> {
+    let path = cl.segment_path(active);
+    if !io::exists(&path) {
+        return Ok(None);
+    }
+    let f = Rc::new(File::open(&path, false).await?);
+    let seg_end = active + cl.segment_size;
+    let a = align_down(end);
+    let z_end = (align_up(end) + max_garbage).min(seg_end);
+    let look = f.read_at(end - active, (z_end - end) as usize).await?;
+    let tail_bytes = f.read_exact_at(a - active, (end - a) as usize).await?;
+    if look.iter().any(|&b| b != 0) {
+        tracing::warn!(
+            offset = end,
+            bytes = z_end - end,
+            "zeroing bytes after the recovered end"
+        );
+        if end > a {
+            let mut buf = f.alloc(BLOCK as usize);
+            buf.as_bytes_mut()[..tail_bytes.len()].copy_from_slice(&tail_bytes);
+            f.write_at(buf, a - active).await?;
+        }
+        let from = align_up(end) - active;
+        f.zero_range(from, z_end - active, cfg.write_chunk_bytes, cfg.write_depth)
+            .await?;
+        f.fdatasync().await?;
+    }
+    Ok((end > a).then(|| Piece {
+        start: a,
+        data: tail_bytes,
+    }))
+}
+
+/// Loads a queue's files, cut back to the entries of records below `c`.
+async fn load_queue(
+    cfg: &StoreConfig,
+    root: &Path,
+    topic: &str,
+    qid: i32,
+    c: u64,
+    cl_min: u64,
+) -> Result<Option<ConsumeQueue>> {
+    let dir = root.join(topic).join(qid.to_string());
+    let firsts: Vec<u64> = io::list_dir(&dir)?
+        .iter()
+        .filter_map(|n| parse_name(n))
+        .collect();
+    let Some(&start) = firsts.first() else {
+        return Ok(None);
+    };
+    let fe = cfg.cq_file_entries;
+    let mut q = ConsumeQueue::new(root, topic, qid, fe, start);
+    for &f in &firsts {
+        if (f - start) % fe != 0 {
+            tracing::warn!(
+                topic,
+                queue = qid,
+                file = f,
+                "misnamed consume-queue file ignored"
+            );
+            continue;
+        }
+        let file = File::open(&dir.join(file_name(f)), false).await?;
+        q.files.insert((f - start) / fe, Rc::new(file));
+    }
+    // Written entries form a prefix of the last file.
+    let (&last_no, last) = q.files.iter().next_back().expect("at least one file");
+    let slots = (last.size().await? / CQ_ENTRY).min(fe);
+    let (mut lo, mut hi) = (0u64, slots);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if read_entry(last, mid).await?.is_empty() {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let on_disk = start + last_no * fe + lo;
+    q.max = on_disk;
+    // Drop entries of records at or beyond the checkpoint.
+    let (mut lo, mut hi) = (start, on_disk);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if (entry(&q, mid).await?.phys as u64) < c {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let n = lo;
+    if n < on_disk {
+        zero_entries(&q, n, on_disk, cfg).await?;
+    }
+    q.max = n;
+    q.visible = n;
+    q.flushed = n;
+    q.mem_start = start + align_down((n - start) * CQ_ENTRY) / CQ_ENTRY;
+    q.mem.clear();
+    for i in q.mem_start..n {
+        q.mem.push_back(entry(&q, i).await?);
+    }
+    // Minimum: first entry whose record still exists.
+    let (mut lo, mut hi) = (start, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let e = match q.mem_entry(mid) {
+            Some(e) => e,
+            None => entry(&q, mid).await?,
+        };
+        if (e.phys as u64) < cl_min {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    q.min = lo;
+    Ok(Some(q))
+}
+
+async fn read_entry(f: &File, slot: u64) -> Result<CqEntry> {
+    let b = f.read_at(slot * CQ_ENTRY, CQ_ENTRY as usize).await?;
+    if b.len() < CQ_ENTRY as usize {
+        return Ok(CqEntry {
+            phys: 0,
+            size: 0,
+            tags: 0,
+        });
+    }
+    Ok(CqEntry::decode(&b))
+}
+
+async fn entry(q: &ConsumeQueue, idx: u64) -> Result<CqEntry> {
+    let (file_no, pos) = q.locate(idx);
+    match q.files.get(&file_no) {
+        Some(f) => read_entry(f, pos / CQ_ENTRY).await,
+        None => Ok(CqEntry {
+            phys: 0,
+            size: 0,
+            tags: 0,
+        }),
+    }
+}
+
+/// Zeros entries `[from, to)` on disk (they point at records the log no longer has).
+async fn zero_entries(q: &ConsumeQueue, from: u64, to: u64, cfg: &StoreConfig) -> Result<()> {
+    let _ = cfg;
+    let mut idx = from;
+    while idx < to {
+        let (file_no, pos) = q.locate(idx);
+        let Some(f) = q.files.get(&file_no) else {
+            break;
+        };
+        let file_end_idx = idx + (q.file_entries - pos / CQ_ENTRY);
+        let hi = to.min(file_end_idx);
+        let a = align_down(pos);
+        let b = align_up(pos + (hi - idx) * CQ_ENTRY);
+        let keep = f.read_exact_at(a, (pos - a) as usize).await?;
+        let mut buf = f.alloc((b - a) as usize);
+        buf.as_bytes_mut()[..keep.len()].copy_from_slice(&keep);
+        f.write_at(buf, a).await?;
+        f.fdatasync().await?;
+        idx = hi;
+    }
+    Ok(())
+}
+
+struct Scan<'a> {
+    cfg: &'a StoreConfig,
+    c: u64,
+    queues: &'a mut HashMap<(String, i32), ConsumeQueue>,
+    /// Indexes being rebuilt, by segment base (segments from `indexed_from` on).
+    indexes: BTreeMap<u64, SegIndex>,
+    indexed_from: u64,
+    report: &'a mut RecoveryReport,
+}
+
+impl Scan<'_> {
+    /// Scans from `start` to the end of the valid log; returns that end.
+    async fn run(&mut self, bases: &[u64], start: u64) -> Result<u64> {
+        let seg = self.cfg.segment_size;
+        let mut p = start;
+        loop {
+            let base = p - p % seg;
+            if !bases.contains(&base) {
+                return Ok(p);
+            }
+            if base >= self.indexed_from {
+                self.indexes.entry(base).or_insert_with(SegIndex::new);
+            }
+            let path = self.cfg.dir.join("commitlog").join(segment_name(base));
+            let f = File::open(&path, false).await?;
+            let r = self.scan_segment(&f, base, p).await;
+            f.close().await?;
+            match r? {
+                SegEnd::Next => p = base + seg,
+                SegEnd::Stop(at) => return Ok(at),
+            }
+        }
+    }
+
+    async fn scan_segment(&mut self, f: &File, base: u64, mut p: u64) -> Result<SegEnd> {
+        let seg_end = base + self.cfg.segment_size;
+        let mut buf = Bytes::new();
+        let mut buf_start = p;
+        loop {
+            if p + 8 > seg_end {
+                return Ok(self.stop(p, "no room for a record"));
+            }
+            // Make sure the header, then the whole record, is buffered.
+            let need_hdr = 8usize;
+            if p + need_hdr as u64 > buf_start + buf.len() as u64 {
+                (buf, buf_start) = self.fill(f, base, p, need_hdr).await?;
+                if buf.len() < need_hdr {
+                    return Ok(self.stop(p, "end of file"));
+                }
+            }
+            let o = (p - buf_start) as usize;
+            let total = u32::from_be_bytes(buf[o..o + 4].try_into().expect("4 bytes")) as u64;
+            let magic = u32::from_be_bytes(buf[o + 4..o + 8].try_into().expect("4 bytes"));
+            if magic == BLANK_MAGIC && total == seg_end - p {
+                self.report.scanned_bytes += 8;
+                return Ok(SegEnd::Next);
+            }
+            let plausible = (magic == MESSAGE_MAGIC_V1 || magic == MESSAGE_MAGIC_V2)
+                && total >= 8
+                && p + total + 8 <= seg_end;
+            if plausible && p + total > buf_start + buf.len() as u64 {
+                (buf, buf_start) = self.fill(f, base, p, total as usize).await?;
+            }
+            let o = (p - buf_start) as usize;
+            let rec = plausible.then(|| buf.get(o..o + total as usize)).flatten();
+            match rec.map(|r| check(r, p)) {
+                Some(Ok(())) => {
+                    let r = buf.slice(o..o + total as usize);
+                    self.dispatch(base, p, &r);
+                    self.report.scanned_bytes += total;
+                    p += total;
+                }
+                other => {
+                    let reason = match other {
+                        Some(Err(e)) => e,
+                        _ => format!("bad header (magic {magic:#x}, size {total})"),
+                    };
+                    if p >= self.c {
+                        return Ok(self.stop_invalid(p, &reason));
+                    }
+                    // Corruption below the checkpoint: skip to the next record that verifies.
+                    let limit = self.c.min(seg_end);
+                    match self.resync(f, base, p + 1, limit).await? {
+                        Some(q) => {
+                            tracing::error!(offset = p, skipped = q - p, reason = %reason, "corrupt record in the commit log; skipped");
+                            self.report.corrupt.push((p, q));
+                            p = q;
+                            buf = Bytes::new();
+                            buf_start = p;
+                        }
+                        None if self.c > seg_end => {
+                            tracing::error!(offset = p, reason = %reason, "corrupt record in the commit log; rest of the segment skipped");
+                            self.report.corrupt.push((p, seg_end));
+                            return Ok(SegEnd::Next);
+                        }
+                        None => return Ok(self.stop_invalid(p, &reason)),
+                    }
+                }
+            }
+        }
+    }
+
+    fn stop(&mut self, p: u64, _why: &str) -> SegEnd {
+        SegEnd::Stop(p)
+    }
+
+    fn stop_invalid(&mut self, p: u64, reason: &str) -> SegEnd {
+        tracing::warn!(
+            offset = p,
+            reason,
+            "commit log ends here (torn or unwritten tail)"
+        );
+        if p < self.report.truncated_at.unwrap_or(u64::MAX) {
+            self.report.truncated_at = Some(p);
+        }
+        SegEnd::Stop(p)
+    }
+
+    async fn fill(&mut self, f: &File, base: u64, p: u64, need: usize) -> Result<(Bytes, u64)> {
+        let seg_end = base + self.cfg.segment_size;
+        let len = (need.max(SCAN_CHUNK) as u64).min(seg_end - p) as usize;
+        Ok((f.read_at(p - base, len).await?, p))
+    }
+
+    /// The first offset in `[from, limit)` where a record verifies.
+    async fn resync(&mut self, f: &File, base: u64, from: u64, limit: u64) -> Result<Option<u64>> {
+        let mut at = from;
+        while at < limit {
+            let chunk = f.read_at(at - base, SCAN_CHUNK).await?;
+            if chunk.len() < 8 {
+                return Ok(None);
+            }
+            for i in 0..chunk.len().saturating_sub(8) {
+                let q = at + i as u64;
+                if q >= limit {
+                    return Ok(None);
+                }
+                let m = u32::from_be_bytes(chunk[i + 4..i + 8].try_into().expect("4 bytes"));
+                if m != MESSAGE_MAGIC_V1 && m != MESSAGE_MAGIC_V2 {
+                    continue;
+                }
+                let total =
+                    u32::from_be_bytes(chunk[i..i + 4].try_into().expect("4 bytes")) as usize;
+                let rec = if i + total <= chunk.len() {
+                    chunk.slice(i..i + total)
+                } else {
+                    f.read_at(q - base, total.min(self.cfg.segment_size as usize))
+                        .await?
+                };
+                if rec.len() == total && check(&rec, q).is_ok() {
+                    return Ok(Some(q));
+                }
+            }
+            at += (chunk.len() - 8) as u64;
+        }
+        Ok(None)
+    }
+
+    fn dispatch(&mut self, base: u64, p: u64, rec: &Bytes) {
+        let Ok((v, _)) = RecordView::parse(rec) else {
+            return;
+        };
+        self.report.records += 1;
+        if let Some(idx) = self.indexes.get_mut(&base) {
+            let pos = (p - base) as u32;
+            idx.add_record(
+                pos,
+                rec.len() as u32,
+                crc32c::crc32c(rec),
+                v.store_timestamp,
+            );
+            if let Some(u) = property_value(v.properties, properties::UNIQ_KEY) {
+                idx.add_key(key_hash(v.topic, u), pos);
+            }
+            if let Some(keys) = property_value(v.properties, properties::KEYS) {
+                for k in keys.split(' ').filter(|k| !k.is_empty()) {
+                    idx.add_key(key_hash(v.topic, k), pos);
+                }
+            }
+        }
+        if !sysflag::is_dispatched(v.sys_flag) {
+            return;
+        }
+        let key = (v.topic.to_string(), v.queue_id);
+        let qo = v.queue_offset.max(0) as u64;
+        let root = self.cfg.dir.join("consumequeue");
+        let fe = self.cfg.cq_file_entries;
+        let q = self
+            .queues
+            .entry(key)
+            .or_insert_with(|| ConsumeQueue::new(&root, v.topic, v.queue_id, fe, qo));
+        // The broker's tags code is the tag hash except for scheduled records (a delivery time
+        // the record does not carry): those rebuilt entries get the tag hash.
+        let tags = match property_value(v.properties, properties::TAGS) {
+            Some(t) if !t.is_empty() => protocol::message::tag_hash(t),
+            _ => 0,
+        };
+        let entry = CqEntry {
+            phys: p as i64,
+            size: rec.len() as i32,
+            tags,
+        };
+        if qo == q.max {
+            q.push(entry);
+            q.visible = q.max;
+        } else if qo > q.max {
+            if q.max == q.start && q.files.is_empty() && q.mem.is_empty() {
+                *q = ConsumeQueue::new(&root, v.topic, v.queue_id, fe, qo);
+                q.push(entry);
+                q.visible = q.max;
+            } else {
+                tracing::error!(
+                    topic = v.topic,
+                    queue = v.queue_id,
+                    expected = q.max,
+                    found = qo,
+                    offset = p,
+                    "gap in queue offsets; record not queued"
+                );
+            }
+        }
+    }
+}
+
+enum SegEnd {
+    Next,
+    Stop(u64),
+}
+
+/// Verifies a record read back from the commit log at offset `p`.
+fn check(rec: &[u8], p: u64) -> std::result::Result<(), String> {
+    let (v, n) = RecordView::parse(rec).map_err(|e| e.to_string())?;
+    if n != rec.len() {
+        return Err(format!("size {n} != {}", rec.len()));
+    }
+    if v.phys_offset as u64 != p {
+        return Err(format!("PHYSICALOFFSET {} at {p}", v.phys_offset));
+    }
+    v.verify_body_crc(0).map_err(|e| e.to_string())
+}

@@ -1,0 +1,132 @@
+//! Retention: sealed segments are deleted oldest first while their newest record is older than
+//! `retention` or the disk is fuller than `disk_max_used_ratio`; never the active segment.
+//! Deleted segments are kept (up to `recycle_segments`) as spares for the next roll. Consume
+//! queues follow: their minimum moves past deleted records and whole files below it go.
+
+use std::rc::Rc;
+
+use crate::error::Result;
+use crate::io;
+use crate::store::{cq_entries, Shared};
+
+pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
+    let mut deleted = 0;
+    loop {
+        let (base, seg_path, idx_path, recycle_to) = {
+            let st = sh.st.borrow();
+            let active = st.cl.active_base();
+            let Some((&base, info)) = st.cl.segments.iter().next() else {
+                break;
+            };
+            if base >= active {
+                break;
+            }
+            let seg_path = st.cl.segment_path(base);
+            let newest = match info {
+                Some(i) if i.max_ts != i64::MIN => i.max_ts,
+                _ => io::mtime_ms(&seg_path).unwrap_or(now_ms),
+            };
+            let expired = newest < now_ms - st.cfg.retention.as_millis() as i64;
+            let full = st.cfg.disk_max_used_ratio < 1.0
+                && io::disk_used_ratio(&st.cfg.dir).unwrap_or(0.0) > st.cfg.disk_max_used_ratio;
+            if !expired && !full {
+                break;
+            }
+            let recycle_to = (st.free_segments.len() < st.cfg.recycle_segments)
+                .then(|| st.cl.dir.join("free").join(format!("recycled-{base:020}")));
+            (base, seg_path, st.cl.idx_path(base), recycle_to)
+        };
+        {
+            let mut st = sh.st.borrow_mut();
+            st.cl.segments.remove(&base);
+            let file = st.cl.files.remove(&base);
+            st.cl.loaded.retain(|(b, _)| *b != base);
+            st.cl.sealing.remove(&base);
+            let next = st
+                .cl
+                .segments
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(st.cl.write_pos);
+            st.cl.min_offset = next;
+            drop(file);
+        }
+        match &recycle_to {
+            Some(to) => {
+                io::rename(&seg_path, to)?;
+                sh.st.borrow_mut().free_segments.push(to.clone());
+            }
+            None => io::remove_file(&seg_path)?,
+        }
+        io::remove_file(&idx_path)?;
+        tracing::info!(
+            segment = base,
+            recycled = recycle_to.is_some(),
+            "retention deleted a segment"
+        );
+        deleted += 1;
+    }
+    if deleted > 0 {
+        trim_queues(sh).await?;
+    }
+    Ok(deleted)
+}
+
+/// Moves each queue's minimum past records no longer in the commit log and deletes consume
+/// queue files wholly below it.
+pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
+    let keys: Vec<(String, i32)> = sh.st.borrow().queues.keys().cloned().collect();
+    let cl_min = sh.st.borrow().cl.min_offset;
+    for key in keys {
+        let (lo0, hi0) = match sh.st.borrow().queues.get(&key) {
+            Some(q) => (q.min, q.max),
+            None => continue,
+        };
+        // First entry whose record still exists (entries are in commit-log order).
+        let (mut lo, mut hi) = (lo0, hi0);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let e = cq_entries(sh, &key, mid, 1).await?;
+            match e.first() {
+                Some(e) if !e.is_empty() && e.phys as u64 >= cl_min => hi = mid,
+                _ => lo = mid + 1,
+            }
+        }
+        let doomed: Vec<(u64, Rc<crate::io::File>, std::path::PathBuf)> = {
+            let mut st = sh.st.borrow_mut();
+            let Some(q) = st.queues.get_mut(&key) else {
+                continue;
+            };
+            q.min = lo.max(q.min);
+            // The file holding the newest entry stays, so a restart still knows the queue's end.
+            if q.max == q.start {
+                continue;
+            }
+            let (first_live_file, _) = q.locate(q.min.min(q.max - 1).max(q.start));
+            let dead: Vec<u64> = q.files.range(..first_live_file).map(|(k, _)| *k).collect();
+            let mut v = Vec::new();
+            for n in dead {
+                if let Some(f) = q.files.remove(&n) {
+                    v.push((n, f, q.file_path(n)));
+                }
+            }
+            // Files never opened in this run.
+            let live_name = crate::cq::file_name(q.start + first_live_file * q.file_entries);
+            for name in io::list_dir(&q.dir)? {
+                if name.len() == 20 && name.as_str() < live_name.as_str() {
+                    let p = q.dir.join(&name);
+                    if !v.iter().any(|(_, _, vp)| *vp == p) {
+                        io::remove_file(&p)?;
+                    }
+                }
+            }
+            v
+        };
+        for (_, f, path) in doomed {
+            drop(f);
+            io::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,984 @@
+//! The store: appends, the flusher (group commit), checkpoints, reads, retention.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_lite::future;
+use glommio::Task;
+use protocol::message::{sysflag, RecordInput, BLANK_MAGIC};
+
+use crate::checkpoint::Checkpoint;
+use crate::commitlog::{CommitLog, SealedInfo};
+use crate::config::{FlushMode, SegmentInit, StoreConfig};
+use crate::cq::{ConsumeQueue, CqEntry, CQ_ENTRY};
+use crate::error::{Result, StoreError};
+use crate::io::{self, align_down, align_up, File};
+use crate::notify::{Notified, Notify};
+use crate::seg_index::{key_hash, SegIndex};
+
+/// Size of the end-of-segment blank marker; a record is placed in a segment only if this much
+/// room stays after it.
+const BLANK_LEN: u64 = 8;
+
+/// One message to append.
+#[derive(Debug, Clone)]
+pub struct MessageToStore {
+    pub topic: String,
+    pub queue_id: i32,
+    pub flag: i32,
+    pub body: Bytes,
+    pub properties: String,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub born_host: SocketAddr,
+    pub reconsume_times: i32,
+    pub prepared_transaction_offset: i64,
+    /// Consume-queue tags code: `tag_hash(TAGS)`, 0 without a tag (a delivery time for
+    /// SCHEDULE_TOPIC_XXXX).
+    pub tags_code: i64,
+    /// Business keys to index (the KEYS property: space-separated).
+    pub keys: String,
+    /// The UNIQ_KEY to index.
+    pub uniq_key: Option<String>,
+}
+
+/// Where one appended record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendedRecord {
+    pub phys_offset: i64,
+    pub size: i32,
+    /// Consume-queue offset (0 for PREPARED / ROLLBACK records, which are not queued).
+    pub queue_offset: i64,
+    pub store_timestamp: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendResult {
+    pub records: Vec<AppendedRecord>,
+    /// Commit-log offset just past the batch: pass it to [`Store::wait_durable`].
+    pub end_offset: u64,
+}
+
+/// RocketMQ's `GetMessageStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetStatus {
+    Found,
+    NoMatchedMessage,
+    MessageWasRemoving,
+    OffsetFoundNull,
+    OffsetOverflowBadly,
+    OffsetOverflowOne,
+    OffsetTooSmall,
+    NoMatchedLogicQueue,
+    NoMessageInQueue,
+}
+
+#[derive(Debug, Clone)]
+pub struct GetResult {
+    pub status: GetStatus,
+    /// Stored records, byte-identical to the commit log: write them to the socket as they are.
+    pub records: Vec<Bytes>,
+    pub next_begin_offset: i64,
+    pub min_offset: i64,
+    pub max_offset: i64,
+}
+
+impl GetResult {
+    pub fn total_bytes(&self) -> usize {
+        self.records.iter().map(|r| r.len()).sum()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    pub topic: String,
+    pub queue_id: i32,
+    pub min_offset: i64,
+    pub max_offset: i64,
+}
+
+/// What `open` found and did.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub checkpoint: Option<u64>,
+    pub scanned_from: u64,
+    pub scanned_bytes: u64,
+    pub records: u64,
+    pub end_offset: u64,
+    pub truncated_at: Option<u64>,
+    /// Commit-log ranges holding corrupt records, skipped.
+    pub corrupt: Vec<(u64, u64)>,
+    pub rebuilt_queues: usize,
+    pub elapsed: Duration,
+}
+
+type QueueKey = (String, i32);
+
+pub(crate) struct State {
+    pub cfg: StoreConfig,
+    pub cl: CommitLog,
+    pub queues: HashMap<QueueKey, ConsumeQueue>,
+    /// SYNC_FLUSH: (commit-log end, queue, entries) made visible once `end` is durable.
+    pub pending_visible: VecDeque<(u64, QueueKey, u64)>,
+    pub failed: Option<String>,
+    pub closed: bool,
+    pub free_segments: Vec<std::path::PathBuf>,
+    pub preparing: bool,
+    pub recovery: RecoveryReport,
+}
+
+pub(crate) struct Shared {
+    pub st: RefCell<State>,
+    pub flush_wake: Rc<Notify>,
+    pub durable: Rc<Notify>,
+}
+
+/// One shard's store. Not `Send`: use it from the glommio executor that opened it.
+pub struct Store {
+    sh: Rc<Shared>,
+    flusher: Option<Task<()>>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `cfg.dir` and runs recovery.
+    pub async fn open(cfg: StoreConfig) -> Result<Store> {
+        cfg.validate().map_err(StoreError::Config)?;
+        let st = crate::recovery::recover(cfg).await?;
+        let sh = Rc::new(Shared {
+            st: RefCell::new(st),
+            flush_wake: Rc::new(Notify::default()),
+            durable: Rc::new(Notify::default()),
+        });
+        let flusher = glommio::spawn_local(flusher_loop(sh.clone()));
+        Ok(Store {
+            sh,
+            flusher: Some(flusher),
+        })
+    }
+
+    /// What recovery did at open.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.sh.st.borrow().recovery.clone()
+    }
+
+    /// Appends a batch in memory: assigns commit-log offsets, consecutive queue offsets and the
+    /// store time, and fills the consume queues and the index. Durability: [`Store::wait_durable`].
+    pub fn append(&self, batch: &[MessageToStore]) -> Result<AppendResult> {
+        let mut st = self.sh.st.borrow_mut();
+        let st = &mut *st;
+        if let Some(f) = &st.failed {
+            return Err(StoreError::Failed(f.clone()));
+        }
+        if st.closed {
+            return Err(StoreError::Closed);
+        }
+        let dirty = st.cl.write_pos - st.cl.flushed;
+        if dirty > st.cfg.max_dirty_bytes as u64 {
+            return Err(StoreError::Busy {
+                dirty,
+                limit: st.cfg.max_dirty_bytes as u64,
+            });
+        }
+        let seg = st.cfg.segment_size;
+        let store_host = st.cfg.store_host;
+        let sync = st.cfg.flush == FlushMode::Sync;
+        // Validate everything first, so that a batch is appended whole or not at all.
+        let mut sizes = Vec::with_capacity(batch.len());
+        for m in batch {
+            let size = input_of(m, store_host, 0, 0, 0).encoded_len()?;
+            if size as u64 + BLANK_LEN > seg {
+                return Err(StoreError::RecordTooLarge {
+                    size,
+                    segment_size: seg,
+                });
+            }
+            sizes.push(size);
+        }
+        let now = now_ms();
+        let mut records = Vec::with_capacity(batch.len());
+        let mut piece_start = st.cl.write_pos;
+        for (m, &size) in batch.iter().zip(&sizes) {
+            let pos = st.cl.write_pos;
+            let seg_end = st.cl.base_of(pos) + seg;
+            if pos + size as u64 + BLANK_LEN > seg_end {
+                st.cl.seal_piece(piece_start);
+                write_blank(&mut st.cl, pos, seg_end);
+                st.cl.seal_piece(pos);
+                roll(&mut st.cl, seg_end);
+                piece_start = seg_end;
+            }
+            let pos = st.cl.write_pos;
+            let dispatch = sysflag::is_dispatched(m.sys_flag);
+            let key = (m.topic.clone(), m.queue_id);
+            let file_entries = st.cfg.cq_file_entries;
+            let root = st.cfg.dir.join("consumequeue");
+            let cq = st
+                .queues
+                .entry(key.clone())
+                .or_insert_with(|| ConsumeQueue::new(&root, &m.topic, m.queue_id, file_entries, 0));
+            let queue_offset = if dispatch { cq.max as i64 } else { 0 };
+            let start = st.cl.buf.len();
+            let input = input_of(m, store_host, now, queue_offset, pos as i64);
+            input.encode(&mut st.cl.buf)?;
+            let crc = crc32c::crc32c(&st.cl.buf[start..]);
+            let seg_pos = (pos - st.cl.base_of(pos)) as u32;
+            st.cl.active.add_record(seg_pos, size as u32, crc, now);
+            if let Some(u) = &m.uniq_key {
+                st.cl.active.add_key(key_hash(&m.topic, u), seg_pos);
+            }
+            for k in m.keys.split(' ').filter(|k| !k.is_empty()) {
+                st.cl.active.add_key(key_hash(&m.topic, k), seg_pos);
+            }
+            st.cl.write_pos = pos + size as u64;
+            if dispatch {
+                cq.push(CqEntry {
+                    phys: pos as i64,
+                    size: size as i32,
+                    tags: m.tags_code,
+                });
+                if sync {
+                    st.pending_visible.push_back((st.cl.write_pos, key, cq.max));
+                } else {
+                    cq.visible = cq.max;
+                    cq.waiters.notify();
+                }
+            }
+            records.push(AppendedRecord {
+                phys_offset: pos as i64,
+                size: size as i32,
+                queue_offset,
+                store_timestamp: now,
+            });
+        }
+        st.cl.seal_piece(piece_start);
+        let end_offset = st.cl.write_pos;
+        let dirty = end_offset - st.cl.flushed;
+        if sync || dirty >= st.cfg.flush_dirty_bytes as u64 {
+            self.sh.flush_wake.notify();
+        }
+        Ok(AppendResult {
+            records,
+            end_offset,
+        })
+    }
+
+    /// Resolves once every record below `end_offset` is durable; `FlushTimeout` after
+    /// `flush_timeout` (the records stay stored and become durable when the flush completes).
+    pub async fn wait_durable(&self, end_offset: u64) -> Result<()> {
+        let timeout = self.sh.st.borrow().cfg.flush_timeout;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = {
+                let st = self.sh.st.borrow();
+                if st.cl.flushed >= end_offset {
+                    return Ok(());
+                }
+                if let Some(f) = &st.failed {
+                    return Err(StoreError::Failed(f.clone()));
+                }
+                self.sh.durable.notified()
+            };
+            self.sh.flush_wake.notify();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timed_out = future::or(
+                async {
+                    notified.await;
+                    false
+                },
+                async {
+                    glommio::timer::sleep(left).await;
+                    true
+                },
+            )
+            .await;
+            if timed_out && self.sh.st.borrow().cl.flushed < end_offset {
+                return Err(StoreError::FlushTimeout {
+                    offset: end_offset,
+                    timeout_ms: timeout.as_millis() as u64,
+                });
+            }
+        }
+    }
+
+    /// Waits until appends are accepted again (unflushed bytes below `max_dirty_bytes`).
+    pub async fn writable(&self) {
+        loop {
+            let notified = {
+                let st = self.sh.st.borrow();
+                if st.failed.is_some()
+                    || st.cl.write_pos - st.cl.flushed <= st.cfg.max_dirty_bytes as u64
+                {
+                    return;
+                }
+                self.sh.durable.notified()
+            };
+            self.sh.flush_wake.notify();
+            notified.await;
+        }
+    }
+
+    /// Flushes everything appended so far.
+    pub async fn flush(&self) -> Result<()> {
+        let end = self.sh.st.borrow().cl.write_pos;
+        loop {
+            match self.wait_durable(end).await {
+                Err(StoreError::FlushTimeout { .. }) => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// Flushes, writes a checkpoint and stops the background work.
+    pub async fn close(mut self) -> Result<()> {
+        let r = self.flush().await;
+        self.sh.st.borrow_mut().closed = true;
+        self.sh.flush_wake.notify();
+        if let Some(t) = self.flusher.take() {
+            t.await;
+        }
+        r?;
+        let failed = self.sh.st.borrow().failed.clone();
+        if let Some(f) = failed {
+            return Err(StoreError::Failed(f));
+        }
+        checkpoint(&self.sh).await?;
+        let files: Vec<Rc<File>> = {
+            let mut st = self.sh.st.borrow_mut();
+            let mut v: Vec<Rc<File>> = std::mem::take(&mut st.cl.files).into_values().collect();
+            for q in st.queues.values_mut() {
+                v.extend(std::mem::take(&mut q.files).into_values());
+            }
+            v
+        };
+        for f in files {
+            if let Ok(f) = Rc::try_unwrap(f) {
+                f.close().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Next offset of the queue as readers see it (0 for an unknown queue).
+    pub fn max_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        let st = self.sh.st.borrow();
+        st.queues
+            .get(&(topic.to_string(), queue_id))
+            .map_or(0, |q| q.visible as i64)
+    }
+
+    pub fn min_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        let st = self.sh.st.borrow();
+        st.queues
+            .get(&(topic.to_string(), queue_id))
+            .map_or(0, |q| q.min.min(q.visible) as i64)
+    }
+
+    pub fn queues(&self) -> Vec<QueueInfo> {
+        let st = self.sh.st.borrow();
+        let mut v: Vec<QueueInfo> = st
+            .queues
+            .values()
+            .map(|q| QueueInfo {
+                topic: q.topic.clone(),
+                queue_id: q.queue_id,
+                min_offset: q.min.min(q.visible) as i64,
+                max_offset: q.visible as i64,
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
+        v
+    }
+
+    pub fn commit_log_min_offset(&self) -> i64 {
+        self.sh.st.borrow().cl.min_offset as i64
+    }
+
+    /// End of what readers may see: the durable end under SYNC_FLUSH, the append end otherwise.
+    pub fn commit_log_max_offset(&self) -> i64 {
+        visible_end(&self.sh.st.borrow()) as i64
+    }
+
+    /// Unflushed bytes.
+    pub fn dirty_bytes(&self) -> u64 {
+        let st = self.sh.st.borrow();
+        st.cl.write_pos - st.cl.flushed
+    }
+
+    /// Resolves at the next append to the queue that readers can see (for long polling).
+    pub fn wait_for_append(&self, topic: &str, queue_id: i32) -> Notified {
+        let mut st = self.sh.st.borrow_mut();
+        let st = &mut *st;
+        let root = st.cfg.dir.join("consumequeue");
+        let fe = st.cfg.cq_file_entries;
+        st.queues
+            .entry((topic.to_string(), queue_id))
+            .or_insert_with(|| ConsumeQueue::new(&root, topic, queue_id, fe, 0))
+            .waiters
+            .notified()
+    }
+
+    /// Forgets a topic: its queues and their files. Its records stay in the commit log until
+    /// retention removes them.
+    pub fn delete_topic(&self, topic: &str) {
+        let mut st = self.sh.st.borrow_mut();
+        let keys: Vec<QueueKey> = st.queues.keys().filter(|k| k.0 == topic).cloned().collect();
+        for k in keys {
+            if let Some(q) = st.queues.remove(&k) {
+                q.waiters.notify();
+            }
+        }
+        st.pending_visible.retain(|p| p.1 .0 != topic);
+        let dir = st.cfg.dir.join("consumequeue").join(topic);
+        if let Err(e) = io::remove_dir_all(&dir) {
+            tracing::warn!(error = %e, "delete_topic: removing consume queue files");
+        }
+    }
+
+    /// Reads up to `max_count` records (and about `max_bytes`) of a queue from `offset`, keeping
+    /// those whose tags code passes `filter`.
+    pub async fn get_messages(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_count: usize,
+        max_bytes: usize,
+        filter: impl Fn(i64) -> bool,
+    ) -> GetResult {
+        crate::read::get_messages(
+            &self.sh, topic, queue_id, offset, max_count, max_bytes, &filter,
+        )
+        .await
+    }
+
+    /// The record at a commit-log offset (VIEW_MESSAGE_BY_ID), verified.
+    pub async fn read_record(&self, phys_offset: i64) -> Result<Bytes> {
+        crate::read::read_record(&self.sh, phys_offset).await
+    }
+
+    /// The queue offset of the first record stored at or after `ts_ms` (`upper == false`), or of
+    /// the last record stored at or before it (`upper == true`).
+    pub async fn offset_by_timestamp(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        ts_ms: i64,
+        upper: bool,
+    ) -> i64 {
+        crate::read::offset_by_timestamp(&self.sh, topic, queue_id, ts_ms, upper).await
+    }
+
+    /// Store time of the oldest record of the queue, -1 when it has none.
+    pub async fn earliest_store_time(&self, topic: &str, queue_id: i32) -> i64 {
+        crate::read::earliest_store_time(&self.sh, topic, queue_id).await
+    }
+
+    /// Records of `topic` whose KEYS contain `key` or whose UNIQ_KEY is `key`, stored within
+    /// `[begin_ts, end_ts]`, newest first, at most `max`.
+    pub async fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin_ts: i64,
+        end_ts: i64,
+    ) -> Vec<Bytes> {
+        crate::read::query_by_key(&self.sh, topic, key, max, begin_ts, end_ts).await
+    }
+
+    /// Deletes expired segments now (also runs every `retention_interval`). Returns how many.
+    pub async fn run_retention(&self, now_ms: i64) -> Result<usize> {
+        crate::retention::run(&self.sh, now_ms).await
+    }
+
+    /// Flushes consume queues and writes a checkpoint now (also runs every
+    /// `checkpoint_interval`).
+    pub async fn checkpoint(&self) -> Result<()> {
+        checkpoint(&self.sh).await
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // A store dropped without `close` stops its flusher; unflushed appends are lost as in a
+        // crash, and recovery handles them.
+        self.sh.st.borrow_mut().closed = true;
+        self.sh.flush_wake.notify();
+        if let Some(t) = self.flusher.take() {
+            t.detach();
+        }
+    }
+}
+
+pub(crate) fn visible_end(st: &State) -> u64 {
+    match st.cfg.flush {
+        FlushMode::Sync => st.cl.flushed,
+        FlushMode::Async => st.cl.write_pos,
+    }
+}
+
+fn input_of<'a>(
+    m: &'a MessageToStore,
+    store_host: SocketAddr,
+    now: i64,
+    queue_offset: i64,
+    phys: i64,
+) -> RecordInput<'a> {
+    RecordInput {
+        topic: &m.topic,
+        queue_id: m.queue_id,
+        flag: m.flag,
+        body: &m.body,
+        properties: &m.properties,
+        sys_flag: m.sys_flag,
+        born_timestamp: m.born_timestamp,
+        born_host: m.born_host,
+        store_timestamp: now,
+        store_host,
+        reconsume_times: m.reconsume_times,
+        prepared_transaction_offset: m.prepared_transaction_offset,
+        queue_offset,
+        phys_offset: phys,
+    }
+}
+
+fn write_blank(cl: &mut CommitLog, pos: u64, seg_end: u64) {
+    cl.buf
+        .extend_from_slice(&((seg_end - pos) as u32).to_be_bytes());
+    cl.buf.extend_from_slice(&BLANK_MAGIC.to_be_bytes());
+}
+
+/// Makes the segment starting at `next_base` the active one.
+pub(crate) fn roll(cl: &mut CommitLog, next_base: u64) {
+    let old_base = cl.active_base();
+    let idx = std::mem::replace(&mut cl.active, SegIndex::new());
+    cl.segments.insert(
+        old_base,
+        Some(SealedInfo {
+            min_ts: idx.min_ts,
+            max_ts: idx.max_ts,
+            idx_on_disk: false,
+        }),
+    );
+    cl.sealing.insert(old_base, Rc::new(idx));
+    cl.segments.insert(next_base, None);
+    cl.write_pos = next_base;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flusher
+
+async fn flusher_loop(sh: Rc<Shared>) {
+    let mut last_checkpoint = Instant::now();
+    let mut last_retention = Instant::now();
+    loop {
+        let (mode, interval, cp_interval, ret_interval, idle, closed) = {
+            let st = sh.st.borrow();
+            (
+                st.cfg.flush,
+                st.cfg.flush_interval,
+                st.cfg.checkpoint_interval,
+                st.cfg.retention_interval,
+                st.cl.write_pos == st.cl.flushed,
+                st.closed,
+            )
+        };
+        if closed && idle {
+            return;
+        }
+        if idle || mode == FlushMode::Async {
+            let wake = sh.flush_wake.notified();
+            let wait = if mode == FlushMode::Async {
+                interval
+            } else {
+                cp_interval
+            };
+            future::or(wake, glommio::timer::sleep(wait)).await;
+        }
+        if let Err(e) = flush_once(&sh).await {
+            fail(&sh, &e);
+            return;
+        }
+        if last_checkpoint.elapsed() >= cp_interval {
+            last_checkpoint = Instant::now();
+            if let Err(e) = checkpoint(&sh).await {
+                fail(&sh, &e);
+                return;
+            }
+        }
+        if last_retention.elapsed() >= ret_interval {
+            last_retention = Instant::now();
+            if let Err(e) = crate::retention::run(&sh, now_ms()).await {
+                tracing::error!(error = %e, "retention failed");
+            }
+        }
+    }
+}
+
+fn fail(sh: &Shared, e: &StoreError) {
+    tracing::error!(error = %e, "store flush failed; the store is now read-only");
+    let mut st = sh.st.borrow_mut();
+    st.failed = Some(e.to_string());
+    for q in st.queues.values() {
+        q.waiters.notify();
+    }
+    drop(st);
+    sh.durable.notify();
+}
+
+/// Opens the segment file for `base`, taking a recycled one or creating and preparing it.
+pub(crate) async fn ensure_segment(sh: &Shared, base: u64) -> Result<Rc<File>> {
+    let (path, free, size, init, chunk, depth) = {
+        let mut st = sh.st.borrow_mut();
+        if let Some(f) = st.cl.files.get(&base) {
+            return Ok(f.clone());
+        }
+        let path = st.cl.segment_path(base);
+        let free = if io::exists(&path) {
+            None
+        } else {
+            st.free_segments.pop()
+        };
+        (
+            path,
+            free,
+            st.cfg.segment_size,
+            st.cfg.segment_init,
+            st.cfg.write_chunk_bytes,
+            st.cfg.write_depth,
+        )
+    };
+    if let Some(free) = free {
+        io::rename(&free, &path)?;
+    }
+    let existed = io::exists(&path);
+    let f = Rc::new(File::open(&path, true).await?);
+    if !existed {
+        prepare_segment(&f, size, init, chunk, depth).await?;
+    }
+    if let Some(dir) = path.parent() {
+        io::sync_dir(dir)?;
+    }
+    sh.st.borrow_mut().cl.files.insert(base, f.clone());
+    Ok(f)
+}
+
+pub(crate) async fn prepare_segment(
+    f: &Rc<File>,
+    size: u64,
+    init: SegmentInit,
+    chunk: usize,
+    depth: usize,
+) -> Result<()> {
+    f.pre_allocate(size).await?;
+    if init == SegmentInit::Prewrite {
+        f.zero_range(0, size, chunk.max(1 << 20), depth).await?;
+    }
+    f.fdatasync().await
+}
+
+/// Prepares a spare segment in the background once the active one is half full, so that a
+/// roll does not wait for it.
+fn maybe_prepare_spare(sh: &Rc<Shared>) {
+    let (path, size, init, chunk, depth) = {
+        let mut st = sh.st.borrow_mut();
+        let half = st.cl.write_pos - st.cl.active_base() > st.cfg.segment_size / 2;
+        if !half || st.preparing || !st.free_segments.is_empty() || st.closed {
+            return;
+        }
+        let next = st.cl.active_base() + st.cfg.segment_size;
+        if st.cl.files.contains_key(&next) {
+            return;
+        }
+        st.preparing = true;
+        (
+            st.cl.dir.join("free").join(format!("prep-{next:020}")),
+            st.cfg.segment_size,
+            st.cfg.segment_init,
+            st.cfg.write_chunk_bytes,
+            st.cfg.write_depth,
+        )
+    };
+    let sh = sh.clone();
+    glommio::spawn_local(async move {
+        let r = async {
+            io::remove_file(&path)?;
+            let f = Rc::new(File::open(&path, true).await?);
+            prepare_segment(&f, size, init, chunk, depth).await?;
+            if let Ok(f) = Rc::try_unwrap(f) {
+                f.close().await?;
+            }
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        let mut st = sh.st.borrow_mut();
+        st.preparing = false;
+        match r {
+            Ok(()) => st.free_segments.push(path),
+            Err(e) => tracing::warn!(error = %e, "preparing a spare segment failed"),
+        }
+    })
+    .detach();
+}
+
+/// One group commit: writes every unflushed byte (block-aligned, the partial last block
+/// rewritten), fdatasyncs, then publishes the new durable offset.
+pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
+    let (from, to, bases) = {
+        let st = sh.st.borrow();
+        let (from, to) = (st.cl.flushed, st.cl.write_pos);
+        if from == to {
+            return Ok(());
+        }
+        let mut bases = Vec::new();
+        let mut b = st.cl.base_of(from);
+        while b < to {
+            bases.push(b);
+            b += st.cfg.segment_size;
+        }
+        (from, to, bases)
+    };
+    for &base in &bases {
+        let file = ensure_segment(sh, base).await?;
+        let (writes, depth) = {
+            let st = sh.st.borrow();
+            let seg_end = base + st.cfg.segment_size;
+            let lo = from.max(base);
+            let hi = to.min(seg_end);
+            let chunk = st.cfg.write_chunk_bytes as u64;
+            let mut writes = Vec::new();
+            let mut pos = align_down(lo);
+            let end = align_up(hi).min(seg_end);
+            while pos < end {
+                let n = (end - pos).min(chunk);
+                let mut buf = file.alloc(n as usize);
+                let (a, img) = st.cl.image(pos.max(lo), (pos + n).min(hi));
+                debug_assert_eq!(a, pos);
+                buf.as_bytes_mut()[..img.len()].copy_from_slice(&img);
+                writes.push((buf, pos - base));
+                pos += n;
+            }
+            (writes, st.cfg.write_depth)
+        };
+        let mut inflight = VecDeque::new();
+        for (buf, pos) in writes {
+            let f = file.clone();
+            inflight.push_back(glommio::spawn_local(
+                async move { f.write_at(buf, pos).await },
+            ));
+            if inflight.len() >= depth {
+                if let Some(t) = inflight.pop_front() {
+                    t.await?;
+                }
+            }
+        }
+        while let Some(t) = inflight.pop_front() {
+            t.await?;
+        }
+        file.fdatasync().await?;
+    }
+    publish_durable(sh, to);
+    seal_indexes(sh).await?;
+    maybe_prepare_spare(sh);
+    Ok(())
+}
+
+fn publish_durable(sh: &Shared, to: u64) {
+    let mut st = sh.st.borrow_mut();
+    let st = &mut *st;
+    st.cl.flushed = st.cl.flushed.max(to);
+    while let Some((end, _, _)) = st.pending_visible.front() {
+        if *end > to {
+            break;
+        }
+        if let Some((_, key, max)) = st.pending_visible.pop_front() {
+            if let Some(q) = st.queues.get_mut(&key) {
+                if max > q.visible {
+                    q.visible = max;
+                    q.waiters.notify();
+                }
+            }
+        }
+    }
+    let budget = st.cfg.hot_cache_bytes;
+    st.cl.evict(budget);
+    sh.durable.notify();
+}
+
+/// Writes `<base>.idx` for sealed segments that are fully durable.
+async fn seal_indexes(sh: &Shared) -> Result<()> {
+    loop {
+        let (base, idx, path) = {
+            let st = sh.st.borrow();
+            let Some((&base, idx)) = st.cl.sealing.iter().next() else {
+                return Ok(());
+            };
+            if base + st.cfg.segment_size > st.cl.flushed {
+                return Ok(());
+            }
+            (base, idx.clone(), st.cl.idx_path(base))
+        };
+        write_index_file(&path, &idx).await?;
+        let mut st = sh.st.borrow_mut();
+        st.cl.sealing.remove(&base);
+        if let Some(Some(info)) = st.cl.segments.get_mut(&base) {
+            info.idx_on_disk = true;
+        }
+    }
+}
+
+pub(crate) async fn write_index_file(path: &std::path::Path, idx: &SegIndex) -> Result<()> {
+    let tmp = path.with_extension("idx.tmp");
+    io::remove_file(&tmp)?;
+    let data = idx.encode();
+    let f = File::open(&tmp, true).await?;
+    let mut buf = f.alloc(data.len());
+    buf.as_bytes_mut().copy_from_slice(&data);
+    f.write_at(buf, 0).await?;
+    f.fdatasync().await?;
+    f.close().await?;
+    io::rename(&tmp, path)
+}
+
+/// Writes the consume queues' new entries, then a checkpoint at the durable offset they cover.
+pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
+    let (c, min, manifest, writes) = {
+        let st = sh.st.borrow();
+        let c = st.cl.flushed;
+        let mut manifest = Vec::with_capacity(st.queues.len());
+        let mut writes = Vec::new();
+        for (key, q) in &st.queues {
+            // Entries of records below the checkpoint offset.
+            let mut n = q.max;
+            while n > q.mem_start {
+                match q.mem_entry(n - 1) {
+                    Some(e) if e.phys as u64 >= c => n -= 1,
+                    _ => break,
+                }
+            }
+            manifest.push((key.0.clone(), key.1, n));
+            let w = q.pending_writes();
+            if !w.is_empty() {
+                writes.push((key.clone(), q.max, w));
+            }
+        }
+        (c, st.cl.min_offset, manifest, writes)
+    };
+    for (key, max, ws) in writes {
+        let mut touched: BTreeMap<u64, Rc<File>> = BTreeMap::new();
+        for w in ws {
+            let f = cq_file(sh, &key, w.file_no, true).await?;
+            let Some(f) = f else { break };
+            let mut buf = f.alloc(w.data.len());
+            buf.as_bytes_mut().copy_from_slice(&w.data);
+            f.write_at(buf, w.pos).await?;
+            touched.insert(w.file_no, f);
+        }
+        for f in touched.values() {
+            f.fdatasync().await?;
+        }
+        let mut st = sh.st.borrow_mut();
+        let cache = st.cfg.cq_cache_entries;
+        if let Some(q) = st.queues.get_mut(&key) {
+            q.flushed_to(max, cache);
+        }
+    }
+    let dir = sh.st.borrow().cfg.dir.clone();
+    Checkpoint {
+        offset: c,
+        min_offset: min,
+        queues: manifest,
+    }
+    .store(&dir)
+    .await
+}
+
+/// The open file `file_no` of a queue (None if the queue was deleted meanwhile).
+pub(crate) async fn cq_file(
+    sh: &Shared,
+    key: &QueueKey,
+    file_no: u64,
+    create: bool,
+) -> Result<Option<Rc<File>>> {
+    let path = {
+        let st = sh.st.borrow();
+        let Some(q) = st.queues.get(key) else {
+            return Ok(None);
+        };
+        if let Some(f) = q.files.get(&file_no) {
+            return Ok(Some(f.clone()));
+        }
+        if create {
+            io::create_dir_all(&q.dir)?;
+        }
+        q.file_path(file_no)
+    };
+    if !create && !io::exists(&path) {
+        return Ok(None);
+    }
+    let f = Rc::new(File::open(&path, create).await?);
+    let mut st = sh.st.borrow_mut();
+    let Some(q) = st.queues.get_mut(key) else {
+        return Ok(None);
+    };
+    Ok(Some(q.files.entry(file_no).or_insert(f).clone()))
+}
+
+/// Entries `[from, from+n)` of a queue (fewer at its end), from memory or disk.
+pub(crate) async fn cq_entries(
+    sh: &Shared,
+    key: &QueueKey,
+    from: u64,
+    n: u64,
+) -> Result<Vec<CqEntry>> {
+    let mut out = Vec::with_capacity(n as usize);
+    let mut idx = from;
+    let end = from + n;
+    while idx < end {
+        let (mem, fe, max, locate) = {
+            let st = sh.st.borrow();
+            let Some(q) = st.queues.get(key) else {
+                return Ok(out);
+            };
+            if idx >= q.max {
+                return Ok(out);
+            }
+            let mem = if idx >= q.mem_start {
+                let hi = end.min(q.max);
+                Some((idx..hi).filter_map(|i| q.mem_entry(i)).collect::<Vec<_>>())
+            } else {
+                None
+            };
+            (mem, q.file_entries, q.max.min(q.mem_start), q.locate(idx))
+        };
+        if let Some(m) = mem {
+            out.extend(m);
+            return Ok(out);
+        }
+        let (file_no, pos) = locate;
+        let hi = end.min(max).min(idx + fe - pos / CQ_ENTRY);
+        let Some(f) = cq_file(sh, key, file_no, false).await? else {
+            return Ok(out);
+        };
+        let b = f.read_at(pos, ((hi - idx) * CQ_ENTRY) as usize).await?;
+        for c in b.chunks_exact(CQ_ENTRY as usize) {
+            out.push(CqEntry::decode(c));
+        }
+        if (b.len() as u64) < (hi - idx) * CQ_ENTRY {
+            return Ok(out);
+        }
+        idx = hi;
+    }
+    Ok(out)
+}

@@ -1,0 +1,352 @@
+//! Store integration tests, on the ext4 disk under target/tmp.
+
+mod common;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use protocol::message::{decode_all, tag_hash, StoredMessage, BLANK_MAGIC};
+use storage::{FlushMode, GetStatus, Store};
+
+fn decode(records: &[Bytes]) -> Vec<StoredMessage> {
+    records
+        .iter()
+        .map(|r| StoredMessage::decode(r).unwrap().0)
+        .collect()
+}
+
+#[test]
+fn append_and_read_back() {
+    let dir = test_dir("append");
+    run(move || async move {
+        let store = Store::open(small_config(dir.clone(), FlushMode::Async))
+            .await
+            .unwrap();
+        for i in 0..50 {
+            let m = msg(
+                "T",
+                i % 2,
+                format!("body-{i}").as_bytes(),
+                "A",
+                "",
+                &format!("U{i}"),
+            );
+            let r = store.append(&[m]).unwrap();
+            assert_eq!(r.records[0].queue_offset, (i / 2) as i64);
+        }
+        assert_eq!(store.max_offset("T", 0), 25);
+        assert_eq!(store.max_offset("T", 1), 25);
+        let g = store.get_messages("T", 0, 0, 10, 1 << 20, |_| true).await;
+        assert_eq!(g.status, GetStatus::Found);
+        assert_eq!(g.next_begin_offset, 10);
+        let ms = decode(&g.records);
+        for (k, m) in ms.iter().enumerate() {
+            assert_eq!(m.queue_offset, k as i64);
+            assert_eq!(m.body, format!("body-{}", 2 * k).as_bytes());
+            assert_eq!(m.store_host, host());
+        }
+        let g = store.get_messages("T", 0, 25, 10, 1 << 20, |_| true).await;
+        assert_eq!(g.status, GetStatus::OffsetOverflowOne);
+        let g = store.get_messages("T", 0, 30, 10, 1 << 20, |_| true).await;
+        assert_eq!(g.status, GetStatus::OffsetOverflowBadly);
+        let g = store
+            .get_messages("nope", 0, 0, 10, 1 << 20, |_| true)
+            .await;
+        assert_eq!(g.status, GetStatus::NoMatchedLogicQueue);
+        // max_bytes bounds the batch, but at least one record is returned.
+        let g = store.get_messages("T", 1, 0, 10, 10, |_| true).await;
+        assert_eq!(g.records.len(), 1);
+        store.close().await.unwrap();
+
+        // Reopen: everything is there, read from disk this time.
+        let store = Store::open(small_config(dir.clone(), FlushMode::Async))
+            .await
+            .unwrap();
+        assert_eq!(store.max_offset("T", 1), 25);
+        let g = store.get_messages("T", 1, 0, 100, 1 << 20, |_| true).await;
+        let ms = decode(&g.records);
+        assert_eq!(ms.len(), 25);
+        assert_eq!(ms[24].body, &b"body-49"[..]);
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn tag_filtering() {
+    let dir = test_dir("tags");
+    run(move || async move {
+        let store = Store::open(small_config(dir, FlushMode::Async))
+            .await
+            .unwrap();
+        for i in 0..30 {
+            let tag = ["TagA", "TagB", ""][i % 3];
+            store
+                .append(&[msg("T", 0, b"x", tag, "", &format!("U{i}"))])
+                .unwrap();
+        }
+        let want = tag_hash("TagA");
+        let g = store
+            .get_messages("T", 0, 0, 100, 1 << 20, |t| t == want)
+            .await;
+        assert_eq!(g.records.len(), 10);
+        assert_eq!(g.next_begin_offset, 30);
+        for m in decode(&g.records) {
+            assert_eq!(m.property("TAGS"), Some("TagA"));
+        }
+        let g = store.get_messages("T", 0, 0, 100, 1 << 20, |_| false).await;
+        assert_eq!(g.status, GetStatus::NoMatchedMessage);
+        assert_eq!(g.next_begin_offset, 30);
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn segment_roll_alignment_and_tail_rewrite() {
+    let dir = test_dir("roll");
+    run(move || async move {
+        let cfg = small_config(dir.clone(), FlushMode::Sync);
+        let seg = cfg.segment_size;
+        let store = Store::open(cfg.clone()).await.unwrap();
+        // One small record, flushed: it sits in a partial block.
+        let r1 = store
+            .append(&[msg("T", 0, b"first", "", "", "U0")])
+            .unwrap();
+        store.wait_durable(r1.end_offset).await.unwrap();
+        // A second one lands in the same block: the block is rewritten with both.
+        let r2 = store
+            .append(&[msg("T", 0, b"second", "", "", "U1")])
+            .unwrap();
+        store.wait_durable(r2.end_offset).await.unwrap();
+        let seg0 = dir.join("commitlog").join(format!("{:020}", 0));
+        let raw = std::fs::read(&seg0).unwrap();
+        assert_eq!(raw.len() as u64, seg, "segments are created at full size");
+        let end = r2.end_offset as usize;
+        let on_disk = decode_all(Bytes::copy_from_slice(&raw[..end])).unwrap();
+        assert_eq!(on_disk.len(), 2);
+        assert_eq!(on_disk[1].body, &b"second"[..]);
+        assert!(
+            raw[end..4096].iter().all(|&b| b == 0),
+            "the partial block is zero-padded"
+        );
+
+        // Fill past the first segment with 10 KiB records.
+        let body = vec![7u8; 10 * 1024];
+        let mut last = None;
+        for i in 0..40 {
+            let r = store
+                .append(&[msg("T", 0, &body, "", "", &format!("V{i}"))])
+                .unwrap();
+            last = Some(r);
+        }
+        let last = last.unwrap();
+        store.wait_durable(last.end_offset).await.unwrap();
+        assert!(last.end_offset > seg);
+        let raw = std::fs::read(&seg0).unwrap();
+        // Records, then a blank marker whose size runs to the end of the segment.
+        let mut p = 0usize;
+        loop {
+            let total = u32::from_be_bytes(raw[p..p + 4].try_into().unwrap()) as usize;
+            let magic = u32::from_be_bytes(raw[p + 4..p + 8].try_into().unwrap());
+            if magic == BLANK_MAGIC {
+                assert_eq!(p + total, seg as usize);
+                break;
+            }
+            p += total;
+        }
+        let seg1 = dir.join("commitlog").join(format!("{:020}", seg));
+        assert_eq!(std::fs::metadata(&seg1).unwrap().len(), seg);
+        // Every record reads back, across the roll, from memory and from disk.
+        let g = store.get_messages("T", 0, 0, 100, 16 << 20, |_| true).await;
+        assert_eq!(g.records.len(), 42);
+        store.close().await.unwrap();
+        let store = Store::open(cfg).await.unwrap();
+        let g = store.get_messages("T", 0, 0, 100, 16 << 20, |_| true).await;
+        let ms = decode(&g.records);
+        assert_eq!(ms.len(), 42);
+        for (i, m) in ms.iter().enumerate() {
+            assert_eq!(m.queue_offset, i as i64);
+        }
+        assert!(ms.iter().any(|m| m.phys_offset as u64 >= seg));
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn sync_flush_visibility() {
+    let dir = test_dir("visibility");
+    run(move || async move {
+        let store = Rc::new(
+            Store::open(small_config(dir, FlushMode::Sync))
+                .await
+                .unwrap(),
+        );
+        let r = store.append(&[msg("T", 0, b"x", "", "", "U")]).unwrap();
+        // Not durable yet: readers do not see it.
+        assert_eq!(store.max_offset("T", 0), 0);
+        assert!(store.read_record(0).await.is_err());
+        let waiter = store.wait_for_append("T", 0);
+        store.wait_durable(r.end_offset).await.unwrap();
+        waiter.await;
+        assert_eq!(store.max_offset("T", 0), 1);
+        assert!(store.read_record(0).await.is_ok());
+        // Many appends in flight share flushes.
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let s = store.clone();
+            tasks.push(glommio::spawn_local(async move {
+                let r = s
+                    .append(&[msg("T", 1, b"y", "", "", &format!("W{i}"))])
+                    .unwrap();
+                s.wait_durable(r.end_offset).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        assert_eq!(store.max_offset("T", 1), 200);
+        Rc::try_unwrap(store).ok().unwrap().close().await.unwrap();
+    });
+}
+
+#[test]
+fn lookups_by_offset_time_key_and_id() {
+    let dir = test_dir("lookups");
+    run(move || async move {
+        let cfg = small_config(dir, FlushMode::Async);
+        let store = Store::open(cfg.clone()).await.unwrap();
+        let mut stamps = Vec::new();
+        let body = vec![1u8; 3000];
+        for i in 0..120 {
+            let r = store
+                .append(&[msg(
+                    "T",
+                    0,
+                    &body,
+                    "",
+                    &format!("k{i} common"),
+                    &format!("UNIQ{i}"),
+                )])
+                .unwrap();
+            stamps.push(r.records[0]);
+            if i % 40 == 39 {
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        for round in 0..2 {
+            // By id (offsetMsgId → commit-log offset).
+            let rec = stamps[77];
+            let b = store.read_record(rec.phys_offset).await.unwrap();
+            let m = StoredMessage::decode(&b).unwrap().0;
+            assert_eq!(m.property("UNIQ_KEY"), Some("UNIQ77"));
+            assert!(store.read_record(rec.phys_offset + 1).await.is_err());
+            // By key and by unique id.
+            let hits = store.query_by_key("T", "k5", 10, 0, i64::MAX).await;
+            assert_eq!(hits.len(), 1, "round {round}");
+            let hits = store.query_by_key("T", "UNIQ100", 10, 0, i64::MAX).await;
+            assert_eq!(decode(&hits)[0].queue_offset, 100);
+            let hits = store.query_by_key("T", "common", 7, 0, i64::MAX).await;
+            assert_eq!(hits.len(), 7);
+            assert!(store
+                .query_by_key("Other", "k5", 10, 0, i64::MAX)
+                .await
+                .is_empty());
+            assert!(store.query_by_key("T", "k5", 10, 0, 1).await.is_empty());
+            // By time.
+            let t40 = stamps[40].store_timestamp;
+            let lower = store.offset_by_timestamp("T", 0, t40, false).await;
+            assert_eq!(stamps[lower as usize].store_timestamp, t40);
+            assert!(lower == 0 || stamps[lower as usize - 1].store_timestamp < t40);
+            let upper = store.offset_by_timestamp("T", 0, t40, true).await;
+            assert_eq!(stamps[upper as usize].store_timestamp, t40);
+            assert!(upper == 119 || stamps[upper as usize + 1].store_timestamp > t40);
+            assert_eq!(
+                store.offset_by_timestamp("T", 0, i64::MAX, false).await,
+                120
+            );
+            assert_eq!(store.offset_by_timestamp("T", 0, 0, true).await, 0);
+            assert_eq!(
+                store.earliest_store_time("T", 0).await,
+                stamps[0].store_timestamp
+            );
+            assert_eq!(store.earliest_store_time("T", 9).await, -1);
+            if round == 0 {
+                // Again after a restart: sealed segments' indexes come from disk.
+                store.flush().await.unwrap();
+            }
+        }
+        store.close().await.unwrap();
+        let store = Store::open(cfg).await.unwrap();
+        assert_eq!(
+            store
+                .query_by_key("T", "common", 1000, 0, i64::MAX)
+                .await
+                .len(),
+            120
+        );
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn retention_deletes_old_segments() {
+    let dir = test_dir("retention");
+    run(move || async move {
+        let cfg = small_config(dir.clone(), FlushMode::Async);
+        let seg = cfg.segment_size;
+        let store = Store::open(cfg.clone()).await.unwrap();
+        let body = vec![3u8; 8000];
+        for i in 0..200 {
+            store
+                .append(&[msg("T", 0, &body, "", "", &format!("U{i}"))])
+                .unwrap();
+        }
+        store.flush().await.unwrap();
+        store.checkpoint().await.unwrap();
+        let segments_before = store.commit_log_max_offset() as u64 / seg + 1;
+        assert!(segments_before >= 6);
+        // Nothing is old yet.
+        assert_eq!(store.run_retention(protocol_now()).await.unwrap(), 0);
+        // Three days later every sealed segment goes, the active one stays.
+        let later = protocol_now() + 73 * 3600 * 1000;
+        let n = store.run_retention(later).await.unwrap();
+        assert_eq!(n as u64, segments_before - 1);
+        let min = store.commit_log_min_offset() as u64;
+        assert_eq!(min % seg, 0);
+        assert!(min > 0);
+        let qmin = store.min_offset("T", 0);
+        assert!(qmin > 0);
+        assert_eq!(store.max_offset("T", 0), 200);
+        let g = store.get_messages("T", 0, 0, 10, 1 << 20, |_| true).await;
+        assert_eq!(g.status, GetStatus::OffsetTooSmall);
+        assert_eq!(g.next_begin_offset, qmin);
+        let g = store
+            .get_messages("T", 0, qmin, 1000, 64 << 20, |_| true)
+            .await;
+        assert_eq!(g.records.len() as i64, 200 - qmin);
+        assert!(store.read_record(0).await.is_err());
+        // New appends keep working, on recycled segments.
+        for i in 0..100 {
+            store
+                .append(&[msg("T", 0, &body, "", "", &format!("V{i}"))])
+                .unwrap();
+        }
+        store.close().await.unwrap();
+        let store = Store::open(cfg).await.unwrap();
+        assert_eq!(store.min_offset("T", 0), qmin);
+        assert_eq!(store.max_offset("T", 0), 300);
+        let g = store
+            .get_messages("T", 0, 250, 1000, 64 << 20, |_| true)
+            .await;
+        assert_eq!(g.records.len(), 50);
+        store.close().await.unwrap();
+    });
+}
+
+fn protocol_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
