@@ -180,6 +180,9 @@ JSON header, body`, and all three read only JSON responses. Our responses in the
   no `classFilterMode`/`expressionType`/`unitMode`; `producerDataSet` is **omitted** (not `[]`)
   in a consumer-only process; a producer and a consumer in one process share one clientID, so one
   heartbeat lists both.
+* The C++ *pull* consumer (not in these fixtures, seen with `py_client.py pull`): HEART_BEAT with
+  `consumeType:0` and **no `subscriptionDataSet` key**; PULL_MESSAGE with `sysFlag:4` (no
+  SUSPEND), `subVersion:"0"`, `commitOffset:"0"`, `suspendTimeoutMillis:"20000"`.
 * Consumer startup against a new group: QUERY_CONSUMER_OFFSET (answered 22 QUERY_NOT_FOUND) is
   followed by GET_MAX_OFFSET for normal topics (CONSUME_FROM_LAST_OFFSET, not settable from
   Python); `%RETRY%` queues start at 0. PULL_MESSAGE uses `sysFlag` 6 (SUSPEND|SUBSCRIPTION),
@@ -245,7 +248,9 @@ def write_readme(out_root, results, cmdline):
              "  HEART_BEAT is kept (shows the heartbeat of a process without a producer).",
              "", "Only the first frame of each distinct kind is kept (per topic for routes / pulls / offset queries, per",
              "group set for heartbeats). Files are `<nn>-<request code>-<what>.bin`. Values such as timestamps,",
-             "opaques, pids, clientIDs, UNIQ_KEYs and Signatures differ on every capture.", ""]
+             "opaques, pids, clientIDs, UNIQ_KEYs and Signatures differ on every capture.", "",
+             "The drivers themselves are checked end to end (produce / consume / pull, every client) against an",
+             "in-memory fake broker by `python3 tests/clients/selftest.py`.", ""]
     lines.append(NOTES.strip("\n"))
     lines.append("")
     for client, chosen in results.items():

@@ -22,7 +22,8 @@ broker (one broker "capture-broker", 4 read/write queues, perm 6).
 Fake broker (role "broker", only with --route): answers
     HEART_BEAT (34)                  -> SUCCESS
     SEND_MESSAGE(10)/_V2(310)/BATCH  -> SYSTEM_ERROR (1) "capture broker does not store messages"
-    GET_CONSUMER_LIST_BY_GROUP (38)  -> SUCCESS {"consumerIdList":[<clientIDs seen in heartbeats>]}
+    GET_CONSUMER_LIST_BY_GROUP (38)  -> SUCCESS {"consumerIdList":[<clientIDs of the group's heartbeats
+                                        on still-open connections>]}
     QUERY_CONSUMER_OFFSET (14)       -> QUERY_NOT_FOUND (22)
     GET_MAX_OFFSET (30) / GET_MIN_OFFSET (31) / SEARCH_OFFSET_BY_TIMESTAMP (29)
                                      -> SUCCESS offset "0"
@@ -32,8 +33,15 @@ Fake broker (role "broker", only with --route): answers
     anything else                    -> REQUEST_CODE_NOT_SUPPORTED (3)
     oneway requests (flag & 2)       -> no response
 
+With --store (implies --route) the fake broker becomes a tiny in-memory broker so the client
+drivers can be exercised end to end without Saturn: sends (incl. C++ batches) are stored and
+answered SUCCESS with msgId/queueId/queueOffset, PULL returns stored messages (V1 layout, tag
+filter on the subscription string) or PULL_NOT_FOUND after 1 s, consumer offsets are kept
+(QUERY_CONSUMER_OFFSET of an unknown group answers offset 0 like a Java broker whose first message
+is still in memory), GET_MAX_OFFSET answers the queue length. Not a reference for anything.
+
 Usage:
-    capture_namesrv.py --out DIR [--port 0] [--route] [--broker-port 0] [--duration 30]
+    capture_namesrv.py --out DIR [--port 0] [--route|--store] [--broker-port 0] [--duration 30]
 Prints one line "READY ns=127.0.0.1:P1 broker=127.0.0.1:P2" on stdout when listening.
 Can also be imported: CaptureServer(out_dir, route=...).start() / .stop().
 """
@@ -45,6 +53,7 @@ import struct
 import sys
 import threading
 import time
+import zlib
 
 LOOPBACK = "127.0.0.1"
 RESPONSE_VERSION = 409  # V4_9_8
@@ -96,8 +105,10 @@ def response(request_header, code, remark=None, ext=None):
 
 class CaptureServer:
     def __init__(self, out_dir, route=False, ns_port=0, broker_port=0, pull_delay=1.0,
-                 broker_name="capture-broker", queues=4, log=None):
+                 broker_name="capture-broker", queues=4, log=None, store=False):
         self.out_dir = out_dir
+        self.store = MiniStore() if store else None
+        route = route or store
         self.route = route
         self.pull_delay = pull_delay
         self.broker_name = broker_name
@@ -110,7 +121,7 @@ class CaptureServer:
         self._stop = threading.Event()
         self._threads = []
         self._socks = []
-        self.client_ids = []
+        self.group_clients = {}  # consumer group -> {clientID: broker connection id}
         self._index = open(os.path.join(out_dir, "frames.jsonl"), "a", encoding="utf-8")
         self.ns_sock = self._listen(ns_port)
         self.ns_addr = "%s:%d" % self.ns_sock.getsockname()
@@ -188,8 +199,12 @@ class CaptureServer:
                     if len(buf) < 4 + total:
                         break
                     raw, buf = buf[:4 + total], buf[4 + total:]
-                    self._handle(conn, wlock, role, cid, peer, raw)
+                    self._handle(conn, wlock, role, cid, peer, raw, cid)
         finally:
+            with self._lock:  # a closed connection drops its clients from every group
+                for members in self.group_clients.values():
+                    for k in [k for k, v in members.items() if v == cid]:
+                        del members[k]
             try:
                 conn.close()
             except OSError:
@@ -221,7 +236,7 @@ class CaptureServer:
             except OSError:
                 pass
 
-    def _handle(self, conn, wlock, role, cid, peer, raw):
+    def _handle(self, conn, wlock, role, cid, peer, raw, conn_id=None):
         header, body, ser_type = decode_frame(raw)
         seq = self._record(role, cid, peer, raw, header, body)
         if header is None:
@@ -240,7 +255,7 @@ class CaptureServer:
             resp, rbody = self._ns_answer(header, ext)
             self._send(conn, wlock, encode_frame(resp, rbody))
         else:
-            self._broker_answer(conn, wlock, header, ext, body)
+            self._broker_answer(conn, wlock, header, ext, body, conn_id)
 
     # ------------------------------------------------------------ name server
     def _route_body(self, topic):
@@ -265,20 +280,34 @@ class CaptureServer:
         return response(header, 17, remark), b""
 
     # ------------------------------------------------------------ fake broker
-    def _broker_answer(self, conn, wlock, header, ext, body):
+    def _broker_answer(self, conn, wlock, header, ext, body, conn_id=None):
         code = header.get("code")
+        if self.store is not None and code in (10, 310, 11, 14, 15, 30, 36):
+            r, rbody, delay = self.store.handle(code, header, ext, body, self.broker_addr)
+            frame = encode_frame(r, rbody)
+            if delay:
+                def later():
+                    if not self._stop.wait(self.pull_delay):
+                        self._send(conn, wlock, frame)
+                self._spawn(later)
+            elif not header.get("flag", 0) & 2:
+                self._send(conn, wlock, frame)
+            return
         if code == 34:
             try:
-                cid = json.loads(body.decode("utf-8")).get("clientID")
-                if cid and cid not in self.client_ids:
-                    self.client_ids.append(cid)
+                hb = json.loads(body.decode("utf-8"))
+                with self._lock:
+                    for cd in hb.get("consumerDataSet") or []:
+                        self.group_clients.setdefault(cd.get("groupName"), {})[hb.get("clientID")] = conn_id
             except (ValueError, AttributeError):
                 pass
             r = response(header, 0)
         elif code in (10, 310, 320):
             r = response(header, 1, "capture broker does not store messages")
         elif code == 38:
-            rb = json.dumps({"consumerIdList": self.client_ids}).encode("utf-8")
+            with self._lock:
+                ids = sorted(self.group_clients.get(ext.get("consumerGroup"), {}))
+            rb = json.dumps({"consumerIdList": ids}).encode("utf-8")
             self._send(conn, wlock, encode_frame(response(header, 0), rb))
             return
         elif code == 14:
@@ -302,17 +331,143 @@ class CaptureServer:
         self._send(conn, wlock, encode_frame(r))
 
 
+def _s(v, default=None):
+    """ext values arrive as strings (Java/C++) or raw JSON numbers/booleans (C++, ali-ons)."""
+    if v is None:
+        return default
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _props(s):
+    out = {}
+    for item in (s or "").split("\x02"):
+        if "\x01" in item:
+            k, v = item.split("\x01", 1)
+            out[k] = v
+    return out
+
+
+class MiniStore:
+    """In-memory stand-in for a broker, just enough for the client drivers' self-test."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.queues = {}   # (topic, qid) -> [record bytes]
+        self.tags = {}     # (topic, qid) -> [tag]
+        self.offsets = {}  # (group, topic, qid) -> offset
+        self.phys = 0
+        self.seq = 0
+
+    def _encode(self, topic, qid, qoff, flag, sysflag, born_ts, body, props, store_host):
+        ip, port = store_host.split(":")
+        host = bytes(int(x) for x in ip.split(".")) + struct.pack(">i", int(port))
+        t = topic.encode()
+        pr = props.encode()
+        size = 91 + len(body) + len(t) + len(pr)
+        rec = struct.pack(">iiiiiqqiq", size, -626843481, zlib.crc32(body) & 0x7FFFFFFF, qid, flag, qoff,
+                          self.phys, sysflag, born_ts)
+        rec += host + struct.pack(">q", int(time.time() * 1000)) + host
+        rec += struct.pack(">iq", 0, 0) + struct.pack(">i", len(body)) + body
+        rec += struct.pack(">B", len(t)) + t + struct.pack(">h", len(pr)) + pr
+        assert len(rec) == size
+        msg_id = "%s%08X%016X" % ("".join("%02X" % b for b in host[:4]), int(port), self.phys)
+        self.phys += size
+        return rec, msg_id
+
+    def _uniq(self):
+        self.seq += 1
+        return "7F000001%04X%08X%012X" % (os.getpid() & 0xFFFF, 0x5A7, self.seq)
+
+    def handle(self, code, header, ext, body, store_host):
+        with self.lock:
+            return self._handle(code, header, ext, body, store_host)
+
+    def _handle(self, code, header, ext, body, store_host):
+        if code in (10, 310):
+            v2 = code == 310
+            g = (lambda k1, k2: ext.get(k2) if v2 else ext.get(k1))
+            topic = _s(g("topic", "b"))
+            qid = max(0, int(_s(g("queueId", "e"), "0")))
+            flag = int(_s(g("flag", "h"), "0"))
+            sysflag = int(_s(g("sysFlag", "f"), "0"))
+            born = int(_s(g("bornTimestamp", "g"), "0"))
+            batch = _s(g("batch", "m"), "false") in ("1", "true", "True")
+            entries = []
+            if batch:
+                pos = 0
+                while pos + 20 <= len(body):
+                    total, _magic, _crc, mflag, blen = struct.unpack(">iiiii", body[pos:pos + 20])
+                    b = body[pos + 20:pos + 20 + blen]
+                    plen = struct.unpack(">h", body[pos + 20 + blen:pos + 22 + blen])[0]
+                    pstr = body[pos + 22 + blen:pos + 22 + blen + plen].decode()
+                    entries.append((mflag, b, pstr))
+                    pos += total
+            else:
+                entries.append((flag, body, _s(g("properties", "i"), "")))
+            key = (topic, qid)
+            q = self.queues.setdefault(key, [])
+            tags = self.tags.setdefault(key, [])
+            ids, first = [], len(q)
+            for mflag, b, pstr in entries:
+                if "UNIQ_KEY\x01" not in pstr:
+                    pstr += "UNIQ_KEY\x01%s\x02" % self._uniq()
+                rec, mid = self._encode(topic, qid, len(q), mflag, sysflag, born, b, pstr, store_host)
+                q.append(rec)
+                tags.append(_props(pstr).get("TAGS"))
+                ids.append(mid)
+            return response(header, 0, None, {"msgId": ",".join(ids), "queueId": qid, "queueOffset": first,
+                                               "MSG_REGION": "DefaultRegion", "TRACE_ON": "false"}), b"", False
+        topic = _s(ext.get("topic"))
+        qid = int(_s(ext.get("queueId"), "0"))
+        key = (topic, qid)
+        q = self.queues.get(key, [])
+        if code == 11:
+            off = int(_s(ext.get("queueOffset"), "0"))
+            maxn = int(_s(ext.get("maxMsgNums"), "32"))
+            sub = (_s(ext.get("subscription"), "*") or "*").strip()
+            want = None if sub in ("*", "") else {t.strip() for t in sub.split("||") if t.strip()}
+            hdr = {"minOffset": 0, "maxOffset": len(q), "suggestWhichBrokerId": 0}
+            if off >= len(q):
+                hdr["nextBeginOffset"] = min(off, len(q))
+                return response(header, 19, "OFFSET_OVERFLOW_ONE", hdr), b"", True
+            tags = self.tags.get(key, [])
+            recs, i = [], off
+            while i < len(q) and len(recs) < maxn:
+                if want is None or tags[i] in want:
+                    recs.append(q[i])
+                i += 1
+            hdr["nextBeginOffset"] = i
+            if not recs:
+                return response(header, 20, "NO_MATCHED_MESSAGE", hdr), b"", False
+            return response(header, 0, "FOUND", hdr), b"".join(recs), False
+        if code == 14:
+            o = self.offsets.get((_s(ext.get("consumerGroup")), topic, qid), 0)
+            return response(header, 0, None, {"offset": o}), b"", False
+        if code == 15:
+            o = int(_s(ext.get("commitOffset"), "-1"))
+            if o >= 0:
+                self.offsets[(_s(ext.get("consumerGroup")), topic, qid)] = o
+            return response(header, 0), b"", False
+        if code == 30:
+            return response(header, 0, None, {"offset": len(q)}), b"", False
+        return response(header, 0), b"", False  # 36 CONSUMER_SEND_MSG_BACK: accept
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="directory for captured frames")
     ap.add_argument("--port", type=int, default=0, help="name server port (0 = ephemeral)")
     ap.add_argument("--route", action="store_true", help="answer routes, run the fake broker")
+    ap.add_argument("--store", action="store_true", help="fake broker stores and delivers messages (implies --route)")
     ap.add_argument("--broker-port", type=int, default=0)
     ap.add_argument("--duration", type=float, default=30.0, help="exit after this many seconds")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args()
     log = (lambda *x: None) if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    srv = CaptureServer(a.out, route=a.route, ns_port=a.port, broker_port=a.broker_port, log=log).start()
+    srv = CaptureServer(a.out, route=a.route, ns_port=a.port, broker_port=a.broker_port, log=log,
+                        store=a.store).start()
     print("READY ns=%s broker=%s" % (srv.ns_addr, srv.broker_addr or "-"), flush=True)
     try:
         time.sleep(max(0.0, a.duration))

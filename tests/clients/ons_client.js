@@ -114,10 +114,11 @@ function parseArgs(argv) {
 }
 
 const fmt = (...a) => require('util').format(...a);
+const oneLine = (...a) => a.map(x => (x instanceof Error ? x.message : x)); // no stack dumps
 const LOGGER_QUIET = {
   info() {},
   debug() {},
-  warn(...a) { log('warn:', fmt(...a)); },
+  warn(...a) { log('warn:', fmt(...oneLine(...a))); },
   error(...a) { log('error:', fmt(...a)); },
 };
 const LOGGER_VERBOSE = {
@@ -153,13 +154,25 @@ function parseProps(s) {
 }
 
 function hintFor(msg) {
-  if (/route|TOPIC_NOT_EXIST|not exist/i.test(msg)) {
-    return 'no route (topic unknown to the name server / no broker)';
-  }
-  if (/ECONNREFUSED|connect/i.test(msg)) {
+  if (/ECONNREFUSED|ECONNRESET|connect /i.test(msg)) {
     return 'cannot connect (name server or broker not listening)';
   }
+  if (/No topic route|TOPIC_NOT_EXIST|not exist/i.test(msg)) {
+    return 'no route (topic unknown to the name server / no broker)';
+  }
   return null;
+}
+
+// ali-ons re-emits the same Error object and prefixes its message every time
+// ("MQPushConsumer occurred an error [mq:client] updateAllTopicRouterInfo occurred error, ...").
+function cleanError(msg) {
+  let prev;
+  do {
+    prev = msg;
+    msg = msg.replace(/^MQPushConsumer occurred an error\s*/, '')
+      .replace(/^\[mq:client\] updateAllTopicRouterInfo occurred error, /, '');
+  } while (msg !== prev);
+  return msg;
 }
 
 function hardDeadline(seconds) {
@@ -231,8 +244,9 @@ async function produce(o) {
   }));
   const clientErrors = [];
   producer.on('error', err => {
-    if (clientErrors.includes(err.message)) return;
-    clientErrors.push(err.message);
+    const m = cleanError(err.message);
+    if (clientErrors.includes(m)) return;
+    clientErrors.push(m);
     log('client error event:', err.message);
   });
   const t0 = Date.now();
@@ -322,10 +336,12 @@ async function consume(o) {
     consumeFromWhere: consumeFromWhere(o.from),
   }));
   const clientErrors = [];
+  let closing = false;
   consumer.on('error', err => {
-    if (clientErrors.includes(err.message)) return; // report each distinct error once
-    clientErrors.push(err.message);
-    out({ event: 'client_error', client, error: err.message, hint: hintFor(err.message) });
+    const m = cleanError(err.message);
+    if (closing || clientErrors.includes(m)) return; // report each distinct error once
+    clientErrors.push(m);
+    out({ event: 'client_error', client, error: m, hint: hintFor(m) });
   });
   const seen = new Set();
   let delivered = 0;
@@ -353,6 +369,7 @@ async function consume(o) {
   out({ event: 'summary', cmd: 'consume', client, expected: expect, distinct: seen.size, delivered,
     timed_out: timedOut, elapsed_ms: Date.now() - t0, clientErrors: clientErrors.slice(0, 5),
     hint: seen.size === 0 && clientErrors.length ? hintFor(clientErrors[0]) : null });
+  closing = true; // "The socket was closed" etc. during close() are noise
   await closeQuietly(consumer, 5000);
   return (!expect || seen.size >= expect) ? 0 : 1;
 }
@@ -365,9 +382,9 @@ async function probe(o) {
   hardDeadline(seconds + 20);
   const group = o.group || 'CG_saturn_probe';
   const producer = new Producer(Object.assign(baseOptions(o), { producerGroup: group + '_PG' }));
-  producer.on('error', err => out({ event: 'client_error', error: err.message }));
+  producer.on('error', err => out({ event: 'client_error', error: cleanError(err.message) }));
   const consumer = new Consumer(Object.assign(baseOptions(o), { consumerGroup: group }));
-  consumer.on('error', err => out({ event: 'client_error', error: err.message }));
+  consumer.on('error', err => out({ event: 'client_error', error: cleanError(err.message) }));
   consumer.subscribe(o.topic || 'TopicTest', 'TagA || TagB', async (msg, mq) => out(msgLine(msg, mq)));
   await Promise.race([ Promise.all([ producer.ready(), consumer.ready() ]), new Promise(r => setTimeout(r, seconds * 1000)) ]);
   out({ event: 'started', client });

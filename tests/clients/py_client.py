@@ -64,15 +64,21 @@ exported by their librocketmq.so; both flavours have the identical Python API ex
     return normally = CONSUME_SUCCESS, raise = RECONSUME_LATER), set_thread_count,
     set_message_batch_max_size, set_instance_name, start, shutdown.
     No consumeFromWhere / consumeTimestamp setter: the C++ default CONSUME_FROM_LAST_OFFSET applies,
-    so a new group only sees old messages if the broker answers QUERY_CONSUMER_OFFSET with 0
-    (what the Java broker does while the queue's first message is still in memory).
+    so a new CLUSTERING group only sees old messages if the broker answers QUERY_CONSUMER_OFFSET
+    with 0 (what the Java broker does while the queue's first message is still in memory); on
+    QUERY_NOT_FOUND it asks GET_MAX_OFFSET and starts at the end. BROADCASTING consumers keep
+    offsets in local files ($HOME/.rocketmq_offsets) and always start at the end on first start:
+    they only see messages produced after they started (verified against the fake broker).
   * RecvMessage: id (msgId), topic, tags, keys, body (bytes, NUL-terminated), queue_id, queue_offset,
     reconsume_times, born_timestamp, store_timestamp, store_size, commit_log_offset,
     get_property(name) (user or system property; b"" if absent). brokerName is not exposed.
   * PullConsumer(group): start, shutdown, set_namesrv_addr, pull(topic, expression, max_num)
     (generator over all queues starting at offset 0 with an UNBOUNDED retry loop - this driver
     calls the underlying C functions FetchSubscriptionMessageQueues/Pull itself with a time bound).
-    The pull path exposes the queue's brokerName.
+    The pull path exposes the queue's brokerName. On the wire the C++ pull consumer's PULL_MESSAGE
+    has sysFlag 4 (SUBSCRIPTION only, no SUSPEND: the broker must answer at once), subVersion "0",
+    commitOffset "0", suspendTimeoutMillis "20000", and its HEART_BEAT has consumeType 0 and NO
+    subscriptionDataSet key at all.
   * cvs only: set_log_root_path(dir) on Producer/PushConsumer/PullConsumer; logs otherwise go to
     $ROCKETMQ_CLIENT_LOG_DIR or "$ROCKETMQ_HOME/logs/rocketmq-client/" (i.e. /logs/... when
     ROCKETMQ_HOME is unset!). 0.4.4 logs to $HOME/logs/rocketmq-cpp/. Both keep broadcasting offsets
