@@ -145,7 +145,7 @@ JSON header, body`, and all three read only JSON responses. Our responses in the
 `{"code":..,"extFields":{..strings..},"flag":1,"language":"JAVA","opaque":<same>,"remark":..,
 "serializeTypeCurrentRPC":"JSON","version":409}`, which all three accepted.
 
-### rocketmq 0.4.4 (rocketmq-client-cpp 1.2.x, Python ctypes wrapper)
+### rocketmq 0.4.4 (rocketmq-client-cpp 1.x (exact version not stated in the wheel), Python ctypes wrapper)
 * `"language":"CPP"`, **`"version":63`** (= V3_1_8 in the ordinal table; cpp 2.x sends 333), opaque
   starts at **0**, `"remark":""` is always present, **no `serializeTypeCurrentRPC`**.
 * The JSON header text ends with a **newline** (`...}\n`, jsoncpp writer) and the newline is counted
@@ -238,7 +238,7 @@ def write_readme(out_root, results, cmdline):
              "the matching venv, `tests/clients/ons_client.js`) with the `probe` subcommand: one process with a",
              "producer (group `%s_PG`) and a push consumer (group `%s`, subscription `TopicTest` /" % (GROUP, GROUP),
              "`TagA || TagB`), one send of a TagA message (keys `probe-key-0`, user property `probeProp=v1`,",
-             "body `probe body 0`; the Python clients then also `send_batch` two TagB messages), then ~5 s of running. Two passes per client, each against",
+             "body `probe body 0`; the Python clients then also `send_batch` two TagB messages), then ~5 s of running. Three passes per client, each against",
              "`tests/clients/capture_namesrv.py` on ephemeral 127.0.0.1 ports:",
              "", "* **noroute**: the name server answers every request with code 17 TOPIC_NOT_EXIST;",
              "* **route**: GET_ROUTEINFO_BY_TOPIC answers SUCCESS with a route to a fake broker (`capture-broker`,",

@@ -41,7 +41,7 @@ TCP close); --trace open makes shutdown safe. All output is flushed before any s
 Facts about the client APIs (read from the installed packages' client.py / ffi.py and the symbols
 exported by their librocketmq.so; both flavours have the identical Python API except where noted):
   * import name `rocketmq` for both packages -> one venv each. Both ship a prebuilt librocketmq.so
-    next to ffi.py (ctypes, no LD_LIBRARY_PATH needed): rocketmq 0.4.4 = rocketmq-client-cpp 1.2.x
+    next to ffi.py (ctypes, no LD_LIBRARY_PATH needed): rocketmq 0.4.4 = rocketmq-client-cpp 1.x (exact version not stated in the wheel)
     (bundles its own libz), rocketmq-python-cvs 2.1.0.3 = rocketmq-client-cpp 2.1.0 (needs system
     libz.so.1 and libstdc++.so.6). Wire: language "CPP", version 63 (0.4.4) / 333 = V4_6_0 (cvs).
   * Producer(group, timeout=None, compress_level=None, max_message_size=None); set_namesrv_addr();
