@@ -270,10 +270,14 @@ def write_readme(out_root, results, cmdline):
             if body:
                 try:
                     b = body.decode("utf-8")
+                    if any(ord(ch) < 32 and ch != "\n" for ch in b):
+                        raise UnicodeDecodeError("utf-8", body, 0, 1, "control characters")
                     lines += ["", "Body%s:" % (" (ends with a newline)" if b.endswith("\n") else ""), "",
                               "```", b.rstrip("\n"), "```"]
                 except UnicodeDecodeError:
-                    lines += ["", "Body (hex): `%s`" % hexline(body[:64])]
+                    lines += ["", "Body (binary, %d bytes; hex):" % len(body), "", "```"]
+                    lines += [hexline(body[i:i + 32]) for i in range(0, len(body), 32)]
+                    lines += ["```"]
     with open(os.path.join(out_root, "README.md"), "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
 
