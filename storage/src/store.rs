@@ -160,6 +160,8 @@ impl Store {
             flush_wake: Rc::new(Notify::default()),
             durable: Rc::new(Notify::default()),
         });
+        // Persist what recovery rebuilt (consume-queue entries) and its end offset.
+        checkpoint(&sh).await?;
         let flusher = glommio::spawn_local(flusher_loop(sh.clone()));
         Ok(Store {
             sh,
