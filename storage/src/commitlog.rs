@@ -60,6 +60,8 @@ pub struct CommitLog {
     pub sealing: BTreeMap<u64, Rc<SegIndex>>,
     /// Recently loaded sealed indexes (tiny LRU, newest last).
     pub loaded: VecDeque<(u64, Rc<SegIndex>)>,
+    /// Record-table entries of the active segment already in its `.sums` journal.
+    pub sums_written: usize,
 }
 
 impl CommitLog {
@@ -78,6 +80,7 @@ impl CommitLog {
             active: SegIndex::new(),
             sealing: BTreeMap::new(),
             loaded: VecDeque::new(),
+            sums_written: 0,
         }
     }
 
@@ -87,6 +90,12 @@ impl CommitLog {
 
     pub fn idx_path(&self, base: u64) -> PathBuf {
         self.dir.join(format!("{}.idx", segment_name(base)))
+    }
+
+    /// Journal of the active segment's record table (position, size, CRC32C per record),
+    /// appended at each checkpoint so recovery can check records below the checkpoint.
+    pub fn sums_path(&self, base: u64) -> PathBuf {
+        self.dir.join(format!("{}.sums", segment_name(base)))
     }
 
     pub fn base_of(&self, offset: u64) -> u64 {

@@ -9,6 +9,7 @@
 //! <dir>/checkpoint                     durable offset + consume-queue manifest (CRC32C)
 //! <dir>/commitlog/<20-digit base>      segment files, `segment_size` bytes each
 //! <dir>/commitlog/<base>.idx           record table + key index of a sealed segment
+//! <dir>/commitlog/<base>.sums          record-table journal of the active segment
 //! <dir>/commitlog/free/                spare (recycled or pre-written) segments
 //! <dir>/consumequeue/<topic>/<qid>/<20-digit first entry>   20-byte entries
 //! ```
@@ -25,11 +26,13 @@
 //!
 //! **Integrity.** Every record carries RocketMQ's own checks (magic, TOTALSIZE, BODYCRC over the
 //! body) and its PHYSICALOFFSET, which must equal its position. In addition the store keeps a
-//! CRC32C of every record's full bytes, computed before it is written: in memory for the active
-//! segment and in the segment's `.idx` record table (itself CRC32C-protected) once sealed. Every
-//! record read back from disk is checked against all of these before it is returned; a record
-//! that fails is reported (error log, skipped) and never served. Recovery checks the same
-//! (CRC32C excepted for the active segment, whose table it rebuilds) for everything it scans.
+//! CRC32C of every record's full bytes (12-byte entry: position, size, CRC32C), computed before
+//! it is written: in memory for the active segment, journaled to `<base>.sums` at each
+//! checkpoint (for the records the checkpoint covers), and in the segment's `.idx` record table
+//! (itself CRC32C-protected) once sealed. Every record read back from disk is checked against
+//! all of these before it is returned; a record that fails is reported (error log, skipped) and
+//! never served. Recovery checks the same for everything it scans: records below the checkpoint
+//! against the journal, records beyond it structurally (their CRC32C was never persisted).
 //! A torn 4 KiB block write under power loss could damage already-durable records of the same
 //! block (the partial block is rewritten in place); SIGKILL cannot tear a write.
 //!

@@ -31,7 +31,7 @@ use crate::cq::{file_name, ConsumeQueue, CqEntry, CQ_ENTRY};
 use crate::error::{Result, StoreError};
 use crate::io::{self, align_down, align_up, File, BLOCK};
 use crate::seg_index::{key_hash, SegIndex};
-use crate::store::{write_index_file, RecoveryReport, State};
+use crate::store::{read_sums, write_index_file, RecoveryReport, State};
 
 /// Commit-log bytes read per scan step.
 const SCAN_CHUNK: usize = 8 << 20;
@@ -158,6 +158,7 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
         indexes: BTreeMap::new(),
         indexed_from,
         report: &mut report,
+        sums: HashMap::new(),
     };
     let end = scan.run(&bases, start).await?;
     let mut indexes = std::mem::take(&mut scan.indexes);
@@ -217,6 +218,12 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
             })
         }
     };
+    for &b in &bases {
+        if b >= indexed_from {
+            io::remove_file(&cl.sums_path(b))?;
+        }
+    }
+    cl.sums_written = 0;
     cl.write_pos = end;
     cl.flushed = end;
     if let Some(t) = tail {
@@ -483,6 +490,8 @@ struct Scan<'a> {
     indexes: BTreeMap<u64, SegIndex>,
     indexed_from: u64,
     report: &'a mut RecoveryReport,
+    /// The record table journaled for the segment being scanned (position → size, CRC32C).
+    sums: HashMap<u32, (u32, u32)>,
 }
 
 impl Scan<'_> {
@@ -500,6 +509,14 @@ impl Scan<'_> {
             }
             let path = self.cfg.dir.join("commitlog").join(segment_name(base));
             let f = File::open(&path, false).await?;
+            self.sums = read_sums(
+                &self
+                    .cfg
+                    .dir
+                    .join("commitlog")
+                    .join(format!("{}.sums", segment_name(base))),
+            )
+            .await?;
             let r = self.scan_segment(&f, base, p).await;
             f.close().await?;
             match r? {
@@ -540,7 +557,7 @@ impl Scan<'_> {
             }
             let o = (p - buf_start) as usize;
             let rec = plausible.then(|| buf.get(o..o + total as usize)).flatten();
-            match rec.map(|r| check(r, p)) {
+            match rec.map(|r| check(r, p).and_then(|()| self.check_sum(base, p, r))) {
                 Some(Ok(())) => {
                     let r = buf.slice(o..o + total as usize);
                     self.dispatch(base, p, &r);
@@ -553,6 +570,10 @@ impl Scan<'_> {
                         _ => format!("bad header (magic {magic:#x}, size {total})"),
                     };
                     if p >= self.c {
+                        // Zeros: the clean end of what was written. Anything else: a torn tail.
+                        if buf.get(o..o + 8).is_some_and(|h| h.iter().all(|&b| b == 0)) {
+                            return Ok(self.stop(p, "end"));
+                        }
                         return Ok(self.stop_invalid(p, &reason));
                     }
                     // Corruption below the checkpoint: skip to the next record that verifies.
@@ -574,6 +595,21 @@ impl Scan<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// Checks a record against the CRC32C journaled when it was written, if there is one.
+    fn check_sum(&self, base: u64, p: u64, rec: &[u8]) -> std::result::Result<(), String> {
+        match self.sums.get(&((p - base) as u32)) {
+            Some(&(size, crc)) if size as usize == rec.len() && crc == crc32c::crc32c(rec) => {
+                Ok(())
+            }
+            Some(&(size, crc)) => Err(format!(
+                "crc32c/size {:#x}/{} differ from those written, {crc:#x}/{size}",
+                crc32c::crc32c(rec),
+                rec.len()
+            )),
+            None => Ok(()),
         }
     }
 
@@ -624,7 +660,10 @@ impl Scan<'_> {
                     f.read_at(q - base, total.min(self.cfg.segment_size as usize))
                         .await?
                 };
-                if rec.len() == total && check(&rec, q).is_ok() {
+                if rec.len() == total
+                    && check(&rec, q).is_ok()
+                    && self.check_sum(base, q, &rec).is_ok()
+                {
                     return Ok(Some(q));
                 }
             }

@@ -574,6 +574,7 @@ pub(crate) fn roll(cl: &mut CommitLog, next_base: u64) {
         }),
     );
     cl.sealing.insert(old_base, Rc::new(idx));
+    cl.sums_written = 0;
     cl.segments.insert(next_base, None);
     cl.write_pos = next_base;
 }
@@ -833,6 +834,7 @@ async fn seal_indexes(sh: &Shared) -> Result<()> {
         };
         write_index_file(&path, &idx).await?;
         let mut st = sh.st.borrow_mut();
+        io::remove_file(&st.cl.sums_path(base))?;
         st.cl.sealing.remove(&base);
         if let Some(Some(info)) = st.cl.segments.get_mut(&base) {
             info.idx_on_disk = true;
@@ -896,6 +898,7 @@ pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
             q.flushed_to(max, cache);
         }
     }
+    write_sums(sh, c).await?;
     let dir = sh.st.borrow().cfg.dir.clone();
     Checkpoint {
         offset: c,
@@ -904,6 +907,63 @@ pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
     }
     .store(&dir)
     .await
+}
+
+/// Appends the active segment's record-table entries of records below `c` to its journal.
+async fn write_sums(sh: &Shared, c: u64) -> Result<()> {
+    const E: u64 = 12;
+    let (path, from, to, data, pos) = {
+        let st = sh.st.borrow();
+        let base = st.cl.active_base();
+        let recs = &st.cl.active.records;
+        let to = recs.partition_point(|r| base + (r.pos as u64) < c);
+        let from = st.cl.sums_written.min(to);
+        if from == to {
+            return Ok(());
+        }
+        let a = align_down(from as u64 * E);
+        let first = (a / E) as usize;
+        let mut data = Vec::with_capacity((to - first + 1) * E as usize);
+        for r in &recs[first..to] {
+            data.extend_from_slice(&r.pos.to_be_bytes());
+            data.extend_from_slice(&r.size.to_be_bytes());
+            data.extend_from_slice(&r.crc.to_be_bytes());
+        }
+        let skip = (a - first as u64 * E) as usize;
+        (st.cl.sums_path(base), from, to, data[skip..].to_vec(), a)
+    };
+    let _ = from;
+    let f = File::open(&path, true).await?;
+    let mut buf = f.alloc(align_up(data.len() as u64) as usize);
+    buf.as_bytes_mut()[..data.len()].copy_from_slice(&data);
+    f.write_at(buf, pos).await?;
+    f.fdatasync().await?;
+    f.close().await?;
+    let mut st = sh.st.borrow_mut();
+    if st.cl.sums_path(st.cl.active_base()) == path {
+        st.cl.sums_written = to;
+    }
+    Ok(())
+}
+
+/// Reads a `.sums` journal: position → (size, CRC32C).
+pub(crate) async fn read_sums(path: &std::path::Path) -> Result<HashMap<u32, (u32, u32)>> {
+    let mut out = HashMap::new();
+    if !io::exists(path) {
+        return Ok(out);
+    }
+    let f = File::open(path, false).await?;
+    let size = f.size().await?;
+    let b = f.read_at(0, size as usize).await?;
+    f.close().await?;
+    for c in b.chunks_exact(12) {
+        let be = |i: usize| u32::from_be_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]);
+        if be(4) == 0 {
+            break;
+        }
+        out.insert(be(0), (be(4), be(8)));
+    }
+    Ok(out)
 }
 
 /// The open file `file_no` of a queue (None if the queue was deleted meanwhile).
