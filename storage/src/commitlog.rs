@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::io::{align_down, align_up, File};
+use crate::io::{align_down, File};
 use crate::seg_index::SegIndex;
 
 pub fn segment_name(base: u64) -> String {
@@ -113,7 +113,7 @@ impl CommitLog {
         }
         let data = self.buf.split().freeze();
         self.cache_bytes += data.len();
-        debug_assert!(self.pieces.back().map_or(true, |p| p.end() <= start));
+        debug_assert!(self.pieces.back().is_none_or(|p| p.end() <= start));
         self.pieces.push_back(Piece { start, data });
     }
 
@@ -133,26 +133,27 @@ impl CommitLog {
         Some(p.data.slice(lo..lo + len))
     }
 
-    /// Bytes `[from, to)` (within one segment) as a zero-padded, block-aligned image starting at
-    /// `align_down(from)`; what no piece covers stays zero. Pieces cover everything from
-    /// `align_down(flushed)` on.
-    pub fn image(&self, from: u64, to: u64) -> (u64, Vec<u8>) {
-        let a = align_down(from);
-        let b = align_up(to);
-        let mut out = vec![0u8; (b - a) as usize];
-        let i = self.pieces.partition_point(|p| p.end() <= a);
+    /// Copies bytes `[from, to)` into `out`, whose first byte is offset `a` (block-aligned,
+    /// `a <= from`); what no piece covers (after a blank marker) is zeroed. Pieces cover
+    /// everything from `align_down(flushed)` on.
+    pub fn image_into(&self, a: u64, from: u64, to: u64, out: &mut [u8]) {
+        debug_assert!(a <= from && to - a <= out.len() as u64);
+        let i = self.pieces.partition_point(|p| p.end() <= from);
+        let mut cursor = from;
         for p in self.pieces.iter().skip(i) {
             if p.start >= to {
                 break;
             }
-            let lo = p.start.max(a);
+            let lo = p.start.max(from);
             let hi = p.end().min(to);
             if lo < hi {
+                out[(cursor - a) as usize..(lo - a) as usize].fill(0);
                 out[(lo - a) as usize..(hi - a) as usize]
                     .copy_from_slice(&p.data[(lo - p.start) as usize..(hi - p.start) as usize]);
+                cursor = hi;
             }
         }
-        (a, out)
+        out[(cursor - a) as usize..(to - a) as usize].fill(0);
     }
 
     /// Drops durable pieces beyond the cache budget, keeping the block the next flush rewrites.

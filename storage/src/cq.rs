@@ -168,7 +168,7 @@ impl ConsumeQueue {
                 data,
             });
             pos = end.min(file_end);
-            debug_assert!(pos == byte_end || pos % BLOCK == 0);
+            debug_assert!(pos == byte_end || pos.is_multiple_of(BLOCK));
         }
         out
     }

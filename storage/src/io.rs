@@ -84,6 +84,26 @@ impl File {
         Ok(())
     }
 
+    /// Writes the whole shared buffer at `pos`; the caller gets the buffer back for reuse.
+    pub async fn write_rc_at(&self, buf: Rc<IoBuf>, pos: u64) -> Result<()> {
+        debug_assert_eq!(pos % BLOCK, 0);
+        let len = buf.len();
+        let n = gio(self.inner.write_rc_at(buf, pos).await)
+            .map_err(|e| StoreError::io("write", &self.path, Some(pos), e))?;
+        if n != len {
+            return Err(StoreError::io(
+                "write",
+                &self.path,
+                Some(pos),
+                std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("short write: {n} of {len} bytes"),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Reads up to `len` bytes at `pos` (any alignment; fewer at end of file) into fresh memory.
     pub async fn read_at(&self, pos: u64, len: usize) -> Result<Bytes> {
         let r = gio(self.inner.read_at(pos, len).await)
@@ -142,16 +162,21 @@ impl File {
         chunk: usize,
         depth: usize,
     ) -> Result<()> {
-        debug_assert!(from % BLOCK == 0 && to % BLOCK == 0);
+        debug_assert!(from.is_multiple_of(BLOCK) && to.is_multiple_of(BLOCK));
+        let zeros = Rc::new(self.alloc(chunk));
         let mut pos = from;
         let mut inflight = std::collections::VecDeque::new();
         while pos < to {
             let n = (to - pos).min(chunk as u64);
-            let buf = self.alloc(n as usize);
             let f = self.clone();
-            inflight.push_back(glommio::spawn_local(
-                async move { f.write_at(buf, pos).await },
-            ));
+            let task = if n as usize == chunk {
+                let z = zeros.clone();
+                glommio::spawn_local(async move { f.write_rc_at(z, pos).await })
+            } else {
+                let buf = self.alloc(n as usize);
+                glommio::spawn_local(async move { f.write_at(buf, pos).await })
+            };
+            inflight.push_back(task);
             pos += n;
             if inflight.len() >= depth {
                 if let Some(t) = inflight.pop_front() {

@@ -270,6 +270,7 @@ fn new_state(
         free_segments,
         preparing: false,
         recovery,
+        io_bufs: Vec::new(),
     }
 }
 
@@ -505,7 +506,7 @@ impl Scan<'_> {
                 return Ok(p);
             }
             if base >= self.indexed_from {
-                self.indexes.entry(base).or_insert_with(SegIndex::new);
+                self.indexes.entry(base).or_default();
             }
             let path = self.cfg.dir.join("commitlog").join(segment_name(base));
             let f = File::open(&path, false).await?;

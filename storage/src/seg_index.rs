@@ -25,7 +25,7 @@ pub struct Header {
     pub max_ts: i64,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct SegIndex {
     pub records: Vec<RecEntry>,
     pub keys: Vec<(u64, u32)>,
@@ -47,17 +47,24 @@ pub fn key_hash(topic: &str, key: &str) -> u64 {
     h
 }
 
-impl SegIndex {
-    pub fn new() -> Self {
+impl Default for SegIndex {
+    fn default() -> Self {
         SegIndex {
+            records: Vec::new(),
+            keys: Vec::new(),
             min_ts: i64::MAX,
             max_ts: i64::MIN,
-            ..Default::default()
         }
+    }
+}
+
+impl SegIndex {
+    pub fn new() -> Self {
+        Self::default()
     }
 
     pub fn add_record(&mut self, pos: u32, size: u32, crc: u32, store_ts: i64) {
-        debug_assert!(self.records.last().map_or(true, |r| r.pos < pos));
+        debug_assert!(self.records.last().is_none_or(|r| r.pos < pos));
         self.records.push(RecEntry { pos, size, crc });
         self.min_ts = self.min_ts.min(store_ts);
         self.max_ts = self.max_ts.max(store_ts);
