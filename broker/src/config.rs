@@ -1,0 +1,290 @@
+//! Broker configuration: defaults, RocketMQ's `broker.conf` (Java
+//! properties), and command-line overrides, in that order.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushDiskType {
+    Async,
+    Sync,
+}
+
+impl FlushDiskType {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "ASYNC_FLUSH" | "ASYNC" => Some(Self::Async),
+            "SYNC_FLUSH" | "SYNC" => Some(Self::Sync),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Async => "ASYNC_FLUSH",
+            Self::Sync => "SYNC_FLUSH",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerRole {
+    AsyncMaster,
+    SyncMaster,
+    Slave,
+}
+
+impl BrokerRole {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "ASYNC_MASTER" => Some(Self::AsyncMaster),
+            "SYNC_MASTER" => Some(Self::SyncMaster),
+            "SLAVE" => Some(Self::Slave),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub cluster_name: String,
+    /// Shard i registers as `<broker_name>-<i>`.
+    pub broker_name: String,
+    pub broker_id: i64,
+    /// Name servers, `host:port` each.
+    pub namesrv_addrs: Vec<String>,
+    /// The address clients are told to use (routes, stored STOREHOST).
+    pub broker_ip: IpAddr,
+    /// Shard 0's port; shard i listens on `listen_port + PORT_STRIDE * i`.
+    pub listen_port: u16,
+    pub shards: usize,
+    pub data_dir: PathBuf,
+    /// Commit-log directory when set apart from the data dir (`storePathCommitLog`).
+    pub commit_log_dir: Option<PathBuf>,
+    pub segment_size: u64,
+    pub flush: FlushDiskType,
+    pub role: BrokerRole,
+    pub auto_create_topic: bool,
+    pub auto_create_subscription_group: bool,
+    pub default_topic_queue_nums: i32,
+    pub max_message_size: usize,
+    pub file_reserved_time: Duration,
+    /// Hour of day (0–23) at which expired files are deleted (`deleteWhen`).
+    pub delete_when: Vec<u8>,
+    pub register_interval: Duration,
+    pub client_channel_expiry: Duration,
+    pub max_frame_size: usize,
+    pub flush_interval: Duration,
+    pub sync_flush_timeout: Duration,
+    pub hot_cache_bytes: usize,
+    /// Per-connection bound on requests being processed.
+    pub max_in_flight_per_connection: usize,
+    pub region_id: String,
+    pub trace_on: bool,
+    /// Pin shard i to core i.
+    pub pin_cores: bool,
+    pub io_memory: usize,
+}
+
+/// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
+pub const PORT_STRIDE: u16 = 4;
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            cluster_name: "DefaultCluster".into(),
+            broker_name: "saturn".into(),
+            broker_id: 0,
+            namesrv_addrs: vec!["127.0.0.1:9876".into()],
+            broker_ip: default_ip(),
+            listen_port: 10911,
+            shards: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            data_dir: PathBuf::from("./data"),
+            commit_log_dir: None,
+            segment_size: 1 << 30,
+            flush: FlushDiskType::Async,
+            role: BrokerRole::AsyncMaster,
+            auto_create_topic: false,
+            auto_create_subscription_group: true,
+            default_topic_queue_nums: 8,
+            max_message_size: 4 * 1024 * 1024,
+            file_reserved_time: Duration::from_secs(72 * 3600),
+            delete_when: vec![4],
+            register_interval: Duration::from_secs(30),
+            client_channel_expiry: Duration::from_secs(120),
+            max_frame_size: protocol::DEFAULT_MAX_FRAME_SIZE,
+            flush_interval: Duration::from_millis(500),
+            sync_flush_timeout: Duration::from_secs(5),
+            hot_cache_bytes: 256 << 20,
+            max_in_flight_per_connection: 4096,
+            region_id: "DefaultRegion".into(),
+            trace_on: true,
+            pin_cores: true,
+            io_memory: 1 << 20,
+        }
+    }
+}
+
+impl BrokerConfig {
+    pub fn shard_name(&self, shard: usize) -> String {
+        format!("{}-{}", self.broker_name, shard)
+    }
+
+    pub fn shard_port(&self, shard: usize) -> u16 {
+        self.listen_port + PORT_STRIDE * shard as u16
+    }
+
+    pub fn shard_addr(&self, shard: usize) -> String {
+        format!("{}:{}", self.broker_ip, self.shard_port(shard))
+    }
+
+    pub fn shard_dir(&self, shard: usize) -> PathBuf {
+        self.data_dir.join(format!("shard-{shard}"))
+    }
+
+    pub fn shard_commit_log_dir(&self, shard: usize) -> PathBuf {
+        match &self.commit_log_dir {
+            Some(dir) => dir.join(format!("shard-{shard}")),
+            None => self.shard_dir(shard).join("store"),
+        }
+    }
+
+    /// Applies RocketMQ `broker.conf` properties. Unknown keys are returned
+    /// so the caller can log them once.
+    pub fn apply_properties(&mut self, pairs: &[(String, String)]) -> Result<Vec<String>, String> {
+        let mut unknown = Vec::new();
+        for (key, value) in pairs {
+            let v = value.trim();
+            let bad = || format!("broker.conf: {key}={value} is not valid");
+            match key.as_str() {
+                "brokerClusterName" => self.cluster_name = v.to_owned(),
+                "brokerName" => self.broker_name = v.to_owned(),
+                "brokerId" => self.broker_id = v.parse().map_err(|_| bad())?,
+                "namesrvAddr" => {
+                    self.namesrv_addrs = v
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }
+                "brokerIP1" => self.broker_ip = v.parse().map_err(|_| bad())?,
+                "listenPort" => self.listen_port = v.parse().map_err(|_| bad())?,
+                "storePathRootDir" => self.data_dir = PathBuf::from(v),
+                "storePathCommitLog" => self.commit_log_dir = Some(PathBuf::from(v)),
+                "mappedFileSizeCommitLog" => self.segment_size = v.parse().map_err(|_| bad())?,
+                "flushDiskType" => self.flush = FlushDiskType::parse(v).ok_or_else(bad)?,
+                "brokerRole" => self.role = BrokerRole::parse(v).ok_or_else(bad)?,
+                "autoCreateTopicEnable" => {
+                    self.auto_create_topic = parse_bool(v).ok_or_else(bad)?
+                }
+                "autoCreateSubscriptionGroup" => {
+                    self.auto_create_subscription_group = parse_bool(v).ok_or_else(bad)?
+                }
+                "defaultTopicQueueNums" => {
+                    self.default_topic_queue_nums = v.parse().map_err(|_| bad())?
+                }
+                "maxMessageSize" => self.max_message_size = v.parse().map_err(|_| bad())?,
+                "fileReservedTime" => {
+                    let hours: u64 = v.parse().map_err(|_| bad())?;
+                    self.file_reserved_time = Duration::from_secs(hours * 3600);
+                }
+                "deleteWhen" => {
+                    self.delete_when = v
+                        .split(';')
+                        .map(|h| h.trim().parse::<u8>().ok().filter(|h| *h < 24))
+                        .collect::<Option<Vec<u8>>>()
+                        .ok_or_else(bad)?
+                }
+                "syncFlushTimeout" => {
+                    self.sync_flush_timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
+                }
+                "flushIntervalCommitLog" => {
+                    self.flush_interval = Duration::from_millis(v.parse().map_err(|_| bad())?)
+                }
+                "registerNameServerPeriod" => {
+                    let ms: u64 = v.parse().map_err(|_| bad())?;
+                    self.register_interval = Duration::from_millis(ms.clamp(10_000, 60_000));
+                }
+                "regionId" => self.region_id = v.to_owned(),
+                "traceOn" => self.trace_on = parse_bool(v).ok_or_else(bad)?,
+                _ => unknown.push(key.clone()),
+            }
+        }
+        Ok(unknown)
+    }
+
+    pub fn load_file(&mut self, path: &Path) -> Result<Vec<String>, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        self.apply_properties(&namesrv::processor::parse_properties(&text))
+    }
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// The first non-loopback IPv4 address of this host, else 127.0.0.1: what
+/// RocketMQ brokers advertise by default.
+pub fn default_ip() -> IpAddr {
+    let mut found = None;
+    // SAFETY: getifaddrs fills a linked list that we only read and then
+    // release with freeifaddrs; every pointer is checked for null before use
+    // and ifa_addr is cast to sockaddr_in only when its family is AF_INET.
+    unsafe {
+        let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut addrs) == 0 {
+            let mut cur = addrs;
+            while !cur.is_null() {
+                let ifa = &*cur;
+                if !ifa.ifa_addr.is_null() && (*ifa.ifa_addr).sa_family as i32 == libc::AF_INET {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                    if !ip.is_loopback() && !ip.is_unspecified() && found.is_none() {
+                        found = Some(ip);
+                    }
+                }
+                cur = ifa.ifa_next;
+            }
+            libc::freeifaddrs(addrs);
+        }
+    }
+    IpAddr::V4(found.unwrap_or(Ipv4Addr::LOCALHOST))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_conf_keys() {
+        let text = "brokerClusterName = C1\nbrokerName=b\nbrokerId=0\nnamesrvAddr=1.2.3.4:9876;5.6.7.8:9876\n\
+                    brokerIP1=10.1.1.1\nlistenPort=20911\nflushDiskType=SYNC_FLUSH\nbrokerRole=ASYNC_MASTER\n\
+                    autoCreateTopicEnable=true\ndeleteWhen=04\nfileReservedTime=48\n# c\nsomethingElse=1\n";
+        let mut c = BrokerConfig::default();
+        let unknown = c
+            .apply_properties(&namesrv::processor::parse_properties(text))
+            .unwrap();
+        assert_eq!(unknown, vec!["somethingElse".to_string()]);
+        assert_eq!(c.cluster_name, "C1");
+        assert_eq!(c.namesrv_addrs.len(), 2);
+        assert_eq!(c.broker_ip.to_string(), "10.1.1.1");
+        assert_eq!(c.listen_port, 20911);
+        assert_eq!(c.flush, FlushDiskType::Sync);
+        assert!(c.auto_create_topic);
+        assert_eq!(c.delete_when, vec![4]);
+        assert_eq!(c.file_reserved_time, Duration::from_secs(48 * 3600));
+        assert_eq!(c.shard_addr(1), "10.1.1.1:20915");
+        let err = c
+            .apply_properties(&[("listenPort".into(), "x".into())])
+            .unwrap_err();
+        assert!(err.contains("listenPort"));
+    }
+}

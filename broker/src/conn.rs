@@ -1,0 +1,265 @@
+//! One client connection: a reader that decodes frames and starts a task per
+//! request, and a writer that drains a bounded queue of outgoing frames.
+//! Responses leave in completion order, matched by opaque.
+//!
+//! Bounds: at most `max_in_flight_per_connection` requests are being served
+//! per connection (the reader stops reading, so TCP pushes back), and at most
+//! `OUT_QUEUE` frames wait for the socket.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+use protocol::{FrameCodec, LanguageCode, RemotingCommand};
+
+use crate::shard::Shard;
+
+/// Frames waiting for the socket, per connection.
+const OUT_QUEUE: usize = 1024;
+/// Bytes the writer gathers into one socket write.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
+
+/// A frame to send: an encoded prefix and header (and small body), then
+/// body parts passed through untouched (stored records).
+pub struct Outgoing {
+    pub head: Bytes,
+    pub parts: Vec<Bytes>,
+}
+
+impl Outgoing {
+    pub fn command(cmd: &RemotingCommand) -> Self {
+        Self {
+            head: cmd.to_bytes(),
+            parts: Vec::new(),
+        }
+    }
+
+    /// `cmd` (whose own body must be empty) followed by `parts` as its body.
+    pub fn with_parts(cmd: &RemotingCommand, parts: Vec<Bytes>) -> Self {
+        debug_assert!(cmd.body.is_empty());
+        let body_len = parts.iter().map(Bytes::len).sum();
+        let mut head = BytesMut::new();
+        cmd.encode_prefix_and_header(&mut head, body_len);
+        Self {
+            head: head.freeze(),
+            parts,
+        }
+    }
+
+    fn close_marker() -> Self {
+        Self {
+            head: Bytes::new(),
+            parts: Vec::new(),
+        }
+    }
+
+    fn is_close_marker(&self) -> bool {
+        self.head.is_empty() && self.parts.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.head.len() + self.parts.iter().map(Bytes::len).sum::<usize>()
+    }
+}
+
+/// A client as the shard sees it.
+pub struct Conn {
+    pub id: u64,
+    pub peer: SocketAddr,
+    out: LocalSender<Outgoing>,
+    /// Language and version of the last request (heartbeats record them).
+    pub language: Cell<LanguageCode>,
+    pub version: Cell<i32>,
+    next_opaque: Cell<i32>,
+    closed: Rc<Cell<bool>>,
+}
+
+impl Conn {
+    /// Queues a frame; waits while the queue is full. Dropped silently when
+    /// the connection has closed.
+    pub async fn send(&self, frame: Outgoing) {
+        if self.closed.get() {
+            return;
+        }
+        if self.out.send(frame).await.is_err() {
+            self.closed.set(true);
+        }
+    }
+
+    /// Sends a oneway request to the client (NOTIFY_CONSUMER_IDS_CHANGED, ...).
+    pub fn try_send_oneway(&self, mut cmd: RemotingCommand) {
+        if self.closed.get() {
+            return;
+        }
+        let opaque = self.next_opaque.get();
+        self.next_opaque.set(opaque.wrapping_add(1));
+        cmd.opaque = opaque;
+        cmd.set_oneway();
+        let _ = self.out.try_send(Outgoing::command(&cmd));
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    pub fn addr_string(&self) -> String {
+        self.peer.to_string()
+    }
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, id: u64) {
+    let peer = match stream.peer_addr() {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = futures_lite::io::split(stream);
+    let (tx, rx) = local_channel::new_bounded::<Outgoing>(OUT_QUEUE);
+    let conn = Rc::new(Conn {
+        id,
+        peer,
+        out: tx,
+        language: Cell::new(LanguageCode::JAVA),
+        version: Cell::new(0),
+        next_opaque: Cell::new(1),
+        closed: Rc::new(Cell::new(false)),
+    });
+
+    glommio::spawn_local({
+        let closed = conn.closed.clone();
+        async move {
+            let mut batch = Vec::with_capacity(WRITE_BATCH_BYTES);
+            while let Some(first) = rx.recv().await {
+                if first.is_close_marker() {
+                    break;
+                }
+                let mut pending = Some(first);
+                batch.clear();
+                // Gather what is queued into one write; large bodies go out
+                // as they are, without a copy.
+                loop {
+                    let next = match pending.take() {
+                        Some(f) => Some(f),
+                        // Whatever is already queued, without waiting.
+                        None => futures_lite::future::poll_once(rx.recv()).await.flatten(),
+                    };
+                    let Some(frame) = next else {
+                        break;
+                    };
+                    if frame.is_close_marker() {
+                        let _ = writer.write_all(&batch).await;
+                        let _ = writer.close().await;
+                        closed.set(true);
+                        return;
+                    }
+                    if frame.len() > WRITE_BATCH_BYTES {
+                        if !batch.is_empty() && writer.write_all(&batch).await.is_err() {
+                            closed.set(true);
+                            return;
+                        }
+                        batch.clear();
+                        let mut ok = writer.write_all(&frame.head).await.is_ok();
+                        for part in &frame.parts {
+                            ok = ok && writer.write_all(part).await.is_ok();
+                        }
+                        if !ok {
+                            closed.set(true);
+                            return;
+                        }
+                        continue;
+                    }
+                    batch.extend_from_slice(&frame.head);
+                    for part in &frame.parts {
+                        batch.extend_from_slice(part);
+                    }
+                    if batch.len() >= WRITE_BATCH_BYTES {
+                        break;
+                    }
+                }
+                if !batch.is_empty() && writer.write_all(&batch).await.is_err() {
+                    closed.set(true);
+                    return;
+                }
+                if writer.flush().await.is_err() {
+                    closed.set(true);
+                    return;
+                }
+            }
+        }
+    })
+    .detach();
+
+    let in_flight = Rc::new(Semaphore::new(
+        shard.config.max_in_flight_per_connection as u64,
+    ));
+    let codec = FrameCodec::new(shard.config.max_frame_size);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    'read: loop {
+        loop {
+            let frame = match codec.decode(&mut buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(peer = %peer, error = %e, "broken framing; closing connection");
+                    break 'read;
+                }
+            };
+            let request = match RemotingCommand::decode(frame) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(peer = %peer, error = %e, "undecodable header; closing connection");
+                    break 'read;
+                }
+            };
+            if request.is_response() {
+                continue; // answers to our oneway notifications never come; others are ignored
+            }
+            conn.language.set(request.language);
+            conn.version.set(request.version);
+            let permit = match in_flight.acquire_static_permit(1).await {
+                Ok(p) => p,
+                Err(_) => break 'read,
+            };
+            let shard = shard.clone();
+            let conn = conn.clone();
+            glommio::spawn_local(async move {
+                if let Some(reply) = crate::handlers::dispatch(&shard, &conn, request).await {
+                    conn.send(reply).await;
+                }
+                drop(permit);
+            })
+            .detach();
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    // Ask the writer to flush what is queued and close the socket; frames
+    // produced later (parked pulls) are dropped.
+    let _ = conn.out.try_send(Outgoing::close_marker());
+    conn.closed.set(true);
+    shard.connection_closed(&conn);
+}
+
+thread_local! {
+    static NEXT_CONN: RefCell<u64> = const { RefCell::new(1) };
+}
+
+pub fn next_conn_id(shard: usize) -> u64 {
+    NEXT_CONN.with(|n| {
+        let mut n = n.borrow_mut();
+        *n += 1;
+        ((shard as u64) << 48) | *n
+    })
+}

@@ -1,0 +1,178 @@
+//! Client registration: heartbeats, unregistration, group membership,
+//! and the queue locks of orderly consumers.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use protocol::body::{
+    decode_json, encode_json, perm, CheckClientRequestBody, GetConsumerListByGroupResponseBody,
+    HeartbeatData, LockBatchRequestBody, LockBatchResponseBody, TopicConfig,
+};
+use protocol::header::{ConsumerGroupRequestHeader, UnregisterClientRequestHeader};
+use protocol::{RemotingCommand, ResponseCode};
+
+use super::{error, header, Reply};
+use crate::conn::Conn;
+use crate::metadata::RETRY_PREFIX;
+use crate::shard::Shard;
+
+/// A queue lock not renewed for this long is free again.
+pub const LOCK_MAX_LIVE: Duration = Duration::from_secs(60);
+
+pub async fn heartbeat(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> Reply {
+    let data: HeartbeatData = match decode_json(&req.body) {
+        Ok(d) => d,
+        Err(e) => {
+            return error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                format!("bad heartbeat body: {e}"),
+            )
+        }
+    };
+    let now = Instant::now();
+    for consumer in &data.consumer_data_set {
+        let Some(group) = super::send::ensure_group(shard, &consumer.group_name).await else {
+            continue; // unknown group and no auto-creation: ignored, as RocketMQ does
+        };
+        // Every consumer group has a retry topic, routable from the start.
+        let retry = format!("{RETRY_PREFIX}{}", consumer.group_name);
+        if shard.topic(&retry).is_none() {
+            let queues = group.retry_queue_nums.max(1);
+            if let Some(c) = shard
+                .control
+                .ensure_topic(TopicConfig::new(
+                    &retry,
+                    queues,
+                    queues,
+                    perm::READ | perm::WRITE,
+                ))
+                .await
+            {
+                shard.topics.borrow_mut().insert(retry, c);
+            }
+        }
+        let joined =
+            shard
+                .clients
+                .borrow_mut()
+                .register_consumer(conn, &data.client_id, consumer, now);
+        if joined {
+            tracing::info!(group = %consumer.group_name, client = %data.client_id, "consumer joined");
+            if group.notify_consumer_ids_changed_enable {
+                shard
+                    .clients
+                    .borrow()
+                    .notify_consumer_ids_changed(&consumer.group_name);
+            }
+        }
+    }
+    for producer in &data.producer_data_set {
+        shard.clients.borrow_mut().register_producer(
+            conn,
+            &data.client_id,
+            &producer.group_name,
+            now,
+        );
+    }
+    Reply::Cmd(req.success())
+}
+
+pub fn unregister_client(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> Reply {
+    let h = header!(UnregisterClientRequestHeader, req);
+    let changed = shard.clients.borrow_mut().unregister(
+        conn.id,
+        h.producer_group.as_deref(),
+        h.consumer_group.as_deref(),
+    );
+    if changed {
+        if let Some(g) = &h.consumer_group {
+            shard.clients.borrow().notify_consumer_ids_changed(g);
+        }
+    }
+    Reply::Cmd(req.success())
+}
+
+pub fn consumer_list(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
+    let h = header!(ConsumerGroupRequestHeader, req);
+    let ids = shard
+        .clients
+        .borrow()
+        .consumers
+        .get(&h.consumer_group)
+        .map(|g| g.client_ids())
+        .unwrap_or_default();
+    if ids.is_empty() {
+        return error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            format!("no consumer for this group, {}", h.consumer_group),
+        );
+    }
+    Reply::Cmd(
+        req.success()
+            .with_body(encode_json(&GetConsumerListByGroupResponseBody {
+                consumer_id_list: ids,
+            })),
+    )
+}
+
+pub fn check_client_config(req: &RemotingCommand) -> Reply {
+    let body: CheckClientRequestBody = match decode_json(&req.body) {
+        Ok(b) => b,
+        Err(e) => return error(req, ResponseCode::SYSTEM_ERROR, format!("bad body: {e}")),
+    };
+    if body.subscription_data.is_tag_type() {
+        Reply::Cmd(req.success())
+    } else {
+        error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            "The broker does not support consumer to filter message by SQL92",
+        )
+    }
+}
+
+pub fn lock_batch(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
+    let body: LockBatchRequestBody = match decode_json(&req.body) {
+        Ok(b) => b,
+        Err(e) => return error(req, ResponseCode::SYSTEM_ERROR, format!("bad body: {e}")),
+    };
+    let now = Instant::now();
+    let mut locks = shard.locks.borrow_mut();
+    let mut granted = Vec::new();
+    for mq in body.mq_set {
+        let key = (body.consumer_group.clone(), mq.clone());
+        let free = match locks.get(&key) {
+            None => true,
+            Some((holder, at)) => {
+                holder == &body.client_id || now.saturating_duration_since(*at) > LOCK_MAX_LIVE
+            }
+        };
+        if free {
+            locks.insert(key, (body.client_id.clone(), now));
+            granted.push(mq);
+        }
+    }
+    Reply::Cmd(req.success().with_body(encode_json(&LockBatchResponseBody {
+        lock_ok_mq_set: granted,
+    })))
+}
+
+pub fn unlock_batch(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
+    let body: LockBatchRequestBody = match decode_json(&req.body) {
+        Ok(b) => b,
+        Err(e) => return error(req, ResponseCode::SYSTEM_ERROR, format!("bad body: {e}")),
+    };
+    let mut locks = shard.locks.borrow_mut();
+    for mq in body.mq_set {
+        let key = (body.consumer_group.clone(), mq);
+        if locks
+            .get(&key)
+            .is_some_and(|(holder, _)| holder == &body.client_id)
+        {
+            locks.remove(&key);
+        }
+    }
+    Reply::Cmd(req.success())
+}

@@ -1,0 +1,104 @@
+//! Request handlers, one module per side of the protocol.
+
+mod admin;
+mod client;
+mod consumer;
+mod pull;
+mod send;
+
+use std::rc::Rc;
+
+use protocol::header::HeaderError;
+use protocol::{RemotingCommand, RequestCode, ResponseCode};
+
+use crate::conn::{Conn, Outgoing};
+use crate::shard::Shard;
+
+/// Serves one request; `None` when nothing is to be sent back (oneway).
+pub async fn dispatch(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    req: RemotingCommand,
+) -> Option<Outgoing> {
+    use RequestCode as C;
+    let oneway = req.is_oneway();
+    let reply = match req.request_code() {
+        C::SEND_MESSAGE | C::SEND_MESSAGE_V2 | C::SEND_BATCH_MESSAGE => {
+            send::send(shard, conn, &req).await
+        }
+        C::PULL_MESSAGE | C::LITE_PULL_MESSAGE => pull::pull(shard, &req).await,
+        C::HEART_BEAT => client::heartbeat(shard, conn, &req).await,
+        C::UNREGISTER_CLIENT => client::unregister_client(shard, conn, &req),
+        C::GET_CONSUMER_LIST_BY_GROUP => client::consumer_list(shard, &req),
+        C::CHECK_CLIENT_CONFIG => client::check_client_config(&req),
+        C::LOCK_BATCH_MQ => client::lock_batch(shard, &req),
+        C::UNLOCK_BATCH_MQ => client::unlock_batch(shard, &req),
+        C::QUERY_CONSUMER_OFFSET => consumer::query_consumer_offset(shard, &req),
+        C::UPDATE_CONSUMER_OFFSET => consumer::update_consumer_offset(shard, &req),
+        C::GET_MAX_OFFSET => consumer::max_offset(shard, &req),
+        C::GET_MIN_OFFSET => consumer::min_offset(shard, &req),
+        C::SEARCH_OFFSET_BY_TIMESTAMP => consumer::search_offset(shard, &req).await,
+        C::GET_EARLIEST_MSG_STORETIME => consumer::earliest_store_time(shard, &req).await,
+        C::CONSUMER_SEND_MSG_BACK => send::send_back(shard, conn, &req).await,
+        C::UPDATE_AND_CREATE_TOPIC => admin::create_topic(shard, &req).await,
+        C::DELETE_TOPIC_IN_BROKER => admin::delete_topic(shard, &req).await,
+        C::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(shard, &req),
+        C::GET_TOPIC_CONFIG => admin::topic_config(shard, &req),
+        C::VIEW_MESSAGE_BY_ID => admin::view_message(shard, &req).await,
+        C::QUERY_MESSAGE => admin::query_message(shard, &req).await,
+        C::GET_BROKER_RUNTIME_INFO => admin::runtime_info(shard, &req),
+        C::GET_BROKER_CONFIG => admin::broker_config(shard, &req),
+        C::GET_ALL_CONSUMER_OFFSET => admin::all_consumer_offset(shard, &req),
+        C::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => admin::create_group(shard, &req).await,
+        C::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => admin::all_groups(shard, &req),
+        C::DELETE_SUBSCRIPTIONGROUP => admin::delete_group(shard, &req).await,
+        C::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connections(shard, &req),
+        C::GET_PRODUCER_CONNECTION_LIST => admin::producer_connections(shard, &req),
+        C::GET_TOPIC_STATS_INFO => admin::topic_stats(shard, &req).await,
+        C::GET_CONSUME_STATS => admin::consume_stats(shard, &req).await,
+        C::QUERY_TOPIC_CONSUME_BY_WHO => admin::consumed_by_who(shard, &req),
+        other => Reply::Cmd(req.reply(
+            ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
+            Some(format!(" request type {} not supported", other.num())),
+        )),
+    };
+    if oneway {
+        return None;
+    }
+    Some(match reply {
+        Reply::Cmd(cmd) => Outgoing::command(&cmd),
+        Reply::Parts(cmd, parts) => Outgoing::with_parts(&cmd, parts),
+    })
+}
+
+/// A handler's answer: a command, or a command whose body is stored records
+/// passed through as they are.
+pub enum Reply {
+    Cmd(RemotingCommand),
+    Parts(RemotingCommand, Vec<bytes::Bytes>),
+}
+
+impl From<RemotingCommand> for Reply {
+    fn from(cmd: RemotingCommand) -> Self {
+        Reply::Cmd(cmd)
+    }
+}
+
+pub(crate) fn header_error(req: &RemotingCommand, err: HeaderError) -> Reply {
+    Reply::Cmd(req.reply(ResponseCode::SYSTEM_ERROR, Some(err.to_string())))
+}
+
+pub(crate) fn error(req: &RemotingCommand, code: ResponseCode, remark: impl Into<String>) -> Reply {
+    Reply::Cmd(req.reply(code, Some(remark.into())))
+}
+
+/// Decodes a typed header or returns the error reply from the handler.
+macro_rules! header {
+    ($ty:ty, $req:expr) => {
+        match <$ty as protocol::header::CommandHeader>::decode(&$req.ext_fields) {
+            Ok(h) => h,
+            Err(e) => return crate::handlers::header_error($req, e),
+        }
+    };
+}
+pub(crate) use header;

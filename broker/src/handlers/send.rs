@@ -1,0 +1,514 @@
+//! SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE and CONSUMER_SEND_MSG_BACK.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use protocol::body::{perm, SubscriptionGroupConfig, TopicConfig};
+use protocol::header::{
+    CommandHeader, ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader,
+    SendMessageResponseHeader,
+};
+use protocol::message::{self, properties as prop, property_value, sysflag};
+use protocol::{RemotingCommand, RequestCode, ResponseCode};
+
+use super::{error, header, Reply};
+use crate::conn::Conn;
+use crate::metadata::{self, topic_name_error, DLQ_PREFIX, NOT_ALLOWED_SEND_TOPICS, RETRY_PREFIX};
+use crate::shard::Shard;
+
+/// Longest properties string a record can carry (its length is a short).
+const MAX_PROPERTIES_LEN: usize = 32767;
+
+pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> Reply {
+    let h = match SendMessageRequestHeader::decode_any(&req.ext_fields) {
+        Ok(h) => h,
+        Err(e) => return super::header_error(req, e),
+    };
+    let batch = req.request_code() == RequestCode::SEND_BATCH_MESSAGE || h.batch == Some(true);
+    if let Some(reason) = topic_name_error(&h.topic) {
+        return error(req, ResponseCode::SYSTEM_ERROR, reason);
+    }
+    if NOT_ALLOWED_SEND_TOPICS.contains(&h.topic.as_str()) {
+        return error(
+            req,
+            ResponseCode::NO_PERMISSION,
+            format!("Sending message to topic[{}] is forbidden.", h.topic),
+        );
+    }
+    if req.body.len() > shard.config.max_message_size && !batch {
+        return error(
+            req,
+            ResponseCode::MESSAGE_ILLEGAL,
+            format!(
+                "the message body size {} is over the limit {}",
+                req.body.len(),
+                shard.config.max_message_size
+            ),
+        );
+    }
+    let properties = h.properties.clone().unwrap_or_default();
+    if properties.len() > MAX_PROPERTIES_LEN {
+        return error(
+            req,
+            ResponseCode::MESSAGE_ILLEGAL,
+            format!(
+                "the message properties length {} is over the limit {MAX_PROPERTIES_LEN}",
+                properties.len()
+            ),
+        );
+    }
+    if !batch
+        && property_value(&properties, prop::TRAN_MSG)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return error(
+            req,
+            ResponseCode::NO_PERMISSION,
+            format!(
+                "the broker[{}] sending transaction message is forbidden",
+                shard.name
+            ),
+        );
+    }
+
+    let mut topic = h.topic.clone();
+    let mut queue_id = h.queue_id;
+    let reconsume_times = h.reconsume_times.unwrap_or(0);
+    let mut config = match find_or_create_topic(
+        shard,
+        &h.topic,
+        &h.default_topic,
+        h.default_topic_queue_nums,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(reply) => return reply(req),
+    };
+
+    // A message that failed too often goes to the group's dead-letter queue.
+    if let Some(group) = h.topic.strip_prefix(RETRY_PREFIX) {
+        if batch {
+            return error(
+                req,
+                ResponseCode::MESSAGE_ILLEGAL,
+                "batch messages cannot be sent to a retry topic",
+            );
+        }
+        let Some(group_config) = ensure_group(shard, group).await else {
+            return error(
+                req,
+                ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!("subscription group not exist, {group}"),
+            );
+        };
+        let max = h
+            .max_reconsume_times
+            .unwrap_or(group_config.retry_max_times);
+        if reconsume_times > max {
+            match dlq_topic(shard, group).await {
+                Some(dlq) => {
+                    topic = dlq.topic_name.clone();
+                    queue_id = 0;
+                    config = dlq;
+                }
+                None => {
+                    return error(
+                        req,
+                        ResponseCode::SYSTEM_ERROR,
+                        "cannot create the dead-letter topic",
+                    )
+                }
+            }
+        }
+    }
+
+    if !perm::is_writeable(config.perm) {
+        return error(
+            req,
+            ResponseCode::NO_PERMISSION,
+            format!("the topic[{topic}] sending message is forbidden"),
+        );
+    }
+    let queues = config.write_queue_nums.max(config.read_queue_nums);
+    if queue_id >= queues {
+        return error(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            format!("request queueId[{queue_id}] is illegal, topic: {topic} (it has {queues} queues) producer: {}", conn.peer),
+        );
+    }
+    if queue_id < 0 {
+        queue_id = pick_queue(shard, config.write_queue_nums);
+    }
+
+    let mut sys_flag = h.sys_flag;
+    if config.topic_filter_type == protocol::body::TopicFilterType::MULTI_TAG {
+        sys_flag |= sysflag::MULTI_TAGS_FLAG;
+    }
+    let mut entries = Vec::new();
+    if batch {
+        match message::decode_batch_bytes(&req.body) {
+            Ok(list) if !list.is_empty() => {
+                for entry in list {
+                    if entry.body.len() > shard.config.max_message_size {
+                        return error(
+                            req,
+                            ResponseCode::MESSAGE_ILLEGAL,
+                            "a message in the batch is over the size limit",
+                        );
+                    }
+                    if property_value(&entry.properties, prop::DELAY)
+                        .is_some_and(|d| d.trim() != "0")
+                    {
+                        return error(
+                            req,
+                            ResponseCode::MESSAGE_ILLEGAL,
+                            "batch messages cannot be delayed",
+                        );
+                    }
+                    entries.push((entry.flag, entry.body, entry.properties));
+                }
+            }
+            Ok(_) => return error(req, ResponseCode::MESSAGE_ILLEGAL, "the batch is empty"),
+            Err(e) => {
+                return error(
+                    req,
+                    ResponseCode::MESSAGE_ILLEGAL,
+                    format!("bad batch body: {e}"),
+                )
+            }
+        }
+    } else {
+        entries.push((h.flag, req.body.clone(), properties));
+    }
+
+    let mut to_store = Vec::with_capacity(entries.len());
+    let mut wait = true;
+    for (flag, body, props) in entries {
+        let props = complete_properties(shard, props);
+        if property_value(&props, prop::WAIT).is_some_and(|v| v.eq_ignore_ascii_case("false")) {
+            wait = false;
+        }
+        to_store.push(message_to_store(
+            &topic,
+            queue_id,
+            flag,
+            body,
+            props,
+            sys_flag,
+            h.born_timestamp,
+            conn.peer,
+            reconsume_times,
+        ));
+    }
+    store_and_answer(shard, req, to_store, wait).await
+}
+
+/// Appends, waits for durability when asked, and builds the send response.
+async fn store_and_answer(
+    shard: &Rc<Shard>,
+    req: &RemotingCommand,
+    batch: Vec<storage::MessageToStore>,
+    wait: bool,
+) -> Reply {
+    let queue_id = batch[0].queue_id;
+    let appended = match shard.store.append(&batch) {
+        Ok(a) => a,
+        Err(e) => return append_error(req, e),
+    };
+    let mut code = ResponseCode::SUCCESS;
+    if wait && shard.config.flush == crate::config::FlushDiskType::Sync {
+        if let Err(e) = shard.store.wait_durable(appended.end_offset).await {
+            tracing::warn!(error = %e, "sync flush did not complete in time");
+            code = ResponseCode::FLUSH_DISK_TIMEOUT;
+        }
+    }
+    let msg_id = appended
+        .records
+        .iter()
+        .map(|r| message::offset_msg_id(shard.store_host, r.phys_offset))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut resp = req.reply(code, None);
+    SendMessageResponseHeader {
+        msg_id,
+        queue_id,
+        queue_offset: appended.records[0].queue_offset,
+        transaction_id: None,
+        batch_uniq_id: None,
+        msg_region: Some(shard.config.region_id.clone()),
+        trace_on: Some(shard.config.trace_on.to_string()),
+    }
+    .encode(&mut resp.ext_fields);
+    Reply::Cmd(resp)
+}
+
+fn append_error(req: &RemotingCommand, e: storage::StoreError) -> Reply {
+    match e {
+        storage::StoreError::Busy { .. } => error(
+            req,
+            ResponseCode::SYSTEM_BUSY,
+            format!("[REJECTREQUEST]system busy, start flow control for a while: {e}"),
+        ),
+        storage::StoreError::RecordTooLarge { .. } => {
+            error(req, ResponseCode::MESSAGE_ILLEGAL, e.to_string())
+        }
+        other => error(
+            req,
+            ResponseCode::SERVICE_NOT_AVAILABLE,
+            format!("store is not writable: {other}"),
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn message_to_store(
+    topic: &str,
+    queue_id: i32,
+    flag: i32,
+    body: Bytes,
+    properties: String,
+    sys_flag: i32,
+    born_timestamp: i64,
+    born_host: std::net::SocketAddr,
+    reconsume_times: i32,
+) -> storage::MessageToStore {
+    let tags_code = property_value(&properties, prop::TAGS)
+        .map(message::tag_hash)
+        .unwrap_or(0);
+    let keys = property_value(&properties, prop::KEYS)
+        .unwrap_or_default()
+        .to_owned();
+    let uniq_key = property_value(&properties, prop::UNIQ_KEY).map(str::to_owned);
+    storage::MessageToStore {
+        topic: topic.to_owned(),
+        queue_id,
+        flag,
+        body,
+        properties,
+        sys_flag,
+        born_timestamp,
+        born_host,
+        reconsume_times,
+        prepared_transaction_offset: 0,
+        tags_code,
+        keys,
+        uniq_key,
+    }
+}
+
+/// Adds what the broker owes every stored message: a UNIQ_KEY when the
+/// producer sent none, and the CLUSTER property.
+fn complete_properties(shard: &Shard, mut props: String) -> String {
+    let needs_uniq = property_value(&props, prop::UNIQ_KEY).is_none();
+    let needs_cluster = property_value(&props, prop::CLUSTER).is_none();
+    if !(needs_uniq || needs_cluster) {
+        return props;
+    }
+    if !props.is_empty() && !props.ends_with('\u{2}') {
+        props.push('\u{2}');
+    }
+    if needs_uniq {
+        let id = shard.uniq.borrow_mut().next_id(metadata::now_ms());
+        push_property(&mut props, prop::UNIQ_KEY, &id);
+    }
+    if needs_cluster {
+        push_property(&mut props, prop::CLUSTER, &shard.config.cluster_name);
+    }
+    props
+}
+
+fn push_property(props: &mut String, name: &str, value: &str) {
+    props.push_str(name);
+    props.push('\u{1}');
+    props.push_str(value);
+    props.push('\u{2}');
+}
+
+fn pick_queue(shard: &Shard, write_queues: i32) -> i32 {
+    let n = shard.next_queue.get();
+    shard.next_queue.set(n.wrapping_add(1));
+    (n % write_queues.max(1) as u32) as i32
+}
+
+type ErrReply = Box<dyn FnOnce(&RemotingCommand) -> Reply>;
+
+/// The topic's config, auto-creating it from its template (TBW102) when
+/// the template allows, and retry topics on demand.
+pub(crate) async fn find_or_create_topic(
+    shard: &Rc<Shard>,
+    topic: &str,
+    default_topic: &str,
+    default_queue_nums: i32,
+) -> Result<TopicConfig, ErrReply> {
+    if let Some(c) = shard.topic(topic) {
+        return Ok(c);
+    }
+    let rw = perm::READ | perm::WRITE;
+    let candidate = if topic.starts_with(RETRY_PREFIX) {
+        Some(TopicConfig::new(topic, 1, 1, rw))
+    } else {
+        shard
+            .topic(default_topic)
+            .filter(|t| perm::is_inherited(t.perm))
+            .map(|template| {
+                let queues = default_queue_nums.clamp(1, template.write_queue_nums.max(1));
+                let mut c = TopicConfig::new(topic, queues, queues, template.perm & !perm::INHERIT);
+                c.topic_sys_flag = template.topic_sys_flag;
+                c
+            })
+    };
+    let Some(candidate) = candidate else {
+        let topic = topic.to_owned();
+        return Err(Box::new(move |req| {
+            error(
+                req,
+                ResponseCode::TOPIC_NOT_EXIST,
+                format!("topic[{topic}] not exist, apply first please!"),
+            )
+        }));
+    };
+    match shard.control.ensure_topic(candidate).await {
+        Some(c) => {
+            shard
+                .topics
+                .borrow_mut()
+                .insert(c.topic_name.clone(), c.clone());
+            Ok(c)
+        }
+        None => Err(Box::new(|req| {
+            error(req, ResponseCode::SYSTEM_ERROR, "broker is shutting down")
+        })),
+    }
+}
+
+/// The group's config, created on demand when the broker allows it.
+pub(crate) async fn ensure_group(
+    shard: &Rc<Shard>,
+    group: &str,
+) -> Option<SubscriptionGroupConfig> {
+    if let Some(g) = shard.group(group) {
+        return Some(g);
+    }
+    if !shard.config.auto_create_subscription_group {
+        return None;
+    }
+    let g = shard
+        .control
+        .ensure_group(SubscriptionGroupConfig::new(group))
+        .await?;
+    shard
+        .groups
+        .borrow_mut()
+        .insert(g.group_name.clone(), g.clone());
+    Some(g)
+}
+
+async fn dlq_topic(shard: &Rc<Shard>, group: &str) -> Option<TopicConfig> {
+    let name = format!("{DLQ_PREFIX}{group}");
+    if let Some(c) = shard.topic(&name) {
+        return Some(c);
+    }
+    let c = shard
+        .control
+        .ensure_topic(TopicConfig::new(&name, 1, 1, perm::READ | perm::WRITE))
+        .await?;
+    shard.topics.borrow_mut().insert(name, c.clone());
+    Some(c)
+}
+
+/// CONSUMER_SEND_MSG_BACK: re-stores a message the consumer failed to
+/// process into the group's retry topic, or its dead-letter queue once it
+/// failed too often.
+pub async fn send_back(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> Reply {
+    let h = header!(ConsumerSendMsgBackRequestHeader, req);
+    let Some(group) = ensure_group(shard, &h.group).await else {
+        return error(
+            req,
+            ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+            format!("subscription group not exist, {}", h.group),
+        );
+    };
+    if group.retry_queue_nums <= 0 {
+        return Reply::Cmd(req.success());
+    }
+    let record = match shard.store.read_record(h.offset).await {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                format!("look message by offset failed, {}: {e}", h.offset),
+            )
+        }
+    };
+    let msg = match message::StoredMessage::decode(&record) {
+        Ok((m, _)) => m,
+        Err(e) => {
+            return error(
+                req,
+                ResponseCode::SYSTEM_ERROR,
+                format!("stored message is unreadable: {e}"),
+            )
+        }
+    };
+    let mut props = message::decode_properties(&msg.properties);
+    if !props.contains(prop::RETRY_TOPIC) {
+        props.insert(prop::RETRY_TOPIC, msg.topic.clone());
+    }
+    if !props.contains(prop::ORIGIN_MESSAGE_ID) {
+        let origin = h
+            .origin_msg_id
+            .clone()
+            .unwrap_or_else(|| message::offset_msg_id(msg.store_host, msg.phys_offset));
+        props.insert(prop::ORIGIN_MESSAGE_ID, origin);
+    }
+    props.insert(prop::WAIT, "false");
+    let max = if req.version >= protocol::code::VERSION_3_4_9 {
+        h.max_reconsume_times.unwrap_or(group.retry_max_times)
+    } else {
+        group.retry_max_times
+    };
+    let (topic, queue_id) = if msg.reconsume_times >= max || h.delay_level < 0 {
+        match dlq_topic(shard, &h.group).await {
+            Some(dlq) => (dlq.topic_name, 0),
+            None => {
+                return error(
+                    req,
+                    ResponseCode::SYSTEM_ERROR,
+                    "cannot create the dead-letter topic",
+                )
+            }
+        }
+    } else {
+        let retry = format!("{RETRY_PREFIX}{}", h.group);
+        let config = match find_or_create_topic(shard, &retry, "", 1).await {
+            Ok(c) => c,
+            Err(reply) => return reply(req),
+        };
+        // Delay levels are not scheduled yet: the retry is delivered at once.
+        props.remove(prop::DELAY);
+        let q = pick_queue(shard, group.retry_queue_nums.min(config.write_queue_nums));
+        (retry, q)
+    };
+    let stored = message_to_store(
+        &topic,
+        queue_id,
+        msg.flag,
+        msg.body.clone(),
+        props.encode(),
+        msg.sys_flag,
+        msg.born_timestamp,
+        msg.born_host,
+        msg.reconsume_times + 1,
+    );
+    let _ = conn;
+    match store_and_answer(shard, req, vec![stored], false).await {
+        Reply::Cmd(mut resp) if resp.code == 0 => {
+            resp.ext_fields.clear();
+            Reply::Cmd(resp)
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,223 @@
+//! A shard: one glommio executor pinned to a core, owning its store, its
+//! listeners, its consumer offsets and its view of clients. To clients it is
+//! a broker of its own (`<name>-<i>` at its own port).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::body::{SubscriptionGroupConfig, TopicConfig};
+use protocol::message::UniqIdGenerator;
+
+use crate::clients::ClientManager;
+use crate::config::{BrokerConfig, FlushDiskType};
+use crate::conn::{self, Conn};
+use crate::control::{ControlHandle, ShardEvent};
+use crate::metadata::Metadata;
+use crate::offsets::OffsetTable;
+
+pub struct Shard {
+    pub id: usize,
+    pub name: String,
+    pub config: Arc<BrokerConfig>,
+    /// This shard's address as clients reach it, also stored as STOREHOST.
+    pub store_host: SocketAddr,
+    pub store: storage::Store,
+    pub topics: RefCell<HashMap<String, TopicConfig>>,
+    pub groups: RefCell<HashMap<String, SubscriptionGroupConfig>>,
+    pub offsets: RefCell<OffsetTable>,
+    pub clients: RefCell<ClientManager>,
+    /// Orderly consumers' queue locks: (group, queue) → (client id, last renewal).
+    pub locks:
+        RefCell<HashMap<(String, protocol::body::MessageQueue), (String, std::time::Instant)>>,
+    pub control: ControlHandle,
+    pub uniq: RefCell<UniqIdGenerator>,
+    /// Round-robin cursor for sends that leave the queue to the broker.
+    pub next_queue: std::cell::Cell<u32>,
+    pub boot_ms: i64,
+}
+
+impl Shard {
+    pub fn topic(&self, name: &str) -> Option<TopicConfig> {
+        self.topics.borrow().get(name).cloned()
+    }
+
+    pub fn group(&self, name: &str) -> Option<SubscriptionGroupConfig> {
+        self.groups.borrow().get(name).cloned()
+    }
+
+    pub fn connection_closed(&self, conn: &Rc<Conn>) {
+        let notify = self.clients.borrow_mut().remove_connection(conn.id);
+        for group in notify {
+            self.clients.borrow().notify_consumer_ids_changed(&group);
+        }
+    }
+
+    fn apply(&self, event: ShardEvent) -> bool {
+        match event {
+            ShardEvent::TopicUpdated(t) => {
+                self.topics.borrow_mut().insert(t.topic_name.clone(), t);
+            }
+            ShardEvent::TopicDeleted(t) => {
+                self.topics.borrow_mut().remove(&t);
+                self.store.delete_topic(&t);
+                self.offsets.borrow_mut().remove_topic(&t);
+            }
+            ShardEvent::GroupUpdated(g) => {
+                self.groups.borrow_mut().insert(g.group_name.clone(), g);
+            }
+            ShardEvent::GroupDeleted(g) => {
+                self.groups.borrow_mut().remove(&g);
+            }
+            ShardEvent::Shutdown => return false,
+        }
+        true
+    }
+}
+
+/// Everything a shard needs from the process when it starts.
+pub struct ShardSetup {
+    pub id: usize,
+    pub config: Arc<BrokerConfig>,
+    pub metadata: Metadata,
+    pub control: ControlHandle,
+    pub events: flume::Receiver<ShardEvent>,
+    /// Told once the shard listens (or failed to start).
+    pub ready: flume::Sender<Result<(), String>>,
+}
+
+/// Runs a shard to completion inside its executor.
+pub async fn run(setup: ShardSetup) {
+    let ShardSetup {
+        id,
+        config,
+        metadata,
+        control,
+        events,
+        ready,
+    } = setup;
+    let port = config.shard_port(id);
+    let store_host = SocketAddr::new(config.broker_ip, port);
+    let mut store_config = storage::StoreConfig::new(config.shard_commit_log_dir(id), store_host);
+    store_config.segment_size = config.segment_size;
+    store_config.flush = match config.flush {
+        FlushDiskType::Async => storage::FlushMode::Async,
+        FlushDiskType::Sync => storage::FlushMode::Sync,
+    };
+    store_config.flush_interval = config.flush_interval;
+    store_config.flush_timeout = config.sync_flush_timeout;
+    store_config.hot_cache_bytes = config.hot_cache_bytes;
+    store_config.retention = config.file_reserved_time;
+    let store = match storage::Store::open(store_config).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: cannot open store: {e}")));
+            return;
+        }
+    };
+    let listeners = match bind_listeners(&config, port) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: {e}")));
+            return;
+        }
+    };
+    let ip = config.broker_ip;
+    let shard = Rc::new(Shard {
+        id,
+        name: config.shard_name(id),
+        store_host,
+        store,
+        topics: RefCell::new(metadata.topics.clone().into_iter().collect()),
+        groups: RefCell::new(metadata.groups.clone().into_iter().collect()),
+        offsets: RefCell::new(OffsetTable::load(config.shard_dir(id).join("config"))),
+        clients: RefCell::new(ClientManager::default()),
+        locks: RefCell::new(HashMap::new()),
+        control,
+        uniq: RefCell::new(UniqIdGenerator::new(ip, std::process::id(), id as i32)),
+        next_queue: std::cell::Cell::new(0),
+        boot_ms: crate::metadata::now_ms(),
+        config: config.clone(),
+    });
+    // The shard's own broker-name topic.
+    {
+        let own = TopicConfig::new(&shard.name, 1, 1, 7);
+        shard
+            .topics
+            .borrow_mut()
+            .insert(own.topic_name.clone(), own);
+    }
+
+    for listener in listeners {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        let id = conn::next_conn_id(shard.id);
+                        glommio::spawn_local(conn::serve(shard.clone(), stream, id)).detach();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+
+    // Periodic work: persist offsets every 5 s, expire silent clients.
+    let housekeeping = glommio::spawn_local({
+        let shard = shard.clone();
+        async move {
+            loop {
+                glommio::timer::sleep(Duration::from_secs(5)).await;
+                shard.offsets.borrow_mut().persist_if_dirty();
+                let expired = shard.clients.borrow_mut().expire(
+                    std::time::Instant::now(),
+                    shard.config.client_channel_expiry,
+                );
+                for group in expired {
+                    shard.clients.borrow().notify_consumer_ids_changed(&group);
+                }
+            }
+        }
+    })
+    .detach();
+
+    tracing::info!(shard = id, name = %shard.name, addr = %store_host, "shard listening");
+    let _ = ready.send(Ok(()));
+
+    while let Ok(event) = events.recv_async().await {
+        if !shard.apply(event) {
+            break;
+        }
+    }
+    housekeeping.cancel();
+    shard.offsets.borrow_mut().persist();
+    if let Err(e) = shard.store.flush().await {
+        tracing::error!(shard = id, error = %e, "final flush failed");
+    }
+    tracing::info!(shard = id, "shard stopped");
+}
+
+fn bind_listeners(
+    config: &BrokerConfig,
+    port: u16,
+) -> Result<Vec<glommio::net::TcpListener>, String> {
+    let mut out = Vec::new();
+    for p in [port, port.saturating_sub(2)] {
+        let addr = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), p);
+        let listener = glommio::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        out.push(listener);
+        if config.listen_port < 3 {
+            break;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,295 @@
+//! Helpers for tests that run the real `saturn-broker` binary on loopback.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use namesrv::client::BlockingClient;
+use protocol::body::{decode_json, encode_json, HeartbeatData, TopicRouteData};
+use protocol::header::{
+    CommandHeader, PullMessageRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
+};
+use protocol::message::{encode_properties, pullflag, StoredMessage};
+use protocol::{RemotingCommand, RequestCode};
+
+pub struct Broker {
+    pub child: Option<Child>,
+    pub namesrv: String,
+    pub shards: Vec<String>,
+    pub data_dir: PathBuf,
+    pub base_port: u16,
+    pub namesrv_port: u16,
+    pub extra: Vec<String>,
+}
+
+/// A directory on the real disk (storage needs O_DIRECT: not tmpfs).
+pub fn test_dir(name: &str) -> PathBuf {
+    let root = std::env::var_os("SATURN_TEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-data"));
+    let dir = root.join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+fn free(port: u16) -> bool {
+    TcpListener::bind(("0.0.0.0", port)).is_ok()
+}
+
+/// A base port with base-2 .. base+8 free (two shards), and a name server port.
+pub fn pick_ports() -> (u16, u16) {
+    if NEXT_PORT.load(Ordering::Relaxed) == 0 {
+        let seed = 20_000 + (std::process::id() % 2_000) as u16 * 16;
+        let _ = NEXT_PORT.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    loop {
+        let base = NEXT_PORT.fetch_add(16, Ordering::Relaxed);
+        if (base - 2..base + 10).all(free) {
+            return (base, base + 10);
+        }
+    }
+}
+
+impl Broker {
+    pub fn start(name: &str, extra: &[&str]) -> Broker {
+        let (base_port, namesrv_port) = pick_ports();
+        let mut b = Broker {
+            child: None,
+            namesrv: format!("127.0.0.1:{namesrv_port}"),
+            shards: Vec::new(),
+            data_dir: test_dir(name),
+            base_port,
+            namesrv_port,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        b.launch();
+        b
+    }
+
+    pub fn launch(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_saturn-broker"))
+            .arg("standalone")
+            .args(["--namesrv-port", &self.namesrv_port.to_string()])
+            .args(["--port", &self.base_port.to_string()])
+            .args(["--shards", "2", "--no-pin", "--broker-ip", "127.0.0.1"])
+            .args(["--segment-size", &(16u64 << 20).to_string()])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start saturn-broker");
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let shards;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                panic!("saturn-broker exited before it was ready");
+            }
+            if let Some(rest) = line.trim().strip_prefix("saturn-broker ready: ") {
+                shards = rest.split(' ').map(str::to_owned).collect();
+                break;
+            }
+            assert!(Instant::now() < deadline, "broker not ready in time");
+        }
+        // Keep draining stdout so the broker never blocks on it.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        self.shards = shards;
+        self.child = Some(child);
+    }
+
+    pub fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        child.wait().unwrap()
+    }
+
+    pub fn client(&self, addr: &str) -> BlockingClient {
+        BlockingClient::connect(addr, Duration::from_secs(10)).unwrap()
+    }
+
+    /// Waits until the name server routes `topic` to both shards.
+    pub fn wait_route(&self, topic: &str, brokers: usize) -> TopicRouteData {
+        let mut ns = self.client(&self.namesrv);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let resp = ns
+                .invoke(
+                    RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC, 0)
+                        .with_ext("topic", topic),
+                )
+                .unwrap();
+            if resp.code == 0 {
+                let route: TopicRouteData = decode_json(&resp.body).unwrap();
+                if route.broker_datas.len() >= brokers {
+                    return route;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no route to {topic} on {brokers} brokers"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+pub fn create_topic(client: &mut BlockingClient, topic: &str, queues: i32) {
+    let req = RemotingCommand::request(RequestCode::UPDATE_AND_CREATE_TOPIC, 0)
+        .with_ext("topic", topic)
+        .with_ext("defaultTopic", "TBW102")
+        .with_ext("readQueueNums", queues)
+        .with_ext("writeQueueNums", queues)
+        .with_ext("perm", 6)
+        .with_ext("topicFilterType", "SINGLE_TAG")
+        .with_ext("order", false);
+    let resp = client.invoke(req).unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+}
+
+pub struct Sent {
+    pub msg_id: String,
+    pub queue_id: i32,
+    pub queue_offset: i64,
+}
+
+pub fn send(
+    client: &mut BlockingClient,
+    topic: &str,
+    queue: i32,
+    body: &[u8],
+    props: &[(&str, &str)],
+) -> RemotingCommand {
+    let header = SendMessageRequestHeader {
+        producer_group: "pg".into(),
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: queue,
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        flag: 0,
+        properties: Some(encode_properties(props)),
+        reconsume_times: Some(0),
+        unit_mode: Some(false),
+        max_reconsume_times: None,
+        batch: Some(false),
+        broker_name: None,
+    };
+    let mut req = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2, 0);
+    SendMessageRequestHeaderV2::from(header).encode(&mut req.ext_fields);
+    req.body = bytes::Bytes::copy_from_slice(body);
+    client.invoke(req).unwrap()
+}
+
+pub fn send_ok(
+    client: &mut BlockingClient,
+    topic: &str,
+    queue: i32,
+    body: &[u8],
+    props: &[(&str, &str)],
+) -> Sent {
+    let resp = send(client, topic, queue, body, props);
+    assert_eq!(resp.code, 0, "send: {:?}", resp.remark);
+    Sent {
+        msg_id: resp.ext("msgId").unwrap().to_owned(),
+        queue_id: resp.ext("queueId").unwrap().parse().unwrap(),
+        queue_offset: resp.ext("queueOffset").unwrap().parse().unwrap(),
+    }
+}
+
+pub fn heartbeat(
+    client: &mut BlockingClient,
+    client_id: &str,
+    group: &str,
+    topic: &str,
+    expr: &str,
+) {
+    let mut hb = HeartbeatData {
+        client_id: client_id.into(),
+        ..Default::default()
+    };
+    hb.consumer_data_set.push(protocol::body::ConsumerData {
+        group_name: group.into(),
+        subscription_data_set: vec![protocol::body::SubscriptionData::build(topic, expr, 1)],
+        ..Default::default()
+    });
+    let mut req = RemotingCommand::request(RequestCode::HEART_BEAT, 0);
+    req.body = encode_json(&hb).into();
+    let resp = client.invoke(req).unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Pulls with the subscription in the request; returns (code, messages, nextBeginOffset).
+pub fn pull(
+    client: &mut BlockingClient,
+    group: &str,
+    topic: &str,
+    queue: i32,
+    offset: i64,
+    max: i32,
+    expr: &str,
+    suspend_ms: i64,
+) -> (i32, Vec<StoredMessage>, i64) {
+    let mut flags = pullflag::FLAG_SUBSCRIPTION;
+    if suspend_ms > 0 {
+        flags |= pullflag::FLAG_SUSPEND;
+    }
+    let header = PullMessageRequestHeader {
+        consumer_group: group.into(),
+        topic: topic.into(),
+        queue_id: queue,
+        queue_offset: offset,
+        max_msg_nums: max,
+        sys_flag: flags,
+        commit_offset: 0,
+        suspend_timeout_millis: suspend_ms,
+        subscription: Some(expr.into()),
+        sub_version: 0,
+        expression_type: Some("TAG".into()),
+        max_msg_bytes: None,
+    };
+    let mut req = RemotingCommand::request(RequestCode::PULL_MESSAGE, 0);
+    header.encode(&mut req.ext_fields);
+    let resp = client.invoke(req).unwrap();
+    let next = resp
+        .ext("nextBeginOffset")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(-1);
+    let msgs = if resp.code == 0 {
+        protocol::message::decode_all(resp.body.clone()).unwrap()
+    } else {
+        Vec::new()
+    };
+    (resp.code, msgs, next)
+}
