@@ -213,6 +213,10 @@ async fn store_and_answer(
     wait: bool,
 ) -> Reply {
     let queue_id = batch[0].queue_id;
+    // Backpressure: while the store has too much unflushed data, this
+    // request waits (and with it, once its connection's window is full,
+    // the reading of that socket) instead of being rejected.
+    shard.store.writable().await;
     let appended = match shard.store.append(&batch) {
         Ok(a) => a,
         Err(e) => return append_error(req, e),

@@ -1,0 +1,349 @@
+//! The producing side: N connections, a window of pipelined requests on
+//! each, SEND_MESSAGE_V2 or SEND_BATCH_MESSAGE, optionally at a fixed rate
+//! (open loop: latency counts from when a request was due, so a stalled
+//! broker cannot hide behind the window).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+use protocol::message::{encode_batch, BatchEntry};
+use protocol::{FrameCodec, RemotingCommand, ResponseCode};
+
+use crate::route::Queue;
+use crate::stats::Stats;
+
+#[derive(Debug, Clone)]
+pub struct ProduceOpts {
+    pub topic: String,
+    pub size: usize,
+    pub connections: usize,
+    pub in_flight: usize,
+    /// Messages per request: 1 = SEND_MESSAGE_V2, more = SEND_BATCH_MESSAGE.
+    pub batch: usize,
+    pub duration: Option<Duration>,
+    pub count: Option<u64>,
+    /// Messages per second over all connections.
+    pub rate: Option<f64>,
+    pub group: String,
+}
+
+/// Marks bench bodies: `seq: u64 BE, sent_us: u64 BE, MAGIC, pattern...`.
+pub const BODY_MAGIC: &[u8; 8] = b"SATURNBN";
+pub const BODY_HEADER: usize = 24;
+
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// The body of message `seq`: its number, its send time and a pattern the
+/// consumer can check.
+pub fn make_body(seq: u64, size: usize) -> Vec<u8> {
+    let size = size.max(BODY_HEADER);
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(&seq.to_be_bytes());
+    body.extend_from_slice(&now_us().to_be_bytes());
+    body.extend_from_slice(BODY_MAGIC);
+    body.extend((BODY_HEADER..size).map(|i| pattern_byte(seq, i)));
+    body
+}
+
+pub fn pattern_byte(seq: u64, i: usize) -> u8 {
+    (seq as usize).wrapping_mul(31).wrapping_add(i) as u8
+}
+
+/// Checks a body made by [`make_body`]; returns its sequence number and send time.
+pub fn check_body(body: &[u8]) -> Option<(u64, u64)> {
+    if body.len() < BODY_HEADER || &body[16..24] != BODY_MAGIC {
+        return None;
+    }
+    let seq = u64::from_be_bytes(body[0..8].try_into().ok()?);
+    let sent = u64::from_be_bytes(body[8..16].try_into().ok()?);
+    body[BODY_HEADER..]
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == pattern_byte(seq, i + BODY_HEADER))
+        .then_some((seq, sent))
+}
+
+/// Shared across connections.
+pub struct Shared {
+    pub opts: ProduceOpts,
+    /// Messages not yet handed to a connection (when counting).
+    pub remaining: Cell<u64>,
+    pub next_seq: Cell<u64>,
+    pub stop: Cell<bool>,
+    pub stats: RefCell<Stats>,
+    pub client_prefix: String,
+}
+
+struct Pending {
+    due: Instant,
+    messages: u64,
+    bytes: u64,
+}
+
+/// Header text around the parts that change per request.
+struct Template {
+    parts: [String; 4],
+}
+
+impl Template {
+    fn new(shared: &Shared, queue: i32, batch: bool) -> Self {
+        let code = if batch { 320 } else { 310 };
+        let esc = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        let p0 = format!(
+            "{{\"code\":{code},\"extFields\":{{\"a\":{},\"b\":{},\"c\":\"TBW102\",\"d\":\"4\",\"e\":\"{queue}\",\"f\":\"0\",\"g\":\"",
+            esc(&shared.opts.group),
+            esc(&shared.opts.topic)
+        );
+        // Single messages carry UNIQ_KEY (as Java producers do) in the header's
+        // properties; batch entries carry their own.
+        let (p1, p2) = if batch {
+            (
+                "\",\"h\":\"0\",\"i\":\"WAIT\\u0001true\\u0002\",\"j\":\"0\",\"k\":\"false\",\"m\":\"true\"},\"flag\":0,\"language\":\"JAVA\",\"opaque\":".to_string(),
+                String::new(),
+            )
+        } else {
+            (
+                "\",\"h\":\"0\",\"i\":\"UNIQ_KEY\\u0001".to_string(),
+                "\\u0002WAIT\\u0001true\\u0002\",\"j\":\"0\",\"k\":\"false\",\"m\":\"false\"},\"flag\":0,\"language\":\"JAVA\",\"opaque\":".to_string(),
+            )
+        };
+        let p3 = ",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":409}".to_string();
+        Self {
+            parts: [p0, p1, p2, p3],
+        }
+    }
+
+    fn header(&self, born_ms: u64, uniq: Option<&str>, opaque: i32, out: &mut Vec<u8>) {
+        use std::io::Write;
+        out.clear();
+        out.extend_from_slice(self.parts[0].as_bytes());
+        let _ = write!(out, "{born_ms}");
+        out.extend_from_slice(self.parts[1].as_bytes());
+        if let Some(u) = uniq {
+            out.extend_from_slice(u.as_bytes());
+            out.extend_from_slice(self.parts[2].as_bytes());
+        }
+        let _ = write!(out, "{opaque}");
+        out.extend_from_slice(self.parts[3].as_bytes());
+    }
+}
+
+fn uniq_key(prefix: &str, seq: u64) -> String {
+    format!("{prefix}{seq:016X}")
+}
+
+/// Runs one connection until the budget or time is used up.
+pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
+    let addr = queues[0].addr.clone();
+    let stream = match TcpStream::connect(addr.as_str()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("saturn-bench: cannot connect to {addr}: {e}");
+            shared.stats.borrow_mut().error(-1);
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = futures_lite::io::split(stream);
+    let window = Rc::new(Semaphore::new(shared.opts.in_flight as u64));
+    let pending: Rc<RefCell<HashMap<i32, Pending>>> = Rc::new(RefCell::new(HashMap::new()));
+    let writer_done = Rc::new(Cell::new(false));
+
+    let reader_task = glommio::spawn_local({
+        let shared = shared.clone();
+        let window = window.clone();
+        let pending = pending.clone();
+        let writer_done = writer_done.clone();
+        async move {
+            let codec = FrameCodec::default();
+            let mut buf = BytesMut::with_capacity(256 * 1024);
+            let mut chunk = vec![0u8; 256 * 1024];
+            loop {
+                if writer_done.get() && pending.borrow().is_empty() {
+                    return;
+                }
+                let n = match reader.read(&mut chunk).await {
+                    Ok(0) | Err(_) => {
+                        // Everything still pending is lost.
+                        let lost = pending.borrow().len() as u64;
+                        let mut st = shared.stats.borrow_mut();
+                        for _ in 0..lost {
+                            st.error(-1);
+                        }
+                        pending.borrow_mut().clear();
+                        window.close();
+                        return;
+                    }
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                let now = Instant::now();
+                while let Ok(Some(frame)) = codec.decode(&mut buf) {
+                    let Ok(cmd) = RemotingCommand::decode(frame) else {
+                        continue;
+                    };
+                    let Some(p) = pending.borrow_mut().remove(&cmd.opaque) else {
+                        continue;
+                    };
+                    let mut st = shared.stats.borrow_mut();
+                    st.requests += 1;
+                    st.record_latency(now.saturating_duration_since(p.due));
+                    let code = ResponseCode::from_num(cmd.code);
+                    // Stored, with a flush or replica status: acknowledged.
+                    if matches!(
+                        code,
+                        ResponseCode::SUCCESS
+                            | ResponseCode::FLUSH_DISK_TIMEOUT
+                            | ResponseCode::FLUSH_SLAVE_TIMEOUT
+                            | ResponseCode::SLAVE_NOT_AVAILABLE
+                    ) {
+                        st.messages += p.messages;
+                        st.bytes += p.bytes;
+                    }
+                    if code != ResponseCode::SUCCESS {
+                        st.error(cmd.code);
+                    }
+                    drop(st);
+                    window.signal(1);
+                }
+            }
+        }
+    })
+    .detach();
+
+    let opts = &shared.opts;
+    let batch = opts.batch.max(1);
+    let templates: Vec<Template> = queues
+        .iter()
+        .map(|q| Template::new(&shared, q.queue_id, batch > 1))
+        .collect();
+    let per_conn_interval = opts
+        .rate
+        .map(|r| Duration::from_secs_f64(batch as f64 * opts.connections as f64 / r.max(1e-9)));
+    let mut next_due = Instant::now();
+    let mut out = BytesMut::with_capacity(512 * 1024);
+    let mut header = Vec::with_capacity(512);
+    let mut opaque: i32 = 1;
+    let mut qi = 0usize;
+    let single_body_len = opts.size.max(BODY_HEADER);
+    'send: loop {
+        if shared.stop.get() {
+            break;
+        }
+        if window.acquire(1).await.is_err() {
+            break; // connection lost
+        }
+        out.clear();
+        // Fill the write buffer with as many requests as the window, the
+        // budget and the rate allow, then write them at once.
+        loop {
+            let n = if opts.count.is_some() {
+                let left = shared.remaining.get();
+                let n = left.min(batch as u64);
+                if n == 0 {
+                    window.signal(1); // the permit this request would have used
+                    break 'send;
+                }
+                shared.remaining.set(left - n);
+                n
+            } else {
+                batch as u64
+            };
+            let due = match per_conn_interval {
+                Some(interval) => {
+                    next_due += interval;
+                    let now = Instant::now();
+                    if next_due > now {
+                        if !out.is_empty() {
+                            // Send what is due before sleeping.
+                            if writer.write_all(&out).await.is_err() {
+                                break 'send;
+                            }
+                            out.clear();
+                        }
+                        glommio::timer::sleep(next_due - now).await;
+                    }
+                    next_due
+                }
+                None => Instant::now(),
+            };
+            let seq0 = shared.next_seq.get();
+            shared.next_seq.set(seq0 + n);
+            let born_ms = now_us() / 1000;
+            let template = &templates[qi % templates.len()];
+            qi += 1;
+            let body: Bytes = if batch > 1 {
+                let entries: Vec<BatchEntry> = (0..n)
+                    .map(|k| BatchEntry {
+                        flag: 0,
+                        body: Bytes::from(make_body(seq0 + k, opts.size)),
+                        properties: format!(
+                            "UNIQ_KEY\u{1}{}\u{2}",
+                            uniq_key(&shared.client_prefix, seq0 + k)
+                        ),
+                    })
+                    .collect();
+                match encode_batch(&entries) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        eprintln!("saturn-bench: cannot encode batch: {e}");
+                        break 'send;
+                    }
+                }
+            } else {
+                Bytes::from(make_body(seq0, opts.size))
+            };
+            let uniq = (batch == 1).then(|| uniq_key(&shared.client_prefix, seq0));
+            template.header(born_ms, uniq.as_deref(), opaque, &mut header);
+            out.put_u32((4 + header.len() + body.len()) as u32);
+            out.put_u32(header.len() as u32);
+            out.put_slice(&header);
+            out.put_slice(&body);
+            pending.borrow_mut().insert(
+                opaque,
+                Pending {
+                    due,
+                    messages: n,
+                    bytes: n * single_body_len as u64,
+                },
+            );
+            opaque = opaque.wrapping_add(1).max(1);
+            if out.len() >= 256 * 1024
+                || shared.stop.get()
+                || !window.try_acquire(1).unwrap_or(false)
+            {
+                break;
+            }
+        }
+        if !out.is_empty() && writer.write_all(&out).await.is_err() {
+            break;
+        }
+    }
+    writer_done.set(true);
+    let _ = writer.flush().await;
+    // Wait for the answers still out, bounded.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pending.borrow().is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(2)).await;
+    }
+    let lost = pending.borrow().len();
+    if lost > 0 {
+        eprintln!("saturn-bench: {lost} requests to {addr} unanswered after 30 s");
+        let mut st = shared.stats.borrow_mut();
+        for _ in 0..lost {
+            st.error(-1);
+        }
+    }
+    reader_task.cancel();
+}
