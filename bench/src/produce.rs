@@ -253,6 +253,9 @@ pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
                 let n = left.min(batch as u64);
                 if n == 0 {
                     window.signal(1); // the permit this request would have used
+                    if !out.is_empty() {
+                        let _ = writer.write_all(&out).await;
+                    }
                     break 'send;
                 }
                 shared.remaining.set(left - n);

@@ -6,6 +6,11 @@ use broker::config::{BrokerConfig, FlushDiskType};
 use broker::server::Broker;
 use clap::{Args, Parser, Subcommand};
 
+/// A faster allocator than glibc's for many small, short-lived allocations
+/// (request headers), measured under saturn-bench.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Saturn: a thread-per-core broker for RocketMQ clients.
 #[derive(Parser, Debug)]
 #[command(name = "saturn-broker", version)]

@@ -5,6 +5,11 @@ use std::time::Duration;
 use clap::Parser;
 use namesrv::{NameServer, NamesrvConfig, ServerConfig};
 
+/// A faster allocator than glibc's for many small, short-lived allocations
+/// (request headers), measured under saturn-bench.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Saturn's RocketMQ-compatible name server.
 #[derive(Parser, Debug)]
 #[command(name = "saturn-namesrv", version)]

@@ -250,6 +250,12 @@ impl RemotingCommand {
 
 fn push_json_string(out: &mut String, value: &str) {
     out.push('"');
+    // Most values need no escaping: copy them whole.
+    if !value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     for ch in value.chars() {
         match ch {
             '"' => out.push_str("\\\""),
@@ -382,12 +388,33 @@ fn lenient_language<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LanguageCo
 }
 
 fn lenient_ext<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ExtFields>, D::Error> {
-    let raw: Option<BTreeMap<String, ScalarText>> = Option::deserialize(d)?;
-    Ok(raw.map(|map| {
-        map.into_iter()
-            .filter_map(|(k, v)| v.0.map(|v| (k, v)))
-            .collect()
-    }))
+    /// Builds the map in one pass, dropping null values.
+    struct ExtVisitor;
+    impl<'de> Visitor<'de> for ExtVisitor {
+        type Value = Option<ExtFields>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of scalars, or null")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(ExtVisitor)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut ext = ExtFields::new();
+            while let Some((key, value)) = map.next_entry::<String, ScalarText>()? {
+                if let Some(value) = value.0 {
+                    ext.insert(key, value);
+                }
+            }
+            Ok(Some(ext))
+        }
+    }
+    d.deserialize_option(ExtVisitor)
 }
 
 // ------------------------------------------------------------ binary input
