@@ -383,7 +383,9 @@ async fn load_queue(
         q.files.insert((f - start) / fe, Rc::new(file));
     }
     // Written entries form a prefix of the last file.
-    let (&last_no, last) = q.files.iter().next_back().expect("at least one file");
+    let Some((&last_no, last)) = q.files.iter().next_back() else {
+        return Ok(None);
+    };
     let slots = (last.size().await? / CQ_ENTRY).min(fe);
     let (mut lo, mut hi) = (0u64, slots);
     while lo < hi {

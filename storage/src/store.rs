@@ -142,12 +142,17 @@ pub(crate) struct Shared {
     pub st: RefCell<State>,
     pub flush_wake: Rc<Notify>,
     pub durable: Rc<Notify>,
+    /// Wakes the checkpointer to stop.
+    pub stop: Rc<Notify>,
+    /// One checkpoint (or retention pass) at a time.
+    pub cp_lock: glommio::sync::Semaphore,
 }
 
 /// One shard's store. Not `Send`: use it from the glommio executor that opened it.
 pub struct Store {
     sh: Rc<Shared>,
     flusher: Option<Task<()>>,
+    checkpointer: Option<Task<()>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -165,9 +170,14 @@ impl Store {
             st: RefCell::new(st),
             flush_wake: Rc::new(Notify::default()),
             durable: Rc::new(Notify::default()),
+            stop: Rc::new(Notify::default()),
+            cp_lock: glommio::sync::Semaphore::new(1),
         });
         // Persist what recovery rebuilt (consume-queue entries) and its end offset.
         checkpoint(&sh).await?;
+        // The active segment is prepared now, while nothing waits on it.
+        let active = sh.st.borrow().cl.active_base();
+        ensure_segment_with(&sh, active, true).await?;
         // Its own latency-sensitive task queue: glommio then preempts busy appenders often
         // enough (every `FLUSHER_LATENCY`) to reap the flusher's completed writes promptly.
         let tq = glommio::executor().create_task_queue(
@@ -177,9 +187,11 @@ impl Store {
         );
         let flusher = glommio::spawn_local_into(flusher_loop(sh.clone()), tq)
             .map_err(|e| StoreError::Failed(format!("spawning the flusher: {e}")))?;
+        let checkpointer = glommio::spawn_local(checkpointer_loop(sh.clone()));
         Ok(Store {
             sh,
             flusher: Some(flusher),
+            checkpointer: Some(checkpointer),
         })
     }
 
@@ -369,10 +381,15 @@ impl Store {
         let r = self.flush().await;
         self.sh.st.borrow_mut().closed = true;
         self.sh.flush_wake.notify();
+        self.sh.stop.notify();
         if let Some(t) = self.flusher.take() {
             t.await;
         }
+        if let Some(t) = self.checkpointer.take() {
+            t.await;
+        }
         r?;
+        seal_indexes(&self.sh).await?;
         let failed = self.sh.st.borrow().failed.clone();
         if let Some(f) = failed {
             return Err(StoreError::Failed(f));
@@ -524,6 +541,7 @@ impl Store {
 
     /// Deletes expired segments now (also runs every `retention_interval`). Returns how many.
     pub async fn run_retention(&self, now_ms: i64) -> Result<usize> {
+        let _permit = self.sh.cp_lock.acquire_permit(1).await;
         crate::retention::run(&self.sh, now_ms).await
     }
 
@@ -540,7 +558,11 @@ impl Drop for Store {
         // crash, and recovery handles them.
         self.sh.st.borrow_mut().closed = true;
         self.sh.flush_wake.notify();
+        self.sh.stop.notify();
         if let Some(t) = self.flusher.take() {
+            t.detach();
+        }
+        if let Some(t) = self.checkpointer.take() {
             t.detach();
         }
     }
@@ -606,8 +628,6 @@ pub(crate) fn roll(cl: &mut CommitLog, next_base: u64) {
 // Flusher
 
 async fn flusher_loop(sh: Rc<Shared>) {
-    let mut last_checkpoint = Instant::now();
-    let mut last_retention = Instant::now();
     loop {
         let (mode, interval, cp_interval, ret_interval, idle, over, closed) = {
             let st = sh.st.borrow();
@@ -640,19 +660,45 @@ async fn flusher_loop(sh: Rc<Shared>) {
             };
             future::or(wake, glommio::timer::sleep(dur)).await;
         }
+        let _ = ret_interval;
         if let Err(e) = flush_once(&sh).await {
             fail(&sh, &e);
             return;
         }
-        if last_checkpoint.elapsed() >= cp_interval {
-            last_checkpoint = Instant::now();
-            if let Err(e) = checkpoint(&sh).await {
-                fail(&sh, &e);
-                return;
-            }
+    }
+}
+
+/// Background work that must not delay commits: sealed-segment index files, consume-queue
+/// flushes with checkpoints, retention.
+async fn checkpointer_loop(sh: Rc<Shared>) {
+    let mut last_retention = Instant::now();
+    loop {
+        let (cp_interval, ret_interval, closed) = {
+            let st = sh.st.borrow();
+            (
+                st.cfg.checkpoint_interval,
+                st.cfg.retention_interval,
+                st.closed,
+            )
+        };
+        if closed {
+            return;
+        }
+        future::or(sh.stop.notified(), glommio::timer::sleep(cp_interval)).await;
+        if sh.st.borrow().closed {
+            return;
+        }
+        if let Err(e) = seal_indexes(&sh).await {
+            fail(&sh, &e);
+            return;
+        }
+        if let Err(e) = checkpoint(&sh).await {
+            fail(&sh, &e);
+            return;
         }
         if last_retention.elapsed() >= ret_interval {
             last_retention = Instant::now();
+            let _permit = sh.cp_lock.acquire_permit(1).await;
             if let Err(e) = crate::retention::run(&sh, now_ms()).await {
                 tracing::error!(error = %e, "retention failed");
             }
@@ -673,6 +719,12 @@ fn fail(sh: &Shared, e: &StoreError) {
 
 /// Opens the segment file for `base`, taking a recycled one or creating and preparing it.
 pub(crate) async fn ensure_segment(sh: &Shared, base: u64) -> Result<Rc<File>> {
+    ensure_segment_with(sh, base, false).await
+}
+
+/// As [`ensure_segment`]; `full_init` prepares a new segment as configured even though that
+/// takes long (at open, before any append waits).
+async fn ensure_segment_with(sh: &Shared, base: u64, full_init: bool) -> Result<Rc<File>> {
     let (path, free, size, init, chunk, depth) = {
         let mut st = sh.st.borrow_mut();
         if let Some(f) = st.cl.files.get(&base) {
@@ -699,6 +751,13 @@ pub(crate) async fn ensure_segment(sh: &Shared, base: u64) -> Result<Rc<File>> {
     let existed = io::exists(&path);
     let f = Rc::new(File::open(&path, true).await?);
     if !existed {
+        // No spare was ready: commits are waiting, so only allocate (pre-writing a whole
+        // segment would stall them for seconds); spares prepared in the background get `init`.
+        let init = if full_init {
+            init
+        } else {
+            SegmentInit::Fallocate
+        };
         prepare_segment(&f, size, init, chunk, depth).await?;
     }
     if let Some(dir) = path.parent() {
@@ -717,13 +776,14 @@ pub(crate) async fn prepare_segment(
 ) -> Result<()> {
     f.pre_allocate(size).await?;
     if init == SegmentInit::Prewrite {
-        f.zero_range(0, size, chunk.max(1 << 20), depth).await?;
+        f.zero_range(0, size, chunk, depth).await?;
     }
     f.fdatasync().await
 }
 
-/// Prepares a spare segment in the background once the active one is half full, so that a
-/// roll does not wait for it.
+/// Prepares a spare segment in the background (pre-written under SYNC_FLUSH) once the active
+/// one is half full, so that a roll does not wait for it. The pre-write goes one 1 MiB write at
+/// a time, so that it does not crowd out commits.
 fn maybe_prepare_spare(sh: &Rc<Shared>) {
     let (path, size, init, chunk, depth) = {
         let mut st = sh.st.borrow_mut();
@@ -749,7 +809,8 @@ fn maybe_prepare_spare(sh: &Rc<Shared>) {
         let r = async {
             io::remove_file(&path)?;
             let f = Rc::new(File::open(&path, true).await?);
-            prepare_segment(&f, size, init, chunk, depth).await?;
+            let _ = (chunk, depth);
+            prepare_segment(&f, size, init, 1 << 20, 1).await?;
             if let Ok(f) = Rc::try_unwrap(f) {
                 f.close().await?;
             }
@@ -842,7 +903,6 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
         tracing::trace!(bytes = to - from, total = ?t_start.elapsed(), fdatasync = ?tw.elapsed(), "flushed");
     }
     publish_durable(sh, to);
-    seal_indexes(sh).await?;
     maybe_prepare_spare(sh);
     Ok(())
 }
@@ -915,6 +975,7 @@ pub(crate) async fn write_index_file(path: &std::path::Path, idx: &SegIndex) -> 
 
 /// Writes the consume queues' new entries, then a checkpoint at the durable offset they cover.
 pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
+    let _permit = sh.cp_lock.acquire_permit(1).await;
     let (c, min, manifest, writes) = {
         let st = sh.st.borrow();
         let c = st.cl.flushed;

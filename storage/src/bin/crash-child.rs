@@ -27,6 +27,7 @@ fn main() {
             cfg.max_dirty_bytes = 2 << 20;
             cfg.write_chunk_bytes = 64 * 1024;
             cfg.hot_cache_bytes = 128 * 1024;
+            cfg.flush_timeout = Duration::from_secs(60);
             let store = Rc::new(Store::open(cfg).await.expect("open"));
             println!("READY");
             let mut tasks = Vec::new();

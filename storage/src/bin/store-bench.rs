@@ -168,6 +168,7 @@ fn sync_append(dir: String, seconds: u64, appenders: usize) {
         for t in tasks {
             t.await;
         }
+        eprintln!("appenders done");
         let secs = (seconds as f64) - 0.5;
         let n = *count.borrow();
         let line = {
