@@ -11,8 +11,10 @@
  *      errors as {"event":"send_error",...}, then {"event":"summary",...}.
  *   node tests/clients/ons_client.js consume --namesrv H:P --topic T --group G [--expr 'TagA || TagB']
  *        [--model clustering|broadcasting] [--from first|last|timestamp] --expect N --timeout S
+ *        [--sleep-ms 0] [--grace 0]
  *      push consumer; one {"event":"message",...} line per delivered message (msgId, keys, tags, body,
- *      props, queueId, queueOffset, brokerName, ...); exits when N distinct msgIds seen or timeout.
+ *      props, queueId, queueOffset, brokerName, ...); exits when N distinct msgIds seen (plus --grace
+ *      seconds, still recording) or timeout. --sleep-ms makes the handler slow (per message).
  *   node tests/clients/ons_client.js pull ...      -> unsupported (exit 2), see below.
  *   node tests/clients/ons_client.js probe --namesrv H:P [--seconds 5]
  *      producer + push consumer, one send to TopicTest; used by capture_fixtures.py.
@@ -194,7 +196,8 @@ function msgLine(msg, mq) {
   const sys = {};
   for (const k of Object.keys(msg.properties || {})) {
     const v = msg.properties[k];
-    if (v === null || v === undefined) continue;
+    // ali-ons' decoder turns the properties' trailing separator into an empty key: skip it.
+    if (k === '' || v === null || v === undefined) continue;
     (SYSTEM_PROPS.has(k) ? sys : props)[k] = String(v);
   }
   return {
@@ -349,13 +352,19 @@ async function consume(o) {
   const done = new Promise(r => { resolveDone = r; });
   const expr = o.expr === undefined ? '*' : String(o.expr);
   const t0 = Date.now();
+  const sleepMs = Number(o['sleep-ms'] || 0);
+  const grace = Number(o.grace || 0);
   consumer.subscribe(o.topic || 'TopicTest', expr, async (msg, mq) => {
+    if (sleepMs > 0) await new Promise(r => setTimeout(r, sleepMs));
     delivered++;
     const line = msgLine(msg, mq);
     line.duplicate = seen.has(line.msgId);
     seen.add(line.msgId);
     out(line);
-    if (expect && seen.size >= expect) resolveDone(false);
+    if (expect && seen.size >= expect) {
+      if (grace > 0) setTimeout(() => resolveDone(false), grace * 1000);
+      else resolveDone(false);
+    }
   });
   const timer = setTimeout(() => resolveDone(true), timeout * 1000);
   try {
@@ -427,7 +436,13 @@ async function main() {
   }
 }
 
-main().then(code => process.exit(code), err => {
+// process.exit() drops stdout data still queued for a pipe (a slow reader leaves megabytes of
+// message lines there): exit once everything written so far has been flushed.
+function exitAfterFlush(code) {
+  process.stdout.write('', () => process.exit(code));
+}
+
+main().then(exitAfterFlush, err => {
   out({ event: 'start_error', error: err && err.stack || String(err) });
-  process.exit(2);
+  exitAfterFlush(2);
 });

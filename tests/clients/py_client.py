@@ -17,9 +17,10 @@ Subcommands (all print JSON lines on stdout, diagnostics on stderr):
         then {"event":"summary",...}. Stops at the first failure unless --keep-going.
     consume --namesrv H:P --topic T --group G [--expr 'TagA || TagB'] [--model clustering|broadcasting]
             --expect N --timeout S [--prop-keys a,b] [--orderly] [--shutdown auto|always|never]
-            [--trace off|open] [--linger 6]
+            [--trace off|open] [--linger 6] [--sleep-ms 0] [--grace 0]
         push consumer; one {"event":"message",...} line per delivered message, exits when N distinct
-        msgIds were seen or after S seconds; final {"event":"summary",...}.
+        msgIds were seen (plus --grace seconds, still recording, to catch late duplicates) or after
+        S seconds; final {"event":"summary",...}. --sleep-ms makes the listener slow (per message).
     pull    --namesrv H:P --topic T --group G [--expr '*'] --timeout S [--max-num 32] [--expect N]
             [--from-offset 0]
         pull consumer: fetches the queues of T, reads every queue from --from-offset until
@@ -333,6 +334,8 @@ def cmd_consume(a):
     counts = {"delivered": 0}
 
     def on_message(m):
+        if a.sleep_ms > 0:
+            time.sleep(a.sleep_ms / 1000.0)
         line = msg_line(m, prop_keys)
         with lock:
             counts["delivered"] += 1
@@ -368,6 +371,8 @@ def cmd_consume(a):
         sys.stdout.flush()
         os._exit(2)
     enough.wait(a.timeout)
+    if enough.is_set() and a.grace > 0:
+        time.sleep(min(a.grace, max(0.0, t0 + a.timeout - time.time())))
     with lock:
         n = len(seen)
         out({"event": "summary", "cmd": "consume", "client": client, "expected": a.expect, "distinct": n,
@@ -561,6 +566,9 @@ def main():
     sp.add_argument("--prop-keys", default="")
     sp.add_argument("--orderly", action="store_true")
     sp.add_argument("--threads", type=int, default=0)
+    sp.add_argument("--sleep-ms", type=float, default=0.0, help="listener sleeps this long per message")
+    sp.add_argument("--grace", type=float, default=0.0,
+                    help="after the expected count, keep consuming this many seconds")
     sp.add_argument("--shutdown", choices=["auto", "always", "never"], default="auto",
                     help="auto: shut down unless cvs with message trace off (it SIGSEGVs there)")
     sp.add_argument("--linger", type=float, default=6.0,
