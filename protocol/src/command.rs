@@ -7,7 +7,6 @@
 //! ignored. Output is strict: every ext value a string, `extFields` always
 //! present, a real `version`, `flag` and `opaque` as the peer expects.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -18,7 +17,114 @@ use crate::code::{LanguageCode, RequestCode, ResponseCode, SATURN_REMOTING_VERSI
 use crate::frame::{put_frame_prefix, RawFrame};
 
 /// Custom header fields, always strings (reference §1.8).
-pub type ExtFields = BTreeMap<String, String>;
+///
+/// A request carries a dozen or so of them, so a vector searched linearly
+/// beats a tree: no node allocations, short key comparisons. Insertion order
+/// is kept (and used when encoding); equality ignores order.
+#[derive(Debug, Clone, Default)]
+pub struct ExtFields(Vec<(String, String)>);
+
+impl ExtFields {
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    pub fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
+    /// Sets `key`, replacing an earlier value; returns the old one.
+    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => Some(std::mem::replace(v, value)),
+            None => {
+                self.0.push((key, value));
+                None
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == key)
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let i = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.remove(i).1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&String, &String) -> bool) {
+        self.0.retain(|(k, v)| keep(k, v));
+    }
+}
+
+impl PartialEq for ExtFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl Eq for ExtFields {}
+
+impl FromIterator<(String, String)> for ExtFields {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        let mut ext = ExtFields::new();
+        for (k, v) in iter {
+            ext.insert(k, v);
+        }
+        ext
+    }
+}
+
+impl Extend<(String, String)> for ExtFields {
+    fn extend<I: IntoIterator<Item = (String, String)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl IntoIterator for ExtFields {
+    type Item = (String, String);
+    type IntoIter = std::vec::IntoIter<(String, String)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a ExtFields {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (String, String)>, fn(&'a (String, String)) -> (&'a String, &'a String)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
 
 /// `flag` bit 0: this command is a response.
 pub const FLAG_RESPONSE: i32 = 1;
@@ -405,7 +511,7 @@ fn lenient_ext<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ExtFields>, D::
             d.deserialize_any(ExtVisitor)
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut ext = ExtFields::new();
+            let mut ext = ExtFields::with_capacity(map.size_hint().unwrap_or(16));
             while let Some((key, value)) = map.next_entry::<String, ScalarText>()? {
                 if let Some(value) = value.0 {
                     ext.insert(key, value);

@@ -501,7 +501,7 @@ fn ext_map() -> impl Strategy<Value = ExtFields> {
         any::<i64>().prop_map(|v| v.to_string()),
         any::<String>(),
     ];
-    prop::collection::btree_map(key, value, 0..24)
+    prop::collection::btree_map(key, value, 0..24).prop_map(|m| m.into_iter().collect())
 }
 
 fn non_empty() -> impl Strategy<Value = String> {
@@ -554,7 +554,7 @@ fn command(serialize_type: SerializeType) -> impl Strategy<Value = RemotingComma
                     opaque,
                     flag,
                     remark,
-                    ext_fields,
+                    ext_fields: ext_fields.into_iter().collect(),
                     body: Bytes::from(body),
                     serialize_type,
                 }

@@ -186,16 +186,16 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
     let mut to_store = Vec::with_capacity(entries.len());
     let mut wait = true;
     for (flag, body, props) in entries {
-        let props = complete_properties(shard, props);
-        if property_value(&props, prop::WAIT).is_some_and(|v| v.eq_ignore_ascii_case("false")) {
-            wait = false;
-        }
+        let mut found = scan(&props);
+        let props = complete_properties(shard, props, &mut found);
+        wait &= !found.wait_false;
         to_store.push(message_to_store(
             &topic,
             queue_id,
             flag,
             body,
             props,
+            found,
             sys_flag,
             h.born_timestamp,
             conn.peer,
@@ -266,6 +266,31 @@ fn append_error(req: &RemotingCommand, e: storage::StoreError) -> Reply {
     }
 }
 
+/// What the broker reads from a message's properties, found in one pass.
+#[derive(Default)]
+struct Scanned {
+    tags_code: i64,
+    keys: String,
+    uniq_key: Option<String>,
+    wait_false: bool,
+    has_cluster: bool,
+}
+
+fn scan(props: &str) -> Scanned {
+    let mut found = Scanned::default();
+    for (name, value) in message::properties::iter_pairs(props) {
+        match name {
+            prop::TAGS => found.tags_code = message::tag_hash(value),
+            prop::KEYS => found.keys = value.to_owned(),
+            prop::UNIQ_KEY => found.uniq_key = Some(value.to_owned()),
+            prop::WAIT => found.wait_false = value.eq_ignore_ascii_case("false"),
+            prop::CLUSTER => found.has_cluster = true,
+            _ => {}
+        }
+    }
+    found
+}
+
 #[allow(clippy::too_many_arguments)]
 fn message_to_store(
     topic: &str,
@@ -273,18 +298,12 @@ fn message_to_store(
     flag: i32,
     body: Bytes,
     properties: String,
+    found: Scanned,
     sys_flag: i32,
     born_timestamp: i64,
     born_host: std::net::SocketAddr,
     reconsume_times: i32,
 ) -> storage::MessageToStore {
-    let tags_code = property_value(&properties, prop::TAGS)
-        .map(message::tag_hash)
-        .unwrap_or(0);
-    let keys = property_value(&properties, prop::KEYS)
-        .unwrap_or_default()
-        .to_owned();
-    let uniq_key = property_value(&properties, prop::UNIQ_KEY).map(str::to_owned);
     storage::MessageToStore {
         topic: topic.to_owned(),
         queue_id,
@@ -296,18 +315,17 @@ fn message_to_store(
         born_host,
         reconsume_times,
         prepared_transaction_offset: 0,
-        tags_code,
-        keys,
-        uniq_key,
+        tags_code: found.tags_code,
+        keys: found.keys,
+        uniq_key: found.uniq_key,
     }
 }
 
 /// Adds what the broker owes every stored message: a UNIQ_KEY when the
 /// producer sent none, and the CLUSTER property.
-fn complete_properties(shard: &Shard, mut props: String) -> String {
-    let needs_uniq = property_value(&props, prop::UNIQ_KEY).is_none();
-    let needs_cluster = property_value(&props, prop::CLUSTER).is_none();
-    if !(needs_uniq || needs_cluster) {
+fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) -> String {
+    let needs_uniq = found.uniq_key.is_none();
+    if !needs_uniq && found.has_cluster {
         return props;
     }
     if !props.is_empty() && !props.ends_with('\u{2}') {
@@ -316,9 +334,11 @@ fn complete_properties(shard: &Shard, mut props: String) -> String {
     if needs_uniq {
         let id = shard.uniq.borrow_mut().next_id(metadata::now_ms());
         push_property(&mut props, prop::UNIQ_KEY, &id);
+        found.uniq_key = Some(id);
     }
-    if needs_cluster {
+    if !found.has_cluster {
         push_property(&mut props, prop::CLUSTER, &shard.config.cluster_name);
+        found.has_cluster = true;
     }
     props
 }
@@ -496,12 +516,15 @@ pub async fn send_back(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand
         let q = pick_queue(shard, group.retry_queue_nums.min(config.write_queue_nums));
         (retry, q)
     };
+    let props = props.encode();
+    let found = scan(&props);
     let stored = message_to_store(
         &topic,
         queue_id,
         msg.flag,
         msg.body.clone(),
-        props.encode(),
+        props,
+        found,
         msg.sys_flag,
         msg.born_timestamp,
         msg.born_host,
