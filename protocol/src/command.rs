@@ -119,7 +119,10 @@ impl IntoIterator for ExtFields {
 
 impl<'a> IntoIterator for &'a ExtFields {
     type Item = (&'a String, &'a String);
-    type IntoIter = std::iter::Map<std::slice::Iter<'a, (String, String)>, fn(&'a (String, String)) -> (&'a String, &'a String)>;
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, String)>,
+        fn(&'a (String, String)) -> (&'a String, &'a String),
+    >;
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(k, v)| (k, v))
@@ -399,6 +402,13 @@ struct JsonHeaderIn {
 }
 
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, CommandError> {
+    if let Some(cmd) = fast::decode(header) {
+        return Ok(cmd);
+    }
+    decode_json_header_serde(header)
+}
+
+fn decode_json_header_serde(header: &[u8]) -> Result<RemotingCommand, CommandError> {
     let parsed: JsonHeaderIn =
         serde_json::from_slice(header).map_err(|e| CommandError::Json(e.to_string()))?;
     Ok(RemotingCommand {
@@ -521,6 +531,265 @@ fn lenient_ext<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ExtFields>, D::
         }
     }
     d.deserialize_option(ExtVisitor)
+}
+
+mod fast {
+    //! A hand-written parser for the headers clients actually send: one
+    //! object of scalars with `extFields` an object of scalars. It gives up
+    //! (`None`) on anything else (floats, nested values in unexpected
+    //! places, duplicate fields, bad UTF-8, trailing bytes) and the serde
+    //! path decides, so both paths agree wherever this one answers.
+
+    use super::*;
+
+    struct P<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    enum Scalar {
+        Str(String),
+        /// Integer text, canonical (no leading zeros, not `-0`).
+        Int(i64),
+        Bool(bool),
+        Null,
+    }
+
+    impl<'a> P<'a> {
+        fn ws(&mut self) {
+            while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+                self.i += 1;
+            }
+        }
+
+        fn eat(&mut self, c: u8) -> Option<()> {
+            self.ws();
+            (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
+        }
+
+        fn peek(&mut self) -> Option<u8> {
+            self.ws();
+            self.b.get(self.i).copied()
+        }
+
+        fn string(&mut self) -> Option<String> {
+            self.eat(b'"')?;
+            let start = self.i;
+            // Fast path: no escapes.
+            while let Some(&c) = self.b.get(self.i) {
+                match c {
+                    b'"' => {
+                        let s = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+                        self.i += 1;
+                        return Some(s.to_owned());
+                    }
+                    b'\\' => break,
+                    c if c < 0x20 => return None,
+                    _ => self.i += 1,
+                }
+            }
+            let mut out: Vec<u8> = self.b[start..self.i].to_vec();
+            loop {
+                let c = *self.b.get(self.i)?;
+                self.i += 1;
+                match c {
+                    b'"' => return String::from_utf8(out).ok(),
+                    b'\\' => {
+                        let e = *self.b.get(self.i)?;
+                        self.i += 1;
+                        match e {
+                            b'"' => out.push(b'"'),
+                            b'\\' => out.push(b'\\'),
+                            b'/' => out.push(b'/'),
+                            b'b' => out.push(8),
+                            b'f' => out.push(12),
+                            b'n' => out.push(b'\n'),
+                            b'r' => out.push(b'\r'),
+                            b't' => out.push(b'\t'),
+                            b'u' => {
+                                let hi = self.hex4()?;
+                                let ch = if (0xD800..0xDC00).contains(&hi) {
+                                    if self.b.get(self.i..self.i + 2)? != b"\\u" {
+                                        return None;
+                                    }
+                                    self.i += 2;
+                                    let lo = self.hex4()?;
+                                    if !(0xDC00..0xE000).contains(&lo) {
+                                        return None;
+                                    }
+                                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?
+                                } else {
+                                    char::from_u32(hi)?
+                                };
+                                let mut buf = [0u8; 4];
+                                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                            }
+                            _ => return None,
+                        }
+                    }
+                    c if c < 0x20 => return None,
+                    c => out.push(c),
+                }
+            }
+        }
+
+        fn hex4(&mut self) -> Option<u32> {
+            let digits = self.b.get(self.i..self.i + 4)?;
+            self.i += 4;
+            let text = std::str::from_utf8(digits).ok()?;
+            if !text.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            u32::from_str_radix(text, 16).ok()
+        }
+
+        fn literal(&mut self, word: &[u8]) -> Option<()> {
+            (self.b.get(self.i..self.i + word.len())? == word).then(|| self.i += word.len())
+        }
+
+        fn scalar(&mut self) -> Option<Scalar> {
+            match self.peek()? {
+                b'"' => self.string().map(Scalar::Str),
+                b't' => self.literal(b"true").map(|_| Scalar::Bool(true)),
+                b'f' => self.literal(b"false").map(|_| Scalar::Bool(false)),
+                b'n' => self.literal(b"null").map(|_| Scalar::Null),
+                b'-' | b'0'..=b'9' => {
+                    let start = self.i;
+                    if self.b[self.i] == b'-' {
+                        self.i += 1;
+                    }
+                    let digits = self.i;
+                    while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                        self.i += 1;
+                    }
+                    let n = self.i - digits;
+                    // Floats, leading zeros and -0 are the serde path's business.
+                    if n == 0
+                        || matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E'))
+                        || (n > 1 && self.b[digits] == b'0')
+                        || (n == 1 && self.b[digits] == b'0' && digits > start)
+                    {
+                        return None;
+                    }
+                    std::str::from_utf8(&self.b[start..self.i])
+                        .ok()?
+                        .parse()
+                        .ok()
+                        .map(Scalar::Int)
+                }
+                _ => None,
+            }
+        }
+    }
+
+    fn int_of(v: Scalar) -> Option<Option<i32>> {
+        match v {
+            Scalar::Int(i) => Some(Some(i as i32)),
+            Scalar::Str(s) => s.trim().parse::<i64>().ok().map(|i| Some(i as i32)),
+            Scalar::Null => Some(None),
+            Scalar::Bool(_) => None,
+        }
+    }
+
+    fn text_of(v: Scalar) -> Option<String> {
+        match v {
+            Scalar::Str(s) => Some(s),
+            Scalar::Int(i) => Some(i.to_string()),
+            Scalar::Bool(b) => Some(b.to_string()),
+            Scalar::Null => None,
+        }
+    }
+
+    pub(super) fn decode(header: &[u8]) -> Option<RemotingCommand> {
+        let mut p = P { b: header, i: 0 };
+        let (mut code, mut language, mut version, mut opaque, mut flag) =
+            (None, None, None, None, None);
+        let mut remark = None;
+        let mut ext: Option<ExtFields> = None;
+        let mut seen = [false; 8];
+        p.eat(b'{')?;
+        if p.peek()? != b'}' {
+            loop {
+                let key = p.string()?;
+                p.eat(b':')?;
+                let slot = match key.as_str() {
+                    "code" => 0,
+                    "language" => 1,
+                    "version" => 2,
+                    "opaque" => 3,
+                    "flag" => 4,
+                    "remark" => 5,
+                    "extFields" => 6,
+                    _ => 7,
+                };
+                if slot < 7 && std::mem::replace(&mut seen[slot], true) {
+                    return None; // duplicate field: let serde report it
+                }
+                match slot {
+                    0 => code = int_of(p.scalar()?)?,
+                    1 => {
+                        language = text_of(p.scalar()?).map(|text| {
+                            LanguageCode::from_name(&text)
+                                .or_else(|| text.parse::<u8>().ok().map(LanguageCode::from_num))
+                                .unwrap_or(LanguageCode::OTHER)
+                        })
+                    }
+                    2 => version = int_of(p.scalar()?)?,
+                    3 => opaque = int_of(p.scalar()?)?,
+                    4 => flag = int_of(p.scalar()?)?,
+                    5 => remark = text_of(p.scalar()?),
+                    6 => {
+                        if p.peek()? == b'n' {
+                            p.literal(b"null")?;
+                        } else {
+                            let mut map = ExtFields::with_capacity(16);
+                            p.eat(b'{')?;
+                            if p.peek()? != b'}' {
+                                loop {
+                                    let k = p.string()?;
+                                    p.eat(b':')?;
+                                    if let Some(v) = text_of(p.scalar()?) {
+                                        map.insert(k, v);
+                                    }
+                                    if p.peek()? == b',' {
+                                        p.i += 1;
+                                        continue;
+                                    }
+                                    break;
+                                }
+                            }
+                            p.eat(b'}')?;
+                            ext = Some(map);
+                        }
+                    }
+                    _ => {
+                        p.scalar()?; // unknown keys: scalars only here
+                    }
+                }
+                if p.peek()? == b',' {
+                    p.i += 1;
+                    continue;
+                }
+                break;
+            }
+        }
+        p.eat(b'}')?;
+        p.ws();
+        if p.i != header.len() {
+            return None;
+        }
+        Some(RemotingCommand {
+            code: code?,
+            language: language.unwrap_or(LanguageCode::JAVA),
+            version: version.unwrap_or(0),
+            opaque: opaque.unwrap_or(0),
+            flag: flag.unwrap_or(0),
+            remark,
+            ext_fields: ext.unwrap_or_default(),
+            body: Bytes::new(),
+            serialize_type: SerializeType::Json,
+        })
+    }
 }
 
 // ------------------------------------------------------------ binary input
@@ -685,6 +954,72 @@ mod tests {
         assert_eq!(cmd.ext("f"), Some("1"));
         assert_eq!(cmd.ext("x"), None);
         assert_eq!(&cmd.body[..], b"hello");
+    }
+
+    /// The fast header parser agrees with the serde path wherever it answers.
+    #[test]
+    fn fast_parser_agrees_with_serde() {
+        let inputs: &[&[u8]] = &[
+            br#"{"code":105,"extFields":{"topic":"TopicTest"},"flag":0,"language":"JAVA","opaque":1,"serializeTypeCurrentRPC":"JSON","version":409}"#,
+            b"{\"code\":34,\"extFields\":{\"AccessKey\":\"\",\"OnsChannel\":\"ALIYUN\",\"Signature\":\"3SN/+=\"},\"flag\":0,\"language\":\"CPP\",\"opaque\":2,\"remark\":\"\",\"version\":63}\n",
+            br#"{"code":310,"language":"JAVA","opaque":7,"flag":0,"version":121,"extFields":{"a":"pg","e":3,"k":false,"i":"TAGS\u0001TagA\u0002KEYS\u0001k \"q\"\u0002","x":null,"u":"\ud83d\ude00"}}"#,
+            br#"{"code":"11","opaque":-5,"remark":null,"language":9,"extFields":null}"#,
+            br#" { "code" : 1 , "unknown" : "x" , "other": 12 } "#,
+            br#"{"code":1,"code":2}"#,
+            br#"{"code":1.0}"#,
+            br#"{"code":01}"#,
+            br#"{"code":-0}"#,
+            br#"{"code":1,"extFields":{"a":[1]}}"#,
+            br#"{"code":1,"extFields":{"f":2.5}}"#,
+            br#"{"code":1} x"#,
+            br#"{"code":true}"#,
+            br#"{"opaque":1}"#,
+            br#"{"code":1,"remark":"bad \x escape"}"#,
+            br#"{"code":1,"remark":"\udc00"}"#,
+            b"{\"code\":1,\"remark\":\"\xff\"}",
+            br#"{}"#,
+            br#"{"code":99999999999}"#,
+        ];
+        for input in inputs {
+            let serde = decode_json_header_serde(input);
+            if let Some(cmd) = fast::decode(input) {
+                assert_eq!(Ok(cmd), serde, "{}", String::from_utf8_lossy(input));
+            }
+            assert_eq!(
+                decode_json_header(input),
+                serde,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        assert!(fast::decode(inputs[0]).is_some());
+        assert!(fast::decode(inputs[1]).is_some());
+        assert!(fast::decode(inputs[2]).is_some());
+    }
+
+    proptest::proptest! {
+        /// Mutated real headers: wherever the fast parser answers, it answers
+        /// what the serde path answers.
+        #[test]
+        fn fast_parser_agrees_on_mutations(
+            pos in 0usize..400,
+            cut in 0usize..6,
+            insert in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6),
+            which in 0usize..2,
+        ) {
+            let bases: [&[u8]; 2] = [
+                br#"{"code":310,"extFields":{"a":"pg","b":"T","e":3,"k":false,"i":"TAGS\u0001TagA\u0002"},"flag":0,"language":"JAVA","opaque":12,"remark":"x","version":121}"#,
+                b"{\"code\":34,\"extFields\":{\"AccessKey\":\"\",\"queueId\":0},\"flag\":0,\"language\":\"CPP\",\"opaque\":2,\"remark\":\"\",\"version\":63}\n",
+            ];
+            let base = bases[which];
+            let pos = pos % (base.len() + 1);
+            let mut input = base[..pos].to_vec();
+            input.extend_from_slice(&insert);
+            input.extend_from_slice(&base[(pos + cut).min(base.len())..]);
+            if let Some(cmd) = fast::decode(&input) {
+                proptest::prop_assert_eq!(Ok(cmd), decode_json_header_serde(&input));
+            }
+        }
     }
 
     #[test]
