@@ -129,10 +129,12 @@ impl BlockingClient {
                 }
             }
             let mut chunk = [0u8; 64 * 1024];
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .map_err(|source| self.io_err(source))?;
+            let n = match self.stream.read(&mut chunk) {
+                Ok(n) => n,
+                // Signals (glommio uses some) interrupt blocking reads.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(self.io_err(source)),
+            };
             if n == 0 {
                 return Err(ClientError::Closed {
                     addr: self.addr.clone(),
