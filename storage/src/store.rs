@@ -23,8 +23,6 @@ use crate::seg_index::{key_hash, SegIndex};
 /// Size of the end-of-segment blank marker; a record is placed in a segment only if this much
 /// room stays after it.
 const BLANK_LEN: u64 = 8;
-/// How soon the flusher's task queue wants to run after it becomes runnable.
-const FLUSHER_LATENCY: Duration = Duration::from_micros(500);
 /// The append buffer grows in steps of this much (its frozen pieces share the allocation).
 const APPEND_BUF_BYTES: usize = 4 << 20;
 
@@ -144,6 +142,8 @@ pub(crate) struct Shared {
     pub durable: Rc<Notify>,
     /// Wakes the checkpointer to stop.
     pub stop: Rc<Notify>,
+    /// Wakes the checkpointer: a sealed segment is durable, its index can be written.
+    pub sealed: Rc<Notify>,
     /// One checkpoint (or retention pass) at a time.
     pub cp_lock: glommio::sync::Semaphore,
 }
@@ -171,6 +171,7 @@ impl Store {
             flush_wake: Rc::new(Notify::default()),
             durable: Rc::new(Notify::default()),
             stop: Rc::new(Notify::default()),
+            sealed: Rc::new(Notify::default()),
             cp_lock: glommio::sync::Semaphore::new(1),
         });
         // Persist what recovery rebuilt (consume-queue entries) and its end offset.
@@ -178,15 +179,7 @@ impl Store {
         // The active segment is prepared now, while nothing waits on it.
         let active = sh.st.borrow().cl.active_base();
         ensure_segment_with(&sh, active, true).await?;
-        // Its own latency-sensitive task queue: glommio then preempts busy appenders often
-        // enough (every `FLUSHER_LATENCY`) to reap the flusher's completed writes promptly.
-        let tq = glommio::executor().create_task_queue(
-            glommio::Shares::default(),
-            glommio::Latency::Matters(FLUSHER_LATENCY),
-            "saturn-store-flusher",
-        );
-        let flusher = glommio::spawn_local_into(flusher_loop(sh.clone()), tq)
-            .map_err(|e| StoreError::Failed(format!("spawning the flusher: {e}")))?;
+        let flusher = glommio::spawn_local(flusher_loop(sh.clone()));
         let checkpointer = glommio::spawn_local(checkpointer_loop(sh.clone()));
         Ok(Store {
             sh,
@@ -672,6 +665,7 @@ async fn flusher_loop(sh: Rc<Shared>) {
 /// flushes with checkpoints, retention.
 async fn checkpointer_loop(sh: Rc<Shared>) {
     let mut last_retention = Instant::now();
+    let mut last_checkpoint = Instant::now();
     loop {
         let (cp_interval, ret_interval, closed) = {
             let st = sh.st.borrow();
@@ -684,7 +678,12 @@ async fn checkpointer_loop(sh: Rc<Shared>) {
         if closed {
             return;
         }
-        future::or(sh.stop.notified(), glommio::timer::sleep(cp_interval)).await;
+        // Woken at the checkpoint interval, at close, and when a sealed segment is durable (its
+        // index is written at once: until then recovery would have to rescan that segment).
+        let left = cp_interval.saturating_sub(last_checkpoint.elapsed());
+        let stop = sh.stop.notified();
+        let sealed = sh.sealed.notified();
+        future::or(future::or(stop, sealed), glommio::timer::sleep(left)).await;
         if sh.st.borrow().closed {
             return;
         }
@@ -692,6 +691,10 @@ async fn checkpointer_loop(sh: Rc<Shared>) {
             fail(&sh, &e);
             return;
         }
+        if last_checkpoint.elapsed() < cp_interval {
+            continue;
+        }
+        last_checkpoint = Instant::now();
         if let Err(e) = checkpoint(&sh).await {
             fail(&sh, &e);
             return;
@@ -903,6 +906,17 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
         tracing::trace!(bytes = to - from, total = ?t_start.elapsed(), fdatasync = ?tw.elapsed(), "flushed");
     }
     publish_durable(sh, to);
+    let sealed_durable = {
+        let st = sh.st.borrow();
+        st.cl
+            .sealing
+            .keys()
+            .next()
+            .is_some_and(|&b| b + st.cfg.segment_size <= st.cl.flushed)
+    };
+    if sealed_durable {
+        sh.sealed.notify();
+    }
     maybe_prepare_spare(sh);
     Ok(())
 }
