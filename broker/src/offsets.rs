@@ -91,10 +91,13 @@ impl OffsetTable {
         }
     }
 
-    pub fn persist_if_dirty(&mut self) {
-        if self.dirty {
-            self.persist();
+    /// The file and its new content when something changed since the last call.
+    pub fn take_if_dirty(&mut self) -> Option<(PathBuf, ConsumerOffsetSerializeWrapper)> {
+        if !self.dirty {
+            return None;
         }
+        self.dirty = false;
+        Some((self.path.clone(), self.snapshot()))
     }
 
     pub fn persist(&mut self) {

@@ -319,8 +319,8 @@ fn restart_keeps_messages_and_offsets() {
             .with_ext("commitOffset", 42);
         assert_eq!(c.invoke(commit).unwrap().code, 0);
         if signal == libc::SIGKILL {
-            // Offsets persist every 5 s; a kill after that keeps them.
-            std::thread::sleep(Duration::from_secs(6));
+            // Changed offsets persist every second; a kill after that keeps them.
+            std::thread::sleep(Duration::from_millis(2500));
         }
         drop(c);
         let status = broker.signal(signal);
