@@ -62,6 +62,21 @@ pub async fn dispatch(
             Some(format!(" request type {} not supported", other.num())),
         )),
     };
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let cmd = match &reply {
+            Reply::Cmd(cmd) | Reply::Parts(cmd, _) => cmd,
+        };
+        if cmd.code != ResponseCode::SUCCESS.num() {
+            tracing::debug!(
+                peer = %conn.peer,
+                request = req.code,
+                code = cmd.code,
+                remark = ?cmd.remark,
+                oneway,
+                "request not served with SUCCESS"
+            );
+        }
+    }
     if oneway {
         return None;
     }
