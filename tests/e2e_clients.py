@@ -145,6 +145,16 @@ def kill_all():
         kill_proc(p)
 
 
+def kill_clients():
+    """Kills client processes a scenario left running (not the broker)."""
+    for p in list(LIVE):
+        if p not in BROKERS:
+            kill_proc(p)
+
+
+BROKERS = set()  # the Popen of every broker (also in LIVE)
+
+
 def kill_proc(p, grace=0.0):
     if p.poll() is None:
         try:
@@ -219,6 +229,7 @@ class Broker:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.logf, env=env,
                                      start_new_session=True)
         LIVE.add(self.proc)
+        BROKERS.add(self.proc)
         ready = []
         done = threading.Event()
 
@@ -783,43 +794,54 @@ ORDER = ["sync", "route", "push", "group2", "pull", "async", "oneway", "tags", "
 def run_client(client, run_dir, args):
     broker = Broker(run_dir, "broker-%s" % client.replace(".", ""))
     ctx = Ctx(client, broker, run_dir, args.messages)
+    selected = [sc for sc in ORDER if not args.only or sc in args.only]
     t = time.time()
+    stopped = None  # why the remaining scenarios were not run
     try:
         broker.start()
         broker.create_topic(ctx.main_topic)
-        for sc in ORDER:
-            if args.only and sc not in args.only:
-                continue
-            if sc in NEEDS_SYNC and ctx.results.get("sync", "PASS") != "PASS":
-                ctx.results[sc] = "SKIP"
-                ctx.notes[sc] = "needs the sync send, which failed"
-                continue
-            ts = time.time()
-            log("---- %s: %s" % (client, sc))
-            try:
-                note = RUNNERS[sc](ctx)
-                if note is None:
-                    ctx.results[sc] = "n/a"
-                    ctx.notes[sc] = "not offered by this client"
-                else:
-                    ctx.results[sc] = "PASS"
-                    ctx.notes[sc] = note
-            except Fail as e:
-                ctx.results[sc] = "FAIL"
-                ctx.notes[sc] = str(e)
-            except Exception as e:  # noqa: BLE001 - a broken scenario is a failure, not a crash
-                ctx.results[sc] = "FAIL"
-                ctx.notes[sc] = "%s: %s" % (type(e).__name__, e)
-            log("%s %s: %s (%.1fs) %s" % (client, sc, ctx.results[sc], time.time() - ts, ctx.notes[sc]))
-            if broker.proc.poll() is not None:
-                ctx.notes[sc] += " [broker exited with %s]" % broker.proc.returncode
-                break
     except Fail as e:
-        ctx.results.setdefault("route", "FAIL")
-        ctx.notes.setdefault("route", "broker: %s" % e)
-    finally:
-        broker.stop()
-        kill_all()
+        stopped = "the broker did not start: %s" % e
+    for sc in selected:
+        if stopped:
+            ctx.results[sc] = "FAIL"
+            ctx.notes[sc] = "not run: %s" % stopped
+            continue
+        if sc in NEEDS_SYNC and ctx.results.get("sync", "PASS") != "PASS":
+            ctx.results[sc] = "SKIP"
+            ctx.notes[sc] = "needs the sync send, which failed"
+            continue
+        ts = time.time()
+        log("---- %s: %s" % (client, sc))
+        try:
+            note = RUNNERS[sc](ctx)
+            if note is None:
+                ctx.results[sc] = "n/a"
+                ctx.notes[sc] = "not offered by this client"
+            else:
+                ctx.results[sc] = "PASS"
+                ctx.notes[sc] = note
+        except Fail as e:
+            ctx.results[sc] = "FAIL"
+            ctx.notes[sc] = str(e)
+        except Exception as e:  # noqa: BLE001 - a broken scenario is a failure, not a crash
+            ctx.results[sc] = "FAIL"
+            ctx.notes[sc] = "%s: %s" % (type(e).__name__, e)
+        finally:
+            kill_clients()
+        if broker.proc.poll() is not None:
+            # The broker must outlive every scenario (see its log for a signal or a panic).
+            stopped = "the broker exited with %s during %s" % (broker.proc.returncode, sc)
+            ctx.results[sc] = "FAIL"
+            ctx.notes[sc] += " [%s]" % stopped
+        log("%s %s: %s (%.1fs) %s" % (client, sc, ctx.results[sc], time.time() - ts, ctx.notes[sc]))
+    broker.stop()
+    kill_all()
+    if "FAIL" in ctx.results.values():
+        problems = [l.rstrip() for l in open(broker.log_path, errors="replace") if " INFO " not in l]
+        if problems:
+            log("%s: broker log lines above INFO (%s):\n  %s" % (client, broker.log_path,
+                                                                  "\n  ".join(problems[-20:])))
     ctx.elapsed = time.time() - t
     return ctx
 
