@@ -9,14 +9,22 @@ use std::process::Command;
 
 use common::Broker;
 
+/// The saturn-bench binary of the same build profile, built if missing
+/// (cargo only builds the binaries of the package under test).
 fn bench_binary() -> PathBuf {
     let broker = PathBuf::from(env!("CARGO_BIN_EXE_saturn-broker"));
     let bench = broker.with_file_name("saturn-bench");
-    assert!(
-        bench.exists(),
-        "{} is missing: build the workspace (cargo test --workspace builds it)",
-        bench.display()
-    );
+    if !bench.exists() {
+        let release = broker.parent().is_some_and(|d| d.ends_with("release"));
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "-p", "saturn-bench"]);
+        if release {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p saturn-bench failed");
+    }
+    assert!(bench.exists(), "{} is missing", bench.display());
     bench
 }
 
