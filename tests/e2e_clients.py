@@ -222,7 +222,8 @@ class Broker:
 
     def start(self):
         env = dict(os.environ, RUST_LOG=os.environ.get("E2E_RUST_LOG", "info"))
-        cmd = [BROKER_BIN, "standalone", "--namesrv-port", str(self.namesrv_port), "--port", str(self.base_port),
+        # E2E_BROKER_PREFIX: a command to run the broker under (e.g. strace), for debugging.
+        cmd = os.environ.get("E2E_BROKER_PREFIX", "").split() + [BROKER_BIN, "standalone", "--namesrv-port", str(self.namesrv_port), "--port", str(self.base_port),
                "--shards", "2", "--no-pin", "--broker-ip", "127.0.0.1", "--segment-size", str(64 << 20),
                "--data-dir", os.path.join(self.dir, "data")]
         self.logf = open(self.log_path, "ab")
@@ -336,13 +337,13 @@ class Broker:
 class Client:
     """One run of a client driver; its JSON lines are collected as they arrive."""
 
-    def __init__(self, ctx, args, name, timeout):
+    def __init__(self, ctx, args, name, timeout, home=None):
         self.name = name
         self.timeout = timeout
         self.lines = []
         self.lock = threading.Lock()
         self.err_path = os.path.join(ctx.dir, "%s.stderr" % name)
-        env = dict(os.environ, SATURN_CLIENT_HOME=ctx.client_home)
+        env = dict(os.environ, SATURN_CLIENT_HOME=home or ctx.client_home)
         cmd = CLIENTS[ctx.client] + args + ["--namesrv", ctx.broker.namesrv]
         log("%s: %s" % (name, " ".join(args)))
         with open(self.err_path, "ab") as errf:
@@ -461,8 +462,8 @@ class Ctx:
         self.main_topic = "E2E_main"
         self.main_sent = None
 
-    def run(self, args, name, timeout):
-        return Client(self, args, name, timeout)
+    def run(self, args, name, timeout, home=None):
+        return Client(self, args, name, timeout, home)
 
     def consume_args(self, topic, group, expect, timeout, expr="*", model="clustering", extra=()):
         # Every client keeps its default CONSUME_FROM_LAST_OFFSET (the Python ones cannot change
@@ -726,7 +727,11 @@ def sc_split(ctx):
 def sc_broadcast(ctx):
     topic, group, n = "E2E_bcast", "CG_bcast", 1000
     ctx.broker.create_topic(topic)
-    cs = [ctx.run(ctx.consume_args(topic, group, 0, 170, model="broadcasting"), "bcast-%d" % k, 180) for k in (1, 2)]
+    # Each consumer has a home of its own, as on two hosts: the C++ clients keep broadcasting offsets
+    # under $HOME/.rocketmq_offsets/<ip>@DEFAULT/<group>, and cvs fails to start ("create offset
+    # store dir fail") when another process creates that directory at the same moment.
+    cs = [ctx.run(ctx.consume_args(topic, group, 0, 170, model="broadcasting"), "bcast-%d" % k, 180,
+                  home=os.path.join(ctx.dir, "client-home-bcast-%d" % k)) for k in (1, 2)]
     try:
         ctx.broker.wait_consumers(group, 2, distinct_ids=False)
         rounds = warm_up(ctx, topic, cs, broadcast=True)
