@@ -850,56 +850,64 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
     let t_start = Instant::now();
     for &base in &bases {
         let file = ensure_segment(sh, base).await?;
-        let (writes, depth) = {
-            let mut st = sh.st.borrow_mut();
-            let st = &mut *st;
+        // Each write's buffer is filled just before it is submitted, with at most `depth` in
+        // flight: the first write goes to the disk at once (not after the whole range was
+        // copied), and the same `depth` buffers are reused (no fresh memory to fault in).
+        let (lo, hi, end, chunk, depth) = {
+            let st = sh.st.borrow();
             let seg_end = base + st.cfg.segment_size;
-            let lo = from.max(base);
             let hi = to.min(seg_end);
-            let chunk = st.cfg.write_chunk_bytes as u64;
-            let mut writes = Vec::new();
-            let mut pos = align_down(lo);
-            let end = align_up(hi).min(seg_end);
-            while pos < end {
-                let n = (end - pos).min(chunk);
-                let mut buf = take_buf(&mut st.io_bufs, &file, n as usize);
-                // From `pos`, not `lo`: the partial block before `lo` is rewritten whole.
-                let to = (pos + n).min(hi);
-                let b = buf.as_bytes_mut();
-                b[(to - pos) as usize..].fill(0);
-                st.cl.image_into(pos, pos, to, b);
-                writes.push((Rc::new(buf), pos - base));
-                pos += n;
-            }
-            (writes, st.cfg.write_depth)
+            (
+                from.max(base),
+                hi,
+                align_up(hi).min(seg_end),
+                st.cfg.write_chunk_bytes as u64,
+                st.cfg.write_depth,
+            )
         };
         let mut inflight = VecDeque::new();
-        let mut done = Vec::new();
-        for (buf, pos) in writes {
-            let f = file.clone();
-            inflight.push_back(glommio::spawn_local(async move {
-                let r = f.write_rc_at(buf.clone(), pos).await;
-                r.map(|()| buf)
-            }));
+        let mut pos = align_down(lo);
+        let recycle = |b: Rc<crate::io::IoBuf>| {
+            if let Ok(b) = Rc::try_unwrap(b) {
+                let mut st = sh.st.borrow_mut();
+                let st = &mut *st;
+                keep_buf(
+                    &mut st.io_bufs,
+                    b,
+                    st.cfg.write_chunk_bytes,
+                    st.cfg.write_depth,
+                );
+            }
+        };
+        while pos < end {
             if inflight.len() >= depth {
                 if let Some(t) = inflight.pop_front() {
-                    done.push(t.await?);
+                    let t: Task<Result<Rc<crate::io::IoBuf>>> = t;
+                    recycle(t.await?);
                 }
             }
+            let n = write_len(end - pos, chunk);
+            let buf = {
+                let mut st = sh.st.borrow_mut();
+                let st = &mut *st;
+                let mut buf = take_buf(&mut st.io_bufs, &file, n as usize);
+                // From `pos`, not `lo`: the partial block before `lo` is rewritten whole.
+                let upto = (pos + n).min(hi);
+                let b = buf.as_bytes_mut();
+                b[(upto - pos) as usize..].fill(0);
+                st.cl.image_into(pos, pos, upto, b);
+                Rc::new(buf)
+            };
+            let f = file.clone();
+            let at = pos - base;
+            inflight.push_back(glommio::spawn_local(async move {
+                let r = f.write_rc_at(buf.clone(), at).await;
+                r.map(|()| buf)
+            }));
+            pos += n;
         }
         while let Some(t) = inflight.pop_front() {
-            done.push(t.await?);
-        }
-        {
-            let mut st = sh.st.borrow_mut();
-            let keep = st.cfg.write_depth;
-            for b in done {
-                if let Ok(b) = Rc::try_unwrap(b) {
-                    if st.io_bufs.len() < keep && b.len() == st.cfg.write_chunk_bytes {
-                        st.io_bufs.push(b);
-                    }
-                }
-            }
+            recycle(t.await?);
         }
         let tw = Instant::now();
         file.fdatasync().await?;
@@ -943,7 +951,40 @@ fn publish_durable(sh: &Shared, to: u64) {
     sh.durable.notify();
 }
 
-/// A chunk buffer from the pool (reused between flushes), or a fresh one.
+/// Smallest write of a flush's tail taken from the buffer pool; less is freshly allocated.
+const MIN_POOLED_WRITE: u64 = 64 << 10;
+
+/// Size of the next write when `left` bytes (block-aligned) remain: a whole chunk, else the
+/// largest power of two that fits (down to [`MIN_POOLED_WRITE`]), so that a flush's tail is
+/// written from a few reused buffers of fixed sizes rather than from fresh memory each time.
+fn write_len(left: u64, chunk: u64) -> u64 {
+    if left >= chunk {
+        return chunk;
+    }
+    let p = 1u64 << (63 - left.leading_zeros());
+    if p >= MIN_POOLED_WRITE {
+        p
+    } else {
+        left
+    }
+}
+
+/// Returns a write buffer to the pool: up to `depth` of chunk size, two of each smaller size.
+fn keep_buf(pool: &mut Vec<crate::io::IoBuf>, b: crate::io::IoBuf, chunk: usize, depth: usize) {
+    let n = b.len();
+    let cap = if n == chunk {
+        depth
+    } else if n.is_power_of_two() && n as u64 >= MIN_POOLED_WRITE {
+        2
+    } else {
+        0
+    };
+    if pool.iter().filter(|x| x.len() == n).count() < cap {
+        pool.push(b);
+    }
+}
+
+/// A buffer of `n` bytes from the pool (reused between flushes), or a fresh one.
 fn take_buf(pool: &mut Vec<crate::io::IoBuf>, file: &File, n: usize) -> crate::io::IoBuf {
     match pool.iter().position(|b| b.len() == n) {
         Some(i) => pool.swap_remove(i),
