@@ -1,16 +1,17 @@
 //! The commit log's in-memory side: segment bookkeeping, the append buffer and the hot-tail
 //! cache of recently appended bytes, and the planning of aligned flush writes.
 //!
-//! Appended records are encoded into a `BytesMut` and frozen into immutable pieces, one per
-//! append call; readers get `Bytes` slices of the pieces. A piece is dropped once it is durable,
+//! Appended records are encoded into the append [`Arena`] and frozen into immutable pieces, one
+//! per append call; readers get `Bytes` slices of the pieces. A piece is dropped once it is durable,
 //! beyond the hot-cache budget, and not part of the block the next flush rewrites.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
+use crate::arena::Arena;
 use crate::io::{align_down, File};
 use crate::seg_index::SegIndex;
 
@@ -53,7 +54,7 @@ pub struct CommitLog {
     pub min_offset: u64,
     pub pieces: VecDeque<Piece>,
     pub cache_bytes: usize,
-    pub buf: BytesMut,
+    pub arena: Arena,
     /// Index of the active segment.
     pub active: SegIndex,
     /// Indexes of sealed segments whose `.idx` file is not written yet.
@@ -65,7 +66,8 @@ pub struct CommitLog {
 }
 
 impl CommitLog {
-    pub fn new(dir: &Path, segment_size: u64) -> Self {
+    /// `keep_bytes`: append memory kept for reuse (see [`Arena::new`]).
+    pub fn new(dir: &Path, segment_size: u64, keep_bytes: usize) -> Self {
         CommitLog {
             dir: dir.to_path_buf(),
             segment_size,
@@ -76,7 +78,7 @@ impl CommitLog {
             min_offset: 0,
             pieces: VecDeque::new(),
             cache_bytes: 0,
-            buf: BytesMut::new(),
+            arena: Arena::new(keep_bytes),
             active: SegIndex::new(),
             sealing: BTreeMap::new(),
             loaded: VecDeque::new(),
@@ -108,10 +110,10 @@ impl CommitLog {
 
     /// Freezes what was encoded since the last call into a piece.
     pub fn seal_piece(&mut self, start: u64) {
-        if self.buf.is_empty() {
+        if self.arena.pending() == 0 {
             return;
         }
-        let data = self.buf.split().freeze();
+        let data = self.arena.freeze();
         self.cache_bytes += data.len();
         debug_assert!(self.pieces.back().is_none_or(|p| p.end() <= start));
         self.pieces.push_back(Piece { start, data });
@@ -154,6 +156,17 @@ impl CommitLog {
             }
         }
         out[(cursor - a) as usize..(to - a) as usize].fill(0);
+    }
+
+    /// `n` bytes for the record at `pos`, to be written whole; `piece_start` is where the
+    /// bytes not frozen yet begin (moved to `pos` when they are frozen for a new chunk).
+    pub fn space(&mut self, piece_start: &mut u64, pos: u64, n: usize) -> &mut [u8] {
+        if self.arena.room() < n {
+            self.seal_piece(*piece_start);
+            self.arena.new_chunk(n);
+            *piece_start = pos;
+        }
+        self.arena.extend(n)
     }
 
     /// Drops durable pieces beyond the cache budget, keeping the block the next flush rewrites.

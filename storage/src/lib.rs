@@ -62,6 +62,7 @@
 //! [`Store::writable`]), `cq_cache_entries` per queue, the active segment's index (16-24 bytes
 //! per record of one segment), and two loaded sealed-segment indexes.
 
+mod arena;
 mod checkpoint;
 mod commitlog;
 mod config;

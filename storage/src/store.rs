@@ -23,8 +23,6 @@ use crate::seg_index::{key_hash, SegIndex};
 /// Size of the end-of-segment blank marker; a record is placed in a segment only if this much
 /// room stays after it.
 const BLANK_LEN: u64 = 8;
-/// The append buffer grows in steps of this much (its frozen pieces share the allocation).
-const APPEND_BUF_BYTES: usize = 4 << 20;
 
 /// One message to append.
 #[derive(Debug, Clone)]
@@ -254,14 +252,10 @@ impl Store {
                 )
             });
             let queue_offset = if dispatch { cq.max as i64 } else { 0 };
-            let spare = st.cl.buf.capacity() - st.cl.buf.len();
-            if spare < size {
-                st.cl.buf.reserve(size.max(APPEND_BUF_BYTES));
-            }
-            let start = st.cl.buf.len();
             let input = input_of(m, store_host, now, queue_offset, pos as i64);
-            input.encode(&mut st.cl.buf)?;
-            let crc = crc32c::crc32c(&st.cl.buf[start..]);
+            let out = st.cl.space(&mut piece_start, pos, size);
+            input.encode_into(out)?;
+            let crc = crc32c::crc32c(out);
             let seg_pos = (pos - st.cl.base_of(pos)) as u32;
             st.cl.active.add_record(seg_pos, size as u32, crc, now);
             if let Some(u) = &m.uniq_key {
@@ -594,9 +588,10 @@ fn input_of<'a>(
 }
 
 fn write_blank(cl: &mut CommitLog, pos: u64, seg_end: u64) {
-    cl.buf
-        .extend_from_slice(&((seg_end - pos) as u32).to_be_bytes());
-    cl.buf.extend_from_slice(&BLANK_MAGIC.to_be_bytes());
+    let mut start = pos;
+    let out = cl.space(&mut start, pos, BLANK_LEN as usize);
+    out[..4].copy_from_slice(&((seg_end - pos) as u32).to_be_bytes());
+    out[4..].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
 }
 
 /// Makes the segment starting at `next_base` the active one.

@@ -1,0 +1,243 @@
+//! Append memory: records are encoded straight into large chunks of memory that are reused
+//! once every piece of them was dropped, so that appends do not fault in fresh pages (a fresh
+//! 4 MiB allocation costs a thousand page faults and is zero-filled by the kernel).
+//!
+//! A chunk is written only beyond its frozen prefix, by the one [`Arena`] that owns it; frozen
+//! ranges are handed out as immutable [`Bytes`] (the hot-tail cache and readers), which keep the
+//! chunk alive. When the last of them is dropped the chunk goes back to the arena's pool.
+//! Chunks are mapped with transparent huge pages where the kernel allows it.
+
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+/// Size of a pooled chunk.
+pub const CHUNK: usize = 4 << 20;
+const HUGE: usize = 2 << 20;
+
+/// An anonymous memory mapping (zero-filled when created).
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a mapping is plain memory owned by this value; who may read or write which part of it
+// is governed by `Chunk` (see there).
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `Mapping` itself hands out no references.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes (2 MiB-aligned when `len` is a multiple of 2 MiB, with huge pages
+    /// advised); `None` when the mapping fails.
+    fn new(len: usize) -> Option<Mapping> {
+        let huge = len.is_multiple_of(HUGE);
+        let map_len = if huge { len + HUGE } else { len };
+        // SAFETY: an anonymous private mapping of `map_len` bytes at an address of the kernel's
+        // choosing; no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        let p = p as usize;
+        let start = if huge {
+            (p + HUGE - 1) & !(HUGE - 1)
+        } else {
+            p
+        };
+        if huge {
+            let head = start - p;
+            let tail = map_len - head - len;
+            // SAFETY: the unmapped ranges are the unused head and tail of the mapping just made,
+            // which nothing refers to; `start..start+len` stays mapped.
+            unsafe {
+                if head > 0 {
+                    libc::munmap(p as *mut libc::c_void, head);
+                }
+                if tail > 0 {
+                    libc::munmap((start + len) as *mut libc::c_void, tail);
+                }
+                // Advice only: failure just means small pages.
+                libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+            }
+        }
+        Some(Mapping {
+            ptr: NonNull::new(start as *mut u8)?,
+            len,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr..ptr+len` is a mapping this value owns and nothing refers to any more.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, self.len);
+        }
+    }
+}
+
+/// Free chunks, and how many may be kept.
+struct PoolInner {
+    free: Vec<Mapping>,
+    max: usize,
+}
+
+type Pool = Arc<Mutex<PoolInner>>;
+
+/// One chunk: a mapping that goes back to the pool when the last reference is dropped.
+struct Chunk {
+    map: Option<Mapping>,
+    pool: Option<Pool>,
+}
+
+impl Chunk {
+    fn ptr(&self) -> *mut u8 {
+        self.map
+            .as_ref()
+            .map_or(NonNull::dangling(), |m| m.ptr)
+            .as_ptr()
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        if let (Some(map), Some(pool)) = (self.map.take(), &self.pool) {
+            let mut p = pool.lock().unwrap_or_else(|e| e.into_inner());
+            if p.free.len() < p.max {
+                p.free.push(map);
+            }
+        }
+    }
+}
+
+/// A frozen range of a chunk, the owner behind a piece's [`Bytes`].
+struct Frozen {
+    chunk: Arc<Chunk>,
+    lo: usize,
+    hi: usize,
+}
+
+impl AsRef<[u8]> for Frozen {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `lo..hi` lies within the chunk's mapping (checked when frozen) and is below the
+        // arena's frozen mark, so it was fully written before and is never written again while
+        // the chunk is alive; the `Arc` keeps the mapping alive for the slice's lifetime.
+        unsafe { std::slice::from_raw_parts(self.chunk.ptr().add(self.lo), self.hi - self.lo) }
+    }
+}
+
+/// The writer side: the current chunk, its frozen mark and its written length.
+pub struct Arena {
+    chunk: Option<Arc<Chunk>>,
+    cap: usize,
+    frozen: usize,
+    len: usize,
+    pool: Pool,
+}
+
+impl Arena {
+    /// An arena keeping up to `keep_bytes` of free chunks for reuse: as much as the store may
+    /// hold in appended memory (hot cache plus unflushed bytes), so that the steady state maps
+    /// no fresh memory.
+    pub fn new(keep_bytes: usize) -> Self {
+        Arena {
+            chunk: None,
+            cap: 0,
+            frozen: 0,
+            len: 0,
+            pool: Arc::new(Mutex::new(PoolInner {
+                free: Vec::new(),
+                max: keep_bytes.div_ceil(CHUNK) + 1,
+            })),
+        }
+    }
+
+    /// Bytes written since the last [`Arena::freeze`].
+    pub fn pending(&self) -> usize {
+        self.len - self.frozen
+    }
+
+    /// Room left in the current chunk.
+    pub fn room(&self) -> usize {
+        self.cap - self.len
+    }
+
+    /// Starts a new chunk of at least `n` bytes. Bytes not frozen yet are abandoned: freeze
+    /// first.
+    pub fn new_chunk(&mut self, n: usize) {
+        debug_assert_eq!(self.pending(), 0);
+        let pooled = n <= CHUNK;
+        let map = if pooled {
+            let reused = self
+                .pool
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .free
+                .pop();
+            reused.or_else(|| Mapping::new(CHUNK))
+        } else {
+            Mapping::new(n)
+        };
+        // Out of memory, as a failed heap allocation would be.
+        let map = map.unwrap_or_else(|| {
+            std::alloc::handle_alloc_error(
+                std::alloc::Layout::from_size_align(n.max(CHUNK), HUGE)
+                    .unwrap_or(std::alloc::Layout::new::<u8>()),
+            )
+        });
+        let pool = pooled.then(|| self.pool.clone());
+        let cap = map.len;
+        self.set_chunk(
+            Chunk {
+                map: Some(map),
+                pool,
+            },
+            cap,
+        );
+    }
+
+    fn set_chunk(&mut self, chunk: Chunk, cap: usize) {
+        self.chunk = Some(Arc::new(chunk));
+        self.cap = cap;
+        self.frozen = 0;
+        self.len = 0;
+    }
+
+    /// The next `n` bytes of the current chunk (`n <= room()`), to be written whole by the
+    /// caller: they hold stale data from an earlier use of the chunk.
+    pub fn extend(&mut self, n: usize) -> &mut [u8] {
+        assert!(
+            n <= self.room(),
+            "arena: {n} bytes requested, {} left",
+            self.room()
+        );
+        let chunk = self.chunk.as_ref().expect("arena: no chunk");
+        let lo = self.len;
+        self.len += n;
+        // SAFETY: `lo..lo+n` lies within the mapping (checked above), beyond the frozen mark, so
+        // no `Bytes` covers it; `&mut self` makes this the only reference to it.
+        unsafe { std::slice::from_raw_parts_mut(chunk.ptr().add(lo), n) }
+    }
+
+    /// Freezes what was written since the last call.
+    pub fn freeze(&mut self) -> Bytes {
+        if self.pending() == 0 {
+            return Bytes::new();
+        }
+        let chunk = self.chunk.clone().expect("arena: no chunk");
+        let (lo, hi) = (self.frozen, self.len);
+        self.frozen = hi;
+        Bytes::from_owner(Frozen { chunk, lo, hi })
+    }
+}
