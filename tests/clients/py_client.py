@@ -9,12 +9,17 @@ Which client is used depends only on the interpreter that runs this file:
 Subcommands (all print JSON lines on stdout, diagnostics on stderr):
     produce --namesrv H:P --topic T --count N --mode sync|async|oneway|orderly|batch
             [--tags TagA,TagB] [--keys-prefix k] [--body-prefix b] [--props a=1,b=2]
-            [--group G] [--keep-going] [--timeout S] [--delay-level L]
+            [--group G] [--keep-going] [--timeout S] [--delay-level L] [--retries 0]
         one line per acknowledged send
           {"event":"sent","i":0,"msgId":..,"offsetMsgId":null,"queueId":null,"queueOffset":..,
            "key":..,"tag":..,"status":"OK"}
         (oneway: "event":"sent_oneway", nothing acknowledged), errors as {"event":"send_error",...},
-        then {"event":"summary",...}. Stops at the first failure unless --keep-going.
+        then {"event":"summary",...}. Stops at the first failure unless --keep-going. --retries N
+        re-sends a failed sync send (an application-level retry; each one is reported as
+        {"event":"send_retry",...}): rocketmq-client-cpp 1.x fails every attempt of a send, without
+        reaching any broker, when it races its own heartbeat thread for the connection table at
+        start ("GetTransport of:<addr> get timed_mutex timeout" in its log, then "No route info
+        of this topic").
     consume --namesrv H:P --topic T --group G [--expr 'TagA || TagB'] [--model clustering|broadcasting]
             --expect N --timeout S [--prop-keys a,b] [--orderly] [--shutdown auto|always|never]
             [--trace off|open] [--linger 6] [--sleep-ms 0] [--grace 0]
@@ -196,7 +201,7 @@ def cmd_produce(a):
         m.set_body("%s%d" % (a.body_prefix, i))
         return m, key, tag
 
-    ok = failed = 0
+    ok = failed = retried = 0
     t0 = time.time()
     deadline = t0 + a.timeout
 
@@ -224,7 +229,17 @@ def cmd_produce(a):
             m, key, tag = build(i)
             try:
                 if a.mode == "sync":
-                    out(sent_line(i, key, tag, p.send_sync(m)))
+                    while True:
+                        try:
+                            res = p.send_sync(m)
+                            break
+                        except Exception as e:  # noqa: BLE001
+                            if retried >= a.retries:
+                                raise
+                            retried += 1
+                            out(dict(error_line(i, key, tag, e), event="send_retry"))
+                            time.sleep(0.2)
+                    out(sent_line(i, key, tag, res))
                 elif a.mode == "orderly":
                     out(sent_line(i, key, tag, p.send_orderly(m, i % max(1, a.order_keys))))
                 else:
@@ -295,7 +310,7 @@ def cmd_produce(a):
             if len(result) < n_launched:
                 err("%d async sends still unanswered at timeout" % (n_launched - len(result)))
     out({"event": "summary", "cmd": "produce", "mode": a.mode, "client": client, "requested": a.count,
-         "acked": ok, "failed": failed, "elapsed_ms": int((time.time() - t0) * 1000)})
+         "acked": ok, "failed": failed, "retried": retried, "elapsed_ms": int((time.time() - t0) * 1000)})
     sys.stdout.flush()
     if a.mode == "async":
         time.sleep(0.2)  # let the C++ callback threads return before shutdown
@@ -556,6 +571,8 @@ def main():
     sp.add_argument("--delay-level", type=int, default=0)
     sp.add_argument("--send-timeout", type=float, default=3.0)
     sp.add_argument("--keep-going", action="store_true")
+    sp.add_argument("--retries", type=int, default=0,
+                    help="sync: re-send a failed message after 0.2 s, at most this many times per run")
     sp.set_defaults(fn=cmd_produce)
 
     sp = sub.add_parser("consume")
