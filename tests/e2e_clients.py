@@ -58,7 +58,9 @@ SCENARIOS = ["route", "sync", "push", "group2", "async", "oneway", "resume", "ta
 
 MAX_SEND_RETRIES = 3  # per produce run, Python sync sends only
 TAGS = ["TagA", "TagB", "TagC"]
-PROPS = {"color": "red", "size": "42", "note": "hello-saturn"}
+# Non-ASCII text in bodies and property values: UTF-8 through JSON headers and stored records.
+PROPS = {"color": "red", "size": "42", "note": "grüße-€-saturn"}
+BODY_INFIX = "-body-ünïcode-✓-"
 PROP_KEYS = ",".join(PROPS)
 
 # ------------------------------------------------------------------------------------------ utils
@@ -408,7 +410,7 @@ def produce_args(topic, count, mode, prefix, group, timeout, python):
     # that stored a failed attempt would show up as a duplicate in the consumers' checks.
     retries = ["--retries", str(MAX_SEND_RETRIES)] if python and mode == "sync" else []
     return ["produce", "--topic", topic, "--count", str(count), "--mode", mode, "--tags", ",".join(TAGS),
-            "--keys-prefix", "%s-k" % prefix, "--body-prefix", "%s-body-" % prefix,
+            "--keys-prefix", "%s-k" % prefix, "--body-prefix", "%s%s" % (prefix, BODY_INFIX),
             "--props", ",".join("%s=%s" % kv for kv in PROPS.items()), "--group", group,
             "--timeout", str(timeout),
             # The clients' default send timeout is 3 s. 10,000 async sends in flight on a loaded
@@ -418,7 +420,7 @@ def produce_args(topic, count, mode, prefix, group, timeout, python):
 
 
 def expected(prefix, i):
-    return {"keys": "%s-k%d" % (prefix, i), "tags": TAGS[i % len(TAGS)], "body": "%s-body-%d" % (prefix, i),
+    return {"keys": "%s-k%d" % (prefix, i), "tags": TAGS[i % len(TAGS)], "body": "%s%s%d" % (prefix, BODY_INFIX, i),
             "props": dict(PROPS, i=str(i))}
 
 
