@@ -54,6 +54,8 @@ pub fn file_name(first_entry: u64) -> String {
 }
 
 pub struct ConsumeQueue {
+    /// `(topic, queue_id)`, shared with the store's records of entries not yet visible.
+    pub key: Rc<(String, i32)>,
     pub topic: String,
     pub queue_id: i32,
     pub dir: PathBuf,
@@ -86,6 +88,7 @@ pub struct CqWrite {
 impl ConsumeQueue {
     pub fn new(root: &Path, topic: &str, queue_id: i32, file_entries: u64, start: u64) -> Self {
         ConsumeQueue {
+            key: Rc::new((topic.to_string(), queue_id)),
             topic: topic.to_string(),
             queue_id,
             dir: root.join(topic).join(queue_id.to_string()),

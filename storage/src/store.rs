@@ -119,12 +119,55 @@ pub struct RecoveryReport {
 
 type QueueKey = (String, i32);
 
+/// A queue key that may borrow its topic: queues are looked up with `&(topic, id)` as
+/// `&dyn QueueKeyRef`, without allocating a `String` per appended record.
+pub(crate) trait QueueKeyRef {
+    fn parts(&self) -> (&str, i32);
+}
+
+impl QueueKeyRef for QueueKey {
+    fn parts(&self) -> (&str, i32) {
+        (&self.0, self.1)
+    }
+}
+
+impl QueueKeyRef for (&str, i32) {
+    fn parts(&self) -> (&str, i32) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn QueueKeyRef + 'a> for QueueKey {
+    fn borrow(&self) -> &(dyn QueueKeyRef + 'a) {
+        self
+    }
+}
+
+/// Hashes as `(String, i32)` does (the same field hashes in the same order), as `Borrow`
+/// requires.
+impl std::hash::Hash for dyn QueueKeyRef + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let (topic, id) = self.parts();
+        topic.hash(h);
+        id.hash(h);
+    }
+}
+
+impl PartialEq for dyn QueueKeyRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn QueueKeyRef + '_ {}
+
 pub(crate) struct State {
     pub cfg: StoreConfig,
     pub cl: CommitLog,
     pub queues: HashMap<QueueKey, ConsumeQueue>,
     /// SYNC_FLUSH: (commit-log end, queue, entries) made visible once `end` is durable.
-    pub pending_visible: VecDeque<(u64, QueueKey, u64)>,
+    /// Consecutive records of one queue share an entry.
+    pub pending_visible: VecDeque<(u64, Rc<QueueKey>, u64)>,
     pub failed: Option<String>,
     pub closed: bool,
     pub free_segments: Vec<std::path::PathBuf>,
@@ -213,7 +256,6 @@ impl Store {
         let store_host = st.cfg.store_host;
         let sync = st.cfg.flush == FlushMode::Sync;
         // Validate everything first, so that a batch is appended whole or not at all.
-        let mut sizes = Vec::with_capacity(batch.len());
         for m in batch {
             let size = input_of(m, store_host, 0, 0, 0).encoded_len()?;
             if size as u64 + BLANK_LEN > seg {
@@ -222,12 +264,15 @@ impl Store {
                     segment_size: seg,
                 });
             }
-            sizes.push(size);
         }
         let now = now_ms();
         let mut records = Vec::with_capacity(batch.len());
         let mut piece_start = st.cl.write_pos;
-        for (m, &size) in batch.iter().zip(&sizes) {
+        // Entries of `pending_visible` before `pending_mark` belong to earlier appends.
+        let pending_mark = st.pending_visible.len();
+        let mut n_pending = pending_mark;
+        for m in batch {
+            let size = input_of(m, store_host, now, 0, 0).encoded_len()?;
             let pos = st.cl.write_pos;
             let seg_end = st.cl.base_of(pos) + seg;
             if pos + size as u64 + BLANK_LEN > seg_end {
@@ -239,18 +284,20 @@ impl Store {
             }
             let pos = st.cl.write_pos;
             let dispatch = sysflag::is_dispatched(m.sys_flag);
-            let key = (m.topic.clone(), m.queue_id);
-            let file_entries = st.cfg.cq_file_entries;
-            let dir = &st.cfg.dir;
-            let cq = st.queues.entry(key.clone()).or_insert_with(|| {
-                ConsumeQueue::new(
-                    &dir.join("consumequeue"),
+            let lookup: &dyn QueueKeyRef = &(m.topic.as_str(), m.queue_id);
+            if !st.queues.contains_key(lookup) {
+                let q = ConsumeQueue::new(
+                    &st.cfg.dir.join("consumequeue"),
                     &m.topic,
                     m.queue_id,
-                    file_entries,
+                    st.cfg.cq_file_entries,
                     0,
-                )
-            });
+                );
+                st.queues.insert((m.topic.clone(), m.queue_id), q);
+            }
+            let Some(cq) = st.queues.get_mut(lookup) else {
+                unreachable!("queue inserted above");
+            };
             let queue_offset = if dispatch { cq.max as i64 } else { 0 };
             let input = input_of(m, store_host, now, queue_offset, pos as i64);
             let out = st.cl.space(&mut piece_start, pos, size);
@@ -272,7 +319,19 @@ impl Store {
                     tags: m.tags_code,
                 });
                 if sync {
-                    st.pending_visible.push_back((st.cl.write_pos, key, cq.max));
+                    let end = st.cl.write_pos;
+                    match st.pending_visible.back_mut() {
+                        // Only within this batch: a flush covers a batch whole, so merging
+                        // never delays an earlier append's visibility.
+                        Some(p) if pending_mark < n_pending && Rc::ptr_eq(&p.1, &cq.key) => {
+                            p.0 = end;
+                            p.2 = cq.max;
+                        }
+                        _ => {
+                            st.pending_visible.push_back((end, cq.key.clone(), cq.max));
+                            n_pending += 1;
+                        }
+                    }
                 } else {
                     cq.visible = cq.max;
                     cq.waiters.notify();
@@ -933,7 +992,7 @@ fn publish_durable(sh: &Shared, to: u64) {
             break;
         }
         if let Some((_, key, max)) = st.pending_visible.pop_front() {
-            if let Some(q) = st.queues.get_mut(&key) {
+            if let Some(q) = st.queues.get_mut(&*key) {
                 if max > q.visible {
                     q.visible = max;
                     q.waiters.notify();
