@@ -222,6 +222,7 @@ impl Store {
         ensure_segment_with(&sh, active, true).await?;
         let flusher = glommio::spawn_local(flusher_loop(sh.clone()));
         let checkpointer = glommio::spawn_local(checkpointer_loop(sh.clone()));
+        glommio::spawn_local(durable_ticker(Rc::downgrade(&sh))).detach();
         Ok(Store {
             sh,
             flusher: Some(flusher),
@@ -359,8 +360,9 @@ impl Store {
     /// Resolves once every record below `end_offset` is durable; `FlushTimeout` after
     /// `flush_timeout` (the records stay stored and become durable when the flush completes).
     pub async fn wait_durable(&self, end_offset: u64) -> Result<()> {
-        let timeout = self.sh.st.borrow().cfg.flush_timeout;
-        let deadline = Instant::now() + timeout;
+        // No timer per call (arming and dropping one cost as much as the append): waiters are
+        // woken by every flush, and by the durability ticker while no flush completes.
+        let mut deadline = None;
         loop {
             let notified = {
                 let st = self.sh.st.borrow();
@@ -370,27 +372,18 @@ impl Store {
                 if let Some(f) = &st.failed {
                     return Err(StoreError::Failed(f.clone()));
                 }
+                let now = Instant::now();
+                let timeout = st.cfg.flush_timeout;
+                if now >= *deadline.get_or_insert(now + timeout) {
+                    return Err(StoreError::FlushTimeout {
+                        offset: end_offset,
+                        timeout_ms: timeout.as_millis() as u64,
+                    });
+                }
                 self.sh.durable.notified()
             };
             self.sh.flush_wake.notify();
-            let left = deadline.saturating_duration_since(Instant::now());
-            let timed_out = future::or(
-                async {
-                    notified.await;
-                    false
-                },
-                async {
-                    glommio::timer::sleep(left).await;
-                    true
-                },
-            )
-            .await;
-            if timed_out && self.sh.st.borrow().cl.flushed < end_offset {
-                return Err(StoreError::FlushTimeout {
-                    offset: end_offset,
-                    timeout_ms: timeout.as_millis() as u64,
-                });
-            }
+            notified.await;
         }
     }
 
@@ -712,6 +705,22 @@ async fn flusher_loop(sh: Rc<Shared>) {
             fail(&sh, &e);
             return;
         }
+    }
+}
+
+/// Wakes `wait_durable` callers now and then so that they notice their `flush_timeout` even
+/// when no flush completes (a stuck disk); ends with the store.
+async fn durable_ticker(sh: std::rc::Weak<Shared>) {
+    loop {
+        let tick = match sh.upgrade() {
+            Some(sh) if !sh.st.borrow().closed => {
+                sh.durable.notify();
+                let t = sh.st.borrow().cfg.flush_timeout / 10;
+                t.clamp(Duration::from_millis(1), Duration::from_millis(100))
+            }
+            _ => return,
+        };
+        glommio::timer::sleep(tick).await;
     }
 }
 
