@@ -73,6 +73,27 @@ fn pull_request(topic: &str, group: &str, q: &QueueState, max: i32, opaque: i32)
     req.to_bytes()
 }
 
+/// Queues the next pull of queue `i`, remembering which queue `opaque` belongs to.
+async fn send_pull(
+    tx: &local_channel::LocalSender<bytes::Bytes>,
+    opts: &ConsumeOpts,
+    st: &QueueState,
+    by_opaque: &mut HashMap<i32, usize>,
+    i: usize,
+    opaque: i32,
+) {
+    by_opaque.insert(opaque, i);
+    let _ = tx
+        .send(pull_request(
+            &opts.topic,
+            &opts.group,
+            st,
+            opts.pull_batch,
+            opaque,
+        ))
+        .await;
+}
+
 /// Pulls every queue of one broker over one connection.
 pub async fn run_broker(shared: Rc<Shared>, addr: String, queues: Vec<(Queue, i64, i64)>) {
     let stream = match TcpStream::connect(addr.as_str()).await {
@@ -110,16 +131,7 @@ pub async fn run_broker(shared: Rc<Shared>, addr: String, queues: Vec<(Queue, i6
         if opts.drain && st.offset >= st.target {
             continue;
         }
-        by_opaque.insert(opaque, i);
-        let _ = tx
-            .send(pull_request(
-                &opts.topic,
-                &opts.group,
-                st,
-                opts.pull_batch,
-                opaque,
-            ))
-            .await;
+        send_pull(&tx, opts, st, &mut by_opaque, i, opaque).await;
         opaque += 1;
     }
     let codec = FrameCodec::default();
@@ -206,16 +218,7 @@ pub async fn run_broker(shared: Rc<Shared>, addr: String, queues: Vec<(Queue, i6
             if shared.stop.get() {
                 continue;
             }
-            by_opaque.insert(opaque, i);
-            let _ = tx
-                .send(pull_request(
-                    &opts.topic,
-                    &opts.group,
-                    st,
-                    opts.pull_batch,
-                    opaque,
-                ))
-                .await;
+            send_pull(&tx, opts, st, &mut by_opaque, i, opaque).await;
             opaque = opaque.wrapping_add(1).max(1);
         }
         if shared.stop.get() {
