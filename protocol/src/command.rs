@@ -18,67 +18,193 @@ use crate::frame::{put_frame_prefix, RawFrame};
 
 /// Custom header fields, always strings (reference §1.8).
 ///
-/// A request carries a dozen or so of them, so a vector searched linearly
-/// beats a tree: no node allocations, short key comparisons. Insertion order
-/// is kept (and used when encoding); equality ignores order.
-#[derive(Debug, Clone, Default)]
-pub struct ExtFields(Vec<(String, String)>);
+/// A request carries a dozen or so of them. They live in one text buffer
+/// with a table of (key, value) spans, searched linearly: decoding a header
+/// costs two allocations however many fields it has, and short key
+/// comparisons beat a tree. Insertion order is kept (and used when
+/// encoding); equality ignores order. Replacing a value leaves the old text
+/// in the buffer until the map is dropped or cleared.
+#[derive(Clone, Default)]
+pub struct ExtFields {
+    text: String,
+    /// Byte ranges in `text`: key start, key end, value start, value end.
+    spans: Vec<[u32; 4]>,
+}
 
 impl ExtFields {
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self::default()
     }
 
     pub fn with_capacity(n: usize) -> Self {
-        Self(Vec::with_capacity(n))
+        Self {
+            text: String::new(),
+            spans: Vec::with_capacity(n),
+        }
     }
 
-    /// Sets `key`, replacing an earlier value; returns the old one.
-    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => Some(std::mem::replace(v, value)),
+    /// Room for `fields` fields of `text` bytes in all.
+    pub fn with_capacities(fields: usize, text: usize) -> Self {
+        Self {
+            text: String::with_capacity(text),
+            spans: Vec::with_capacity(fields),
+        }
+    }
+
+    fn key_at(&self, s: &[u32; 4]) -> &str {
+        &self.text[s[0] as usize..s[1] as usize]
+    }
+
+    fn value_at(&self, s: &[u32; 4]) -> &str {
+        &self.text[s[2] as usize..s[3] as usize]
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        self.spans.iter().position(|s| self.key_at(s) == key)
+    }
+
+    /// Appends `piece` to the text buffer; its span.
+    fn push_text(&mut self, piece: &str) -> (u32, u32) {
+        let start = self.text.len() as u32;
+        self.text.push_str(piece);
+        (start, self.text.len() as u32)
+    }
+
+    /// Sets `key`, replacing an earlier value.
+    pub fn insert(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        match self.position(key) {
+            Some(i) => {
+                let (vs, ve) = self.push_text(value);
+                self.spans[i][2] = vs;
+                self.spans[i][3] = ve;
+            }
             None => {
-                self.0.push((key, value));
-                None
+                let (ks, ke) = self.push_text(key);
+                let (vs, ve) = self.push_text(value);
+                self.spans.push([ks, ke, vs, ve]);
             }
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<&String> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    /// Sets `key` to the text `write` appends to the buffer it is given.
+    pub fn insert_with(&mut self, key: &str, write: impl FnOnce(&mut String)) {
+        let start = self.text.len();
+        self.text.push_str(key);
+        let key_end = self.text.len();
+        write(&mut self.text);
+        self.finish_field(start, key_end);
+    }
+
+    /// Starts a field whose key and value the caller writes into
+    /// [`ExtFields::text_mut`] (decoders that unescape in place); ends with
+    /// [`ExtFields::finish_field`]. Keys must not repeat (the caller checks
+    /// with [`ExtFields::contains_key`] or accepts the later-wins rule of
+    /// [`ExtFields::finish_field`]).
+    pub(crate) fn text_mut(&mut self) -> &mut String {
+        &mut self.text
+    }
+
+    /// Ends a field written into the buffer: the key is `key` bytes from
+    /// `start`, the value the rest. A key already present takes the new value.
+    pub(crate) fn finish_field(&mut self, start: usize, key_end: usize) {
+        let span = [
+            start as u32,
+            key_end as u32,
+            key_end as u32,
+            self.text.len() as u32,
+        ];
+        let key = &self.text[start..key_end];
+        match self
+            .spans
+            .iter()
+            .position(|s| &self.text[s[0] as usize..s[1] as usize] == key)
+        {
+            Some(i) => self.spans[i] = span,
+            None => self.spans.push(span),
+        }
+    }
+
+    /// Forgets a field whose text was written but that is not wanted (a
+    /// null value): truncates the buffer back to `start`.
+    pub(crate) fn abandon_field(&mut self, start: usize) {
+        self.text.truncate(start);
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.position(key).map(|i| self.value_at(&self.spans[i]))
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
-        self.0.iter().any(|(k, _)| k == key)
+        self.position(key).is_some()
     }
 
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        let i = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.remove(i).1)
+        let i = self.position(key)?;
+        let value = self.value_at(&self.spans[i]).to_owned();
+        self.spans.remove(i);
+        Some(value)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            ext: self,
+            spans: self.spans.iter(),
+        }
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.0.iter().map(|(k, _)| k)
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.iter().map(|(k, _)| k)
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.spans.is_empty()
     }
 
     pub fn clear(&mut self) {
-        self.0.clear();
+        self.text.clear();
+        self.spans.clear();
     }
 
-    pub fn retain(&mut self, mut keep: impl FnMut(&String, &String) -> bool) {
-        self.0.retain(|(k, v)| keep(k, v));
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        let text = &self.text;
+        self.spans.retain(|s| {
+            keep(
+                &text[s[0] as usize..s[1] as usize],
+                &text[s[2] as usize..s[3] as usize],
+            )
+        });
+    }
+}
+
+/// The fields of an [`ExtFields`], in insertion order.
+pub struct Iter<'a> {
+    ext: &'a ExtFields,
+    spans: std::slice::Iter<'a, [u32; 4]>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let s = self.spans.next()?;
+        Some((self.ext.key_at(s), self.ext.value_at(s)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.spans.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl std::fmt::Debug for ExtFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
@@ -90,18 +216,16 @@ impl PartialEq for ExtFields {
 
 impl Eq for ExtFields {}
 
-impl FromIterator<(String, String)> for ExtFields {
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for ExtFields {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut ext = ExtFields::new();
-        for (k, v) in iter {
-            ext.insert(k, v);
-        }
+        ext.extend(iter);
         ext
     }
 }
 
-impl Extend<(String, String)> for ExtFields {
-    fn extend<I: IntoIterator<Item = (String, String)>>(&mut self, iter: I) {
+impl<K: AsRef<str>, V: AsRef<str>> Extend<(K, V)> for ExtFields {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
         for (k, v) in iter {
             self.insert(k, v);
         }
@@ -113,19 +237,19 @@ impl IntoIterator for ExtFields {
     type IntoIter = std::vec::IntoIter<(String, String)>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        self.iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 }
 
 impl<'a> IntoIterator for &'a ExtFields {
-    type Item = (&'a String, &'a String);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, String)>,
-        fn(&'a (String, String)) -> (&'a String, &'a String),
-    >;
+    type Item = (&'a str, &'a str);
+    type IntoIter = Iter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.iter()
     }
 }
 
@@ -222,8 +346,10 @@ impl RemotingCommand {
         self
     }
 
-    pub fn with_ext(mut self, key: &str, value: impl ToString) -> Self {
-        self.ext_fields.insert(key.to_owned(), value.to_string());
+    pub fn with_ext(mut self, key: &str, value: impl std::fmt::Display) -> Self {
+        self.ext_fields.insert_with(key, |out| {
+            let _ = write!(out, "{value}");
+        });
         self
     }
 
@@ -248,7 +374,7 @@ impl RemotingCommand {
     }
 
     pub fn ext(&self, key: &str) -> Option<&str> {
-        self.ext_fields.get(key).map(String::as_str)
+        self.ext_fields.get(key)
     }
 
     /// Decodes a frame's header and takes its body.
@@ -539,18 +665,26 @@ mod fast {
     //! (`None`) on anything else (floats, nested values in unexpected
     //! places, duplicate fields, bad UTF-8, trailing bytes) and the serde
     //! path decides, so both paths agree wherever this one answers.
+    //!
+    //! The header is checked as UTF-8 once; strings are found with `memchr`
+    //! and ext keys and values are unescaped straight into the map's one
+    //! text buffer, so a request's header costs a handful of allocations.
+
+    use std::borrow::Cow;
 
     use super::*;
 
     struct P<'a> {
+        /// The whole header, valid UTF-8.
+        s: &'a str,
         b: &'a [u8],
         i: usize,
     }
 
-    enum Scalar {
-        Str(String),
-        /// Integer text, canonical (no leading zeros, not `-0`).
-        Int(i64),
+    enum Scalar<'a> {
+        Str(Cow<'a, str>),
+        /// Integer, canonical (no leading zeros, not `-0`), and its text.
+        Int(i64, &'a str),
         Bool(bool),
         Null,
     }
@@ -572,119 +706,168 @@ mod fast {
             self.b.get(self.i).copied()
         }
 
-        fn string(&mut self) -> Option<String> {
+        /// A string's raw contents (between the quotes, escapes as
+        /// written) and whether it has escapes; the cursor moves past it.
+        fn raw_string(&mut self) -> Option<(&'a str, bool)> {
             self.eat(b'"')?;
             let start = self.i;
-            // Fast path: no escapes.
-            while let Some(&c) = self.b.get(self.i) {
-                match c {
-                    b'"' => {
-                        let s = std::str::from_utf8(&self.b[start..self.i]).ok()?;
-                        self.i += 1;
-                        return Some(s.to_owned());
-                    }
-                    b'\\' => break,
-                    c if c < 0x20 => return None,
-                    _ => self.i += 1,
-                }
-            }
-            let mut out: Vec<u8> = self.b[start..self.i].to_vec();
+            let mut escaped = false;
             loop {
-                let c = *self.b.get(self.i)?;
-                self.i += 1;
-                match c {
-                    b'"' => return String::from_utf8(out).ok(),
-                    b'\\' => {
-                        let e = *self.b.get(self.i)?;
-                        self.i += 1;
-                        match e {
-                            b'"' => out.push(b'"'),
-                            b'\\' => out.push(b'\\'),
-                            b'/' => out.push(b'/'),
-                            b'b' => out.push(8),
-                            b'f' => out.push(12),
-                            b'n' => out.push(b'\n'),
-                            b'r' => out.push(b'\r'),
-                            b't' => out.push(b'\t'),
-                            b'u' => {
-                                let hi = self.hex4()?;
-                                let ch = if (0xD800..0xDC00).contains(&hi) {
-                                    if self.b.get(self.i..self.i + 2)? != b"\\u" {
-                                        return None;
-                                    }
-                                    self.i += 2;
-                                    let lo = self.hex4()?;
-                                    if !(0xDC00..0xE000).contains(&lo) {
-                                        return None;
-                                    }
-                                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?
-                                } else {
-                                    char::from_u32(hi)?
-                                };
-                                let mut buf = [0u8; 4];
-                                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                            }
-                            _ => return None,
-                        }
+                let at = self.i + memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
+                if self.b[at] == b'"' {
+                    self.i = at + 1;
+                    let raw = &self.b[start..at];
+                    if raw.iter().any(|&c| c < 0x20) {
+                        return None; // control characters must be escaped
                     }
-                    c if c < 0x20 => return None,
-                    c => out.push(c),
+                    // Both ends are ASCII quotes: char boundaries.
+                    return Some((&self.s[start..at], escaped));
                 }
+                escaped = true;
+                self.i = at + 2; // the backslash and the byte it escapes
             }
         }
 
-        fn hex4(&mut self) -> Option<u32> {
-            let digits = self.b.get(self.i..self.i + 4)?;
-            self.i += 4;
-            let text = std::str::from_utf8(digits).ok()?;
-            if !text.bytes().all(|c| c.is_ascii_hexdigit()) {
-                return None;
+        fn string(&mut self) -> Option<Cow<'a, str>> {
+            let (raw, escaped) = self.raw_string()?;
+            if !escaped {
+                return Some(Cow::Borrowed(raw));
             }
-            u32::from_str_radix(text, 16).ok()
+            let mut out = String::with_capacity(raw.len());
+            unescape(raw, &mut out)?;
+            Some(Cow::Owned(out))
         }
 
         fn literal(&mut self, word: &[u8]) -> Option<()> {
             (self.b.get(self.i..self.i + word.len())? == word).then(|| self.i += word.len())
         }
 
-        fn scalar(&mut self) -> Option<Scalar> {
+        fn number(&mut self) -> Option<Scalar<'a>> {
+            let start = self.i;
+            if self.b[self.i] == b'-' {
+                self.i += 1;
+            }
+            let digits = self.i;
+            while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                self.i += 1;
+            }
+            let n = self.i - digits;
+            // Floats, leading zeros and -0 are the serde path's business.
+            if n == 0
+                || matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E'))
+                || (n > 1 && self.b[digits] == b'0')
+                || (n == 1 && self.b[digits] == b'0' && digits > start)
+            {
+                return None;
+            }
+            let text = &self.s[start..self.i];
+            text.parse().ok().map(|v| Scalar::Int(v, text))
+        }
+
+        fn scalar(&mut self) -> Option<Scalar<'a>> {
             match self.peek()? {
                 b'"' => self.string().map(Scalar::Str),
                 b't' => self.literal(b"true").map(|_| Scalar::Bool(true)),
                 b'f' => self.literal(b"false").map(|_| Scalar::Bool(false)),
                 b'n' => self.literal(b"null").map(|_| Scalar::Null),
-                b'-' | b'0'..=b'9' => {
-                    let start = self.i;
-                    if self.b[self.i] == b'-' {
-                        self.i += 1;
-                    }
-                    let digits = self.i;
-                    while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
-                        self.i += 1;
-                    }
-                    let n = self.i - digits;
-                    // Floats, leading zeros and -0 are the serde path's business.
-                    if n == 0
-                        || matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E'))
-                        || (n > 1 && self.b[digits] == b'0')
-                        || (n == 1 && self.b[digits] == b'0' && digits > start)
-                    {
-                        return None;
-                    }
-                    std::str::from_utf8(&self.b[start..self.i])
-                        .ok()?
-                        .parse()
-                        .ok()
-                        .map(Scalar::Int)
-                }
+                b'-' | b'0'..=b'9' => self.number(),
                 _ => None,
             }
         }
+
+        /// One ext field, written into `map`'s buffer; null values are
+        /// dropped.
+        fn ext_field(&mut self, map: &mut ExtFields) -> Option<()> {
+            let start = map.text_mut().len();
+            let (key, escaped) = self.raw_string()?;
+            push_text(map.text_mut(), key, escaped)?;
+            let key_end = map.text_mut().len();
+            self.eat(b':')?;
+            match self.peek()? {
+                b'"' => {
+                    let (value, escaped) = self.raw_string()?;
+                    push_text(map.text_mut(), value, escaped)?;
+                }
+                _ => match self.scalar()? {
+                    Scalar::Int(_, text) => map.text_mut().push_str(text),
+                    Scalar::Bool(b) => map.text_mut().push_str(if b { "true" } else { "false" }),
+                    Scalar::Null => {
+                        map.abandon_field(start);
+                        return Some(());
+                    }
+                    Scalar::Str(s) => map.text_mut().push_str(&s),
+                },
+            }
+            map.finish_field(start, key_end);
+            Some(())
+        }
+    }
+
+    fn push_text(out: &mut String, raw: &str, escaped: bool) -> Option<()> {
+        if escaped {
+            unescape(raw, out)
+        } else {
+            out.push_str(raw);
+            Some(())
+        }
+    }
+
+    /// Appends the JSON string contents `raw` (without quotes) to `out`
+    /// with its escapes resolved.
+    fn unescape(raw: &str, out: &mut String) -> Option<()> {
+        let b = raw.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let Some(at) = memchr::memchr(b'\\', &b[i..]).map(|n| i + n) else {
+                out.push_str(&raw[i..]);
+                break;
+            };
+            out.push_str(&raw[i..at]);
+            let e = *b.get(at + 1)?;
+            i = at + 2;
+            match e {
+                b'"' => out.push('"'),
+                b'\\' => out.push('\\'),
+                b'/' => out.push('/'),
+                b'b' => out.push('\u{8}'),
+                b'f' => out.push('\u{c}'),
+                b'n' => out.push('\n'),
+                b'r' => out.push('\r'),
+                b't' => out.push('\t'),
+                b'u' => {
+                    let hi = hex4(b.get(i..i + 4)?)?;
+                    i += 4;
+                    let ch = if (0xD800..0xDC00).contains(&hi) {
+                        if b.get(i..i + 2)? != b"\\u" {
+                            return None;
+                        }
+                        let lo = hex4(b.get(i + 2..i + 6)?)?;
+                        i += 6;
+                        if !(0xDC00..0xE000).contains(&lo) {
+                            return None;
+                        }
+                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?
+                    } else {
+                        char::from_u32(hi)?
+                    };
+                    out.push(ch);
+                }
+                _ => return None,
+            }
+        }
+        Some(())
+    }
+
+    fn hex4(digits: &[u8]) -> Option<u32> {
+        digits.iter().try_fold(0u32, |acc, &c| {
+            let d = (c as char).to_digit(16)?;
+            Some(acc * 16 + d)
+        })
     }
 
     fn int_of(v: Scalar) -> Option<Option<i32>> {
         match v {
-            Scalar::Int(i) => Some(Some(i as i32)),
+            Scalar::Int(i, _) => Some(Some(i as i32)),
             Scalar::Str(s) => s.trim().parse::<i64>().ok().map(|i| Some(i as i32)),
             Scalar::Null => Some(None),
             Scalar::Bool(_) => None,
@@ -693,15 +876,16 @@ mod fast {
 
     fn text_of(v: Scalar) -> Option<String> {
         match v {
-            Scalar::Str(s) => Some(s),
-            Scalar::Int(i) => Some(i.to_string()),
+            Scalar::Str(s) => Some(s.into_owned()),
+            Scalar::Int(_, text) => Some(text.to_owned()),
             Scalar::Bool(b) => Some(b.to_string()),
             Scalar::Null => None,
         }
     }
 
     pub(super) fn decode(header: &[u8]) -> Option<RemotingCommand> {
-        let mut p = P { b: header, i: 0 };
+        let s = std::str::from_utf8(header).ok()?;
+        let mut p = P { s, b: header, i: 0 };
         let (mut code, mut language, mut version, mut opaque, mut flag) =
             (None, None, None, None, None);
         let mut remark = None;
@@ -712,7 +896,7 @@ mod fast {
             loop {
                 let key = p.string()?;
                 p.eat(b':')?;
-                let slot = match key.as_str() {
+                let slot = match &*key {
                     "code" => 0,
                     "language" => 1,
                     "version" => 2,
@@ -728,11 +912,12 @@ mod fast {
                 match slot {
                     0 => code = int_of(p.scalar()?)?,
                     1 => {
-                        language = text_of(p.scalar()?).map(|text| {
-                            LanguageCode::from_name(&text)
-                                .or_else(|| text.parse::<u8>().ok().map(LanguageCode::from_num))
-                                .unwrap_or(LanguageCode::OTHER)
-                        })
+                        language = match p.scalar()? {
+                            Scalar::Str(text) => Some(language_of(&text)),
+                            Scalar::Int(_, text) => Some(language_of(text)),
+                            Scalar::Bool(b) => Some(language_of(if b { "true" } else { "false" })),
+                            Scalar::Null => None,
+                        }
                     }
                     2 => version = int_of(p.scalar()?)?,
                     3 => opaque = int_of(p.scalar()?)?,
@@ -742,15 +927,12 @@ mod fast {
                         if p.peek()? == b'n' {
                             p.literal(b"null")?;
                         } else {
-                            let mut map = ExtFields::with_capacity(16);
+                            // Room for the whole rest of the header: one allocation.
+                            let mut map = ExtFields::with_capacities(16, header.len() - p.i);
                             p.eat(b'{')?;
                             if p.peek()? != b'}' {
                                 loop {
-                                    let k = p.string()?;
-                                    p.eat(b':')?;
-                                    if let Some(v) = text_of(p.scalar()?) {
-                                        map.insert(k, v);
-                                    }
+                                    p.ext_field(&mut map)?;
                                     if p.peek()? == b',' {
                                         p.i += 1;
                                         continue;
@@ -789,6 +971,12 @@ mod fast {
             body: Bytes::new(),
             serialize_type: SerializeType::Json,
         })
+    }
+
+    fn language_of(text: &str) -> LanguageCode {
+        LanguageCode::from_name(text)
+            .or_else(|| text.parse::<u8>().ok().map(LanguageCode::from_num))
+            .unwrap_or(LanguageCode::OTHER)
     }
 }
 
@@ -907,7 +1095,7 @@ mod tests {
         cmd.language = LanguageCode::JAVA;
         cmd.version = 409;
         cmd.serialize_type = serialize_type;
-        cmd.ext_fields.insert("topic".into(), "TopicTest".into());
+        cmd.ext_fields.insert("topic", "TopicTest");
         cmd
     }
 
@@ -979,6 +1167,14 @@ mod tests {
             b"{\"code\":1,\"remark\":\"\xff\"}",
             br#"{}"#,
             br#"{"code":99999999999}"#,
+            br#"{"code":1,"extFields":{"a":"1","b":"x","a":"2","c":null,"d\"e":"\\","n":-12,"t":true}}"#,
+            br#"{"code":1,"extFields":{"k":"ends with \"}}"#,
+            br#"{"code":1,"extFields":{"k":"tab	inside"}}"#,
+            br#"{"code":1,"extFields":{"k":"\u00e9\u0041\/x","\u006b2":"v"}}"#,
+            br#"{"code":1,"extFields":{"k":"\ud83d"}}"#,
+            br#"{"code":1,"extFields":{"k":"\u12"}}"#,
+            br#"{"code":1,"extFields":{"k":99999999999999999999}}"#,
+            "{\"code\":1,\"extFields\":{\"k\":\"caf\u{e9} \u{1f600}\"}}".as_bytes(),
         ];
         for input in inputs {
             let serde = decode_json_header_serde(input);
@@ -995,6 +1191,15 @@ mod tests {
         assert!(fast::decode(inputs[0]).is_some());
         assert!(fast::decode(inputs[1]).is_some());
         assert!(fast::decode(inputs[2]).is_some());
+        let dup = fast::decode(inputs[19]).expect("fast path");
+        assert_eq!(dup.ext_fields.get("a"), Some("2"));
+        assert_eq!(dup.ext_fields.get("d\"e"), Some("\\"));
+        assert_eq!(dup.ext_fields.get("n"), Some("-12"));
+        assert!(!dup.ext_fields.contains_key("c"));
+        assert_eq!(dup.ext_fields.len(), 5);
+        let esc = fast::decode(inputs[22]).expect("fast path");
+        assert_eq!(esc.ext_fields.get("k"), Some("\u{e9}A/x"));
+        assert_eq!(esc.ext_fields.get("k2"), Some("v"));
     }
 
     proptest::proptest! {
@@ -1020,6 +1225,29 @@ mod tests {
                 proptest::prop_assert_eq!(Ok(cmd), decode_json_header_serde(&input));
             }
         }
+    }
+
+    #[test]
+    fn ext_fields_map_operations() {
+        let mut ext = ExtFields::new();
+        ext.insert("a", "1");
+        ext.insert(String::from("b"), String::from("2"));
+        ext.insert_with("c", |out| out.push_str("33"));
+        ext.insert("a", "one");
+        ext.insert_with("b", |out| out.push_str("two"));
+        assert_eq!(ext.len(), 3);
+        assert_eq!(ext.get("a"), Some("one"));
+        assert_eq!(ext.get("b"), Some("two"));
+        assert_eq!(ext.get("c"), Some("33"));
+        assert_eq!(ext.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(ext.remove("b"), Some("two".to_owned()));
+        assert_eq!(ext.remove("b"), None);
+        ext.retain(|k, _| k != "c");
+        assert_eq!(ext.iter().collect::<Vec<_>>(), [("a", "one")]);
+        let other: ExtFields = [("a", "one")].into_iter().collect();
+        assert_eq!(ext, other);
+        ext.clear();
+        assert!(ext.is_empty() && ext.get("a").is_none());
     }
 
     #[test]

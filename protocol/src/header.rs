@@ -39,6 +39,10 @@ pub trait HeaderValue: Sized {
 pub trait Scalar: Sized {
     fn parse(text: &str) -> Option<Self>;
     fn render(&self) -> String;
+    /// Appends the text form to `out` (the encoding path: no allocation).
+    fn render_into(&self, out: &mut String) {
+        out.push_str(&self.render());
+    }
 }
 
 impl Scalar for String {
@@ -47,6 +51,9 @@ impl Scalar for String {
     }
     fn render(&self) -> String {
         self.clone()
+    }
+    fn render_into(&self, out: &mut String) {
+        out.push_str(self);
     }
 }
 
@@ -60,6 +67,9 @@ impl Scalar for bool {
     fn render(&self) -> String {
         self.to_string()
     }
+    fn render_into(&self, out: &mut String) {
+        out.push_str(if *self { "true" } else { "false" });
+    }
 }
 
 macro_rules! int_scalar {
@@ -71,6 +81,10 @@ macro_rules! int_scalar {
             fn render(&self) -> String {
                 self.to_string()
             }
+            fn render_into(&self, out: &mut String) {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{self}");
+            }
         }
     )*};
 }
@@ -81,11 +95,11 @@ impl<T: Scalar> HeaderValue for T {
         let text = ext.get(key).ok_or(HeaderError::Missing(key))?;
         T::parse(text).ok_or_else(|| HeaderError::Malformed {
             field: key,
-            value: text.clone(),
+            value: text.to_owned(),
         })
     }
     fn write(&self, ext: &mut ExtFields, key: &'static str) {
-        ext.insert(key.to_owned(), self.render());
+        ext.insert_with(key, |out| self.render_into(out));
     }
 }
 
@@ -97,13 +111,13 @@ impl<T: Scalar> HeaderValue for Option<T> {
                 .map(Some)
                 .ok_or_else(|| HeaderError::Malformed {
                     field: key,
-                    value: text.clone(),
+                    value: text.to_owned(),
                 }),
         }
     }
     fn write(&self, ext: &mut ExtFields, key: &'static str) {
         if let Some(value) = self {
-            ext.insert(key.to_owned(), value.render());
+            ext.insert_with(key, |out| value.render_into(out));
         }
     }
 }

@@ -194,7 +194,7 @@ pub fn broker_config(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
     );
     let mut resp = req.success().with_body(text.into_bytes());
     resp.ext_fields.insert(
-        "version".into(),
+        "version",
         serde_json::json!({"counter": 0, "stateVersion": 0, "timestamp": shard.boot_ms})
             .to_string(),
     );
