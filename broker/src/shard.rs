@@ -26,7 +26,7 @@ pub struct Shard {
     /// This shard's address as clients reach it, also stored as STOREHOST.
     pub store_host: SocketAddr,
     pub store: storage::Store,
-    pub topics: RefCell<HashMap<String, TopicConfig>>,
+    pub topics: RefCell<HashMap<String, Rc<TopicConfig>>>,
     pub groups: RefCell<HashMap<String, SubscriptionGroupConfig>>,
     pub offsets: RefCell<OffsetTable>,
     pub clients: RefCell<ClientManager>,
@@ -41,7 +41,7 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn topic(&self, name: &str) -> Option<TopicConfig> {
+    pub fn topic(&self, name: &str) -> Option<Rc<TopicConfig>> {
         self.topics.borrow().get(name).cloned()
     }
 
@@ -59,7 +59,9 @@ impl Shard {
     fn apply(&self, event: ShardEvent) -> bool {
         match event {
             ShardEvent::TopicUpdated(t) => {
-                self.topics.borrow_mut().insert(t.topic_name.clone(), t);
+                self.topics
+                    .borrow_mut()
+                    .insert(t.topic_name.clone(), Rc::new(t));
             }
             ShardEvent::TopicDeleted(t) => {
                 self.topics.borrow_mut().remove(&t);
@@ -131,7 +133,13 @@ pub async fn run(setup: ShardSetup) {
         name: config.shard_name(id),
         store_host,
         store,
-        topics: RefCell::new(metadata.topics.clone().into_iter().collect()),
+        topics: RefCell::new(
+            metadata
+                .topics
+                .iter()
+                .map(|(k, v)| (k.clone(), Rc::new(v.clone())))
+                .collect(),
+        ),
         groups: RefCell::new(metadata.groups.clone().into_iter().collect()),
         offsets: RefCell::new(OffsetTable::load(config.shard_dir(id).join("config"))),
         clients: RefCell::new(ClientManager::default()),
@@ -148,7 +156,7 @@ pub async fn run(setup: ShardSetup) {
         shard
             .topics
             .borrow_mut()
-            .insert(own.topic_name.clone(), own);
+            .insert(own.topic_name.clone(), Rc::new(own));
     }
 
     for listener in listeners {

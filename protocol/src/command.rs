@@ -60,7 +60,11 @@ impl ExtFields {
     }
 
     fn position(&self, key: &str) -> Option<usize> {
-        self.spans.iter().position(|s| self.key_at(s) == key)
+        let text = self.text.as_bytes();
+        let key = key.as_bytes();
+        self.spans
+            .iter()
+            .position(|s| same_key(&text[s[0] as usize..s[1] as usize], key))
     }
 
     /// Appends `piece` to the text buffer; its span.
@@ -114,11 +118,12 @@ impl ExtFields {
             key_end as u32,
             self.text.len() as u32,
         ];
-        let key = &self.text[start..key_end];
+        let text = self.text.as_bytes();
+        let key = &text[start..key_end];
         match self
             .spans
             .iter()
-            .position(|s| &self.text[s[0] as usize..s[1] as usize] == key)
+            .position(|s| same_key(&text[s[0] as usize..s[1] as usize], key))
         {
             Some(i) => self.spans[i] = span,
             None => self.spans.push(span),
@@ -179,6 +184,13 @@ impl ExtFields {
             )
         });
     }
+}
+
+/// Key equality for short keys (most are 1 to 20 bytes): lengths first,
+/// then bytes in an inlined loop rather than a `memcmp` call.
+#[inline]
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// The fields of an [`ExtFields`], in insertion order.
@@ -398,6 +410,11 @@ impl RemotingCommand {
 
     /// Writes the whole frame: prefix, header and body.
     pub fn encode(&self, dst: &mut BytesMut) {
+        if self.serialize_type == SerializeType::Json {
+            self.encode_prefix_and_header(dst, self.body.len());
+            dst.put_slice(&self.body);
+            return;
+        }
         let header = self.encode_header();
         dst.reserve(8 + header.len() + self.body.len());
         put_frame_prefix(
@@ -413,6 +430,18 @@ impl RemotingCommand {
     /// Writes prefix and header for a body of `body_len` bytes that the
     /// caller sends separately (the zero-copy pull path).
     pub fn encode_prefix_and_header(&self, dst: &mut BytesMut, body_len: usize) {
+        if self.serialize_type == SerializeType::Json {
+            // The JSON header is written in place and the prefix patched.
+            let start = dst.len();
+            dst.reserve(8 + 160 + 40 * self.ext_fields.len());
+            dst.put_u64(0);
+            self.write_json_header(dst);
+            let header_len = dst.len() - start - 8;
+            let mut prefix = [0u8; 8];
+            put_frame_prefix(&mut &mut prefix[..], 0, header_len, body_len);
+            dst[start..start + 8].copy_from_slice(&prefix);
+            return;
+        }
         let header = self.encode_header();
         dst.reserve(8 + header.len());
         put_frame_prefix(dst, self.serialize_type.byte(), header.len(), body_len);
@@ -427,33 +456,38 @@ impl RemotingCommand {
 
     /// The JSON header, keys in the alphabetical order Java writes them.
     pub fn encode_json_header(&self) -> Vec<u8> {
-        let mut out = String::with_capacity(128 + 32 * self.ext_fields.len());
-        let _ = write!(out, "{{\"code\":{},\"extFields\":{{", self.code);
+        let mut out = BytesMut::with_capacity(160 + 40 * self.ext_fields.len());
+        self.write_json_header(&mut out);
+        out.to_vec()
+    }
+
+    /// Appends the JSON header to `out`.
+    fn write_json_header(&self, out: &mut BytesMut) {
+        let mut num = itoa::Buffer::new();
+        out.put_slice(b"{\"code\":");
+        out.put_slice(num.format(self.code).as_bytes());
+        out.put_slice(b",\"extFields\":{");
         for (i, (key, value)) in self.ext_fields.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.put_u8(b',');
             }
-            push_json_string(&mut out, key);
-            out.push(':');
-            push_json_string(&mut out, value);
+            push_json_string(out, key);
+            out.put_u8(b':');
+            push_json_string(out, value);
         }
-        let _ = write!(
-            out,
-            "}},\"flag\":{},\"language\":\"{}\",\"opaque\":{}",
-            self.flag,
-            self.language.name(),
-            self.opaque
-        );
+        out.put_slice(b"},\"flag\":");
+        out.put_slice(num.format(self.flag).as_bytes());
+        out.put_slice(b",\"language\":\"");
+        out.put_slice(self.language.name().as_bytes());
+        out.put_slice(b"\",\"opaque\":");
+        out.put_slice(num.format(self.opaque).as_bytes());
         if let Some(remark) = &self.remark {
-            out.push_str(",\"remark\":");
-            push_json_string(&mut out, remark);
+            out.put_slice(b",\"remark\":");
+            push_json_string(out, remark);
         }
-        let _ = write!(
-            out,
-            ",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":{}}}",
-            self.version
-        );
-        out.into_bytes()
+        out.put_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+        out.put_slice(num.format(self.version).as_bytes());
+        out.put_u8(b'}');
     }
 
     /// The ROCKETMQ binary header (reference §1.4).
@@ -483,28 +517,28 @@ impl RemotingCommand {
     }
 }
 
-fn push_json_string(out: &mut String, value: &str) {
-    out.push('"');
+fn push_json_string(out: &mut BytesMut, value: &str) {
+    out.put_u8(b'"');
     // Most values need no escaping: copy them whole.
     if !value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.push_str(value);
-        out.push('"');
+        out.put_slice(value.as_bytes());
+        out.put_u8(b'"');
         return;
     }
-    for ch in value.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    for &b in value.as_bytes() {
+        match b {
+            b'"' => out.put_slice(b"\\\""),
+            b'\\' => out.put_slice(b"\\\\"),
+            b'\n' => out.put_slice(b"\\n"),
+            b'\r' => out.put_slice(b"\\r"),
+            b'\t' => out.put_slice(b"\\t"),
+            c if c < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c);
             }
-            c => out.push(c),
+            c => out.put_u8(c), // bytes of multi-byte characters pass through
         }
     }
-    out.push('"');
+    out.put_u8(b'"');
 }
 
 // ---------------------------------------------------------------- JSON input
@@ -712,6 +746,24 @@ mod fast {
             self.eat(b'"')?;
             let start = self.i;
             let mut escaped = false;
+            // Most strings in a header are short: look at a few bytes by
+            // hand before paying for memchr's set-up.
+            let near = self.b.len().min(start + 24);
+            while self.i < near {
+                match self.b[self.i] {
+                    b'"' => {
+                        let at = self.i;
+                        self.i += 1;
+                        let raw = &self.b[start..at];
+                        if raw.iter().any(|&c| c < 0x20) {
+                            return None; // control characters must be escaped
+                        }
+                        return Some((&self.s[start..at], false));
+                    }
+                    b'\\' => break,
+                    _ => self.i += 1,
+                }
+            }
             loop {
                 let at = self.i + memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
                 if self.b[at] == b'"' {

@@ -58,7 +58,10 @@ pub async fn create_topic(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
     }
     match shard.control.put_topic(config).await {
         Some(c) => {
-            shard.topics.borrow_mut().insert(c.topic_name.clone(), c);
+            shard
+                .topics
+                .borrow_mut()
+                .insert(c.topic_name.clone(), Rc::new(c));
             Reply::Cmd(req.success())
         }
         None => error(req, ResponseCode::SYSTEM_ERROR, "broker is shutting down"),
@@ -79,7 +82,7 @@ fn topic_wrapper(shard: &Shard) -> TopicConfigSerializeWrapper {
             .topics
             .borrow()
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), TopicConfig::clone(v)))
             .collect(),
         ..Default::default()
     };
@@ -96,7 +99,7 @@ pub fn topic_config(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
     match shard.topic(&h.topic) {
         Some(c) => Reply::Cmd(
             req.success()
-                .with_body(encode_json(&serde_json::json!({ "topicConfig": c }))),
+                .with_body(encode_json(&serde_json::json!({ "topicConfig": &*c }))),
         ),
         None => error(
             req,

@@ -49,7 +49,7 @@ pub async fn heartbeat(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand
                 ))
                 .await
             {
-                shard.topics.borrow_mut().insert(retry, c);
+                shard.topics.borrow_mut().insert(retry, Rc::new(c));
             }
         }
         let joined =

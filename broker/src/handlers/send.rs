@@ -1,13 +1,11 @@
 //! SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE and CONSUMER_SEND_MSG_BACK.
 
+use std::fmt::Write as _;
 use std::rc::Rc;
 
 use bytes::Bytes;
 use protocol::body::{perm, SubscriptionGroupConfig, TopicConfig};
-use protocol::header::{
-    CommandHeader, ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader,
-    SendMessageResponseHeader,
-};
+use protocol::header::{ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader};
 use protocol::message::{self, properties as prop, property_value, sysflag};
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
@@ -20,7 +18,7 @@ use crate::shard::Shard;
 const MAX_PROPERTIES_LEN: usize = 32767;
 
 pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> Reply {
-    let h = match SendMessageRequestHeader::decode_any(&req.ext_fields) {
+    let mut h = match SendMessageRequestHeader::decode_any(&req.ext_fields) {
         Ok(h) => h,
         Err(e) => return super::header_error(req, e),
     };
@@ -46,7 +44,7 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
             ),
         );
     }
-    let properties = h.properties.clone().unwrap_or_default();
+    let properties = h.properties.take().unwrap_or_default();
     if properties.len() > MAX_PROPERTIES_LEN {
         return error(
             req,
@@ -71,7 +69,6 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
         );
     }
 
-    let mut topic = h.topic.clone();
     let mut queue_id = h.queue_id;
     let reconsume_times = h.reconsume_times.unwrap_or(0);
     let mut config = match find_or_create_topic(
@@ -86,8 +83,9 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
         Err(reply) => return reply(req),
     };
 
+    let mut topic = std::mem::take(&mut h.topic);
     // A message that failed too often goes to the group's dead-letter queue.
-    if let Some(group) = h.topic.strip_prefix(RETRY_PREFIX) {
+    if let Some(group) = topic.strip_prefix(RETRY_PREFIX) {
         if batch {
             return error(
                 req,
@@ -106,7 +104,8 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
             .max_reconsume_times
             .unwrap_or(group_config.retry_max_times);
         if reconsume_times > max {
-            match dlq_topic(shard, group).await {
+            let group = group.to_owned();
+            match dlq_topic(shard, &group).await {
                 Some(dlq) => {
                     topic = dlq.topic_name.clone();
                     queue_id = 0;
@@ -185,12 +184,20 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
 
     let mut to_store = Vec::with_capacity(entries.len());
     let mut wait = true;
-    for (flag, body, props) in entries {
+    let last = entries.len() - 1;
+    let mut topic = Some(topic);
+    for (i, (flag, body, props)) in entries.into_iter().enumerate() {
         let mut found = scan(&props);
         let props = complete_properties(shard, props, &mut found);
         wait &= !found.wait_false;
+        // The last message takes the topic; the others copy it.
+        let topic = if i == last {
+            topic.take().unwrap_or_default()
+        } else {
+            topic.clone().unwrap_or_default()
+        };
         to_store.push(message_to_store(
-            &topic,
+            topic,
             queue_id,
             flag,
             body,
@@ -228,23 +235,32 @@ async fn store_and_answer(
             code = ResponseCode::FLUSH_DISK_TIMEOUT;
         }
     }
-    let msg_id = appended
-        .records
-        .iter()
-        .map(|r| message::offset_msg_id(shard.store_host, r.phys_offset))
-        .collect::<Vec<_>>()
-        .join(",");
     let mut resp = req.reply(code, None);
-    SendMessageResponseHeader {
-        msg_id,
-        queue_id,
-        queue_offset: appended.records[0].queue_offset,
-        transaction_id: None,
-        batch_uniq_id: None,
-        msg_region: Some(shard.config.region_id.clone()),
-        trace_on: Some(shard.config.trace_on.to_string()),
-    }
-    .encode(&mut resp.ext_fields);
+    // SendMessageResponseHeader's fields, written in place.
+    let ext = &mut resp.ext_fields;
+    ext.insert_with("msgId", |out| {
+        for (i, r) in appended.records.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            message::push_offset_msg_id(out, shard.store_host, r.phys_offset);
+        }
+    });
+    ext.insert_with("queueId", |out| {
+        let _ = write!(out, "{queue_id}");
+    });
+    ext.insert_with("queueOffset", |out| {
+        let _ = write!(out, "{}", appended.records[0].queue_offset);
+    });
+    ext.insert("MSG_REGION", &shard.config.region_id);
+    ext.insert(
+        "TRACE_ON",
+        if shard.config.trace_on {
+            "true"
+        } else {
+            "false"
+        },
+    );
     Reply::Cmd(resp)
 }
 
@@ -293,7 +309,7 @@ fn scan(props: &str) -> Scanned {
 
 #[allow(clippy::too_many_arguments)]
 fn message_to_store(
-    topic: &str,
+    topic: String,
     queue_id: i32,
     flag: i32,
     body: Bytes,
@@ -305,7 +321,7 @@ fn message_to_store(
     reconsume_times: i32,
 ) -> storage::MessageToStore {
     storage::MessageToStore {
-        topic: topic.to_owned(),
+        topic,
         queue_id,
         flag,
         body,
@@ -365,7 +381,7 @@ pub(crate) async fn find_or_create_topic(
     topic: &str,
     default_topic: &str,
     default_queue_nums: i32,
-) -> Result<TopicConfig, ErrReply> {
+) -> Result<Rc<TopicConfig>, ErrReply> {
     if let Some(c) = shard.topic(topic) {
         return Ok(c);
     }
@@ -395,6 +411,7 @@ pub(crate) async fn find_or_create_topic(
     };
     match shard.control.ensure_topic(candidate).await {
         Some(c) => {
+            let c = Rc::new(c);
             shard
                 .topics
                 .borrow_mut()
@@ -429,7 +446,7 @@ pub(crate) async fn ensure_group(
     Some(g)
 }
 
-async fn dlq_topic(shard: &Rc<Shard>, group: &str) -> Option<TopicConfig> {
+async fn dlq_topic(shard: &Rc<Shard>, group: &str) -> Option<Rc<TopicConfig>> {
     let name = format!("{DLQ_PREFIX}{group}");
     if let Some(c) = shard.topic(&name) {
         return Some(c);
@@ -438,6 +455,7 @@ async fn dlq_topic(shard: &Rc<Shard>, group: &str) -> Option<TopicConfig> {
         .control
         .ensure_topic(TopicConfig::new(&name, 1, 1, perm::READ | perm::WRITE))
         .await?;
+    let c = Rc::new(c);
     shard.topics.borrow_mut().insert(name, c.clone());
     Some(c)
 }
@@ -496,7 +514,7 @@ pub async fn send_back(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand
     };
     let (topic, queue_id) = if msg.reconsume_times >= max || h.delay_level < 0 {
         match dlq_topic(shard, &h.group).await {
-            Some(dlq) => (dlq.topic_name, 0),
+            Some(dlq) => (dlq.topic_name.clone(), 0),
             None => {
                 return error(
                     req,
@@ -519,7 +537,7 @@ pub async fn send_back(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand
     let props = props.encode();
     let found = scan(&props);
     let stored = message_to_store(
-        &topic,
+        topic,
         queue_id,
         msg.flag,
         msg.body.clone(),

@@ -23,13 +23,27 @@ fn ip_bytes(ip: IpAddr, out: &mut Vec<u8>) {
 /// The offsetMsgId: uppercase hex of store host ip (4 or 16 bytes), port (4-byte int) and
 /// commit-log offset (8-byte long): 32 hex characters for IPv4, 56 for IPv6.
 pub fn offset_msg_id(store_host: SocketAddr, phys_offset: i64) -> String {
-    let mut raw = Vec::with_capacity(28);
-    ip_bytes(store_host.ip(), &mut raw);
-    raw.extend_from_slice(&i32::from(store_host.port()).to_be_bytes());
-    raw.extend_from_slice(&phys_offset.to_be_bytes());
-    let mut out = String::with_capacity(raw.len() * 2);
-    push_hex(&mut out, &raw);
+    let mut out = String::with_capacity(56);
+    push_offset_msg_id(&mut out, store_host, phys_offset);
     out
+}
+
+/// Appends the offsetMsgId (see [`offset_msg_id`]) to `out`.
+pub fn push_offset_msg_id(out: &mut String, store_host: SocketAddr, phys_offset: i64) {
+    let mut raw = [0u8; 28];
+    let n = match store_host.ip() {
+        std::net::IpAddr::V4(ip) => {
+            raw[..4].copy_from_slice(&ip.octets());
+            4
+        }
+        std::net::IpAddr::V6(ip) => {
+            raw[..16].copy_from_slice(&ip.octets());
+            16
+        }
+    };
+    raw[n..n + 4].copy_from_slice(&i32::from(store_host.port()).to_be_bytes());
+    raw[n + 4..n + 12].copy_from_slice(&phys_offset.to_be_bytes());
+    push_hex(out, &raw[..n + 12]);
 }
 
 fn unhex(id: &str) -> Result<Vec<u8>, MessageError> {

@@ -27,7 +27,7 @@ pub mod sysflag;
 pub use batch::{decode_batch, decode_batch_bytes, encode_batch, encode_batch_entry, BatchEntry};
 pub use error::MessageError;
 pub use hash::{body_crc, java_string_hash, tag_hash};
-pub use id::{decode_offset_msg_id, offset_msg_id, UniqIdGenerator};
+pub use id::{decode_offset_msg_id, offset_msg_id, push_offset_msg_id, UniqIdGenerator};
 pub use properties::{decode_properties, encode_properties, property_value, Properties};
 pub use record::{
     decode_all, encoded_len, patch_phys_offset, patch_queue_offset, patch_store_timestamp,
