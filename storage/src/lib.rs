@@ -23,7 +23,7 @@
 //! overwrite allocated, initialized blocks. Appends go to memory (4 MiB chunks laid out like the
 //! file, so every block sits whole at an aligned address); whole blocks are written with
 //! O_DIRECT straight from that memory, without a copy, by the store's writer thread
-//! ([`writer`](crate::writer)), in runs of `write_chunk_bytes`: as soon as a run is complete
+//! (module `writer`), in runs of `write_chunk_bytes`: as soon as a run is complete
 //! (submitted by the append itself), and by the flusher for the rest, whose partial last block
 //! is written from a copy (and again once complete). The flusher then has the writer thread
 //! fdatasync the segments; the durable offset advances when that is done.
