@@ -3,9 +3,16 @@
 //! 4 MiB allocation costs a thousand page faults and is zero-filled by the kernel).
 //!
 //! A chunk is written only beyond its frozen prefix, by the one [`Arena`] that owns it; frozen
-//! ranges are handed out as immutable [`Bytes`] (the hot-tail cache and readers), which keep the
-//! chunk alive. When the last of them is dropped the chunk goes back to the arena's pool.
+//! ranges are handed out as immutable [`Bytes`] (the hot-tail cache and readers) and as write
+//! sources for the disk writer ([`Arena::write_src`]), which keep the chunk alive. When the last
+//! of them is dropped the chunk goes back to the arena's pool.
+//!
+//! Chunks are laid out like the file: a chunk started for commit-log position `pos` holds it at
+//! offset `pos % 4096` (chunks are page-aligned), preceded by a copy of the bytes
+//! `[align_down(pos), pos)` (the head, frozen at once). So every block of the log has one
+//! chunk holding it whole at an O_DIRECT-aligned address, and the flusher writes from there.
 
+use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
@@ -96,8 +103,8 @@ impl Drop for Chunk {
     }
 }
 
-/// A frozen range of a chunk, the owner behind a piece's [`Bytes`].
-struct Frozen {
+/// A frozen range of a chunk: the owner behind a piece's [`Bytes`], and a disk writer's source.
+pub struct Frozen {
     chunk: Arc<Chunk>,
     lo: usize,
     hi: usize,
@@ -112,6 +119,14 @@ impl AsRef<[u8]> for Frozen {
     }
 }
 
+/// A chunk the arena wrote, as the flusher needs it: which commit-log position its offset 0
+/// stands for, and how much of it is frozen.
+struct Span {
+    base_pos: u64,
+    chunk: Arc<Chunk>,
+    frozen: usize,
+}
+
 /// The writer side: the current chunk, its frozen mark and its written length.
 pub struct Arena {
     chunk: Option<Arc<Chunk>>,
@@ -119,6 +134,9 @@ pub struct Arena {
     frozen: usize,
     len: usize,
     pool: Pool,
+    /// Chunks whose frozen bytes may still have to be written to disk, oldest first; the last
+    /// is the current chunk.
+    spans: VecDeque<Span>,
 }
 
 impl Arena {
@@ -135,6 +153,7 @@ impl Arena {
                 free: Vec::new(),
                 max: keep_bytes.div_ceil(CHUNK) + 1,
             })),
+            spans: VecDeque::new(),
         }
     }
 
@@ -148,11 +167,19 @@ impl Arena {
         self.cap - self.len
     }
 
-    /// Starts a new chunk of at least `n` bytes. Bytes not frozen yet are abandoned: freeze
-    /// first.
-    pub fn new_chunk(&mut self, n: usize) {
+    /// Commit-log position of the next byte of the current chunk.
+    pub fn next_pos(&self) -> Option<u64> {
+        self.spans.back().map(|s| s.base_pos + self.len as u64)
+    }
+
+    /// Starts a new chunk for position `pos` with room for at least `n` bytes after the head
+    /// (`pos % 4096` bytes, filled by `head` and frozen at once). Bytes not frozen yet are
+    /// abandoned: freeze first.
+    pub fn new_chunk(&mut self, pos: u64, n: usize, head: impl FnOnce(&mut [u8])) {
         debug_assert_eq!(self.pending(), 0);
-        let pooled = n <= CHUNK;
+        let off = (pos % 4096) as usize;
+        let need = off + n;
+        let pooled = need <= CHUNK;
         let map = if pooled {
             let reused = self
                 .pool
@@ -162,31 +189,32 @@ impl Arena {
                 .pop();
             reused.or_else(|| Mapping::new(CHUNK))
         } else {
-            Mapping::new(n)
+            Mapping::new(need.div_ceil(4096) * 4096)
         };
         // Out of memory, as a failed heap allocation would be.
         let map = map.unwrap_or_else(|| {
             std::alloc::handle_alloc_error(
-                std::alloc::Layout::from_size_align(n.max(CHUNK), 4096)
+                std::alloc::Layout::from_size_align(need.max(CHUNK), 4096)
                     .unwrap_or(std::alloc::Layout::new::<u8>()),
             )
         });
         let pool = pooled.then(|| self.pool.clone());
         let cap = map.len;
-        self.set_chunk(
-            Chunk {
-                map: Some(map),
-                pool,
-            },
-            cap,
-        );
-    }
-
-    fn set_chunk(&mut self, chunk: Chunk, cap: usize) {
-        self.chunk = Some(Arc::new(chunk));
+        let chunk = Arc::new(Chunk {
+            map: Some(map),
+            pool,
+        });
+        self.chunk = Some(chunk.clone());
         self.cap = cap;
-        self.frozen = 0;
         self.len = 0;
+        self.frozen = 0;
+        head(self.extend(off));
+        self.frozen = off;
+        self.spans.push_back(Span {
+            base_pos: pos - off as u64,
+            chunk,
+            frozen: off,
+        });
     }
 
     /// The next `n` bytes of the current chunk (`n <= room()`), to be written whole by the
@@ -201,7 +229,7 @@ impl Arena {
         let lo = self.len;
         self.len += n;
         // SAFETY: `lo..lo+n` lies within the mapping (checked above), beyond the frozen mark, so
-        // no `Bytes` covers it; `&mut self` makes this the only reference to it.
+        // no `Bytes` or write source covers it; `&mut self` makes this the only reference to it.
         unsafe { std::slice::from_raw_parts_mut(chunk.ptr().add(lo), n) }
     }
 
@@ -213,6 +241,39 @@ impl Arena {
         let chunk = self.chunk.clone().expect("arena: no chunk");
         let (lo, hi) = (self.frozen, self.len);
         self.frozen = hi;
+        if let Some(s) = self.spans.back_mut() {
+            s.frozen = hi;
+        }
         Bytes::from_owner(Frozen { chunk, lo, hi })
+    }
+
+    /// The longest run of whole blocks from `pos` (block-aligned) up to `limit` that one chunk
+    /// holds frozen, as a write source, with the run's end; None when no chunk holds `pos`'s
+    /// block whole (after a blank marker, or bytes that came from recovery).
+    pub fn write_run(&self, pos: u64, limit: u64) -> Option<(Frozen, u64)> {
+        let i = self.spans.partition_point(|s| s.base_pos <= pos);
+        let s = self.spans.get(i.checked_sub(1)?)?;
+        let mut end = limit.min((s.base_pos + s.frozen as u64) & !4095);
+        if let Some(n) = self.spans.get(i) {
+            end = end.min(n.base_pos);
+        }
+        if end <= pos {
+            return None;
+        }
+        Some((
+            Frozen {
+                chunk: s.chunk.clone(),
+                lo: (pos - s.base_pos) as usize,
+                hi: (end - s.base_pos) as usize,
+            },
+            end,
+        ))
+    }
+
+    /// Forgets chunks (other than the current one) whose bytes all lie below `pos`.
+    pub fn release_below(&mut self, pos: u64) {
+        while self.spans.len() > 1 && self.spans[0].base_pos + self.spans[0].frozen as u64 <= pos {
+            self.spans.pop_front();
+        }
     }
 }

@@ -30,6 +30,28 @@ impl Piece {
     }
 }
 
+/// Copies bytes `[from, to)` of the pieces into `out`, whose first byte is offset `a`; what no
+/// piece covers is zeroed.
+fn image_of(pieces: &VecDeque<Piece>, a: u64, from: u64, to: u64, out: &mut [u8]) {
+    debug_assert!(a <= from && to - a <= out.len() as u64);
+    let i = pieces.partition_point(|p| p.end() <= from);
+    let mut cursor = from;
+    for p in pieces.iter().skip(i) {
+        if p.start >= to {
+            break;
+        }
+        let lo = p.start.max(from);
+        let hi = p.end().min(to);
+        if lo < hi {
+            out[(cursor - a) as usize..(lo - a) as usize].fill(0);
+            out[(lo - a) as usize..(hi - a) as usize]
+                .copy_from_slice(&p.data[(lo - p.start) as usize..(hi - p.start) as usize]);
+            cursor = hi;
+        }
+    }
+    out[(cursor - a) as usize..(to - a) as usize].fill(0);
+}
+
 /// What is known about a sealed segment without loading its index.
 #[derive(Debug, Clone, Copy)]
 pub struct SealedInfo {
@@ -50,6 +72,8 @@ pub struct CommitLog {
     pub write_pos: u64,
     /// Everything below is durable.
     pub flushed: u64,
+    /// Every complete block below this was handed to the disk writer in its final form.
+    pub submitted: u64,
     /// Oldest offset still stored.
     pub min_offset: u64,
     pub pieces: VecDeque<Piece>,
@@ -75,6 +99,7 @@ impl CommitLog {
             segments: BTreeMap::new(),
             write_pos: 0,
             flushed: 0,
+            submitted: 0,
             min_offset: 0,
             pieces: VecDeque::new(),
             cache_bytes: 0,
@@ -139,31 +164,20 @@ impl CommitLog {
     /// `a <= from`); what no piece covers (after a blank marker) is zeroed. Pieces cover
     /// everything from `align_down(flushed)` on.
     pub fn image_into(&self, a: u64, from: u64, to: u64, out: &mut [u8]) {
-        debug_assert!(a <= from && to - a <= out.len() as u64);
-        let i = self.pieces.partition_point(|p| p.end() <= from);
-        let mut cursor = from;
-        for p in self.pieces.iter().skip(i) {
-            if p.start >= to {
-                break;
-            }
-            let lo = p.start.max(from);
-            let hi = p.end().min(to);
-            if lo < hi {
-                out[(cursor - a) as usize..(lo - a) as usize].fill(0);
-                out[(lo - a) as usize..(hi - a) as usize]
-                    .copy_from_slice(&p.data[(lo - p.start) as usize..(hi - p.start) as usize]);
-                cursor = hi;
-            }
-        }
-        out[(cursor - a) as usize..(to - a) as usize].fill(0);
+        image_of(&self.pieces, a, from, to, out)
     }
 
     /// `n` bytes for the record at `pos`, to be written whole; `piece_start` is where the
-    /// bytes not frozen yet begin (moved to `pos` when they are frozen for a new chunk).
+    /// bytes not frozen yet begin (moved to `pos` when they are frozen for a new chunk). A new
+    /// chunk is started when the current one lacks room or does not end at `pos` (after a
+    /// segment roll), with the bytes of `pos`'s block before it copied in front.
     pub fn space(&mut self, piece_start: &mut u64, pos: u64, n: usize) -> &mut [u8] {
-        if self.arena.room() < n {
+        if self.arena.room() < n || self.arena.next_pos() != Some(pos) {
             self.seal_piece(*piece_start);
-            self.arena.new_chunk(n);
+            let a = align_down(pos);
+            let pieces = &self.pieces;
+            self.arena
+                .new_chunk(pos, n, |head| image_of(pieces, a, a, pos, head));
             *piece_start = pos;
         }
         self.arena.extend(n)

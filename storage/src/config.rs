@@ -54,9 +54,10 @@ pub struct StoreConfig {
     pub flush_timeout: Duration,
     /// Appends fail with `Busy` beyond this many unflushed bytes. Default 256 MiB.
     pub max_dirty_bytes: usize,
-    /// Largest single write submitted to the disk. Default 4 MiB.
+    /// Largest single commit-log write submitted to the disk; appends hand a run of this many
+    /// complete bytes to the writer thread at once. Default 4 MiB.
     pub write_chunk_bytes: usize,
-    /// Writes in flight per flush. Default 16 (with 4 MiB chunks: 64 MiB in flight).
+    /// Writes in flight when segments are pre-written with zeros. Default 16.
     pub write_depth: usize,
     /// Recently appended commit-log bytes kept in memory for readers. Default 256 MiB.
     pub hot_cache_bytes: usize,

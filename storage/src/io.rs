@@ -30,6 +30,50 @@ pub type IoBuf = DmaBuffer;
 pub struct File {
     inner: DmaFile,
     path: PathBuf,
+    /// A duplicate of the descriptor for the disk writer thread (made on first use).
+    std: std::cell::OnceCell<(std::sync::Arc<std::fs::File>, std::sync::Arc<PathBuf>)>,
+}
+
+/// Zero-filled, block-aligned heap memory that can be sent to the disk writer thread.
+pub struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+// SAFETY: the buffer is plain heap memory exclusively owned by this value.
+unsafe impl Send for AlignedBuf {}
+
+impl AlignedBuf {
+    /// `len` zero bytes (`len` > 0) at a [`BLOCK`]-aligned address.
+    pub fn zeroed(len: usize) -> AlignedBuf {
+        let layout = std::alloc::Layout::from_size_align(len.max(1), BLOCK as usize)
+            .unwrap_or_else(|_| std::alloc::Layout::new::<[u8; 4096]>());
+        // SAFETY: `layout` has a non-zero size.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr =
+            std::ptr::NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        AlignedBuf { ptr, layout }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` points to `layout.size()` initialized (zeroed) bytes owned by `self`,
+        // borrowed mutably for the lifetime of `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl AsRef<[u8]> for AlignedBuf {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: as in `as_mut_slice`, shared for the lifetime of `&self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `zeroed` with this very layout, freed once.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
 }
 
 fn gio<T>(r: glommio::Result<T, ()>) -> std::io::Result<T> {
@@ -49,7 +93,36 @@ impl File {
         Ok(File {
             inner,
             path: path.to_path_buf(),
+            std: std::cell::OnceCell::new(),
         })
+    }
+
+    /// The descriptor (a duplicate, O_DIRECT like this one) and path for the disk writer thread.
+    pub fn writer_handle(
+        &self,
+    ) -> Result<(std::sync::Arc<std::fs::File>, std::sync::Arc<PathBuf>)> {
+        use std::os::unix::io::{AsRawFd, FromRawFd};
+        if let Some(h) = self.std.get() {
+            return Ok(h.clone());
+        }
+        // SAFETY: `dup` takes any descriptor number; the one passed is open while `self` is.
+        let fd = unsafe { libc::fcntl(self.inner.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(StoreError::io(
+                "dup",
+                &self.path,
+                None,
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: `fd` was just returned by fcntl(F_DUPFD_CLOEXEC): open, and owned by nothing
+        // else, so the `File` may own (and eventually close) it.
+        let f = unsafe { std::fs::File::from_raw_fd(fd) };
+        let h = (
+            std::sync::Arc::new(f),
+            std::sync::Arc::new(self.path.clone()),
+        );
+        Ok(self.std.get_or_init(|| h).clone())
     }
 
     pub fn path(&self) -> &Path {

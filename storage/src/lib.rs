@@ -20,9 +20,13 @@
 //! bytes stay free after it; otherwise an 8-byte blank marker (TOTALSIZE = the rest of the
 //! segment, magic 0xCBD43194) ends the segment and the record starts the next one. Segments are
 //! created at full size and written with zeros once (or recycled from retention), so commits
-//! overwrite allocated, initialized blocks. Appends go to memory; the flusher writes the dirty
-//! range with O_DIRECT in block-aligned chunks (`write_chunk_bytes`, `write_depth` in flight),
-//! rewriting the partial last block, then fdatasyncs.
+//! overwrite allocated, initialized blocks. Appends go to memory (4 MiB chunks laid out like the
+//! file, so every block sits whole at an aligned address); whole blocks are written with
+//! O_DIRECT straight from that memory, without a copy, by the store's writer thread
+//! (module `writer`), in runs of `write_chunk_bytes`: as soon as a run is complete
+//! (submitted by the append itself), and by the flusher for the rest, whose partial last block
+//! is written from a copy (and again once complete). The flusher then has the writer thread
+//! fdatasync the segments; the durable offset advances when that is done.
 //!
 //! **Integrity.** Every record carries RocketMQ's own checks (magic, TOTALSIZE, BODYCRC over the
 //! body) and its PHYSICALOFFSET, which must equal its position. In addition the store keeps a
@@ -75,6 +79,7 @@ pub mod recovery;
 mod retention;
 mod seg_index;
 mod store;
+pub(crate) mod writer;
 
 pub use config::{FlushMode, SegmentInit, StoreConfig};
 pub use error::{Result, StoreError};

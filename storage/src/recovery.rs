@@ -226,6 +226,7 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     cl.sums_written = 0;
     cl.write_pos = end;
     cl.flushed = end;
+    cl.submitted = align_down(end);
     if let Some(t) = tail {
         cl.cache_bytes += t.data.len();
         cl.pieces.push_back(t);
@@ -270,7 +271,6 @@ fn new_state(
         free_segments,
         preparing: false,
         recovery,
-        io_bufs: Vec::new(),
     }
 }
 

@@ -16,9 +16,10 @@ use crate::commitlog::{CommitLog, SealedInfo};
 use crate::config::{FlushMode, SegmentInit, StoreConfig};
 use crate::cq::{ConsumeQueue, CqEntry, CQ_ENTRY};
 use crate::error::{Result, StoreError};
-use crate::io::{self, align_down, align_up, File};
+use crate::io::{self, align_down, align_up, File, BLOCK};
 use crate::notify::{Notified, Notify};
 use crate::seg_index::{key_hash, SegIndex};
+use crate::writer::{Op, Source, WriteJob, Writer};
 
 /// Size of the end-of-segment blank marker; a record is placed in a segment only if this much
 /// room stays after it.
@@ -173,8 +174,6 @@ pub(crate) struct State {
     pub free_segments: Vec<std::path::PathBuf>,
     pub preparing: bool,
     pub recovery: RecoveryReport,
-    /// Write buffers kept for the next flush.
-    pub io_bufs: Vec<crate::io::IoBuf>,
 }
 
 pub(crate) struct Shared {
@@ -187,6 +186,8 @@ pub(crate) struct Shared {
     pub sealed: Rc<Notify>,
     /// One checkpoint (or retention pass) at a time.
     pub cp_lock: glommio::sync::Semaphore,
+    /// Writes commit-log blocks to disk (see [`crate::writer`]).
+    pub writer: Writer,
 }
 
 /// One shard's store. Not `Send`: use it from the glommio executor that opened it.
@@ -214,6 +215,7 @@ impl Store {
             stop: Rc::new(Notify::default()),
             sealed: Rc::new(Notify::default()),
             cp_lock: glommio::sync::Semaphore::new(1),
+            writer: Writer::start("saturn-store-writer")?,
         });
         // Persist what recovery rebuilt (consume-queue entries) and its end offset.
         checkpoint(&sh).await?;
@@ -245,6 +247,12 @@ impl Store {
         }
         if st.closed {
             return Err(StoreError::Closed);
+        }
+        // A flush whose writes and syncs the writer thread finished is published here when
+        // the flusher has not run since (appends may keep the executor busy).
+        let mark = self.sh.writer.mark();
+        if mark > st.cl.flushed {
+            publish_state(st, &self.sh.durable, mark);
         }
         let dirty = st.cl.write_pos - st.cl.flushed;
         if dirty > st.cfg.max_dirty_bytes as u64 {
@@ -347,6 +355,14 @@ impl Store {
         }
         st.cl.seal_piece(piece_start);
         let end_offset = st.cl.write_pos;
+        // Whole blocks go to the disk writer as soon as a write's worth is ready, so the disk
+        // is kept busy however rarely the flusher gets to run; the flusher writes the rest.
+        let ready = align_down(end_offset);
+        if ready - st.cl.submitted >= st.cfg.write_chunk_bytes as u64 {
+            // An error here (the descriptor could not be duplicated) is the flusher's to report:
+            // it submits the same blocks again.
+            let _ = submit_blocks(st, &self.sh.writer, ready, true);
+        }
         let dirty = end_offset - st.cl.flushed;
         if sync || dirty >= st.cfg.flush_dirty_bytes as u64 {
             self.sh.flush_wake.notify();
@@ -639,11 +655,16 @@ fn input_of<'a>(
     }
 }
 
+/// Ends a segment with the blank marker, followed by zeros up to the end of its block (so that
+/// block is written whole from the append memory; the segment's remaining blocks are zeroed by
+/// the flusher).
 fn write_blank(cl: &mut CommitLog, pos: u64, seg_end: u64) {
     let mut start = pos;
-    let out = cl.space(&mut start, pos, BLANK_LEN as usize);
+    let n = (align_up(pos + BLANK_LEN).min(seg_end) - pos) as usize;
+    let out = cl.space(&mut start, pos, n);
     out[..4].copy_from_slice(&((seg_end - pos) as u32).to_be_bytes());
-    out[4..].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
+    out[4..8].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
+    out[8..].fill(0);
 }
 
 /// Makes the segment starting at `next_base` the active one.
@@ -893,8 +914,48 @@ fn maybe_prepare_spare(sh: &Rc<Shared>) {
     .detach();
 }
 
+/// Hands the complete blocks of `[cl.submitted, upto)` to the disk writer, in runs of at most
+/// `write_chunk_bytes` within one segment: from the append memory when one chunk holds the
+/// run, else copied from the pieces (what none covers, after a blank marker, is zeros).
+/// `eager` (from an append): only full `write_chunk_bytes` runs, and only into segment files
+/// already open.
+fn submit_blocks(st: &mut State, writer: &Writer, upto: u64, eager: bool) -> Result<()> {
+    let chunk = st.cfg.write_chunk_bytes as u64;
+    let seg = st.cfg.segment_size;
+    let mut p = st.cl.submitted;
+    while p < upto {
+        let base = st.cl.base_of(p);
+        let Some(file) = st.cl.files.get(&base) else {
+            break;
+        };
+        let limit = upto.min(base + seg).min(p + chunk);
+        let (src, end): (Source, u64) = match st.cl.arena.write_run(p, limit) {
+            Some((f, end)) => (Box::new(f), end),
+            None => {
+                let mut b = crate::io::AlignedBuf::zeroed((limit - p) as usize);
+                st.cl.image_into(p, p, limit, b.as_mut_slice());
+                (Box::new(b), limit)
+            }
+        };
+        if eager && end - p < chunk {
+            break;
+        }
+        let (fd, path) = file.writer_handle()?;
+        writer.submit(WriteJob {
+            file: fd,
+            path,
+            op: Op::Write { pos: p - base, src },
+        });
+        p = end;
+        st.cl.submitted = p;
+    }
+    st.cl.arena.release_below(st.cl.submitted);
+    Ok(())
+}
+
 /// One group commit: writes every unflushed byte (block-aligned, the partial last block
-/// rewritten), fdatasyncs, then publishes the new durable offset.
+/// written from a copy and again once complete), fdatasyncs, then publishes the new durable
+/// offset.
 pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
     let (from, to, bases) = {
         let st = sh.st.borrow();
@@ -911,71 +972,52 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
         (from, to, bases)
     };
     let t_start = Instant::now();
+    let mut files = Vec::with_capacity(bases.len());
     for &base in &bases {
-        let file = ensure_segment(sh, base).await?;
-        // Each write's buffer is filled just before it is submitted, with at most `depth` in
-        // flight: the first write goes to the disk at once (not after the whole range was
-        // copied), and the same `depth` buffers are reused (no fresh memory to fault in).
-        let (lo, hi, end, chunk, depth) = {
-            let st = sh.st.borrow();
-            let seg_end = base + st.cfg.segment_size;
-            let hi = to.min(seg_end);
-            (
-                from.max(base),
-                hi,
-                align_up(hi).min(seg_end),
-                st.cfg.write_chunk_bytes as u64,
-                st.cfg.write_depth,
-            )
-        };
-        let mut inflight = VecDeque::new();
-        let mut pos = align_down(lo);
-        let recycle = |b: Rc<crate::io::IoBuf>| {
-            if let Ok(b) = Rc::try_unwrap(b) {
-                let mut st = sh.st.borrow_mut();
-                let st = &mut *st;
-                keep_buf(
-                    &mut st.io_bufs,
-                    b,
-                    st.cfg.write_chunk_bytes,
-                    st.cfg.write_depth,
-                );
-            }
-        };
-        while pos < end {
-            if inflight.len() >= depth {
-                if let Some(t) = inflight.pop_front() {
-                    let t: Task<Result<Rc<crate::io::IoBuf>>> = t;
-                    recycle(t.await?);
-                }
-            }
-            let n = write_len(end - pos, chunk);
-            let buf = {
-                let mut st = sh.st.borrow_mut();
-                let st = &mut *st;
-                let mut buf = take_buf(&mut st.io_bufs, &file, n as usize);
-                // From `pos`, not `lo`: the partial block before `lo` is rewritten whole.
-                let upto = (pos + n).min(hi);
-                let b = buf.as_bytes_mut();
-                b[(upto - pos) as usize..].fill(0);
-                st.cl.image_into(pos, pos, upto, b);
-                Rc::new(buf)
-            };
-            let f = file.clone();
-            let at = pos - base;
-            inflight.push_back(glommio::spawn_local(async move {
-                let r = f.write_rc_at(buf.clone(), at).await;
-                r.map(|()| buf)
-            }));
-            pos += n;
-        }
-        while let Some(t) = inflight.pop_front() {
-            recycle(t.await?);
-        }
-        let tw = Instant::now();
-        file.fdatasync().await?;
-        tracing::trace!(bytes = to - from, total = ?t_start.elapsed(), fdatasync = ?tw.elapsed(), "flushed");
+        files.push(ensure_segment(sh, base).await?);
     }
+    let seq = {
+        let mut st = sh.st.borrow_mut();
+        let st = &mut *st;
+        let a = align_down(to);
+        submit_blocks(st, &sh.writer, a, false)?;
+        if st.cl.submitted < a {
+            return Err(StoreError::Failed(format!(
+                "flush: blocks from commit-log offset {} could not be submitted",
+                st.cl.submitted
+            )));
+        }
+        if a < to && st.cl.submitted == a {
+            // The partial last block, from a copy (its memory is still being appended to).
+            let base = st.cl.base_of(a);
+            let file = &files[bases.iter().position(|&b| b == base).unwrap_or(0)];
+            let mut b = crate::io::AlignedBuf::zeroed(BLOCK as usize);
+            st.cl.image_into(a, a, to, b.as_mut_slice());
+            let (fd, path) = file.writer_handle()?;
+            sh.writer.submit(WriteJob {
+                file: fd,
+                path,
+                op: Op::Write {
+                    pos: a - base,
+                    src: Box::new(b),
+                },
+            });
+        }
+        // The syncs run on the writer thread too, right after the writes, so the flush
+        // completes with a single wake-up of this task (and appends see the new durable
+        // offset through the mark even before that).
+        for f in &files {
+            let (fd, path) = f.writer_handle()?;
+            sh.writer.submit(WriteJob {
+                file: fd,
+                path,
+                op: Op::Sync,
+            });
+        }
+        sh.writer.submit_mark(to)
+    };
+    sh.writer.wait(seq).await?;
+    tracing::trace!(bytes = to - from, total = ?t_start.elapsed(), "flushed");
     publish_durable(sh, to);
     let sealed_durable = {
         let st = sh.st.borrow();
@@ -994,7 +1036,11 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
 
 fn publish_durable(sh: &Shared, to: u64) {
     let mut st = sh.st.borrow_mut();
-    let st = &mut *st;
+    publish_state(&mut st, &sh.durable, to);
+}
+
+/// Everything below `to` is durable: readers may see it (SYNC_FLUSH), waiters are woken.
+fn publish_state(st: &mut State, durable: &Notify, to: u64) {
     st.cl.flushed = st.cl.flushed.max(to);
     while let Some((end, _, _)) = st.pending_visible.front() {
         if *end > to {
@@ -1011,48 +1057,7 @@ fn publish_durable(sh: &Shared, to: u64) {
     }
     let budget = st.cfg.hot_cache_bytes;
     st.cl.evict(budget);
-    sh.durable.notify();
-}
-
-/// Smallest write of a flush's tail taken from the buffer pool; less is freshly allocated.
-const MIN_POOLED_WRITE: u64 = 64 << 10;
-
-/// Size of the next write when `left` bytes (block-aligned) remain: a whole chunk, else the
-/// largest power of two that fits (down to [`MIN_POOLED_WRITE`]), so that a flush's tail is
-/// written from a few reused buffers of fixed sizes rather than from fresh memory each time.
-fn write_len(left: u64, chunk: u64) -> u64 {
-    if left >= chunk {
-        return chunk;
-    }
-    let p = 1u64 << (63 - left.leading_zeros());
-    if p >= MIN_POOLED_WRITE {
-        p
-    } else {
-        left
-    }
-}
-
-/// Returns a write buffer to the pool: up to `depth` of chunk size, two of each smaller size.
-fn keep_buf(pool: &mut Vec<crate::io::IoBuf>, b: crate::io::IoBuf, chunk: usize, depth: usize) {
-    let n = b.len();
-    let cap = if n == chunk {
-        depth
-    } else if n.is_power_of_two() && n as u64 >= MIN_POOLED_WRITE {
-        2
-    } else {
-        0
-    };
-    if pool.iter().filter(|x| x.len() == n).count() < cap {
-        pool.push(b);
-    }
-}
-
-/// A buffer of `n` bytes from the pool (reused between flushes), or a fresh one.
-fn take_buf(pool: &mut Vec<crate::io::IoBuf>, file: &File, n: usize) -> crate::io::IoBuf {
-    match pool.iter().position(|b| b.len() == n) {
-        Some(i) => pool.swap_remove(i),
-        None => file.alloc(n),
-    }
+    durable.notify();
 }
 
 /// Writes `<base>.idx` for sealed segments that are fully durable.

@@ -27,8 +27,10 @@ thread_local! {
 fn config(dir: &str, flush: FlushMode) -> StoreConfig {
     let mut c = StoreConfig::new(dir, "127.0.0.1:10911".parse().unwrap());
     c.flush = flush;
-    if std::env::var("STORE_BENCH_INIT").as_deref() == Ok("fallocate") {
-        c.segment_init = storage::SegmentInit::Fallocate;
+    match std::env::var("STORE_BENCH_INIT").as_deref() {
+        Ok("fallocate") => c.segment_init = storage::SegmentInit::Fallocate,
+        Ok("prewrite") => c.segment_init = storage::SegmentInit::Prewrite,
+        _ => {}
     }
     if let Some(v) = std::env::var("STORE_BENCH_CHUNK")
         .ok()
