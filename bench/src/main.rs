@@ -79,6 +79,10 @@ struct Common {
     /// Pin the bench to this core.
     #[arg(long)]
     core: Option<usize>,
+    /// Microseconds the bench polls before it sleeps when idle, so that its
+    /// own wake-ups do not inflate the latencies it measures.
+    #[arg(long, default_value_t = 0)]
+    spin_us: u64,
     /// Allow addresses other than loopback.
     #[arg(long)]
     allow_remote: bool,
@@ -172,6 +176,7 @@ fn main() {
     let reports = LocalExecutorBuilder::new(placement)
         .name("bench")
         .io_memory(1 << 20)
+        .spin_before_park(std::time::Duration::from_micros(common.spin_us))
         .spawn(move || async move { run(command, route).await })
         .unwrap_or_else(|e| fail(&format!("cannot start the executor: {e}")))
         .join()

@@ -71,6 +71,9 @@ struct Flags {
     /// Do not pin shards to cores.
     #[arg(long, global = true)]
     no_pin: bool,
+    /// Microseconds an idle shard polls before it sleeps (0: sleep at once).
+    #[arg(long, global = true)]
+    spin_us: Option<u64>,
 }
 
 fn main() {
@@ -153,6 +156,7 @@ fn merge(global: Flags, local: Flags) -> Flags {
         auto_create_topic: local.auto_create_topic.or(global.auto_create_topic),
         segment_size: local.segment_size.or(global.segment_size),
         no_pin: local.no_pin || global.no_pin,
+        spin_us: local.spin_us.or(global.spin_us),
     }
 }
 
@@ -198,6 +202,9 @@ fn apply_flags(config: &mut BrokerConfig, f: &Flags) {
     }
     if f.no_pin {
         config.pin_cores = false;
+    }
+    if let Some(v) = f.spin_us {
+        config.spin_before_park = std::time::Duration::from_micros(v);
     }
 }
 

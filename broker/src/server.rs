@@ -47,7 +47,7 @@ impl Broker {
             let builder = LocalExecutorBuilder::new(placement)
                 .name(&format!("shard-{id}"))
                 .io_memory(config.io_memory)
-                .spin_before_park(Duration::from_micros(0));
+                .spin_before_park(config.spin_before_park);
             let handle = builder
                 .spawn(move || shard::run(setup))
                 .map_err(|e| format!("cannot start shard {id}: {e}"))?;

@@ -104,7 +104,11 @@ impl CommitLog {
             pieces: VecDeque::new(),
             cache_bytes: 0,
             arena: Arena::new(keep_bytes),
-            active: SegIndex::new(),
+            // The first segment's guess: 1 KiB records, one key each.
+            active: SegIndex::with_capacity(
+                (segment_size / 1024) as usize,
+                (segment_size / 1024) as usize,
+            ),
             sealing: BTreeMap::new(),
             loaded: VecDeque::new(),
             sums_written: 0,

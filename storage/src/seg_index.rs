@@ -64,6 +64,23 @@ impl SegIndex {
         Self::default()
     }
 
+    /// An empty index with room for `records` records and `keys` keys, so
+    /// that a segment's tables do not grow by doubling (each doubling copies
+    /// the table into freshly faulted memory). Untouched capacity costs
+    /// address space only.
+    pub fn with_capacity(records: usize, keys: usize) -> Self {
+        SegIndex {
+            records: Vec::with_capacity(records),
+            keys: Vec::with_capacity(keys),
+            ..Self::default()
+        }
+    }
+
+    /// Room for the next segment: what this one held, plus a quarter.
+    pub fn next_capacity(&self) -> (usize, usize) {
+        (self.records.len() * 5 / 4, self.keys.len() * 5 / 4)
+    }
+
     pub fn add_record(&mut self, pos: u32, size: u32, crc: u32, store_ts: i64) {
         debug_assert!(self.records.last().is_none_or(|r| r.pos < pos));
         self.records.push(RecEntry { pos, size, crc });

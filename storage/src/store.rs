@@ -670,7 +670,8 @@ fn write_blank(cl: &mut CommitLog, pos: u64, seg_end: u64) {
 /// Makes the segment starting at `next_base` the active one.
 pub(crate) fn roll(cl: &mut CommitLog, next_base: u64) {
     let old_base = cl.active_base();
-    let idx = std::mem::replace(&mut cl.active, SegIndex::new());
+    let (records, keys) = cl.active.next_capacity();
+    let idx = std::mem::replace(&mut cl.active, SegIndex::with_capacity(records, keys));
     cl.segments.insert(
         old_base,
         Some(SealedInfo {
