@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
-use protocol::message::{encode_batch, BatchEntry};
+use std::fmt::Write as _;
+
 use protocol::{FrameCodec, RemotingCommand, ResponseCode};
 
 use crate::route::Queue;
@@ -46,20 +47,31 @@ pub fn now_us() -> u64 {
 
 /// The body of message `seq`: its number, its send time and a pattern the
 /// consumer can check.
+#[cfg(test)]
 pub fn make_body(seq: u64, size: usize) -> Vec<u8> {
+    let mut body = BytesMut::with_capacity(size.max(BODY_HEADER));
+    put_body(&mut body, seq, size);
+    body.to_vec()
+}
+
+/// Appends the body of message `seq` (see [`make_body`]) to `out`.
+pub fn put_body(out: &mut BytesMut, seq: u64, size: usize) {
     let size = size.max(BODY_HEADER);
-    let mut body = Vec::with_capacity(size);
-    body.extend_from_slice(&seq.to_be_bytes());
-    body.extend_from_slice(&now_us().to_be_bytes());
-    body.extend_from_slice(BODY_MAGIC);
+    out.reserve(size);
+    out.put_slice(&seq.to_be_bytes());
+    out.put_slice(&now_us().to_be_bytes());
+    out.put_slice(BODY_MAGIC);
     let mut at = BODY_HEADER;
     while at < size {
         let run = pattern_run(seq, at, size - at);
-        body.extend_from_slice(run);
+        out.put_slice(run);
         at += run.len();
     }
-    body
 }
+
+/// A batch entry's fixed bytes (SEND_BATCH_MESSAGE body, reference §3):
+/// total size, magic, body CRC, flag, body length, and the properties length.
+const BATCH_ENTRY_OVERHEAD: usize = 4 + 4 + 4 + 4 + 4 + 2;
 
 pub fn pattern_byte(seq: u64, i: usize) -> u8 {
     (seq as usize).wrapping_mul(31).wrapping_add(i) as u8
@@ -186,6 +198,16 @@ impl std::hash::Hasher for OpaqueHasher {
     fn write_i32(&mut self, n: i32) {
         // Spread the low bits into the high ones hashbrown uses for tags.
         self.0 = u64::from(n as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// `fmt::Write` into a `BytesMut` (for the UNIQ_KEY hex digits).
+struct HexSink<'a>(&'a mut BytesMut);
+
+impl std::fmt::Write for HexSink<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.put_slice(s.as_bytes());
+        Ok(())
     }
 }
 
@@ -336,33 +358,39 @@ pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
             let born_ms = now_us() / 1000;
             let template = &templates[qi % templates.len()];
             qi += 1;
-            let body: Bytes = if batch > 1 {
-                let entries: Vec<BatchEntry> = (0..n)
-                    .map(|k| BatchEntry {
-                        flag: 0,
-                        body: Bytes::from(make_body(seq0 + k, opts.size)),
-                        properties: format!(
-                            "UNIQ_KEY\u{1}{}\u{2}",
-                            uniq_key(&shared.client_prefix, seq0 + k)
-                        ),
-                    })
-                    .collect();
-                match encode_batch(&entries) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        eprintln!("saturn-bench: cannot encode batch: {e}");
-                        break 'send;
-                    }
-                }
-            } else {
-                Bytes::from(make_body(seq0, opts.size))
-            };
+            // The frame is written straight into the output buffer: no
+            // per-message allocation.
             let uniq = (batch == 1).then(|| uniq_key(&shared.client_prefix, seq0));
             template.header(born_ms, uniq.as_deref(), opaque, &mut header);
-            out.put_u32((4 + header.len() + body.len()) as u32);
+            let body_len = if batch > 1 {
+                // Entries carry "UNIQ_KEY\x01<prefix><16 hex>\x02".
+                let props_len = "UNIQ_KEY".len() + 2 + shared.client_prefix.len() + 16;
+                n as usize * (BATCH_ENTRY_OVERHEAD + single_body_len + props_len)
+            } else {
+                single_body_len
+            };
+            out.reserve(8 + header.len() + body_len);
+            out.put_u32((4 + header.len() + body_len) as u32);
             out.put_u32(header.len() as u32);
             out.put_slice(&header);
-            out.put_slice(&body);
+            if batch > 1 {
+                let props_len = "UNIQ_KEY".len() + 2 + shared.client_prefix.len() + 16;
+                for k in 0..n {
+                    out.put_i32((BATCH_ENTRY_OVERHEAD + single_body_len + props_len) as i32);
+                    out.put_i32(0); // magic code: not checked
+                    out.put_i32(0); // body CRC: the broker computes its own
+                    out.put_i32(0); // flag
+                    out.put_i32(single_body_len as i32);
+                    put_body(&mut out, seq0 + k, opts.size);
+                    out.put_i16(props_len as i16);
+                    out.put_slice(b"UNIQ_KEY\x01");
+                    out.put_slice(shared.client_prefix.as_bytes());
+                    let _ = write!(HexSink(&mut out), "{:016X}", seq0 + k);
+                    out.put_u8(2);
+                }
+            } else {
+                put_body(&mut out, seq0, opts.size);
+            }
             pending.borrow_mut().insert(
                 opaque,
                 Pending {
