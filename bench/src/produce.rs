@@ -179,25 +179,63 @@ impl Template {
     }
 }
 
-/// Requests in flight by opaque. Opaques are small sequential integers:
-/// they hash to themselves.
-type PendingMap = HashMap<i32, Pending, std::hash::BuildHasherDefault<OpaqueHasher>>;
+/// Requests in flight by opaque. Opaques are sequential per connection, so
+/// a ring of slots indexed by the opaque's low bits holds nearly all of them
+/// (no hashing, no allocation); the rare one whose slot is taken by a
+/// request still unanswered goes to a map.
+struct PendingMap {
+    slots: Vec<Option<(i32, Pending)>>,
+    overflow: HashMap<i32, Pending>,
+    len: usize,
+}
 
-#[derive(Default)]
-struct OpaqueHasher(u64);
-
-impl std::hash::Hasher for OpaqueHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
+impl Default for PendingMap {
+    fn default() -> Self {
+        Self {
+            slots: (0..PENDING_SLOTS).map(|_| None).collect(),
+            overflow: HashMap::new(),
+            len: 0,
         }
     }
-    fn write_i32(&mut self, n: i32) {
-        // Spread the low bits into the high ones hashbrown uses for tags.
-        self.0 = u64::from(n as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+}
+
+const PENDING_SLOTS: usize = 4096;
+
+impl PendingMap {
+    fn insert(&mut self, opaque: i32, p: Pending) {
+        let slot = &mut self.slots[opaque as u32 as usize % PENDING_SLOTS];
+        if slot.is_none() {
+            *slot = Some((opaque, p));
+        } else {
+            self.overflow.insert(opaque, p);
+        }
+        self.len += 1;
+    }
+
+    fn remove(&mut self, opaque: &i32) -> Option<Pending> {
+        let slot = &mut self.slots[*opaque as u32 as usize % PENDING_SLOTS];
+        let found = match slot {
+            Some((o, _)) if o == opaque => slot.take().map(|(_, p)| p),
+            _ => self.overflow.remove(opaque),
+        };
+        if found.is_some() {
+            self.len -= 1;
+        }
+        found
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+        self.overflow.clear();
+        self.len = 0;
     }
 }
 
@@ -262,16 +300,23 @@ pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
                 buf.extend_from_slice(&chunk[..n]);
                 let now = Instant::now();
                 while let Ok(Some(frame)) = codec.decode(&mut buf) {
-                    let Ok(cmd) = RemotingCommand::decode(frame) else {
-                        continue;
+                    // Only the status matters here: scan for it, decode
+                    // the whole header only when the scan cannot tell.
+                    let (code, opaque) = match RemotingCommand::peek_code_and_opaque(&frame) {
+                        Some(status) => status,
+                        None => match RemotingCommand::decode(frame) {
+                            Ok(cmd) => (cmd.code, cmd.opaque),
+                            Err(_) => continue,
+                        },
                     };
-                    let Some(p) = pending.borrow_mut().remove(&cmd.opaque) else {
+                    let Some(p) = pending.borrow_mut().remove(&opaque) else {
                         continue;
                     };
                     let mut st = shared.stats.borrow_mut();
                     st.requests += 1;
                     st.record_latency(now.saturating_duration_since(p.due));
-                    let code = ResponseCode::from_num(cmd.code);
+                    let code_num = code;
+                    let code = ResponseCode::from_num(code_num);
                     // Stored, with a flush or replica status: acknowledged.
                     if matches!(
                         code,
@@ -284,7 +329,7 @@ pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
                         st.bytes += p.bytes;
                     }
                     if code != ResponseCode::SUCCESS {
-                        st.error(cmd.code);
+                        st.error(code_num);
                     }
                     drop(st);
                     window.signal(1);
@@ -432,6 +477,30 @@ pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_map_finds_every_request_once() {
+        let mut m = PendingMap::default();
+        let p = || Pending {
+            due: Instant::now(),
+            messages: 1,
+            bytes: 1,
+        };
+        // 1 and 1 + PENDING_SLOTS share a slot.
+        let keys = [1, 2, 1 + PENDING_SLOTS as i32, -7, i32::MAX];
+        for k in keys {
+            m.insert(k, p());
+        }
+        assert_eq!(m.len(), keys.len());
+        for k in keys {
+            assert!(m.remove(&k).is_some(), "{k}");
+            assert!(m.remove(&k).is_none(), "{k} twice");
+        }
+        assert!(m.is_empty());
+        m.insert(5, p());
+        m.clear();
+        assert!(m.is_empty() && m.remove(&5).is_none());
+    }
 
     #[test]
     fn bodies_follow_the_pattern_and_check() {

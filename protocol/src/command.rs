@@ -400,6 +400,24 @@ impl RemotingCommand {
         Ok(cmd)
     }
 
+    /// A frame's `code` and `opaque` without decoding the rest (no
+    /// allocation): what a load generator needs of each response. `None`
+    /// when the cheap scan cannot tell; [`RemotingCommand::decode`] then
+    /// decides.
+    pub fn peek_code_and_opaque(frame: &RawFrame) -> Option<(i32, i32)> {
+        match frame.serialize_type {
+            0 => fast::peek_code_and_opaque(&frame.header),
+            1 => {
+                // code i16, language u8, version i16, opaque i32.
+                let h = &frame.header;
+                let code = i16::from_be_bytes(h.get(0..2)?.try_into().ok()?);
+                let opaque = i32::from_be_bytes(h.get(5..9)?.try_into().ok()?);
+                Some((i32::from(code), opaque))
+            }
+            _ => None,
+        }
+    }
+
     /// Encodes the header in this command's serialization.
     pub fn encode_header(&self) -> Vec<u8> {
         match self.serialize_type {
@@ -1025,6 +1043,61 @@ mod fast {
         })
     }
 
+    /// `code` and `opaque` of a JSON header whose top level holds only
+    /// scalars and an `extFields` object of scalars (skipped unread).
+    pub(super) fn peek_code_and_opaque(header: &[u8]) -> Option<(i32, i32)> {
+        let s = std::str::from_utf8(header).ok()?;
+        let mut p = P { s, b: header, i: 0 };
+        let (mut code, mut opaque) = (None, None);
+        p.eat(b'{')?;
+        loop {
+            let (key, _) = p.raw_string()?;
+            p.eat(b':')?;
+            match key {
+                "code" => match p.scalar()? {
+                    Scalar::Int(v, _) => code = Some(v as i32),
+                    _ => return None,
+                },
+                "opaque" => match p.scalar()? {
+                    Scalar::Int(v, _) => opaque = Some(v as i32),
+                    _ => return None,
+                },
+                _ if p.peek()? == b'{' => {
+                    p.i += 1;
+                    if p.peek()? != b'}' {
+                        loop {
+                            p.raw_string()?;
+                            p.eat(b':')?;
+                            if p.peek()? == b'"' {
+                                p.raw_string()?;
+                            } else {
+                                p.scalar()?;
+                            }
+                            if p.peek()? != b',' {
+                                break;
+                            }
+                            p.i += 1;
+                        }
+                    }
+                    p.eat(b'}')?;
+                }
+                _ if p.peek()? == b'"' => {
+                    p.raw_string()?;
+                }
+                _ => {
+                    p.scalar()?;
+                }
+            }
+            if let (Some(c), Some(o)) = (code, opaque) {
+                return Some((c, o));
+            }
+            if p.peek()? != b',' {
+                return None;
+            }
+            p.i += 1;
+        }
+    }
+
     fn language_of(text: &str) -> LanguageCode {
         LanguageCode::from_name(text)
             .or_else(|| text.parse::<u8>().ok().map(LanguageCode::from_num))
@@ -1277,6 +1350,39 @@ mod tests {
                 proptest::prop_assert_eq!(Ok(cmd), decode_json_header_serde(&input));
             }
         }
+    }
+
+    #[test]
+    fn peek_agrees_with_decode() {
+        let headers: &[&[u8]] = &[
+            br#"{"code":0,"extFields":{"msgId":"AB","queueId":"3"},"flag":1,"language":"JAVA","opaque":77,"serializeTypeCurrentRPC":"JSON","version":409}"#,
+            br#"{"extFields":{"a":"x\"y","n":5,"b":true},"remark":"r","code":14,"opaque":-3}"#,
+            br#"{"code":17,"opaque":2,"remark":null}"#,
+        ];
+        for h in headers {
+            let frame = RawFrame {
+                serialize_type: 0,
+                header: Bytes::copy_from_slice(h),
+                body: Bytes::new(),
+            };
+            let cmd = RemotingCommand::decode(frame.clone()).unwrap();
+            assert_eq!(
+                RemotingCommand::peek_code_and_opaque(&frame),
+                Some((cmd.code, cmd.opaque))
+            );
+        }
+        let cmd = RemotingCommand::response(ResponseCode::SYSTEM_BUSY, 99, Some("x".into()));
+        let mut bin = cmd.clone();
+        bin.serialize_type = SerializeType::RocketMq;
+        let frame = RawFrame {
+            serialize_type: 1,
+            header: Bytes::from(bin.encode_header()),
+            body: Bytes::new(),
+        };
+        assert_eq!(
+            RemotingCommand::peek_code_and_opaque(&frame),
+            Some((cmd.code, 99))
+        );
     }
 
     #[test]
