@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use crate::arena::Arena;
 use crate::io::{align_down, File};
+use crate::readcache::ReadCache;
 use crate::seg_index::SegIndex;
 
 pub fn segment_name(base: u64) -> String {
@@ -85,8 +86,12 @@ pub struct CommitLog {
     pub sealing: BTreeMap<u64, Rc<SegIndex>>,
     /// Recently loaded sealed indexes (tiny LRU, newest last).
     pub loaded: VecDeque<(u64, Rc<SegIndex>)>,
+    /// Sealed indexes being loaded, with the signal given when each is done.
+    pub loading: Vec<(u64, Rc<crate::notify::Notify>)>,
     /// Record-table entries of the active segment already in its `.sums` journal.
     pub sums_written: usize,
+    /// Cold bytes read ahead for readers.
+    pub ra: ReadCache,
 }
 
 impl CommitLog {
@@ -111,7 +116,9 @@ impl CommitLog {
             ),
             sealing: BTreeMap::new(),
             loaded: VecDeque::new(),
+            loading: Vec::new(),
             sums_written: 0,
+            ra: ReadCache::new(0),
         }
     }
 

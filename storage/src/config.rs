@@ -61,6 +61,12 @@ pub struct StoreConfig {
     pub write_depth: usize,
     /// Recently appended commit-log bytes kept in memory for readers. Default 256 MiB.
     pub hot_cache_bytes: usize,
+    /// Cold commit-log bytes read ahead and kept for readers (see the read-ahead cache in the
+    /// crate docs). Default 32 MiB.
+    pub read_cache_bytes: usize,
+    /// Granularity of cold commit-log reads: a pull's span is read rounded out to multiples of
+    /// this (a multiple of 4096). Default 4 KiB (spans are read as they are).
+    pub read_chunk_bytes: usize,
     /// Consume-queue entries per file (a multiple of 1024, so a file is block-aligned).
     /// Default 307 200 (6 MB files).
     pub cq_file_entries: u64,
@@ -93,6 +99,8 @@ impl StoreConfig {
             write_chunk_bytes: 4 << 20,
             write_depth: 16,
             hot_cache_bytes: 256 << 20,
+            read_cache_bytes: 32 << 20,
+            read_chunk_bytes: 4096,
             cq_file_entries: 307_200,
             cq_cache_entries: 4096,
             checkpoint_interval: Duration::from_secs(1),
@@ -118,6 +126,9 @@ impl StoreConfig {
         }
         if self.write_chunk_bytes == 0 || !self.write_chunk_bytes.is_multiple_of(4096) {
             return Err("write_chunk_bytes must be a positive multiple of 4096".into());
+        }
+        if self.read_chunk_bytes == 0 || !self.read_chunk_bytes.is_multiple_of(4096) {
+            return Err("read_chunk_bytes must be a positive multiple of 4096".into());
         }
         if self.write_depth == 0 || self.max_dirty_bytes == 0 {
             return Err("write_depth and max_dirty_bytes must be positive".into());

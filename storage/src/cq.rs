@@ -16,6 +16,8 @@ use crate::io::{align_down, align_up, File, BLOCK};
 use crate::notify::Notify;
 
 pub const CQ_ENTRY: u64 = 20;
+/// Entries read from disk at once (and kept per queue) when a reader reaches below memory.
+pub const CQ_READ_AHEAD: u64 = 1600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CqEntry {
@@ -76,6 +78,9 @@ pub struct ConsumeQueue {
     /// First entry index this queue ever had on disk (entries before it are zeros).
     pub start: u64,
     pub waiters: Rc<Notify>,
+    /// Read-ahead window of durable entries read from disk: the raw entries from index `.0` on
+    /// (at most [`CQ_READ_AHEAD`] of them).
+    pub ra: Option<(u64, bytes::Bytes)>,
 }
 
 /// A block-aligned write of one queue file.
@@ -102,6 +107,7 @@ impl ConsumeQueue {
             flushed: start,
             start,
             waiters: Rc::new(Notify::default()),
+            ra: None,
         }
     }
 
@@ -127,6 +133,27 @@ impl ConsumeQueue {
             return None;
         }
         self.mem.get((idx - self.mem_start) as usize).copied()
+    }
+
+    /// Appends the entries `[idx, hi)` the read-ahead window holds from `idx` on; returns the
+    /// index of the first entry not appended.
+    pub fn ra_entries(&self, idx: u64, hi: u64, out: &mut Vec<CqEntry>) -> u64 {
+        let Some((first, b)) = &self.ra else {
+            return idx;
+        };
+        let last = first + b.len() as u64 / CQ_ENTRY;
+        if idx < *first || idx >= last || idx >= hi {
+            return idx;
+        }
+        let end = hi.min(last);
+        let lo = ((idx - first) * CQ_ENTRY) as usize;
+        let hi_b = ((end - first) * CQ_ENTRY) as usize;
+        out.extend(
+            b[lo..hi_b]
+                .chunks_exact(CQ_ENTRY as usize)
+                .map(CqEntry::decode),
+        );
+        end
     }
 
     /// The writes that make entries `[flushed, max)` durable (none when clean). The block holding

@@ -61,10 +61,22 @@
 //! checkpoint, verify forward, truncate a torn tail (zeroing what a crashed flush may have left
 //! after it), skip and report corruption below the checkpoint, rebuild queues and indexes.
 //!
+//! **Cold reads.** A pull whose records are no longer in the hot tail reads the commit-log span
+//! they cover with one aligned direct read per run of nearby records (the runs of one pull are
+//! read concurrently), rounded out to `read_chunk_bytes`, and keeps it in a read-ahead cache of
+//! `read_cache_bytes` (least recently used extents evicted), so the pulls of the other queues
+//! whose records lie in that span, and the next pull of the same queue, find them in memory.
+//! Records are served as `Bytes` slices of the read buffer and verified (as above) each time
+//! they are served from it. Consume-queue entries below memory are read ahead 1600 at a time
+//! (32 KB) into a per-queue window.
+//!
 //! **Memory** is bounded by `hot_cache_bytes` (recent commit-log bytes), `max_dirty_bytes`
 //! (unflushed bytes: appends fail with [`StoreError::Busy`] beyond it, see
 //! [`Store::writable`]), `cq_cache_entries` per queue, the active segment's index (16-24 bytes
-//! per record of one segment), and two loaded sealed-segment indexes.
+//! per record of one segment), two loaded sealed-segment indexes, `read_cache_bytes` of cold
+//! commit-log spans (plus, outside that budget, spans still referenced by responses being sent:
+//! a served record keeps its whole read buffer alive until it is written), and one 32 KB
+//! consume-queue read-ahead window per queue read from disk.
 
 mod arena;
 mod checkpoint;
@@ -75,6 +87,7 @@ mod error;
 pub mod io;
 mod notify;
 mod read;
+mod readcache;
 pub mod recovery;
 mod retention;
 mod seg_index;

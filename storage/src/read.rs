@@ -8,19 +8,21 @@ use bytes::Bytes;
 use protocol::message::{property_value, RecordView};
 
 use crate::error::{Result, StoreError};
-use crate::io::File;
+use crate::io::{align_down, align_up, File};
 use crate::seg_index::{key_hash, RecEntry, SegIndex};
 use crate::store::{cq_entries, visible_end, GetResult, GetStatus, Shared};
 
-/// Cold records closer than this are fetched with one read.
-const READ_SPAN_MAX: u64 = 1 << 20;
+/// Records of one pull further apart than this are read separately.
+const GAP_MAX: u64 = 64 << 10;
+/// The largest span of cold records of one pull read at once (the rest with further reads).
+const READ_SPAN_MAX: u64 = 16 << 20;
 /// Consume-queue entries examined per pull at least (RocketMQ examines 16000 bytes = 800).
 const SCAN_MIN: u64 = 800;
 /// Sealed-segment indexes kept loaded.
 const LOADED_MAX: usize = 2;
 
 pub(crate) async fn get_messages(
-    sh: &Shared,
+    sh: &Rc<Shared>,
     topic: &str,
     queue_id: i32,
     offset: i64,
@@ -70,42 +72,55 @@ pub(crate) async fn get_messages(
             if min == 0 { min } else { max },
         );
     }
+    // Entries are examined in growing steps, starting with what the pull can take, up to
+    // `scan` of them (more only matter when the filter skips entries).
     let scan = ((max - offset) as u64).min(SCAN_MIN.max(max_count as u64));
-    let entries = match cq_entries(sh, &key, offset as u64, scan).await {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!(error = %e, topic, queue_id, offset, "reading consume queue");
-            return result(GetStatus::OffsetFoundNull, offset);
-        }
-    };
-    if entries.is_empty() {
-        return result(GetStatus::OffsetFoundNull, offset);
-    }
     let mut picked: Vec<(u64, u32)> = Vec::new();
     let mut bytes = 0usize;
     let mut consumed = 0i64;
     let mut removed = 0usize;
-    for e in &entries {
-        if picked.len() >= max_count.max(1) {
+    let mut step = (max_count.max(1) as u64).min(scan);
+    let mut next = offset as u64;
+    let scan_end = offset as u64 + scan;
+    'scan: while next < scan_end {
+        let n = step.min(scan_end - next);
+        let entries = match cq_entries(sh, &key, next, n).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, topic, queue_id, offset, "reading consume queue");
+                if consumed == 0 {
+                    return result(GetStatus::OffsetFoundNull, offset);
+                }
+                break;
+            }
+        };
+        if entries.is_empty() && consumed == 0 {
+            return result(GetStatus::OffsetFoundNull, offset);
+        }
+        for e in &entries {
+            if picked.len() >= max_count.max(1) || e.is_empty() {
+                break 'scan;
+            }
+            let size = e.size as usize;
+            if !picked.is_empty() && bytes + size > max_bytes {
+                break 'scan;
+            }
+            consumed += 1;
+            if (e.phys as u64) < cl_min {
+                removed += 1;
+                continue;
+            }
+            if !filter(e.tags) {
+                continue;
+            }
+            bytes += size;
+            picked.push((e.phys as u64, e.size as u32));
+        }
+        if (entries.len() as u64) < n {
             break;
         }
-        if e.is_empty() {
-            break;
-        }
-        let size = e.size as usize;
-        if !picked.is_empty() && bytes + size > max_bytes {
-            break;
-        }
-        consumed += 1;
-        if (e.phys as u64) < cl_min {
-            removed += 1;
-            continue;
-        }
-        if !filter(e.tags) {
-            continue;
-        }
-        bytes += size;
-        picked.push((e.phys as u64, e.size as u32));
+        next += n;
+        step = step.saturating_mul(2);
     }
     let fetched = fetch(sh, &picked).await;
     let mut records = Vec::with_capacity(fetched.len());
@@ -154,23 +169,38 @@ async fn segment_file(sh: &Shared, base: u64) -> Result<Rc<File>> {
 
 /// The record-table entry the store kept for the record at `phys`, if it knows the segment.
 async fn rec_entry(sh: &Shared, phys: u64) -> Result<Option<RecEntry>> {
-    let (base, pos, idx_path) = {
-        let st = sh.st.borrow();
-        let base = st.cl.base_of(phys);
-        let pos = (phys - base) as u32;
-        if base == st.cl.active_base() {
-            return Ok(st.cl.active.record(pos));
-        }
-        if let Some(i) = st.cl.sealing.get(&base) {
-            return Ok(i.record(pos));
-        }
-        if let Some((_, i)) = st.cl.loaded.iter().find(|(b, _)| *b == base) {
-            return Ok(i.record(pos));
-        }
-        (base, pos, st.cl.idx_path(base))
+    let (base, pos, idx_path) = loop {
+        let wait = {
+            let st = sh.st.borrow();
+            let base = st.cl.base_of(phys);
+            let pos = (phys - base) as u32;
+            if base == st.cl.active_base() {
+                return Ok(st.cl.active.record(pos));
+            }
+            if let Some(i) = st.cl.sealing.get(&base) {
+                return Ok(i.record(pos));
+            }
+            if let Some((_, i)) = st.cl.loaded.iter().find(|(b, _)| *b == base) {
+                return Ok(i.record(pos));
+            }
+            match st.cl.loading.iter().find(|(b, _)| *b == base) {
+                Some((_, n)) => n.notified(),
+                None => break (base, pos, st.cl.idx_path(base)),
+            }
+        };
+        // Another reader is loading it: wait, then look again.
+        wait.await;
     };
-    let idx = load_index(sh, base, &idx_path).await?;
-    Ok(idx.and_then(|i| i.record(pos)))
+    let n = Rc::new(crate::notify::Notify::default());
+    sh.st.borrow_mut().cl.loading.push((base, n.clone()));
+    let idx = load_index(sh, base, &idx_path).await;
+    sh.st
+        .borrow_mut()
+        .cl
+        .loading
+        .retain(|(_, x)| !Rc::ptr_eq(x, &n));
+    n.notify();
+    Ok(idx?.and_then(|i| i.record(pos)))
 }
 
 async fn load_index(
@@ -193,6 +223,11 @@ async fn load_index(
         }
     };
     let mut st = sh.st.borrow_mut();
+    // Concurrent readers may have loaded it meanwhile: keep one copy, so that the list holds
+    // LOADED_MAX different segments.
+    if let Some((_, i)) = st.cl.loaded.iter().find(|(b, _)| *b == base) {
+        return Ok(Some(i.clone()));
+    }
     st.cl.loaded.push_back((base, idx.clone()));
     while st.cl.loaded.len() > LOADED_MAX {
         st.cl.loaded.pop_front();
@@ -237,63 +272,228 @@ async fn verify(sh: &Shared, phys: u64, b: &Bytes) -> Result<()> {
     Ok(())
 }
 
-/// Fetches records `(phys, size)`, from the cache or disk, verifying what comes from disk.
-pub(crate) async fn fetch(sh: &Shared, list: &[(u64, u32)]) -> Vec<Result<Bytes>> {
-    let mut out: Vec<Option<Result<Bytes>>> = {
-        let st = sh.st.borrow();
-        list.iter()
-            .map(|&(p, s)| st.cl.cached(p, s as usize).map(Ok))
-            .collect()
-    };
+/// Fetches records `(phys, size)`, from memory (hot tail, read-ahead cache) or disk, verifying
+/// every record that did not come from the hot tail.
+///
+/// Records missing from memory are read a span at a time (see [`plan_run`]): from the first
+/// missing record on, as long as the records follow each other in one segment without large
+/// gaps, rounded out to `read_chunk_bytes` (and starting where the cache's bytes end); the span
+/// is kept in the read-ahead cache when its bytes are final (below the flushed offset), for the
+/// records of the other queues it holds (and the next pull of this one). The pull's later spans
+/// are read in the background meanwhile.
+pub(crate) async fn fetch(sh: &Rc<Shared>, list: &[(u64, u32)]) -> Vec<Result<Bytes>> {
+    let mut out = Vec::with_capacity(list.len());
     let mut i = 0;
     while i < list.len() {
-        if out[i].is_some() {
+        let (p, s) = list[i];
+        let end = p + s as u64;
+        let (hot, ra, wait, uf) = {
+            let mut st = sh.st.borrow_mut();
+            match st.cl.cached(p, s as usize) {
+                Some(b) => (Some(b), None, None, 0),
+                None => match st.cl.ra.get(p, s as usize) {
+                    Some(b) => (None, Some(b), None, 0),
+                    None => {
+                        let uf = st.cl.ra.cached_to(p);
+                        (None, None, st.cl.ra.loading(uf, (end - uf) as usize), uf)
+                    }
+                },
+            }
+        };
+        if let Some(b) = hot {
+            out.push(Ok(b));
             i += 1;
             continue;
         }
-        let (base, seg) = {
-            let st = sh.st.borrow();
-            (st.cl.base_of(list[i].0), st.cl.segment_size)
-        };
-        let start = list[i].0;
-        let mut j = i + 1;
-        while j < list.len()
-            && out[j].is_none()
-            && list[j].0 >= list[j - 1].0
-            && list[j].0 + list[j].1 as u64 - start <= READ_SPAN_MAX
-            && list[j].0 < base + seg
-        {
-            j += 1;
+        if let Some(b) = ra {
+            out.push(verify(sh, p, &b).await.map(|_| b));
+            i += 1;
+            continue;
         }
-        let end = list[j - 1].0 + list[j - 1].1 as u64;
-        let data = async {
-            let f = segment_file(sh, base).await?;
-            f.read_exact_at(start - base, (end - start) as usize).await
+        if let Some(w) = wait {
+            // Another pull (or a prefetch) is reading these bytes: look again once it is done.
+            w.await;
+            continue;
         }
-        .await;
-        for k in i..j {
-            let (p, s) = list[k];
-            let r = match &data {
-                Ok(d) => {
-                    let lo = (p - start) as usize;
-                    let b = d.slice(lo..lo + s as usize);
-                    verify(sh, p, &b).await.map(|_| b)
+        let Run {
+            j,
+            base,
+            from,
+            to,
+            keep,
+        } = plan_run(sh, list, i, uf);
+        if keep {
+            // The later runs of this pull that are not in memory: read in the background, so
+            // the disk works on them while this one is read and served.
+            let mut k = j;
+            while k < list.len() && list[k].0 + list[k].1 as u64 - p <= READ_SPAN_MAX {
+                let (q, n) = list[k];
+                let uf = {
+                    let st = sh.st.borrow();
+                    if st.cl.cached(q, n as usize).is_some() {
+                        k += 1;
+                        continue;
+                    }
+                    let uf = st.cl.ra.cached_to(q);
+                    if uf >= q + n as u64
+                        || st.cl.ra.loading(uf, (q + n as u64 - uf) as usize).is_some()
+                    {
+                        k += 1;
+                        continue;
+                    }
+                    uf
+                };
+                let r = plan_run(sh, list, k, uf);
+                if !r.keep {
+                    break;
                 }
+                let token = sh.st.borrow_mut().cl.ra.begin(r.from, r.to);
+                let sh2 = sh.clone();
+                glommio::spawn_local(async move {
+                    if let Err(e) = read_into_cache(&sh2, r.base, r.from, r.to, token).await {
+                        tracing::warn!(error = %e, offset = r.from, "commit-log read failed");
+                    }
+                })
+                .detach();
+                k = r.j;
+            }
+        }
+        let data = if keep {
+            read_extent(sh, base, from, to).await
+        } else {
+            read_span(sh, base, from, to).await
+        };
+        let mut served = 0;
+        for (k, &(p, s)) in list[i..j].iter().enumerate() {
+            let end = p + s as u64;
+            let r = match &data {
+                Ok(d) if p >= from && end <= to => {
+                    let lo = (p - from) as usize;
+                    Ok(d.slice(lo..lo + s as usize))
+                }
+                // The first record may begin in the cached bytes before `from` (read whole
+                // if they were evicted meanwhile).
+                Ok(_) if k == 0 => {
+                    let cached = sh.st.borrow_mut().cl.ra.get(p, s as usize);
+                    match cached {
+                        Some(b) => Ok(b),
+                        None => read_span(sh, base, align_down(p), align_up(end))
+                            .await
+                            .map(|d| d.slice((p - align_down(p)) as usize..).slice(..s as usize)),
+                    }
+                }
+                // Beyond the span read (cached already): looked up again.
+                Ok(_) => break,
                 Err(e) => Err(StoreError::Corrupt {
                     offset: p,
                     reason: format!("read failed: {e}"),
                 }),
             };
-            out[k] = Some(r);
+            let r = match r {
+                Ok(b) => verify(sh, p, &b).await.map(|_| b),
+                Err(e) => Err(e),
+            };
+            out.push(r);
+            served += 1;
         }
+        let j = i + served;
         i = j;
     }
-    out.into_iter()
-        .map(|r| r.unwrap_or(Err(StoreError::Closed)))
-        .collect()
+    out
 }
 
-pub(crate) async fn read_record(sh: &Shared, phys: i64) -> Result<Bytes> {
+/// A span of records `list[i..j]` to read: `[from, to)` of the segment at `base`.
+#[derive(Clone, Copy)]
+struct Run {
+    j: usize,
+    base: u64,
+    from: u64,
+    to: u64,
+    /// Whether the bytes are final (below the flushed offset), so the span can be cached.
+    keep: bool,
+}
+
+/// Plans the read of the records from `list[i]` on (not in memory from `uf` on): as long as they
+/// follow each other in one segment, without gaps over [`GAP_MAX`], within [`READ_SPAN_MAX`].
+fn plan_run(sh: &Shared, list: &[(u64, u32)], i: usize, uf: u64) -> Run {
+    let st = sh.st.borrow();
+    let (p, _) = list[i];
+    let base = st.cl.base_of(p);
+    let seg_end = base + st.cl.segment_size;
+    let chunk = st.cfg.read_chunk_bytes as u64;
+    let limit = align_down(st.cl.flushed);
+    let mut j = i + 1;
+    while j < list.len()
+        && list[j].0 >= list[j - 1].0 + list[j - 1].1 as u64
+        && list[j].0 - (list[j - 1].0 + list[j - 1].1 as u64) <= GAP_MAX
+        && list[j].0 + list[j].1 as u64 <= limit.min(seg_end)
+        && list[j].0 + list[j].1 as u64 - p <= READ_SPAN_MAX
+    {
+        j += 1;
+    }
+    let need_end = list[j - 1].0 + list[j - 1].1 as u64;
+    // Bytes at or beyond `limit` may still change on disk: such a span is not kept.
+    let keep = need_end <= limit;
+    if !keep {
+        return Run {
+            j,
+            base,
+            from: align_down(p),
+            to: align_up(need_end),
+            keep,
+        };
+    }
+    let from = if uf > p {
+        uf
+    } else {
+        st.cl.ra.cached_to(base + (p - base) / chunk * chunk)
+    };
+    let mut to = (base + (need_end - base).div_ceil(chunk) * chunk)
+        .min(seg_end)
+        .min(limit);
+    if let Some(n) = st.cl.ra.next_start(from, to) {
+        to = n;
+    }
+    Run {
+        j,
+        base,
+        from,
+        to: to.max(align_up(need_end)),
+        keep,
+    }
+}
+
+/// Reads `[from, to)` of the segment at `base` (block-aligned) without keeping it.
+async fn read_span(sh: &Shared, base: u64, from: u64, to: u64) -> Result<Bytes> {
+    let f = segment_file(sh, base).await?;
+    f.read_exact_at(from - base, (to - from) as usize).await
+}
+
+/// Reads `[from, to)` of the segment at `base` into the read-ahead cache (registered as under
+/// way meanwhile, so that other readers wait for it).
+async fn read_extent(sh: &Shared, base: u64, from: u64, to: u64) -> Result<Bytes> {
+    let token = sh.st.borrow_mut().cl.ra.begin(from, to);
+    read_into_cache(sh, base, from, to, token).await
+}
+
+/// Reads `[from, to)`, registered with `token` by `ReadCache::begin`, into the cache.
+async fn read_into_cache(
+    sh: &Shared,
+    base: u64,
+    from: u64,
+    to: u64,
+    token: Rc<crate::notify::Notify>,
+) -> Result<Bytes> {
+    let data = read_span(sh, base, from, to).await;
+    sh.st
+        .borrow_mut()
+        .cl
+        .ra
+        .loaded(from, &token, data.as_ref().ok().cloned());
+    data
+}
+
+pub(crate) async fn read_record(sh: &Rc<Shared>, phys: i64) -> Result<Bytes> {
     let not_found = |reason| StoreError::NotFound {
         offset: phys as u64,
         reason,
@@ -337,7 +537,7 @@ async fn fetch_raw(sh: &Shared, phys: u64, len: usize) -> Result<Bytes> {
     f.read_exact_at(phys - base, len).await
 }
 
-async fn store_time_of_entry(sh: &Shared, key: &(String, i32), idx: u64) -> Option<i64> {
+async fn store_time_of_entry(sh: &Rc<Shared>, key: &(String, i32), idx: u64) -> Option<i64> {
     let e = *cq_entries(sh, key, idx, 1).await.ok()?.first()?;
     let b = fetch(sh, &[(e.phys as u64, e.size as u32)])
         .await
@@ -347,7 +547,7 @@ async fn store_time_of_entry(sh: &Shared, key: &(String, i32), idx: u64) -> Opti
 }
 
 pub(crate) async fn offset_by_timestamp(
-    sh: &Shared,
+    sh: &Rc<Shared>,
     topic: &str,
     queue_id: i32,
     ts: i64,
@@ -387,7 +587,7 @@ pub(crate) async fn offset_by_timestamp(
     }
 }
 
-pub(crate) async fn earliest_store_time(sh: &Shared, topic: &str, queue_id: i32) -> i64 {
+pub(crate) async fn earliest_store_time(sh: &Rc<Shared>, topic: &str, queue_id: i32) -> i64 {
     let key = (topic.to_string(), queue_id);
     let min = {
         let st = sh.st.borrow();
@@ -400,7 +600,7 @@ pub(crate) async fn earliest_store_time(sh: &Shared, topic: &str, queue_id: i32)
 }
 
 pub(crate) async fn query_by_key(
-    sh: &Shared,
+    sh: &Rc<Shared>,
     topic: &str,
     key: &str,
     max: usize,

@@ -75,6 +75,7 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     }
     bases.sort_unstable();
     let mut cl = CommitLog::new(&cl_dir, seg, cfg.hot_cache_bytes + cfg.max_dirty_bytes);
+    cl.ra = crate::readcache::ReadCache::new(cfg.read_cache_bytes);
     let cp = Checkpoint::load(&cfg.dir).await?;
     let mut report = RecoveryReport {
         checkpoint: cp.as_ref().map(|c| c.offset),

@@ -50,6 +50,7 @@ pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
                 .copied()
                 .unwrap_or(st.cl.write_pos);
             st.cl.min_offset = next;
+            st.cl.ra.retain(next, u64::MAX);
             drop(file);
         }
         match &recycle_to {

@@ -14,7 +14,7 @@ use protocol::message::{sysflag, RecordInput, BLANK_MAGIC};
 use crate::checkpoint::Checkpoint;
 use crate::commitlog::{CommitLog, SealedInfo};
 use crate::config::{FlushMode, SegmentInit, StoreConfig};
-use crate::cq::{ConsumeQueue, CqEntry, CQ_ENTRY};
+use crate::cq::{ConsumeQueue, CqEntry, CQ_ENTRY, CQ_READ_AHEAD};
 use crate::error::{Result, StoreError};
 use crate::io::{self, align_down, align_up, File, BLOCK};
 use crate::notify::{Notified, Notify};
@@ -1265,25 +1265,42 @@ pub(crate) async fn cq_entries(
             } else {
                 None
             };
-            (mem, q.file_entries, q.max.min(q.mem_start), q.locate(idx))
+            let durable = q.max.min(q.mem_start);
+            let next = q.ra_entries(idx, end.min(durable), &mut out);
+            if next != idx {
+                idx = next;
+                continue;
+            }
+            (mem, q.file_entries, durable, q.locate(idx))
         };
         if let Some(m) = mem {
             out.extend(m);
             return Ok(out);
         }
+        // Below memory: read ahead a window of durable entries from this file, keep it for the
+        // next pulls of the queue.
         let (file_no, pos) = locate;
-        let hi = end.min(max).min(idx + fe - pos / CQ_ENTRY);
+        let file_end = idx + fe - pos / CQ_ENTRY;
+        let hi = file_end.min(max).min(idx + CQ_READ_AHEAD.max(end - idx));
         let Some(f) = cq_file(sh, key, file_no, false).await? else {
             return Ok(out);
         };
         let b = f.read_at(pos, ((hi - idx) * CQ_ENTRY) as usize).await?;
-        for c in b.chunks_exact(CQ_ENTRY as usize) {
-            out.push(CqEntry::decode(c));
+        let got = b.len() as u64 / CQ_ENTRY;
+        let b = b.slice(..(got * CQ_ENTRY) as usize);
+        let upto = end.min(idx + got);
+        out.extend(
+            b[..((upto - idx) * CQ_ENTRY) as usize]
+                .chunks_exact(CQ_ENTRY as usize)
+                .map(CqEntry::decode),
+        );
+        if let Some(q) = sh.st.borrow_mut().queues.get_mut(key) {
+            q.ra = Some((idx, b));
         }
-        if (b.len() as u64) < (hi - idx) * CQ_ENTRY {
+        if got < hi - idx {
             return Ok(out);
         }
-        idx = hi;
+        idx = upto;
     }
     Ok(out)
 }

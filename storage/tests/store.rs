@@ -350,3 +350,71 @@ fn protocol_now() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// Cold reads of interleaved queues through the read-ahead cache: records of several queues
+/// share spans, spans straddle cache extents, the cache is tiny (evictions), pulls of different
+/// sizes, concurrent pulls of all queues, and several segments.
+#[test]
+fn cold_reads_of_interleaved_queues() {
+    let dir = test_dir("cold-interleaved");
+    run(move || async move {
+        let store = Store::open(small_config(dir.clone(), FlushMode::Async))
+            .await
+            .unwrap();
+        let queues = 3;
+        let n = 1200;
+        for i in 0..n {
+            // Sizes vary, so records straddle blocks and extents at arbitrary places; runs of
+            // one queue alternate with interleaved records.
+            let q = if (i / 40) % 2 == 0 {
+                i % queues
+            } else {
+                (i / 7) % queues
+            };
+            let body = vec![b'a' + (i % 26) as u8; 100 + (i * 37) % 900];
+            let m = msg("T", q as i32, &body, "A", "", &format!("U{i}"));
+            store.append(&[m]).unwrap();
+        }
+        store.close().await.unwrap();
+        for (chunk, cache, batch) in [(4096, 8192, 7), (8192, 64 << 10, 32), (4096, 4 << 20, 256)] {
+            let mut c = small_config(dir.clone(), FlushMode::Async);
+            c.read_chunk_bytes = chunk;
+            c.read_cache_bytes = cache;
+            let store = Rc::new(Store::open(c).await.unwrap());
+            let mut tasks = Vec::new();
+            for q in 0..queues as i32 {
+                let store = store.clone();
+                tasks.push(glommio::spawn_local(async move {
+                    let max = store.max_offset("T", q);
+                    let mut off = 0;
+                    let mut got = Vec::new();
+                    while off < max {
+                        let g = store
+                            .get_messages("T", q, off, batch, 16 << 20, |_| true)
+                            .await;
+                        assert_eq!(g.status, GetStatus::Found);
+                        got.extend(decode(&g.records));
+                        off = g.next_begin_offset;
+                    }
+                    (max, got)
+                }));
+            }
+            let mut total = 0;
+            for t in tasks {
+                let (max, got) = t.await;
+                assert_eq!(got.len() as i64, max);
+                for (k, m) in got.iter().enumerate() {
+                    assert_eq!(m.queue_offset, k as i64);
+                    let uniq =
+                        protocol::message::property_value(&m.properties, "UNIQ_KEY").unwrap();
+                    let i: usize = uniq[1..].parse().unwrap();
+                    assert_eq!(m.body.len(), 100 + (i * 37) % 900);
+                    assert!(m.body.iter().all(|b| *b == b'a' + (i % 26) as u8));
+                }
+                total += got.len();
+            }
+            assert_eq!(total, n);
+            Rc::try_unwrap(store).ok().unwrap().close().await.unwrap();
+        }
+    });
+}
