@@ -466,7 +466,10 @@ fn plan_run(sh: &Shared, list: &[(u64, u32)], i: usize, uf: u64) -> Run {
 /// Reads `[from, to)` of the segment at `base` (block-aligned) without keeping it.
 async fn read_span(sh: &Shared, base: u64, from: u64, to: u64) -> Result<Bytes> {
     let f = segment_file(sh, base).await?;
-    f.read_exact_at(from - base, (to - from) as usize).await
+    let (fd, path) = f.writer_handle()?;
+    sh.reader
+        .read(fd, path, from - base, (to - from) as usize)
+        .await
 }
 
 /// Reads `[from, to)` of the segment at `base` into the read-ahead cache (registered as under
