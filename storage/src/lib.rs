@@ -66,6 +66,8 @@
 //! read concurrently), rounded out to `read_chunk_bytes`, and keeps it in a read-ahead cache of
 //! `read_cache_bytes` (least recently used extents evicted), so the pulls of the other queues
 //! whose records lie in that span, and the next pull of the same queue, find them in memory.
+//! The reads are `pread(2)`s run by the store's reader threads (module `reader`) into recycled
+//! aligned buffers that become the records' `Bytes` without a copy.
 //! Records are served as `Bytes` slices of the read buffer and verified (as above) each time
 //! they are served from it. Consume-queue entries below memory are read ahead 1600 at a time
 //! (32 KB) into a per-queue window.
@@ -74,7 +76,7 @@
 //! (unflushed bytes: appends fail with [`StoreError::Busy`] beyond it, see
 //! [`Store::writable`]), `cq_cache_entries` per queue, the active segment's index (16-24 bytes
 //! per record of one segment), two loaded sealed-segment indexes, `read_cache_bytes` of cold
-//! commit-log spans (plus, outside that budget, spans still referenced by responses being sent:
+//! commit-log spans and up to 64 recycled read buffers (plus, outside that budget, spans still referenced by responses being sent:
 //! a served record keeps its whole read buffer alive until it is written), and one 32 KB
 //! consume-queue read-ahead window per queue read from disk.
 
@@ -88,6 +90,7 @@ pub mod io;
 mod notify;
 mod read;
 mod readcache;
+pub(crate) mod reader;
 pub mod recovery;
 mod retention;
 mod seg_index;

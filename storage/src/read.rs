@@ -12,6 +12,8 @@ use crate::io::{align_down, align_up, File};
 use crate::seg_index::{key_hash, RecEntry, SegIndex};
 use crate::store::{cq_entries, visible_end, GetResult, GetStatus, Shared};
 
+/// A cold pull reads up to this many bytes of the queue's next records along.
+const READ_AHEAD_BYTES: u64 = 256 << 10;
 /// Records of one pull further apart than this are read separately.
 const GAP_MAX: u64 = 64 << 10;
 /// The largest span of cold records of one pull read at once (the rest with further reads).
@@ -122,9 +124,31 @@ pub(crate) async fn get_messages(
         next += n;
         step = step.saturating_mul(2);
     }
-    let fetched = fetch(sh, &picked).await;
+    // Cold pull: the queue's next records are read along with these when they are near.
+    let cold = picked.last().is_some_and(|&(p, n)| {
+        let st = sh.st.borrow();
+        p + n as u64 <= align_down(st.cl.flushed) && st.cl.cached(p, n as usize).is_none()
+    });
+    let npicked = picked.len();
+    let mut ahead = picked;
+    if cold && consumed > 0 {
+        let from = offset as u64 + consumed as u64;
+        let n = ((max as u64).saturating_sub(from)).min(max_count.clamp(32, 256) as u64);
+        if let Ok(es) = cq_entries(sh, &key, from, n).await {
+            let mut b = 0u64;
+            for e in es.iter().take_while(|e| !e.is_empty()) {
+                if b >= READ_AHEAD_BYTES || (e.phys as u64) < cl_min {
+                    break;
+                }
+                b += e.size as u64;
+                ahead.push((e.phys as u64, e.size as u32));
+            }
+        }
+    }
+    let fetched = fetch_ahead(sh, &ahead, npicked).await;
+    let picked = &ahead[..npicked];
     let mut records = Vec::with_capacity(fetched.len());
-    for (r, (phys, _)) in fetched.into_iter().zip(&picked) {
+    for (r, (phys, _)) in fetched.into_iter().zip(picked) {
         match r {
             Ok(b) => records.push(b),
             Err(e) => {
@@ -282,6 +306,13 @@ async fn verify(sh: &Shared, phys: u64, b: &Bytes) -> Result<()> {
 /// records of the other queues it holds (and the next pull of this one). The pull's later spans
 /// are read in the background meanwhile.
 pub(crate) async fn fetch(sh: &Rc<Shared>, list: &[(u64, u32)]) -> Vec<Result<Bytes>> {
+    fetch_ahead(sh, list, list.len()).await
+}
+
+/// [`fetch`] of `all[..n]`; the records of `all[n..]` (the queue's next ones) are read into the
+/// read-ahead cache when they extend the last span read, not returned.
+async fn fetch_ahead(sh: &Rc<Shared>, all: &[(u64, u32)], n: usize) -> Vec<Result<Bytes>> {
+    let list = &all[..n];
     let mut out = Vec::with_capacity(list.len());
     let mut i = 0;
     while i < list.len() {
@@ -321,7 +352,8 @@ pub(crate) async fn fetch(sh: &Rc<Shared>, list: &[(u64, u32)]) -> Vec<Result<By
             from,
             to,
             keep,
-        } = plan_run(sh, list, i, uf);
+        } = plan_run(sh, all, i, uf);
+        let j = j.min(list.len());
         if keep {
             // The later runs of this pull that are not in memory: read in the background, so
             // the disk works on them while this one is read and served.
@@ -466,7 +498,10 @@ fn plan_run(sh: &Shared, list: &[(u64, u32)], i: usize, uf: u64) -> Run {
 /// Reads `[from, to)` of the segment at `base` (block-aligned) without keeping it.
 async fn read_span(sh: &Shared, base: u64, from: u64, to: u64) -> Result<Bytes> {
     let f = segment_file(sh, base).await?;
-    f.read_exact_at(from - base, (to - from) as usize).await
+    let (fd, path) = f.writer_handle()?;
+    sh.reader
+        .read(fd, path, from - base, (to - from) as usize)
+        .await
 }
 
 /// Reads `[from, to)` of the segment at `base` into the read-ahead cache (registered as under

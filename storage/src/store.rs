@@ -188,6 +188,8 @@ pub(crate) struct Shared {
     pub cp_lock: glommio::sync::Semaphore,
     /// Writes commit-log blocks to disk (see [`crate::writer`]).
     pub writer: Writer,
+    /// Reads cold commit-log spans (see [`crate::reader`]).
+    pub reader: crate::reader::Reader,
 }
 
 /// One shard's store. Not `Send`: use it from the glommio executor that opened it.
@@ -216,6 +218,7 @@ impl Store {
             sealed: Rc::new(Notify::default()),
             cp_lock: glommio::sync::Semaphore::new(1),
             writer: Writer::start("saturn-store-writer")?,
+            reader: crate::reader::Reader::start("saturn-store-reader")?,
         });
         // Persist what recovery rebuilt (consume-queue entries) and its end offset.
         checkpoint(&sh).await?;
