@@ -15,7 +15,7 @@ use crate::store::{cq_entries, visible_end, GetResult, GetStatus, Shared};
 /// A cold pull reads up to this many bytes of the queue's next records along.
 const READ_AHEAD_BYTES: u64 = 256 << 10;
 /// Records of one pull further apart than this are read separately.
-const GAP_MAX: u64 = 64 << 10;
+const GAP_MAX: u64 = 512 << 10;
 /// The largest span of cold records of one pull read at once (the rest with further reads).
 const READ_SPAN_MAX: u64 = 16 << 20;
 /// Consume-queue entries examined per pull at least (RocketMQ examines 16000 bytes = 800).
