@@ -89,6 +89,8 @@ pub struct BrokerConfig {
     /// and shows in every request's latency at moderate load; polling
     /// costs that much CPU after each burst of work.
     pub spin_before_park: Duration,
+    /// Disk use (fraction) beyond which the oldest segments are deleted.
+    pub disk_max_used_ratio: f64,
 }
 
 /// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
@@ -129,6 +131,7 @@ impl Default for BrokerConfig {
             pin_cores: true,
             io_memory: 1 << 20,
             spin_before_park: Duration::ZERO,
+            disk_max_used_ratio: 0.85,
         }
     }
 }
@@ -216,6 +219,13 @@ impl BrokerConfig {
                 }
                 "regionId" => self.region_id = v.to_owned(),
                 "traceOn" => self.trace_on = parse_bool(v).ok_or_else(bad)?,
+                "diskMaxUsedSpaceRatio" => {
+                    let pct: f64 = v.parse().map_err(|_| bad())?;
+                    if !(10.0..=95.0).contains(&pct) {
+                        return Err(bad());
+                    }
+                    self.disk_max_used_ratio = pct / 100.0;
+                }
                 "saturnSpinBeforeParkMicros" => {
                     self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
                 }

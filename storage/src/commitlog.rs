@@ -83,7 +83,7 @@ pub struct CommitLog {
     /// Index of the active segment.
     pub active: SegIndex,
     /// Indexes of sealed segments whose `.idx` file is not written yet.
-    pub sealing: BTreeMap<u64, Rc<SegIndex>>,
+    pub sealing: BTreeMap<u64, std::sync::Arc<SegIndex>>,
     /// Recently loaded sealed indexes (tiny LRU, newest last).
     pub loaded: VecDeque<(u64, Rc<SegIndex>)>,
     /// Sealed indexes being loaded, with the signal given when each is done.

@@ -683,7 +683,7 @@ pub(crate) fn roll(cl: &mut CommitLog, next_base: u64) {
             idx_on_disk: false,
         }),
     );
-    cl.sealing.insert(old_base, Rc::new(idx));
+    cl.sealing.insert(old_base, std::sync::Arc::new(idx));
     cl.sums_written = 0;
     cl.segments.insert(next_base, None);
     cl.write_pos = next_base;
@@ -1077,7 +1077,12 @@ async fn seal_indexes(sh: &Shared) -> Result<()> {
             }
             (base, idx.clone(), st.cl.idx_path(base))
         };
-        write_index_file(&path, &idx).await?;
+        // A segment's index holds a million entries or more: sorting, encoding
+        // and writing it takes tens of milliseconds, which would stall every
+        // request of the shard. It is done on the blocking pool.
+        glommio::executor()
+            .spawn_blocking(move || write_index_file_blocking(&path, &idx))
+            .await?;
         let mut st = sh.st.borrow_mut();
         io::remove_file(&st.cl.sums_path(base))?;
         st.cl.sealing.remove(&base);
@@ -1085,6 +1090,21 @@ async fn seal_indexes(sh: &Shared) -> Result<()> {
             info.idx_on_disk = true;
         }
     }
+}
+
+/// [`write_index_file`] with plain blocking I/O, for the blocking pool.
+fn write_index_file_blocking(path: &std::path::Path, idx: &SegIndex) -> Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("idx.tmp");
+    io::remove_file(&tmp)?;
+    let data = idx.encode();
+    let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, None, e))?;
+    f.write_all(&data)
+        .map_err(|e| StoreError::io("write", &tmp, Some(0), e))?;
+    f.sync_data()
+        .map_err(|e| StoreError::io("fdatasync", &tmp, None, e))?;
+    drop(f);
+    io::rename(&tmp, path)
 }
 
 pub(crate) async fn write_index_file(path: &std::path::Path, idx: &SegIndex) -> Result<()> {
