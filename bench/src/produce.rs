@@ -354,6 +354,8 @@ pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
     let mut opaque: i32 = 1;
     let mut qi = 0usize;
     let single_body_len = opts.size.max(BODY_HEADER);
+    // Batch entries carry "UNIQ_KEY\x01<prefix><16 hex>\x02".
+    let props_len = "UNIQ_KEY".len() + 2 + shared.client_prefix.len() + 16;
     'send: loop {
         if shared.stop.get() {
             break;
@@ -408,8 +410,6 @@ pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
             let uniq = (batch == 1).then(|| uniq_key(&shared.client_prefix, seq0));
             template.header(born_ms, uniq.as_deref(), opaque, &mut header);
             let body_len = if batch > 1 {
-                // Entries carry "UNIQ_KEY\x01<prefix><16 hex>\x02".
-                let props_len = "UNIQ_KEY".len() + 2 + shared.client_prefix.len() + 16;
                 n as usize * (BATCH_ENTRY_OVERHEAD + single_body_len + props_len)
             } else {
                 single_body_len
@@ -419,7 +419,6 @@ pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
             out.put_u32(header.len() as u32);
             out.put_slice(&header);
             if batch > 1 {
-                let props_len = "UNIQ_KEY".len() + 2 + shared.client_prefix.len() + 16;
                 for k in 0..n {
                     out.put_i32((BATCH_ENTRY_OVERHEAD + single_body_len + props_len) as i32);
                     out.put_i32(0); // magic code: not checked

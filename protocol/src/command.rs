@@ -67,28 +67,9 @@ impl ExtFields {
             .position(|s| same_key(&text[s[0] as usize..s[1] as usize], key))
     }
 
-    /// Appends `piece` to the text buffer; its span.
-    fn push_text(&mut self, piece: &str) -> (u32, u32) {
-        let start = self.text.len() as u32;
-        self.text.push_str(piece);
-        (start, self.text.len() as u32)
-    }
-
     /// Sets `key`, replacing an earlier value.
     pub fn insert(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
-        let (key, value) = (key.as_ref(), value.as_ref());
-        match self.position(key) {
-            Some(i) => {
-                let (vs, ve) = self.push_text(value);
-                self.spans[i][2] = vs;
-                self.spans[i][3] = ve;
-            }
-            None => {
-                let (ks, ke) = self.push_text(key);
-                let (vs, ve) = self.push_text(value);
-                self.spans.push([ks, ke, vs, ve]);
-            }
-        }
+        self.insert_with(key.as_ref(), |out| out.push_str(value.as_ref()));
     }
 
     /// Sets `key` to the text `write` appends to the buffer it is given.

@@ -38,19 +38,13 @@ pub trait HeaderValue: Sized {
 /// Scalar field types.
 pub trait Scalar: Sized {
     fn parse(text: &str) -> Option<Self>;
-    fn render(&self) -> String;
-    /// Appends the text form to `out` (the encoding path: no allocation).
-    fn render_into(&self, out: &mut String) {
-        out.push_str(&self.render());
-    }
+    /// Appends the text form to `out` (no allocation).
+    fn render_into(&self, out: &mut String);
 }
 
 impl Scalar for String {
     fn parse(text: &str) -> Option<Self> {
         Some(text.to_owned())
-    }
-    fn render(&self) -> String {
-        self.clone()
     }
     fn render_into(&self, out: &mut String) {
         out.push_str(self);
@@ -64,9 +58,6 @@ impl Scalar for bool {
         let t = text.trim();
         Some(t.eq_ignore_ascii_case("true") || t == "1")
     }
-    fn render(&self) -> String {
-        self.to_string()
-    }
     fn render_into(&self, out: &mut String) {
         out.push_str(if *self { "true" } else { "false" });
     }
@@ -77,9 +68,6 @@ macro_rules! int_scalar {
         impl Scalar for $t {
             fn parse(text: &str) -> Option<Self> {
                 text.trim().parse::<$t>().ok()
-            }
-            fn render(&self) -> String {
-                self.to_string()
             }
             fn render_into(&self, out: &mut String) {
                 use std::fmt::Write as _;

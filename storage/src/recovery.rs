@@ -197,7 +197,7 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     for &b in bases.iter().filter(|&&b| b < active) {
         let info = match indexes.remove(&b) {
             Some(idx) => {
-                write_index_file(&cl.idx_path(b), &idx).await?;
+                write_index_file(&cl.idx_path(b), &idx)?;
                 SealedInfo {
                     min_ts: idx.min_ts,
                     max_ts: idx.max_ts,

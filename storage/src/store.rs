@@ -1081,7 +1081,7 @@ async fn seal_indexes(sh: &Shared) -> Result<()> {
         // and writing it takes tens of milliseconds, which would stall every
         // request of the shard. It is done on the blocking pool.
         glommio::executor()
-            .spawn_blocking(move || write_index_file_blocking(&path, &idx))
+            .spawn_blocking(move || write_index_file(&path, &idx))
             .await?;
         let mut st = sh.st.borrow_mut();
         io::remove_file(&st.cl.sums_path(base))?;
@@ -1092,8 +1092,9 @@ async fn seal_indexes(sh: &Shared) -> Result<()> {
     }
 }
 
-/// [`write_index_file`] with plain blocking I/O, for the blocking pool.
-fn write_index_file_blocking(path: &std::path::Path, idx: &SegIndex) -> Result<()> {
+/// Writes `<base>.idx` (through a temporary file, fdatasynced, then renamed) with plain
+/// blocking I/O: on the blocking pool when a segment is sealed, inline during recovery.
+pub(crate) fn write_index_file(path: &std::path::Path, idx: &SegIndex) -> Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension("idx.tmp");
     io::remove_file(&tmp)?;
@@ -1104,19 +1105,6 @@ fn write_index_file_blocking(path: &std::path::Path, idx: &SegIndex) -> Result<(
     f.sync_data()
         .map_err(|e| StoreError::io("fdatasync", &tmp, None, e))?;
     drop(f);
-    io::rename(&tmp, path)
-}
-
-pub(crate) async fn write_index_file(path: &std::path::Path, idx: &SegIndex) -> Result<()> {
-    let tmp = path.with_extension("idx.tmp");
-    io::remove_file(&tmp)?;
-    let data = idx.encode();
-    let f = File::open(&tmp, true).await?;
-    let mut buf = f.alloc(data.len());
-    buf.as_bytes_mut().copy_from_slice(&data);
-    f.write_at(buf, 0).await?;
-    f.fdatasync().await?;
-    f.close().await?;
     io::rename(&tmp, path)
 }
 
