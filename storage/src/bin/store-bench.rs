@@ -38,6 +38,12 @@ fn config(dir: &str, flush: FlushMode) -> StoreConfig {
     {
         c.write_chunk_bytes = v;
     }
+    if let Some(v) = std::env::var("STORE_BENCH_DIRTY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        c.flush_dirty_bytes = v;
+    }
     if let Some(v) = std::env::var("STORE_BENCH_DEPTH")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -152,7 +158,7 @@ async fn append_bytes(store: &Store, total: u64, start: u64) -> (u64, u64) {
         }
         // A broker's appends come from many connection tasks; let the flusher run between them.
         if i.is_multiple_of(64) {
-            glommio::yield_if_needed().await;
+            futures_lite::future::yield_now().await;
         }
     }
     (bytes, i - start)
