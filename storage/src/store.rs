@@ -981,6 +981,9 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
         files.push(ensure_segment(sh, base).await?);
     }
     let seq = {
+        // The writer thread sees the flush's jobs together: the whole blocks and the partial
+        // last block go out as one vectored write.
+        let _hold = sh.writer.hold();
         let mut st = sh.st.borrow_mut();
         let st = &mut *st;
         let a = align_down(to);

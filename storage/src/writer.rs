@@ -7,12 +7,13 @@
 //! executor's scheduling), and by the flusher for the rest before it fdatasyncs. The thread runs
 //! jobs in submission order, so a later write of a block (the completed version of a partial
 //! block written by an earlier flush) always lands after the earlier one. Completion is tracked
-//! by sequence number; the flusher waits for the last job it needs, then fdatasyncs on the
-//! executor.
+//! by sequence number. A flush queues its writes, an fdatasync of each segment it touched and a
+//! mark, held back until all are queued; its task is woken once, when the mark is reached.
 //!
 //! Glommio's DMA writes only take its own `DmaBuffer`s, which cannot borrow other memory: this
 //! thread is what lets the flusher write without copying. A single thread writes one chunk at a
-//! time; large chunks are split by the block layer into several requests in flight.
+//! time; large chunks are split by the block layer into several requests in flight. Writes
+//! queued back to back that continue each other in one file go out as one `pwritev(2)`.
 
 use std::collections::VecDeque;
 use std::fs::File as StdFile;
@@ -55,9 +56,13 @@ struct Inner {
     done: u64,
     error: Option<StoreError>,
     waker: Option<Waker>,
+    /// The job the waker waits for: it is woken once, when that job is done (or on an error).
+    wake_at: u64,
     closed: bool,
     /// The last mark reached with every job before it successful.
     mark: u64,
+    /// Jobs are being queued as one group (see [`Writer::hold`]): the thread waits for all.
+    held: bool,
 }
 
 struct Shared {
@@ -101,6 +106,13 @@ impl Writer {
         self.push(Job::Mark(value))
     }
 
+    /// Holds the thread back until the guard drops, so that the jobs queued meanwhile (a
+    /// flush's writes, syncs and mark) are seen together and contiguous writes are merged.
+    pub fn hold(&self) -> Hold<'_> {
+        self.sh.lock().held = true;
+        Hold { w: self }
+    }
+
     /// The last mark reached (0 before any).
     pub fn mark(&self) -> u64 {
         self.sh.lock().mark
@@ -132,7 +144,20 @@ impl Writer {
             return Poll::Ready(Ok(()));
         }
         g.waker = Some(cx.waker().clone());
+        g.wake_at = seq;
         Poll::Pending
+    }
+}
+
+/// See [`Writer::hold`].
+pub struct Hold<'a> {
+    w: &'a Writer,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.w.sh.lock().held = false;
+        self.w.sh.work.notify_one();
     }
 }
 
@@ -143,43 +168,177 @@ impl Drop for Writer {
     }
 }
 
+/// Most contiguous writes run as one `pwritev(2)`.
+const MAX_MERGED: usize = 64;
+/// Most bytes of one merged write.
+const MAX_MERGED_BYTES: usize = 16 << 20;
+
 fn run(sh: &Shared) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_MERGED);
     loop {
-        let job = {
+        {
             let mut g = sh.lock();
             loop {
-                if let Some(j) = g.queue.pop_front() {
-                    break j;
+                if !g.held {
+                    if let Some(j) = g.queue.pop_front() {
+                        jobs.push(j);
+                        break;
+                    }
                 }
                 if g.closed {
                     return;
                 }
                 g = sh.work.wait(g).unwrap_or_else(|e| e.into_inner());
             }
-        };
+            // Writes queued right behind this one that continue it in the same file go out
+            // with it as one vectored write: a flush's whole blocks and its partial last block
+            // (from a copy) cost one disk round trip instead of two.
+            if let Some((file, mut end, mut bytes)) =
+                write_extent(&jobs[0]).map(|(f, end, len)| (f.clone(), end, len))
+            {
+                while jobs.len() < MAX_MERGED {
+                    let Some(next) = g.queue.front() else { break };
+                    let Some((f, pos, len)) = write_span(next) else {
+                        break;
+                    };
+                    if !Arc::ptr_eq(f, &file) || pos != end || bytes + len > MAX_MERGED_BYTES {
+                        break;
+                    }
+                    end = pos + len as u64;
+                    bytes += len;
+                    if let Some(j) = g.queue.pop_front() {
+                        jobs.push(j);
+                    }
+                }
+            }
+        }
         let failed = sh.lock().error.is_some();
         // After a failure the store is failing: later jobs are skipped, not run.
-        let r = match &job {
+        let r = match &jobs[0] {
             _ if failed => Ok(()),
+            Job::File(_) if jobs.len() > 1 => write_merged(&jobs),
             Job::File(j) => run_op(j),
             Job::Mark(_) => Ok(()),
         };
         let waker = {
             let mut g = sh.lock();
-            g.done += 1;
-            match (r, &job) {
+            g.done += jobs.len() as u64;
+            match (r, &jobs[0]) {
                 (Err(e), _) if g.error.is_none() => g.error = Some(e),
                 (Ok(()), Job::Mark(v)) if g.error.is_none() => g.mark = g.mark.max(*v),
                 _ => {}
             }
-            g.waker.take()
+            // Waking the shard's thread costs a system call and, when it sleeps, an
+            // interrupt: only when its wait is over.
+            if g.done >= g.wake_at || g.error.is_some() {
+                g.waker.take()
+            } else {
+                None
+            }
         };
-        // The job's memory goes back (to the arena's pool) before the waiter runs.
-        drop(job);
+        // The jobs' memory goes back (to the arena's pool) before the waiter runs.
+        jobs.clear();
         if let Some(w) = waker {
             w.wake();
         }
     }
+}
+
+/// A write job's file, position and length.
+fn write_span(job: &Job) -> Option<(&Arc<StdFile>, u64, usize)> {
+    match job {
+        Job::File(WriteJob {
+            file,
+            op: Op::Write { pos, src },
+            ..
+        }) => Some((file, *pos, (**src).as_ref().len())),
+        _ => None,
+    }
+}
+
+/// A write job's file, end position and length.
+fn write_extent(job: &Job) -> Option<(&Arc<StdFile>, u64, usize)> {
+    write_span(job).map(|(f, pos, len)| (f, pos + len as u64, len))
+}
+
+/// Runs contiguous writes of one file (as gathered by `run`) as one vectored write.
+fn write_merged(jobs: &[Job]) -> Result<()> {
+    let Some(Job::File(first)) = jobs.first() else {
+        return Ok(());
+    };
+    let Some((_, start, _)) = write_span(&jobs[0]) else {
+        return Ok(());
+    };
+    let bufs: Vec<&[u8]> = jobs
+        .iter()
+        .filter_map(|j| match j {
+            Job::File(WriteJob {
+                op: Op::Write { src, .. },
+                ..
+            }) => Some((**src).as_ref()),
+            _ => None,
+        })
+        .collect();
+    let fd = first.file.as_raw_fd();
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    // Position in `bufs`: buffer index and offset within it.
+    let (mut bi, mut off, mut done) = (0usize, 0usize, 0usize);
+    while done < total {
+        let iov: Vec<libc::iovec> = bufs[bi..]
+            .iter()
+            .enumerate()
+            .map(|(k, b)| {
+                let b = if k == 0 { &b[off..] } else { b };
+                libc::iovec {
+                    iov_base: b.as_ptr() as *mut libc::c_void,
+                    iov_len: b.len(),
+                }
+            })
+            .collect();
+        let at = start + done as u64;
+        // SAFETY: every iovec points into a live, initialized buffer owned by one of `jobs`
+        // (borrowed for the whole call; nothing writes to that memory meanwhile: frozen arena
+        // memory or a buffer the job owns), with its exact remaining length; pwritev only reads
+        // them. `iov` outlives the call and its length is at most MAX_MERGED (below IOV_MAX).
+        // `fd` is owned by `first.file`, alive for the call.
+        let n = unsafe {
+            libc::pwritev(
+                fd,
+                iov.as_ptr(),
+                iov.len() as libc::c_int,
+                at as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(StoreError::io("write", &*first.path, Some(at), e));
+        }
+        if n == 0 {
+            return Err(StoreError::io(
+                "write",
+                &*first.path,
+                Some(at),
+                std::io::Error::new(std::io::ErrorKind::WriteZero, "pwritev wrote nothing"),
+            ));
+        }
+        let mut n = n as usize;
+        done += n;
+        while n > 0 && bi < bufs.len() {
+            let left = bufs[bi].len() - off;
+            if n >= left {
+                n -= left;
+                bi += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn run_op(job: &WriteJob) -> Result<()> {
