@@ -8,6 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -23,6 +24,10 @@ use crate::shard::Shard;
 const OUT_QUEUE: usize = 1024;
 /// Bytes the writer gathers into one socket write.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// Pieces of one vectored socket write (below IOV_MAX, 1024).
+const WRITE_BATCH_PIECES: usize = 512;
+/// Pieces shorter than this are copied together rather than given an iovec of their own.
+const SMALL_PIECE: usize = 512;
 
 /// A frame to send: an encoded prefix and header (and small body), then
 /// body parts passed through untouched (stored records).
@@ -60,6 +65,106 @@ impl Outgoing {
 
     fn is_close_marker(&self) -> bool {
         self.head.is_empty() && self.parts.is_empty()
+    }
+}
+
+/// What the connection's writer is about to send: pieces in order, small ones copied together.
+#[derive(Default)]
+struct OutBuf {
+    pieces: Vec<Bytes>,
+    /// Small pieces since the last large one, not yet in `pieces`.
+    small: BytesMut,
+    bytes: usize,
+}
+
+impl OutBuf {
+    fn push(&mut self, b: Bytes) {
+        self.bytes += b.len();
+        if b.len() < SMALL_PIECE {
+            self.small.extend_from_slice(&b);
+        } else {
+            self.seal_small();
+            self.pieces.push(b);
+        }
+    }
+
+    fn seal_small(&mut self) {
+        if !self.small.is_empty() {
+            self.pieces.push(self.small.split().freeze());
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.bytes >= WRITE_BATCH_BYTES || self.pieces.len() >= WRITE_BATCH_PIECES
+    }
+
+    /// Sends everything: as much as the socket takes at once with `sendmsg` over the pieces
+    /// (no copy), the rest (when the socket is full) through glommio, which waits for room.
+    async fn send<W: futures_lite::AsyncWrite + Unpin>(
+        &mut self,
+        fd: RawFd,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        self.seal_small();
+        self.bytes = 0;
+        if self.pieces.len() == 1 {
+            let b = self.pieces.pop().unwrap_or_default();
+            return writer.write_all(&b).await;
+        }
+        let mut first = 0; // pieces before it are sent
+        while first < self.pieces.len() {
+            let iov: Vec<libc::iovec> = self.pieces[first..]
+                .iter()
+                .take(WRITE_BATCH_PIECES)
+                .map(|b| libc::iovec {
+                    iov_base: b.as_ptr() as *mut libc::c_void,
+                    iov_len: b.len(),
+                })
+                .collect();
+            // SAFETY: an all-zero msghdr is valid (no name, no control data); the iovecs set
+            // below point into `self.pieces`, which are alive and not modified during the call.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = iov.len() as _;
+            // SAFETY: `fd` is this connection's socket, open while its writer task runs (the
+            // stream is owned by the split halves, one of which is `writer`); `msg` and the
+            // memory it points to outlive the call; the kernel only reads them. MSG_DONTWAIT
+            // keeps the call from blocking the executor.
+            let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                match e.kind() {
+                    std::io::ErrorKind::Interrupted => continue,
+                    std::io::ErrorKind::WouldBlock => break,
+                    _ => {
+                        self.pieces.clear();
+                        return Err(e);
+                    }
+                }
+            }
+            let mut n = n as usize;
+            while n > 0 && first < self.pieces.len() {
+                let len = self.pieces[first].len();
+                if n >= len {
+                    n -= len;
+                    first += 1;
+                } else {
+                    let _ = self.pieces[first].split_to(n);
+                    n = 0;
+                }
+            }
+        }
+        if first == self.pieces.len() {
+            self.pieces.clear();
+            return Ok(());
+        }
+        // The socket is full: the rest in one buffer, written as room appears.
+        let mut rest = Vec::with_capacity(self.pieces[first..].iter().map(Bytes::len).sum());
+        for b in &self.pieces[first..] {
+            rest.extend_from_slice(b);
+        }
+        self.pieces.clear();
+        writer.write_all(&rest).await
     }
 }
 
@@ -115,6 +220,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, id: u64) {
         Err(_) => return,
     };
     let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded::<Outgoing>(OUT_QUEUE);
     let conn = Rc::new(Conn {
@@ -130,17 +236,15 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, id: u64) {
     glommio::spawn_local({
         let closed = conn.closed.clone();
         async move {
-            let mut batch = Vec::with_capacity(WRITE_BATCH_BYTES);
+            let mut out = OutBuf::default();
             while let Some(first) = rx.recv().await {
                 if first.is_close_marker() {
                     break;
                 }
                 let mut pending = Some(first);
-                batch.clear();
-                // Gather what is queued into large writes. glommio's socket
-                // has no vectored write, and one syscall per stored record
-                // costs far more than copying it: parts are copied into the
-                // batch, which goes out whenever it is full.
+                // Gather what is queued into large writes: small pieces (headers, small
+                // responses) are copied together, stored records are sent from where they are
+                // with one vectored write.
                 loop {
                     let next = match pending.take() {
                         Some(f) => Some(f),
@@ -151,23 +255,21 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, id: u64) {
                         break;
                     };
                     if frame.is_close_marker() {
-                        let _ = writer.write_all(&batch).await;
+                        let _ = out.send(fd, &mut writer).await;
                         let _ = writer.close().await;
                         closed.set(true);
                         return;
                     }
-                    for piece in std::iter::once(&frame.head).chain(frame.parts.iter()) {
-                        batch.extend_from_slice(piece);
-                        if batch.len() >= WRITE_BATCH_BYTES {
-                            if writer.write_all(&batch).await.is_err() {
-                                closed.set(true);
-                                return;
-                            }
-                            batch.clear();
-                        }
+                    out.push(frame.head);
+                    for part in frame.parts {
+                        out.push(part);
+                    }
+                    if out.is_full() && out.send(fd, &mut writer).await.is_err() {
+                        closed.set(true);
+                        return;
                     }
                 }
-                if !batch.is_empty() && writer.write_all(&batch).await.is_err() {
+                if out.send(fd, &mut writer).await.is_err() {
                     closed.set(true);
                     return;
                 }

@@ -33,9 +33,11 @@
 //! CRC32C of every record's full bytes (12-byte entry: position, size, CRC32C), computed before
 //! it is written: in memory for the active segment, journaled to `<base>.sums` at each
 //! checkpoint (for the records the checkpoint covers), and in the segment's `.idx` record table
-//! (itself CRC32C-protected) once sealed. Every record read back from disk is checked against
-//! all of these before it is returned; a record that fails is reported (error log, skipped) and
-//! never served. Recovery checks the same for everything it scans: records below the checkpoint
+//! (itself CRC32C-protected) once sealed. Every record read back from disk is checked before it
+//! is returned: against its CRC32C entry (which covers all its bytes at its position, so its
+//! fields need no other check), or, for a record without one (recovered beyond the last
+//! checkpoint of a sealed segment), by parsing it, its PHYSICALOFFSET and its BODYCRC; a record
+//! that fails is reported (error log, skipped) and never served. Recovery checks the same for everything it scans: records below the checkpoint
 //! against the journal, records beyond it structurally (their CRC32C was never persisted).
 //! A torn 4 KiB block write under power loss could damage already-durable records of the same
 //! block (the partial block is rewritten in place); SIGKILL cannot tear a write.

@@ -14,6 +14,11 @@ use crate::store::{cq_entries, visible_end, GetResult, GetStatus, Shared};
 
 /// A cold pull reads up to this many bytes of the queue's next records along.
 const READ_AHEAD_BYTES: u64 = 256 << 10;
+/// Cold pulls keep this many bytes of the commit log beyond what they read in memory or being
+/// read (see [`read_ahead`]) ...
+const SEQ_AHEAD_BYTES: u64 = 16 << 20;
+/// ... read this many at a time.
+const SEQ_READ_BYTES: u64 = 2 << 20;
 /// Records of one pull further apart than this are read separately.
 const GAP_MAX: u64 = 512 << 10;
 /// The largest span of cold records of one pull read at once (the rest with further reads).
@@ -260,28 +265,24 @@ async fn load_index(
 }
 
 /// Checks a record read back from disk.
+///
+/// A record the store kept a CRC32C for (every record it wrote, but those recovered beyond the
+/// last checkpoint) is checked against it alone: the CRC32C was computed over the record's full
+/// bytes at its position when it was appended, so a match means these are the bytes written
+/// there (magic, TOTALSIZE, PHYSICALOFFSET and BODYCRC, which the store computed too, included).
+/// Other records are parsed and their body CRC computed.
 async fn verify(sh: &Shared, phys: u64, b: &Bytes) -> Result<()> {
     let corrupt = |reason: String| StoreError::Corrupt {
         offset: phys,
         reason,
     };
-    let (v, n) = RecordView::parse(b).map_err(|e| corrupt(e.to_string()))?;
-    if n != b.len() {
-        return Err(corrupt(format!("size {n}, expected {}", b.len())));
-    }
-    if v.phys_offset as u64 != phys {
-        return Err(corrupt(format!(
-            "PHYSICALOFFSET field says {}",
-            v.phys_offset
-        )));
-    }
-    v.verify_body_crc(0).map_err(|e| corrupt(e.to_string()))?;
     match rec_entry(sh, phys).await? {
         Some(r) if r.size as usize == b.len() => {
             let c = crc32c::crc32c(b);
             if c != r.crc {
                 return Err(corrupt(format!("crc32c {c:#x}, written {:#x}", r.crc)));
             }
+            return Ok(());
         }
         Some(r) => return Err(corrupt(format!("size {}, written {}", b.len(), r.size))),
         None => {
@@ -293,7 +294,17 @@ async fn verify(sh: &Shared, phys: u64, b: &Bytes) -> Result<()> {
             }
         }
     }
-    Ok(())
+    let (v, n) = RecordView::parse(b).map_err(|e| corrupt(e.to_string()))?;
+    if n != b.len() {
+        return Err(corrupt(format!("size {n}, expected {}", b.len())));
+    }
+    if v.phys_offset as u64 != phys {
+        return Err(corrupt(format!(
+            "PHYSICALOFFSET field says {}",
+            v.phys_offset
+        )));
+    }
+    v.verify_body_crc(0).map_err(|e| corrupt(e.to_string()))
 }
 
 /// Fetches records `(phys, size)`, from memory (hot tail, read-ahead cache) or disk, verifying
@@ -326,7 +337,7 @@ async fn fetch_ahead(sh: &Rc<Shared>, all: &[(u64, u32)], n: usize) -> Vec<Resul
                     Some(b) => (None, Some(b), None, 0),
                     None => {
                         let uf = st.cl.ra.cached_to(p);
-                        (None, None, st.cl.ra.loading(uf, (end - uf) as usize), uf)
+                        (None, None, st.cl.ra.loading(uf), uf)
                     }
                 },
             }
@@ -337,6 +348,10 @@ async fn fetch_ahead(sh: &Rc<Shared>, all: &[(u64, u32)], n: usize) -> Vec<Resul
             continue;
         }
         if let Some(b) = ra {
+            if i + 1 == list.len() {
+                let base = sh.st.borrow().cl.base_of(p);
+                read_ahead(sh, base, end);
+            }
             out.push(verify(sh, p, &b).await.map(|_| b));
             i += 1;
             continue;
@@ -367,9 +382,7 @@ async fn fetch_ahead(sh: &Rc<Shared>, all: &[(u64, u32)], n: usize) -> Vec<Resul
                         continue;
                     }
                     let uf = st.cl.ra.cached_to(q);
-                    if uf >= q + n as u64
-                        || st.cl.ra.loading(uf, (q + n as u64 - uf) as usize).is_some()
-                    {
+                    if uf >= q + n as u64 || st.cl.ra.loading(uf).is_some() {
                         k += 1;
                         continue;
                     }
@@ -391,6 +404,7 @@ async fn fetch_ahead(sh: &Rc<Shared>, all: &[(u64, u32)], n: usize) -> Vec<Resul
             }
         }
         let data = if keep {
+            read_ahead(sh, base, to);
             read_extent(sh, base, from, to).await
         } else {
             read_span(sh, base, from, to).await
@@ -432,6 +446,47 @@ async fn fetch_ahead(sh: &Rc<Shared>, all: &[(u64, u32)], n: usize) -> Vec<Resul
         i = j;
     }
     out
+}
+
+/// Keeps the commit log read ahead of a pull that read (or found in the read-ahead cache) the
+/// bytes up to `to` of segment `base`: when less than [`SEQ_AHEAD_BYTES`] beyond `to` are in
+/// memory or being read, the next [`SEQ_READ_BYTES`] are read in the background. Consumers
+/// draining a backlog go through the log in order and find the next spans in memory, while
+/// the disk reads on.
+fn read_ahead(sh: &Rc<Shared>, base: u64, to: u64) {
+    let (at, end, token) = {
+        let mut st = sh.st.borrow_mut();
+        let limit = align_down(st.cl.flushed).min(base + st.cl.segment_size);
+        let mut at = to;
+        loop {
+            let c = st.cl.ra.cached_to(at);
+            match st.cl.ra.loading_end(c) {
+                Some(e) if e > c => at = e,
+                _ => {
+                    at = c;
+                    break;
+                }
+            }
+        }
+        if at >= to + SEQ_AHEAD_BYTES || at >= limit {
+            return;
+        }
+        let mut end = align_down(at + SEQ_READ_BYTES).min(limit);
+        if let Some(n) = st.cl.ra.next_start(at, end) {
+            end = n;
+        }
+        if end <= at || !at.is_multiple_of(4096) {
+            return;
+        }
+        (at, end, st.cl.ra.begin(at, end))
+    };
+    let sh = sh.clone();
+    glommio::spawn_local(async move {
+        if let Err(e) = read_into_cache(&sh, base, at, end, token).await {
+            tracing::warn!(error = %e, offset = at, "commit-log read-ahead failed");
+        }
+    })
+    .detach();
 }
 
 /// A span of records `list[i..j]` to read: `[from, to)` of the segment at `base`.

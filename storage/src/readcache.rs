@@ -101,13 +101,21 @@ impl ReadCache {
             .min()
     }
 
-    /// A signal for the read under way that covers `[offset, offset+len)`, if any.
-    pub fn loading(&self, offset: u64, len: usize) -> Option<Notified> {
-        let end = offset + len as u64;
+    /// A signal for the read under way that covers `offset`, if any (once it is done, the
+    /// bytes from `offset` on are in the cache at least up to where that read ended).
+    pub fn loading(&self, offset: u64) -> Option<Notified> {
         self.loading
             .iter()
-            .find(|(s, e, _)| *s <= offset && end <= *e)
+            .find(|(s, e, _)| *s <= offset && offset < *e)
             .map(|(_, _, n)| n.notified())
+    }
+
+    /// Where the read under way that covers `offset` ends, if there is one.
+    pub fn loading_end(&self, offset: u64) -> Option<u64> {
+        self.loading
+            .iter()
+            .find(|(s, e, _)| *s <= offset && offset < *e)
+            .map(|(_, e, _)| *e)
     }
 
     /// Registers a read of `[start, end)`; [`ReadCache::loaded`] must follow.
@@ -160,10 +168,12 @@ mod tests {
     fn lookup_and_eviction() {
         let mut c = ReadCache::new(8192);
         let n = c.begin(0, 4096);
-        assert!(c.loading(10, 20).is_some());
-        assert!(c.loading(4000, 200).is_none());
+        assert!(c.loading(10).is_some());
+        assert_eq!(c.loading_end(4000), Some(4096));
+        assert!(c.loading(4096).is_none());
+        assert_eq!(c.loading_end(4096), None);
         c.loaded(0, &n, Some(Bytes::from(vec![1u8; 4096])));
-        assert!(c.loading(10, 20).is_none());
+        assert!(c.loading(10).is_none());
         assert_eq!(c.get(10, 20).unwrap().len(), 20);
         assert!(c.get(4090, 10).is_none());
         let n = c.begin(4096, 8192);
