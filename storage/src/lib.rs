@@ -77,7 +77,8 @@
 //! **Memory** is bounded by `hot_cache_bytes` (recent commit-log bytes), `max_dirty_bytes`
 //! (unflushed bytes: appends fail with [`StoreError::Busy`] beyond it, see
 //! [`Store::writable`]), `cq_cache_entries` per queue, the active segment's index (16-24 bytes
-//! per record of one segment), two loaded sealed-segment indexes, `read_cache_bytes` of cold
+//! per record of one segment), four loaded sealed-segment indexes (12 bytes per record and 16 per
+//! key each), `read_cache_bytes` of cold
 //! commit-log spans and up to 64 recycled read buffers (plus, outside that budget, spans still referenced by responses being sent:
 //! a served record keeps its whole read buffer alive until it is written), and one 32 KB
 //! consume-queue read-ahead window per queue read from disk.

@@ -25,8 +25,8 @@ const GAP_MAX: u64 = 512 << 10;
 const READ_SPAN_MAX: u64 = 16 << 20;
 /// Consume-queue entries examined per pull at least (RocketMQ examines 16000 bytes = 800).
 const SCAN_MIN: u64 = 800;
-/// Sealed-segment indexes kept loaded.
-const LOADED_MAX: usize = 2;
+/// Sealed-segment indexes kept loaded (least recently used dropped first).
+const LOADED_MAX: usize = 4;
 
 pub(crate) async fn get_messages(
     sh: &Rc<Shared>,
@@ -209,8 +209,18 @@ async fn rec_entry(sh: &Shared, phys: u64) -> Result<Option<RecEntry>> {
             if let Some(i) = st.cl.sealing.get(&base) {
                 return Ok(i.record(pos));
             }
-            if let Some((_, i)) = st.cl.loaded.iter().find(|(b, _)| *b == base) {
-                return Ok(i.record(pos));
+            if let Some(k) = st.cl.loaded.iter().position(|(b, _)| *b == base) {
+                let r = st.cl.loaded[k].1.record(pos);
+                if k + 1 < st.cl.loaded.len() {
+                    // Least recently used first: readers of a few segments at once (consumers
+                    // at different points of a backlog) keep theirs loaded.
+                    drop(st);
+                    let mut st = sh.st.borrow_mut();
+                    if let Some(e) = st.cl.loaded.remove(k) {
+                        st.cl.loaded.push_back(e);
+                    }
+                }
+                return Ok(r);
             }
             match st.cl.loading.iter().find(|(b, _)| *b == base) {
                 Some((_, n)) => n.notified(),
