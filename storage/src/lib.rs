@@ -35,10 +35,11 @@
 //! checkpoint (for the records the checkpoint covers), and in the segment's `.idx` record table
 //! (itself CRC32C-protected) once sealed. Every record read back from disk is checked before it
 //! is returned: against its CRC32C entry (which covers all its bytes at its position, so its
-//! fields need no other check), or, for a record without one (recovered beyond the last
-//! checkpoint of a sealed segment), by parsing it, its PHYSICALOFFSET and its BODYCRC; a record
-//! that fails is reported (error log, skipped) and never served. Recovery checks the same for everything it scans: records below the checkpoint
-//! against the journal, records beyond it structurally (their CRC32C was never persisted).
+//! fields need no other check), or, in a sealed segment whose `.idx` is missing or unreadable,
+//! by parsing it and checking its PHYSICALOFFSET and BODYCRC; a record that fails is reported
+//! (error log, skipped) and never served. Recovery checks the same for everything it scans:
+//! records below the checkpoint against the journal, records beyond it structurally (their
+//! CRC32C was never persisted).
 //! A torn 4 KiB block write under power loss could damage already-durable records of the same
 //! block (the partial block is rewritten in place); SIGKILL cannot tear a write.
 //!
@@ -77,9 +78,9 @@
 //! **Memory** is bounded by `hot_cache_bytes` (recent commit-log bytes), `max_dirty_bytes`
 //! (unflushed bytes: appends fail with [`StoreError::Busy`] beyond it, see
 //! [`Store::writable`]), `cq_cache_entries` per queue, the active segment's index (16-24 bytes
-//! per record of one segment), four loaded sealed-segment indexes (12 bytes per record and 16 per
-//! key each), `read_cache_bytes` of cold
-//! commit-log spans and up to 64 recycled read buffers (plus, outside that budget, spans still referenced by responses being sent:
+//! per record of one segment), four loaded sealed-segment indexes (12 bytes per record and 16
+//! per key each), `read_cache_bytes` of cold commit-log spans, up to 64 recycled read buffers
+//! of 32 MiB in all (plus, outside that budget, spans still referenced by responses being sent:
 //! a served record keeps its whole read buffer alive until it is written), and one 32 KB
 //! consume-queue read-ahead window per queue read from disk.
 
