@@ -276,11 +276,11 @@ async fn load_index(
 
 /// Checks a record read back from disk.
 ///
-/// A record the store has a CRC32C entry for (every record, unless its sealed segment's `.idx` is
-/// missing or unreadable) is checked against it alone: the CRC32C was computed over the record's full
-/// bytes at its position when it was appended, so a match means these are the bytes written
-/// there (magic, TOTALSIZE, PHYSICALOFFSET and BODYCRC, which the store computed too, included).
-/// Other records are parsed and their body CRC computed.
+/// A record the store has a CRC32C entry for (every record, unless its sealed segment's `.idx`
+/// is missing or unreadable) is checked against it alone: the CRC32C was computed over the
+/// record's full bytes at its position when it was appended, so a match means these are the
+/// bytes written there (magic, TOTALSIZE, PHYSICALOFFSET and BODYCRC, which the store computed
+/// too, included). Other records are parsed and their body CRC computed.
 async fn verify(sh: &Shared, phys: u64, b: &Bytes) -> Result<()> {
     let corrupt = |reason: String| StoreError::Corrupt {
         offset: phys,
