@@ -48,6 +48,9 @@ fn run(args: &[&str]) -> Vec<serde_json::Value> {
 fn every_subcommand_against_two_shards() {
     let broker = Broker::start("bench-smoke", &[]);
     let ns = broker.namesrv.clone();
+    // "ready" comes before the shards' first registration reaches the name server; saturn-bench
+    // needs them registered (it finds the brokers through the cluster list).
+    broker.wait_route("TBW102", 2);
 
     let r = run(&[
         "produce",
