@@ -104,18 +104,18 @@ impl ReadCache {
     /// A signal for the read under way that covers `offset`, if any (once it is done, the
     /// bytes from `offset` on are in the cache at least up to where that read ended).
     pub fn loading(&self, offset: u64) -> Option<Notified> {
-        self.loading
-            .iter()
-            .find(|(s, e, _)| *s <= offset && offset < *e)
-            .map(|(_, _, n)| n.notified())
+        self.loading_at(offset).map(|(_, _, n)| n.notified())
     }
 
     /// Where the read under way that covers `offset` ends, if there is one.
     pub fn loading_end(&self, offset: u64) -> Option<u64> {
+        self.loading_at(offset).map(|(_, e, _)| *e)
+    }
+
+    fn loading_at(&self, offset: u64) -> Option<&(u64, u64, Rc<Notify>)> {
         self.loading
             .iter()
             .find(|(s, e, _)| *s <= offset && offset < *e)
-            .map(|(_, e, _)| *e)
     }
 
     /// Registers a read of `[start, end)`; [`ReadCache::loaded`] must follow.

@@ -194,7 +194,7 @@ fn run(sh: &Shared) {
             // with it as one vectored write: a flush's whole blocks and its partial last block
             // (from a copy) cost one disk round trip instead of two.
             if let Some((file, mut end, mut bytes)) =
-                write_extent(&jobs[0]).map(|(f, end, len)| (f.clone(), end, len))
+                write_span(&jobs[0]).map(|(f, pos, len)| (f.clone(), pos + len as u64, len))
             {
                 while jobs.len() < MAX_MERGED {
                     let Some(next) = g.queue.front() else { break };
@@ -256,17 +256,15 @@ fn write_span(job: &Job) -> Option<(&Arc<StdFile>, u64, usize)> {
     }
 }
 
-/// A write job's file, end position and length.
-fn write_extent(job: &Job) -> Option<(&Arc<StdFile>, u64, usize)> {
-    write_span(job).map(|(f, pos, len)| (f, pos + len as u64, len))
-}
-
 /// Runs contiguous writes of one file (as gathered by `run`) as one vectored write.
 fn write_merged(jobs: &[Job]) -> Result<()> {
-    let Some(Job::File(first)) = jobs.first() else {
-        return Ok(());
-    };
-    let Some((_, start, _)) = write_span(&jobs[0]) else {
+    let Some(Job::File(
+        first @ WriteJob {
+            op: Op::Write { pos, .. },
+            ..
+        },
+    )) = jobs.first()
+    else {
         return Ok(());
     };
     let bufs: Vec<&[u8]> = jobs
@@ -279,7 +277,23 @@ fn write_merged(jobs: &[Job]) -> Result<()> {
             _ => None,
         })
         .collect();
-    let fd = first.file.as_raw_fd();
+    write_all(first, *pos, &bufs)
+}
+
+fn run_op(job: &WriteJob) -> Result<()> {
+    match &job.op {
+        Op::Write { pos, src } => write_all(job, *pos, &[(**src).as_ref()]),
+        Op::Sync => job
+            .file
+            .sync_data()
+            .map_err(|e| StoreError::io("fdatasync", &**job.path, None, e)),
+    }
+}
+
+/// Writes `bufs`, one after the other, at `pos` of the job's file: `pwritev(2)` until all is
+/// written.
+fn write_all(job: &WriteJob, pos: u64, bufs: &[&[u8]]) -> Result<()> {
+    let fd = job.file.as_raw_fd();
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     // Position in `bufs`: buffer index and offset within it.
     let (mut bi, mut off, mut done) = (0usize, 0usize, 0usize);
@@ -295,12 +309,12 @@ fn write_merged(jobs: &[Job]) -> Result<()> {
                 }
             })
             .collect();
-        let at = start + done as u64;
-        // SAFETY: every iovec points into a live, initialized buffer owned by one of `jobs`
-        // (borrowed for the whole call; nothing writes to that memory meanwhile: frozen arena
-        // memory or a buffer the job owns), with its exact remaining length; pwritev only reads
-        // them. `iov` outlives the call and its length is at most MAX_MERGED (below IOV_MAX).
-        // `fd` is owned by `first.file`, alive for the call.
+        let at = pos + done as u64;
+        // SAFETY: every iovec points into a live, initialized buffer borrowed from a job's
+        // source for the whole call (the jobs own them and outlive the call; nothing writes to
+        // that memory meanwhile: frozen arena memory or a buffer the job owns), with its exact
+        // remaining length; pwritev only reads them. `iov` outlives the call and has at most
+        // MAX_MERGED entries (below IOV_MAX). `fd` is owned by `job.file`, alive for the call.
         let n = unsafe {
             libc::pwritev(
                 fd,
@@ -314,12 +328,12 @@ fn write_merged(jobs: &[Job]) -> Result<()> {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(StoreError::io("write", &*first.path, Some(at), e));
+            return Err(StoreError::io("write", &*job.path, Some(at), e));
         }
         if n == 0 {
             return Err(StoreError::io(
                 "write",
-                &*first.path,
+                &*job.path,
                 Some(at),
                 std::io::Error::new(std::io::ErrorKind::WriteZero, "pwritev wrote nothing"),
             ));
@@ -337,54 +351,6 @@ fn write_merged(jobs: &[Job]) -> Result<()> {
                 n = 0;
             }
         }
-    }
-    Ok(())
-}
-
-fn run_op(job: &WriteJob) -> Result<()> {
-    match &job.op {
-        Op::Write { pos, src } => write_all(job, *pos, (**src).as_ref()),
-        Op::Sync => job
-            .file
-            .sync_data()
-            .map_err(|e| StoreError::io("fdatasync", &**job.path, None, e)),
-    }
-}
-
-fn write_all(job: &WriteJob, pos: u64, buf: &[u8]) -> Result<()> {
-    let fd = job.file.as_raw_fd();
-    let mut done = 0usize;
-    while done < buf.len() {
-        let at = pos + done as u64;
-        let rest = &buf[done..];
-        // SAFETY: `rest` is a live, initialized slice borrowed from the job's source for the
-        // duration of the call (the job owns it and outlives the call), and nothing writes to
-        // that memory meanwhile (frozen arena memory, or a buffer the job owns); pwrite only
-        // reads it. `fd` is owned by `job.file`, which is alive for the call.
-        let n = unsafe {
-            libc::pwrite(
-                fd,
-                rest.as_ptr() as *const libc::c_void,
-                rest.len(),
-                at as libc::off_t,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(StoreError::io("write", &**job.path, Some(at), e));
-        }
-        if n == 0 {
-            return Err(StoreError::io(
-                "write",
-                &**job.path,
-                Some(at),
-                std::io::Error::new(std::io::ErrorKind::WriteZero, "pwrite wrote nothing"),
-            ));
-        }
-        done += n as usize;
     }
     Ok(())
 }
