@@ -327,9 +327,15 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, id: u64) {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);
         }
-        match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        // What the socket holds goes straight into `buf`; only when it is empty does glommio
+        // wait for data (which it then reads into `chunk`).
+        match recv_now(fd, &mut buf) {
+            Some(Ok(0)) | Some(Err(_)) => break,
+            Some(Ok(_)) => {}
+            None => match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            },
         }
     }
     // Ask the writer to flush what is queued and close the socket; frames
@@ -337,6 +343,37 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, id: u64) {
     let _ = conn.out.try_send(Outgoing::close_marker());
     conn.closed.set(true);
     shard.connection_closed(&conn);
+}
+
+/// Reads what the socket `fd` holds into `buf`'s spare capacity without waiting: `None` when
+/// it holds nothing yet.
+fn recv_now(fd: RawFd, buf: &mut BytesMut) -> Option<std::io::Result<usize>> {
+    loop {
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: `fd` is this connection's socket, open while its reader runs; the kernel
+        // writes at most `spare.len()` bytes into the spare capacity, which `buf` owns and
+        // nothing else references during the call. MSG_DONTWAIT keeps the call from blocking
+        // the executor.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            // SAFETY: the kernel initialized the `n` bytes after the current length.
+            unsafe { buf.set_len(buf.len() + n as usize) };
+            return Some(Ok(n as usize));
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            std::io::ErrorKind::Interrupted => continue,
+            std::io::ErrorKind::WouldBlock => return None,
+            _ => return Some(Err(e)),
+        }
+    }
 }
 
 thread_local! {

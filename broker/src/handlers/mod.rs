@@ -21,13 +21,16 @@ pub async fn dispatch(
     req: RemotingCommand,
 ) -> Option<Outgoing> {
     use RequestCode as C;
+    // Sends are served inline; every other handler's state lives in a box of its own, so the
+    // task spawned per request (allocated and moved whole) is sized for a send, not for the
+    // largest handler (a pull's future is three times a send's).
     let oneway = req.is_oneway();
     let reply = match req.request_code() {
         C::SEND_MESSAGE | C::SEND_MESSAGE_V2 | C::SEND_BATCH_MESSAGE => {
             send::send(shard, conn, &req).await
         }
-        C::PULL_MESSAGE | C::LITE_PULL_MESSAGE => pull::pull(shard, &req).await,
-        C::HEART_BEAT => client::heartbeat(shard, conn, &req).await,
+        C::PULL_MESSAGE | C::LITE_PULL_MESSAGE => Box::pin(pull::pull(shard, &req)).await,
+        C::HEART_BEAT => Box::pin(client::heartbeat(shard, conn, &req)).await,
         C::UNREGISTER_CLIENT => client::unregister_client(shard, conn, &req),
         C::GET_CONSUMER_LIST_BY_GROUP => client::consumer_list(shard, &req),
         C::CHECK_CLIENT_CONFIG => client::check_client_config(&req),
@@ -37,25 +40,25 @@ pub async fn dispatch(
         C::UPDATE_CONSUMER_OFFSET => consumer::update_consumer_offset(shard, &req),
         C::GET_MAX_OFFSET => consumer::max_offset(shard, &req),
         C::GET_MIN_OFFSET => consumer::min_offset(shard, &req),
-        C::SEARCH_OFFSET_BY_TIMESTAMP => consumer::search_offset(shard, &req).await,
-        C::GET_EARLIEST_MSG_STORETIME => consumer::earliest_store_time(shard, &req).await,
-        C::CONSUMER_SEND_MSG_BACK => send::send_back(shard, conn, &req).await,
-        C::UPDATE_AND_CREATE_TOPIC => admin::create_topic(shard, &req).await,
-        C::DELETE_TOPIC_IN_BROKER => admin::delete_topic(shard, &req).await,
+        C::SEARCH_OFFSET_BY_TIMESTAMP => Box::pin(consumer::search_offset(shard, &req)).await,
+        C::GET_EARLIEST_MSG_STORETIME => Box::pin(consumer::earliest_store_time(shard, &req)).await,
+        C::CONSUMER_SEND_MSG_BACK => Box::pin(send::send_back(shard, conn, &req)).await,
+        C::UPDATE_AND_CREATE_TOPIC => Box::pin(admin::create_topic(shard, &req)).await,
+        C::DELETE_TOPIC_IN_BROKER => Box::pin(admin::delete_topic(shard, &req)).await,
         C::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(shard, &req),
         C::GET_TOPIC_CONFIG => admin::topic_config(shard, &req),
-        C::VIEW_MESSAGE_BY_ID => admin::view_message(shard, &req).await,
-        C::QUERY_MESSAGE => admin::query_message(shard, &req).await,
+        C::VIEW_MESSAGE_BY_ID => Box::pin(admin::view_message(shard, &req)).await,
+        C::QUERY_MESSAGE => Box::pin(admin::query_message(shard, &req)).await,
         C::GET_BROKER_RUNTIME_INFO => admin::runtime_info(shard, &req),
         C::GET_BROKER_CONFIG => admin::broker_config(shard, &req),
         C::GET_ALL_CONSUMER_OFFSET => admin::all_consumer_offset(shard, &req),
-        C::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => admin::create_group(shard, &req).await,
+        C::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => Box::pin(admin::create_group(shard, &req)).await,
         C::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => admin::all_groups(shard, &req),
-        C::DELETE_SUBSCRIPTIONGROUP => admin::delete_group(shard, &req).await,
+        C::DELETE_SUBSCRIPTIONGROUP => Box::pin(admin::delete_group(shard, &req)).await,
         C::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connections(shard, &req),
         C::GET_PRODUCER_CONNECTION_LIST => admin::producer_connections(shard, &req),
-        C::GET_TOPIC_STATS_INFO => admin::topic_stats(shard, &req).await,
-        C::GET_CONSUME_STATS => admin::consume_stats(shard, &req).await,
+        C::GET_TOPIC_STATS_INFO => Box::pin(admin::topic_stats(shard, &req)).await,
+        C::GET_CONSUME_STATS => Box::pin(admin::consume_stats(shard, &req)).await,
         C::QUERY_TOPIC_CONSUME_BY_WHO => admin::consumed_by_who(shard, &req),
         other => Reply::Cmd(req.reply(
             ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
