@@ -84,6 +84,9 @@ pub struct CommitLog {
     pub active: SegIndex,
     /// Indexes of sealed segments whose `.idx` file is not written yet.
     pub sealing: BTreeMap<u64, std::sync::Arc<SegIndex>>,
+    /// The tables of the last index written to its file, kept for the next segment's index
+    /// (their memory is already faulted in; a fresh segment's would be tens of MB).
+    pub spare_index: Option<SegIndex>,
     /// Recently loaded sealed indexes (tiny LRU, newest last).
     pub loaded: VecDeque<(u64, Rc<SegIndex>)>,
     /// Sealed indexes being loaded, with the signal given when each is done.
@@ -115,6 +118,7 @@ impl CommitLog {
                 (segment_size / 1024) as usize,
             ),
             sealing: BTreeMap::new(),
+            spare_index: None,
             loaded: VecDeque::new(),
             loading: Vec::new(),
             sums_written: 0,

@@ -76,6 +76,17 @@ impl SegIndex {
         }
     }
 
+    /// Empties the tables, keeping their memory, with room for `records` records and `keys`
+    /// keys.
+    pub fn reset(&mut self, records: usize, keys: usize) {
+        self.records.clear();
+        self.keys.clear();
+        self.records.reserve(records);
+        self.keys.reserve(keys);
+        self.min_ts = i64::MAX;
+        self.max_ts = i64::MIN;
+    }
+
     /// Room for the next segment: what this one held, plus a quarter.
     pub fn next_capacity(&self) -> (usize, usize) {
         (self.records.len() * 5 / 4, self.keys.len() * 5 / 4)
@@ -111,33 +122,70 @@ impl SegIndex {
         v
     }
 
-    /// The file image, padded to a multiple of 4096 bytes.
+    /// The file image, padded to a multiple of 4096 bytes, in one buffer (tests).
+    #[cfg(test)]
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.image_len()];
+        let mut buf = vec![0u8; 2 * IMAGE_BLOCK];
+        let r: Result<()> = self.write_image(&mut buf, |at, bytes| {
+            out[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+            Ok(())
+        });
+        debug_assert!(r.is_ok());
+        out
+    }
+
+    /// Length of the file image: header and tables, padded to a multiple of 4096 bytes.
+    pub fn image_len(&self) -> usize {
+        (HEADER_LEN + self.records.len() * REC_LEN + self.keys.len() * KEY_LEN)
+            .div_ceil(IMAGE_BLOCK)
+            * IMAGE_BLOCK
+    }
+
+    /// Produces the file image through `buf` (a multiple of 4096 bytes, at least 8192), so that
+    /// a segment's tables (tens of MB) need no image of their own in memory: `put(offset,
+    /// bytes)` receives consecutive runs of whole 4096-byte blocks, every run from offset 4096
+    /// on first and the first block (the header, whose payload checksum is known only at the
+    /// end) last. Every run is a prefix of `buf`, or of its second block for the first run.
+    pub fn write_image(
+        &self,
+        buf: &mut [u8],
+        mut put: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        debug_assert!(buf.len() % IMAGE_BLOCK == 0 && buf.len() >= 2 * IMAGE_BLOCK);
         let mut keys = self.keys.clone();
         keys.sort_unstable();
         let payload_len = self.records.len() * REC_LEN + keys.len() * KEY_LEN;
-        let mut out = Vec::with_capacity(HEADER_LEN + payload_len + 4096);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(self.records.len() as u32).to_be_bytes());
-        out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
-        out.extend_from_slice(&self.min_ts.to_be_bytes());
-        out.extend_from_slice(&self.max_ts.to_be_bytes());
-        out.extend_from_slice(&[0u8; 4]); // payload crc, filled below
-        out.resize(HEADER_LEN, 0);
+        let mut first = [0u8; IMAGE_BLOCK];
+        let mut w = ImageWriter {
+            buf,
+            fill: HEADER_LEN,
+            at: 0,
+            crc: 0,
+            payload_left: payload_len,
+            first: &mut first,
+        };
         for r in &self.records {
-            out.extend_from_slice(&r.pos.to_be_bytes());
-            out.extend_from_slice(&r.size.to_be_bytes());
-            out.extend_from_slice(&r.crc.to_be_bytes());
+            let mut e = [0u8; REC_LEN];
+            e[0..4].copy_from_slice(&r.pos.to_be_bytes());
+            e[4..8].copy_from_slice(&r.size.to_be_bytes());
+            e[8..12].copy_from_slice(&r.crc.to_be_bytes());
+            w.push(&e, &mut put)?;
         }
         for (h, p) in &keys {
-            out.extend_from_slice(&h.to_be_bytes());
-            out.extend_from_slice(&p.to_be_bytes());
+            let mut e = [0u8; KEY_LEN];
+            e[0..8].copy_from_slice(&h.to_be_bytes());
+            e[8..12].copy_from_slice(&p.to_be_bytes());
+            w.push(&e, &mut put)?;
         }
-        let crc = crc32c::crc32c(&out[HEADER_LEN..]);
-        out[32..36].copy_from_slice(&crc.to_be_bytes());
-        let padded = out.len().div_ceil(4096) * 4096;
-        out.resize(padded, 0);
-        out
+        let crc = w.finish(&mut put)?;
+        first[..8].copy_from_slice(MAGIC);
+        first[8..12].copy_from_slice(&(self.records.len() as u32).to_be_bytes());
+        first[12..16].copy_from_slice(&(keys.len() as u32).to_be_bytes());
+        first[16..24].copy_from_slice(&self.min_ts.to_be_bytes());
+        first[24..32].copy_from_slice(&self.max_ts.to_be_bytes());
+        first[32..36].copy_from_slice(&crc.to_be_bytes());
+        put(0, &first)
     }
 
     pub fn decode_header(buf: &[u8]) -> Option<Header> {
@@ -199,6 +247,69 @@ impl SegIndex {
     }
 }
 
+/// Block size of index file images (their O_DIRECT writes).
+const IMAGE_BLOCK: usize = 4096;
+
+/// Fills a buffer with an index image and hands it on in whole blocks (see
+/// [`SegIndex::write_image`]).
+struct ImageWriter<'a> {
+    buf: &'a mut [u8],
+    /// Bytes of `buf` in use.
+    fill: usize,
+    /// File offset of `buf[0]`.
+    at: u64,
+    /// CRC32C of the payload so far.
+    crc: u32,
+    /// Payload bytes not yet covered by `crc`.
+    payload_left: usize,
+    /// The first block, kept back until the checksum is known.
+    first: &'a mut [u8; IMAGE_BLOCK],
+}
+
+impl ImageWriter<'_> {
+    fn push(&mut self, e: &[u8], put: &mut impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        if self.fill + e.len() > self.buf.len() {
+            // Entries never straddle buffers: the buffer holds a whole number of blocks and the
+            // rest of this one is passed on with the next run.
+            let whole = self.fill / IMAGE_BLOCK * IMAGE_BLOCK;
+            self.emit(whole, put)?;
+        }
+        self.buf[self.fill..self.fill + e.len()].copy_from_slice(e);
+        self.fill += e.len();
+        Ok(())
+    }
+
+    /// Passes on `buf[..n]` (whole blocks) and moves what follows it to the front.
+    fn emit(&mut self, n: usize, put: &mut impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        let payload_from = if self.at == 0 { HEADER_LEN } else { 0 };
+        let covered = (n - payload_from.min(n)).min(self.payload_left);
+        self.crc = crc32c::crc32c_append(self.crc, &self.buf[payload_from..payload_from + covered]);
+        self.payload_left -= covered;
+        if self.at == 0 {
+            self.first.copy_from_slice(&self.buf[..IMAGE_BLOCK]);
+            if n > IMAGE_BLOCK {
+                put(IMAGE_BLOCK as u64, &self.buf[IMAGE_BLOCK..n])?;
+            }
+        } else if n > 0 {
+            put(self.at, &self.buf[..n])?;
+        }
+        self.buf.copy_within(n..self.fill, 0);
+        self.fill -= n;
+        self.at += n as u64;
+        Ok(())
+    }
+
+    /// Pads the image to whole blocks, passes on the rest and returns the payload's CRC32C.
+    fn finish(mut self, put: &mut impl FnMut(u64, &[u8]) -> Result<()>) -> Result<u32> {
+        let end = self.fill.div_ceil(IMAGE_BLOCK).max(1) * IMAGE_BLOCK;
+        self.buf[self.fill..end].fill(0);
+        self.fill = end;
+        self.emit(end, put)?;
+        debug_assert_eq!(self.payload_left, 0);
+        Ok(self.crc)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +349,37 @@ mod tests {
         let mut bad = b.clone();
         bad[HEADER_LEN] ^= 1;
         assert!(SegIndex::decode(&bad, std::path::Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn image_written_in_many_runs_decodes_whole() {
+        // Tables far larger than the buffer: entries cross block boundaries, runs are many.
+        let mut s = SegIndex::new();
+        for i in 0..5000u32 {
+            s.add_record(i * 100, 100, i.wrapping_mul(2_654_435_761), i64::from(i));
+        }
+        for i in (0..3001u32).rev() {
+            s.add_key(key_hash("t", &i.to_string()), i * 100);
+        }
+        let mut runs = Vec::new();
+        let mut image = vec![0u8; s.image_len()];
+        let mut buf = vec![0u8; 3 * IMAGE_BLOCK];
+        s.write_image(&mut buf, |at, bytes| {
+            assert_eq!(at as usize % IMAGE_BLOCK, 0);
+            assert_eq!(bytes.len() % IMAGE_BLOCK, 0);
+            image[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+            runs.push(at);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(runs.first(), Some(&(IMAGE_BLOCK as u64)));
+        assert_eq!(runs.last(), Some(&0));
+        assert!(runs.len() > 5, "{runs:?}");
+        let d = SegIndex::decode(&image, std::path::Path::new("x")).unwrap();
+        assert_eq!(d.records, s.records);
+        assert_eq!(d.keys.len(), 3001);
+        assert_eq!(d.lookup(key_hash("t", "1234")), vec![123_400]);
+        assert_eq!((d.min_ts, d.max_ts), (0, 4999));
+        assert_eq!(image, s.encode());
     }
 }

@@ -674,7 +674,14 @@ fn write_blank(cl: &mut CommitLog, pos: u64, seg_end: u64) {
 pub(crate) fn roll(cl: &mut CommitLog, next_base: u64) {
     let old_base = cl.active_base();
     let (records, keys) = cl.active.next_capacity();
-    let idx = std::mem::replace(&mut cl.active, SegIndex::with_capacity(records, keys));
+    let next = match cl.spare_index.take() {
+        Some(mut spare) => {
+            spare.reset(records, keys);
+            spare
+        }
+        None => SegIndex::with_capacity(records, keys),
+    };
+    let idx = std::mem::replace(&mut cl.active, next);
     cl.segments.insert(
         old_base,
         Some(SealedInfo {
@@ -1088,7 +1095,12 @@ async fn seal_indexes(sh: &Shared) -> Result<()> {
             .await?;
         let mut st = sh.st.borrow_mut();
         io::remove_file(&st.cl.sums_path(base))?;
-        st.cl.sealing.remove(&base);
+        if let Some(idx) = st.cl.sealing.remove(&base) {
+            // Unless a reader still holds it (it is then dropped when the reader is done).
+            if let Ok(idx) = std::sync::Arc::try_unwrap(idx) {
+                st.cl.spare_index = Some(idx);
+            }
+        }
         if let Some(Some(info)) = st.cl.segments.get_mut(&base) {
             info.idx_on_disk = true;
         }
@@ -1096,15 +1108,43 @@ async fn seal_indexes(sh: &Shared) -> Result<()> {
 }
 
 /// Writes `<base>.idx` (through a temporary file, fdatasynced, then renamed) with plain
-/// blocking I/O: on the blocking pool when a segment is sealed, inline during recovery.
+/// blocking I/O: on the blocking pool when a segment is sealed, inline during recovery. The
+/// image goes out in 1 MiB direct writes from one buffer: a segment's tables are tens of MB,
+/// and neither a copy of them in memory nor in the page cache would be read again (indexes
+/// are loaded with direct reads).
 pub(crate) fn write_index_file(path: &std::path::Path, idx: &SegIndex) -> Result<()> {
-    use std::io::Write as _;
+    use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+    const CHUNK: usize = 1 << 20;
     let tmp = path.with_extension("idx.tmp");
     io::remove_file(&tmp)?;
-    let data = idx.encode();
-    let mut f = std::fs::File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, None, e))?;
-    f.write_all(&data)
-        .map_err(|e| StoreError::io("write", &tmp, Some(0), e))?;
+    let open = |flags: i32| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(flags)
+            .open(&tmp)
+    };
+    // Direct I/O where the file system has it (not on tmpfs, for one).
+    let f = match open(libc::O_DIRECT) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(0),
+        r => r,
+    }
+    .map_err(|e| StoreError::io("create", &tmp, None, e))?;
+    let mut buf = io::AlignedBuf::zeroed(CHUNK.min(idx.image_len().max(8192)));
+    idx.write_image(buf.as_mut_slice(), |at, bytes| {
+        // The first block (the header) comes from memory of its own: aligned here.
+        let first;
+        let bytes = if bytes.as_ptr() as usize % io::BLOCK as usize == 0 {
+            bytes
+        } else {
+            let mut b = io::AlignedBuf::zeroed(bytes.len());
+            b.as_mut_slice().copy_from_slice(bytes);
+            first = b;
+            first.as_ref()
+        };
+        f.write_all_at(bytes, at)
+            .map_err(|e| StoreError::io("write", &tmp, Some(at), e))
+    })?;
     f.sync_data()
         .map_err(|e| StoreError::io("fdatasync", &tmp, None, e))?;
     drop(f);

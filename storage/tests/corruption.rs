@@ -160,6 +160,10 @@ fn corruption_in_a_sealed_segment_is_caught_on_read() {
         recs
     });
     assert!(recs[699].0 >= 256 * 1024);
+    // The sealed segment's index was written (direct writes, header last) and is whole.
+    let idx = std::fs::read(seg0(&dir).with_extension("idx")).unwrap();
+    assert_eq!(idx.len() % 4096, 0);
+    assert_eq!(&idx[..8], b"SATIDX01");
     // A topic byte of record 5: its body CRC still matches, only the CRC32C catches it.
     let (p, s) = recs[5];
     flip(&seg0(&dir), topic_byte(p, s, "a5"));
