@@ -152,7 +152,7 @@ impl SegIndex {
         buf: &mut [u8],
         mut put: impl FnMut(u64, &[u8]) -> Result<()>,
     ) -> Result<()> {
-        debug_assert!(buf.len() % IMAGE_BLOCK == 0 && buf.len() >= 2 * IMAGE_BLOCK);
+        debug_assert!(buf.len().is_multiple_of(IMAGE_BLOCK) && buf.len() >= 2 * IMAGE_BLOCK);
         let mut keys = self.keys.clone();
         keys.sort_unstable();
         let payload_len = self.records.len() * REC_LEN + keys.len() * KEY_LEN;

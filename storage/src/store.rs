@@ -1134,7 +1134,7 @@ pub(crate) fn write_index_file(path: &std::path::Path, idx: &SegIndex) -> Result
     idx.write_image(buf.as_mut_slice(), |at, bytes| {
         // The first block (the header) comes from memory of its own: aligned here.
         let first;
-        let bytes = if bytes.as_ptr() as usize % io::BLOCK as usize == 0 {
+        let bytes = if (bytes.as_ptr() as usize).is_multiple_of(io::BLOCK as usize) {
             bytes
         } else {
             let mut b = io::AlignedBuf::zeroed(bytes.len());
