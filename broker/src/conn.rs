@@ -29,6 +29,10 @@ const WRITE_BATCH_PIECES: usize = 512;
 /// Pieces shorter than this are copied together rather than given an iovec of their own.
 const SMALL_PIECE: usize = 512;
 
+/// A read at least this large means requests are streaming in: the next read goes straight
+/// into the frame buffer.
+const STREAMING_READ: usize = 16 * 1024;
+
 /// A frame to send: an encoded prefix and header (and small body), then
 /// body parts passed through untouched (stored records).
 pub struct Outgoing {
@@ -288,6 +292,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, id: u64) {
     let codec = FrameCodec::new(shard.config.max_frame_size);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
+    let mut last_read = 0;
     'read: loop {
         loop {
             let frame = match codec.decode(&mut buf) {
@@ -327,15 +332,19 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, id: u64) {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);
         }
-        // What the socket holds goes straight into `buf`; only when it is empty does glommio
-        // wait for data (which it then reads into `chunk`).
-        match recv_now(fd, &mut buf) {
-            Some(Ok(0)) | Some(Err(_)) => break,
-            Some(Ok(_)) => {}
-            None => match reader.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            },
+        // While requests stream in (the last read was large), what the socket holds goes
+        // straight into `buf`. Otherwise, and when the socket turns out empty, glommio reads
+        // into `chunk`, waiting for data (it tries a plain read first itself: a connection
+        // with one request at a time pays for one read attempt, not two).
+        let got = match (last_read >= STREAMING_READ).then(|| recv_now(fd, &mut buf)) {
+            Some(Some(r)) => r,
+            _ => reader.read(&mut chunk).await.inspect(|&n| {
+                buf.extend_from_slice(&chunk[..n]);
+            }),
+        };
+        match got {
+            Ok(0) | Err(_) => break,
+            Ok(n) => last_read = n,
         }
     }
     // Ask the writer to flush what is queued and close the socket; frames
