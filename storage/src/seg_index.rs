@@ -157,6 +157,7 @@ impl SegIndex {
         keys.sort_unstable();
         let payload_len = self.records.len() * REC_LEN + keys.len() * KEY_LEN;
         let mut first = [0u8; IMAGE_BLOCK];
+        buf[..HEADER_LEN].fill(0); // the header's room; filled in `first` at the end
         let mut w = ImageWriter {
             buf,
             fill: HEADER_LEN,
@@ -269,8 +270,8 @@ struct ImageWriter<'a> {
 impl ImageWriter<'_> {
     fn push(&mut self, e: &[u8], put: &mut impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
         if self.fill + e.len() > self.buf.len() {
-            // Entries never straddle buffers: the buffer holds a whole number of blocks and the
-            // rest of this one is passed on with the next run.
+            // The whole blocks go on; the partial last one moves to the front and this entry
+            // follows it.
             let whole = self.fill / IMAGE_BLOCK * IMAGE_BLOCK;
             self.emit(whole, put)?;
         }
@@ -363,7 +364,8 @@ mod tests {
         }
         let mut runs = Vec::new();
         let mut image = vec![0u8; s.image_len()];
-        let mut buf = vec![0u8; 3 * IMAGE_BLOCK];
+        // A buffer that is not zeroed: nothing of it may leak into the image.
+        let mut buf = vec![0xA5u8; 3 * IMAGE_BLOCK];
         s.write_image(&mut buf, |at, bytes| {
             assert_eq!(at as usize % IMAGE_BLOCK, 0);
             assert_eq!(bytes.len() % IMAGE_BLOCK, 0);
