@@ -5,8 +5,8 @@
 //!
 //! Buffers are recycled: when the last `Bytes` of a read is dropped (on whatever thread), its
 //! buffer goes back to a small pool (64 buffers, 32 MiB at most), so steady reading neither
-//! allocates nor faults in fresh pages. Reads are submitted from the shard's thread; the future resolves when a reader thread
-//! has finished it. Several threads serve the queue, so the disk sees several reads at once.
+//! allocates nor faults in fresh pages. Reads are submitted from the shard's thread; the future
+//! resolves when a reader thread has finished it. Several threads serve the queue, so the disk sees several reads at once.
 
 use std::fs::File as StdFile;
 use std::os::unix::fs::FileExt;

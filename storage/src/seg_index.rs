@@ -146,7 +146,8 @@ impl SegIndex {
     /// a segment's tables (tens of MB) need no image of their own in memory: `put(offset,
     /// bytes)` receives consecutive runs of whole 4096-byte blocks, every run from offset 4096
     /// on first and the first block (the header, whose payload checksum is known only at the
-    /// end) last. Every run is a prefix of `buf`, or of its second block for the first run.
+    /// end) last. Every run is a prefix of `buf`, or starts at its second block for the first
+    /// run, so runs share `buf`'s alignment.
     pub fn write_image(
         &self,
         buf: &mut [u8],
@@ -186,7 +187,10 @@ impl SegIndex {
         first[16..24].copy_from_slice(&self.min_ts.to_be_bytes());
         first[24..32].copy_from_slice(&self.max_ts.to_be_bytes());
         first[32..36].copy_from_slice(&crc.to_be_bytes());
-        put(0, &first)
+        // From `buf`, like every other run (its memory may have an alignment that `first`'s
+        // has not: direct writes need it).
+        buf[..IMAGE_BLOCK].copy_from_slice(&first);
+        put(0, &buf[..IMAGE_BLOCK])
     }
 
     pub fn decode_header(buf: &[u8]) -> Option<Header> {
@@ -366,7 +370,11 @@ mod tests {
         let mut image = vec![0u8; s.image_len()];
         // A buffer that is not zeroed: nothing of it may leak into the image.
         let mut buf = vec![0xA5u8; 3 * IMAGE_BLOCK];
+        // Every run comes from the buffer (the direct writes rely on its alignment).
+        let (lo, hi) = (buf.as_ptr() as usize, buf.as_ptr() as usize + buf.len());
         s.write_image(&mut buf, |at, bytes| {
+            let p = bytes.as_ptr() as usize;
+            assert!(p >= lo && p + bytes.len() <= hi && (p - lo).is_multiple_of(IMAGE_BLOCK));
             assert_eq!(at as usize % IMAGE_BLOCK, 0);
             assert_eq!(bytes.len() % IMAGE_BLOCK, 0);
             image[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);

@@ -1131,17 +1131,8 @@ pub(crate) fn write_index_file(path: &std::path::Path, idx: &SegIndex) -> Result
     }
     .map_err(|e| StoreError::io("create", &tmp, None, e))?;
     let mut buf = io::AlignedBuf::zeroed(CHUNK.min(idx.image_len().max(8192)));
+    // Every run comes from `buf`, whose memory is block-aligned.
     idx.write_image(buf.as_mut_slice(), |at, bytes| {
-        // The first block (the header) comes from memory of its own: aligned here.
-        let first;
-        let bytes = if (bytes.as_ptr() as usize).is_multiple_of(io::BLOCK as usize) {
-            bytes
-        } else {
-            let mut b = io::AlignedBuf::zeroed(bytes.len());
-            b.as_mut_slice().copy_from_slice(bytes);
-            first = b;
-            first.as_ref()
-        };
         f.write_all_at(bytes, at)
             .map_err(|e| StoreError::io("write", &tmp, Some(at), e))
     })?;
