@@ -8,13 +8,14 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use protocol::header::{CommandHeader, PullMessageRequestHeader};
 use protocol::message::{pullflag, RecordView};
-use protocol::{FrameCodec, RemotingCommand, RequestCode, ResponseCode};
+use protocol::{
+    CommandDecoder, RemotingCommand, RequestCode, ResponseCode, DEFAULT_MAX_FRAME_SIZE,
+};
 
 use crate::produce::{check_body, now_us};
 use crate::route::Queue;
@@ -134,18 +135,23 @@ pub async fn run_broker(shared: Rc<Shared>, addr: String, queues: Vec<(Queue, i6
         send_pull(&tx, opts, st, &mut by_opaque, i, opaque).await;
         opaque += 1;
     }
-    let codec = FrameCodec::default();
-    let mut buf = BytesMut::with_capacity(1 << 20);
+    let mut decoder = CommandDecoder::new(DEFAULT_MAX_FRAME_SIZE);
     let mut chunk = vec![0u8; 1 << 20];
-    while !by_opaque.is_empty() {
+    'read: while !by_opaque.is_empty() {
         let n = match reader.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        buf.extend_from_slice(&chunk[..n]);
-        while let Ok(Some(frame)) = codec.decode(&mut buf) {
-            let Ok(cmd) = RemotingCommand::decode(frame) else {
-                continue;
+        decoder.extend(&chunk[..n]);
+        loop {
+            let cmd = match decoder.next_command() {
+                Ok(Some(cmd)) => cmd,
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("saturn-bench: {e}; closing the connection");
+                    shared.stats.borrow_mut().error(-1);
+                    break 'read;
+                }
             };
             let Some(i) = by_opaque.remove(&cmd.opaque) else {
                 continue;

@@ -14,7 +14,7 @@ use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use std::fmt::Write as _;
 
-use protocol::{FrameCodec, RemotingCommand, ResponseCode};
+use protocol::{CommandDecoder, RemotingCommand, ResponseCode, DEFAULT_MAX_FRAME_SIZE};
 
 use crate::route::Queue;
 use crate::stats::Stats;
@@ -253,6 +253,87 @@ fn uniq_key(prefix: &str, seq: u64) -> String {
     format!("{prefix}{seq:016X}")
 }
 
+/// Reads responses until the connection ends or the writer is done and nothing is pending:
+/// counts each as acknowledged or failed and reopens the window.
+async fn read_responses(
+    shared: Rc<Shared>,
+    mut reader: futures_lite::io::ReadHalf<TcpStream>,
+    window: Rc<Semaphore>,
+    pending: Rc<RefCell<PendingMap>>,
+    writer_done: Rc<Cell<bool>>,
+) {
+    let mut decoder = CommandDecoder::new(DEFAULT_MAX_FRAME_SIZE);
+    let mut chunk = vec![0u8; 256 * 1024];
+    loop {
+        if writer_done.get() && pending.borrow().is_empty() {
+            return;
+        }
+        let n = match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => return connection_lost(&shared, &pending, &window),
+            Ok(n) => n,
+        };
+        decoder.extend(&chunk[..n]);
+        let now = Instant::now();
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("saturn-bench: {e}; closing the connection");
+                    return connection_lost(&shared, &pending, &window);
+                }
+            };
+            // Only the status matters here: scan for it, decode
+            // the whole header only when the scan cannot tell.
+            let (code, opaque) = match RemotingCommand::peek_code_and_opaque(&frame) {
+                Some(status) => status,
+                None => match RemotingCommand::decode(frame) {
+                    Ok(cmd) => (cmd.code, cmd.opaque),
+                    Err(e) => {
+                        eprintln!("saturn-bench: {e}; closing the connection");
+                        return connection_lost(&shared, &pending, &window);
+                    }
+                },
+            };
+            let Some(p) = pending.borrow_mut().remove(&opaque) else {
+                continue;
+            };
+            let mut st = shared.stats.borrow_mut();
+            st.requests += 1;
+            st.record_latency(now.saturating_duration_since(p.due));
+            let code_num = code;
+            let code = ResponseCode::from_num(code_num);
+            // Stored, with a flush or replica status: acknowledged.
+            if matches!(
+                code,
+                ResponseCode::SUCCESS
+                    | ResponseCode::FLUSH_DISK_TIMEOUT
+                    | ResponseCode::FLUSH_SLAVE_TIMEOUT
+                    | ResponseCode::SLAVE_NOT_AVAILABLE
+            ) {
+                st.messages += p.messages;
+                st.bytes += p.bytes;
+            }
+            if code != ResponseCode::SUCCESS {
+                st.error(code_num);
+            }
+            drop(st);
+            window.signal(1);
+        }
+    }
+}
+
+/// Counts every request still pending as lost and stops the sender.
+fn connection_lost(shared: &Shared, pending: &RefCell<PendingMap>, window: &Semaphore) {
+    let lost = pending.borrow().len() as u64;
+    let mut st = shared.stats.borrow_mut();
+    for _ in 0..lost {
+        st.error(-1);
+    }
+    pending.borrow_mut().clear();
+    window.close();
+}
+
 /// Runs one connection until the budget or time is used up.
 pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
     let addr = queues[0].addr.clone();
@@ -265,78 +346,18 @@ pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
         }
     };
     let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = futures_lite::io::split(stream);
+    let (reader, mut writer) = futures_lite::io::split(stream);
     let window = Rc::new(Semaphore::new(shared.opts.in_flight as u64));
     let pending: Rc<RefCell<PendingMap>> = Rc::new(RefCell::new(PendingMap::default()));
     let writer_done = Rc::new(Cell::new(false));
 
-    let reader_task = glommio::spawn_local({
-        let shared = shared.clone();
-        let window = window.clone();
-        let pending = pending.clone();
-        let writer_done = writer_done.clone();
-        async move {
-            let codec = FrameCodec::default();
-            let mut buf = BytesMut::with_capacity(256 * 1024);
-            let mut chunk = vec![0u8; 256 * 1024];
-            loop {
-                if writer_done.get() && pending.borrow().is_empty() {
-                    return;
-                }
-                let n = match reader.read(&mut chunk).await {
-                    Ok(0) | Err(_) => {
-                        // Everything still pending is lost.
-                        let lost = pending.borrow().len() as u64;
-                        let mut st = shared.stats.borrow_mut();
-                        for _ in 0..lost {
-                            st.error(-1);
-                        }
-                        pending.borrow_mut().clear();
-                        window.close();
-                        return;
-                    }
-                    Ok(n) => n,
-                };
-                buf.extend_from_slice(&chunk[..n]);
-                let now = Instant::now();
-                while let Ok(Some(frame)) = codec.decode(&mut buf) {
-                    // Only the status matters here: scan for it, decode
-                    // the whole header only when the scan cannot tell.
-                    let (code, opaque) = match RemotingCommand::peek_code_and_opaque(&frame) {
-                        Some(status) => status,
-                        None => match RemotingCommand::decode(frame) {
-                            Ok(cmd) => (cmd.code, cmd.opaque),
-                            Err(_) => continue,
-                        },
-                    };
-                    let Some(p) = pending.borrow_mut().remove(&opaque) else {
-                        continue;
-                    };
-                    let mut st = shared.stats.borrow_mut();
-                    st.requests += 1;
-                    st.record_latency(now.saturating_duration_since(p.due));
-                    let code_num = code;
-                    let code = ResponseCode::from_num(code_num);
-                    // Stored, with a flush or replica status: acknowledged.
-                    if matches!(
-                        code,
-                        ResponseCode::SUCCESS
-                            | ResponseCode::FLUSH_DISK_TIMEOUT
-                            | ResponseCode::FLUSH_SLAVE_TIMEOUT
-                            | ResponseCode::SLAVE_NOT_AVAILABLE
-                    ) {
-                        st.messages += p.messages;
-                        st.bytes += p.bytes;
-                    }
-                    if code != ResponseCode::SUCCESS {
-                        st.error(code_num);
-                    }
-                    drop(st);
-                    window.signal(1);
-                }
-            }
-        }
-    })
+    let reader_task = glommio::spawn_local(read_responses(
+        shared.clone(),
+        reader,
+        window.clone(),
+        pending.clone(),
+        writer_done.clone(),
+    ))
     .detach();
 
     let opts = &shared.opts;

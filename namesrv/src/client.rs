@@ -6,9 +6,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use protocol::command::CommandError;
-use protocol::{FrameCodec, FrameError, RemotingCommand};
+use protocol::{CommandDecoder, FrameError, RemotingCommand, StreamError, DEFAULT_MAX_FRAME_SIZE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -29,8 +28,7 @@ pub enum ClientError {
 pub struct BlockingClient {
     addr: String,
     stream: TcpStream,
-    buf: BytesMut,
-    codec: FrameCodec,
+    decoder: CommandDecoder,
     next_opaque: i32,
 }
 
@@ -54,8 +52,7 @@ impl BlockingClient {
         Ok(Self {
             addr: addr.to_owned(),
             stream,
-            buf: BytesMut::with_capacity(64 * 1024),
-            codec: FrameCodec::default(),
+            decoder: CommandDecoder::new(DEFAULT_MAX_FRAME_SIZE),
             next_opaque: 1,
         })
     }
@@ -113,17 +110,19 @@ impl BlockingClient {
     /// Reads the next command of any kind.
     pub fn read_command(&mut self) -> Result<RemotingCommand, ClientError> {
         loop {
-            match self.codec.decode(&mut self.buf) {
-                Ok(Some(frame)) => {
-                    return RemotingCommand::decode(frame).map_err(|source| ClientError::Command {
-                        addr: self.addr.clone(),
+            let addr = || self.addr.clone();
+            match self.decoder.next_command() {
+                Ok(Some(cmd)) => return Ok(cmd),
+                Ok(None) => {}
+                Err(StreamError::Frame(source)) => {
+                    return Err(ClientError::Frame {
+                        addr: addr(),
                         source,
                     })
                 }
-                Ok(None) => {}
-                Err(source) => {
-                    return Err(ClientError::Frame {
-                        addr: self.addr.clone(),
+                Err(StreamError::Command(source)) => {
+                    return Err(ClientError::Command {
+                        addr: addr(),
                         source,
                     })
                 }
@@ -140,7 +139,7 @@ impl BlockingClient {
                     addr: self.addr.clone(),
                 });
             }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.decoder.extend(&chunk[..n]);
         }
     }
 }

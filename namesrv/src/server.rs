@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use protocol::{FrameCodec, RemotingCommand};
+use protocol::CommandDecoder;
 
 use crate::processor::{NamesrvConfig, Processor};
 
@@ -186,25 +186,16 @@ fn serve_connection(
         .unwrap_or_else(|_| "?".into());
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(config.idle_timeout));
-    let codec = FrameCodec::new(config.max_frame_size);
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut decoder = CommandDecoder::new(config.max_frame_size);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut out = BytesMut::new();
     loop {
         loop {
-            let frame = match codec.decode(&mut buf) {
-                Ok(Some(frame)) => frame,
+            let request = match decoder.next_command() {
+                Ok(Some(cmd)) => cmd,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(peer = %peer, error = %e, "broken framing; closing connection");
-                    let _ = stream.shutdown(Shutdown::Both);
-                    return;
-                }
-            };
-            let request = match RemotingCommand::decode(frame) {
-                Ok(cmd) => cmd,
-                Err(e) => {
-                    tracing::warn!(peer = %peer, error = %e, "undecodable header; closing connection");
+                    tracing::warn!(peer = %peer, error = %e, "closing connection");
                     let _ = stream.shutdown(Shutdown::Both);
                     return;
                 }
@@ -222,7 +213,7 @@ fn serve_connection(
         }
         match stream.read(&mut chunk) {
             Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => decoder.extend(&chunk[..n]),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
                 if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
