@@ -79,6 +79,13 @@ pub struct BrokerConfig {
     pub hot_cache_bytes: usize,
     /// Per-connection bound on requests being processed.
     pub max_in_flight_per_connection: usize,
+    /// Per-connection bound on the bytes of requests being processed.
+    pub max_bytes_in_flight_per_connection: usize,
+    /// Connections one shard serves at once; more are closed as they are accepted.
+    pub max_connections_per_shard: usize,
+    /// A connection with nothing in progress that neither reads nor writes this long is closed
+    /// (RocketMQ's `serverChannelMaxIdleTimeSeconds`); zero: never.
+    pub idle_timeout: Duration,
     pub region_id: String,
     pub trace_on: bool,
     /// Pin shard i to core i.
@@ -126,6 +133,9 @@ impl Default for BrokerConfig {
             sync_flush_timeout: Duration::from_secs(5),
             hot_cache_bytes: 256 << 20,
             max_in_flight_per_connection: 4096,
+            max_bytes_in_flight_per_connection: 64 << 20,
+            max_connections_per_shard: 65536,
+            idle_timeout: Duration::from_secs(120),
             region_id: "DefaultRegion".into(),
             trace_on: true,
             pin_cores: true,
@@ -137,6 +147,15 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// What each connection is bounded by.
+    pub fn conn_limits(&self) -> crate::conn::Limits {
+        crate::conn::Limits {
+            max_frame_size: self.max_frame_size,
+            max_in_flight: self.max_in_flight_per_connection,
+            max_bytes_in_flight: self.max_bytes_in_flight_per_connection,
+        }
+    }
+
     pub fn shard_name(&self, shard: usize) -> String {
         format!("{}-{}", self.broker_name, shard)
     }
@@ -225,6 +244,15 @@ impl BrokerConfig {
                         return Err(bad());
                     }
                     self.disk_max_used_ratio = pct / 100.0;
+                }
+                "serverChannelMaxIdleTimeSeconds" => {
+                    self.idle_timeout = Duration::from_secs(v.parse().map_err(|_| bad())?)
+                }
+                "saturnMaxConnectionsPerShard" => {
+                    self.max_connections_per_shard = v.parse().map_err(|_| bad())?
+                }
+                "saturnMaxBytesInFlightPerConnection" => {
+                    self.max_bytes_in_flight_per_connection = v.parse().map_err(|_| bad())?
                 }
                 "saturnSpinBeforeParkMicros" => {
                     self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)

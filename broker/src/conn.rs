@@ -1,24 +1,33 @@
-//! One client connection: a reader that decodes frames and starts a task per
-//! request, and a writer that drains a bounded queue of outgoing frames.
-//! Responses leave in completion order, matched by opaque.
+//! One client connection, served for any [`Service`]: a reader that decodes requests
+//! ([`protocol::CommandDecoder`]) and starts a task per request, and a writer that drains a
+//! bounded queue of outgoing frames. Responses leave in completion order, matched by opaque.
+//! Handlers see the connection only through [`Conn`], the peer handle: its address, what the
+//! client said about itself, and a way to send it frames.
 //!
-//! Bounds: at most `max_in_flight_per_connection` requests are being served
-//! per connection (the reader stops reading, so TCP pushes back), and at most
-//! `OUT_QUEUE` frames wait for the socket.
+//! Bounds, per connection: at most `max_in_flight` requests and `max_bytes_in_flight` request
+//! bytes are being served (beyond either the reader stops reading, so TCP pushes back), and at
+//! most `OUT_QUEUE` frames wait for the socket. Per shard ([`Connections`]): at most
+//! `max_connections` connections (more are closed as they are accepted), and a connection with
+//! nothing in progress that neither reads nor writes for `idle_timeout` is closed.
+//!
+//! An idle connection holds no buffers: the receive buffer is taken when bytes arrive and given
+//! back once every request was taken out of it; the out queue and the writer's batch are given
+//! back when the writer runs dry. What stays is the two tasks, the small read array the reader
+//! waits with, and [`Conn`].
 
 use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
-use protocol::{FrameCodec, LanguageCode, RemotingCommand};
-
-use crate::shard::Shard;
+use protocol::{CommandDecoder, LanguageCode, RemotingCommand};
 
 /// Frames waiting for the socket, per connection.
 const OUT_QUEUE: usize = 1024;
@@ -28,10 +37,32 @@ const WRITE_BATCH_BYTES: usize = 256 * 1024;
 const WRITE_BATCH_PIECES: usize = 512;
 /// Pieces shorter than this are copied together rather than given an iovec of their own.
 const SMALL_PIECE: usize = 512;
-
-/// A read at least this large means requests are streaming in: the next read goes straight
-/// into the frame buffer.
+/// What the reader waits with: a read that fills it means requests are streaming in, and the
+/// next read goes straight into the receive buffer.
+const IDLE_READ: usize = 4 * 1024;
+/// A direct read at least this large means requests are still streaming in.
 const STREAMING_READ: usize = 16 * 1024;
+/// Queued-frame slots (and batch pieces) an idle writer keeps; beyond, they are given back.
+const KEEP_SLOTS: usize = 32;
+
+/// What a connection serves its requests with (the shard's handlers, in the broker).
+// Futures stay on the shard's thread: no `Send` bound is wanted on `serve`'s future.
+#[allow(async_fn_in_trait)]
+pub trait Service: 'static {
+    /// Serves one request; `None` when nothing goes back (oneway).
+    async fn serve(this: &Rc<Self>, conn: &Rc<Conn>, request: RemotingCommand) -> Option<Outgoing>;
+    /// The connection closed (after its last request was read).
+    fn closed(&self, conn: &Rc<Conn>);
+}
+
+/// Per-connection bounds on requests being served.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_frame_size: usize,
+    pub max_in_flight: usize,
+    /// Request bytes (whole frames) being served; a larger request counts as this much.
+    pub max_bytes_in_flight: usize,
+}
 
 /// A frame to send: an encoded prefix and header (and small body), then
 /// body parts passed through untouched (stored records).
@@ -59,17 +90,6 @@ impl Outgoing {
             parts,
         }
     }
-
-    fn close_marker() -> Self {
-        Self {
-            head: Bytes::new(),
-            parts: Vec::new(),
-        }
-    }
-
-    fn is_close_marker(&self) -> bool {
-        self.head.is_empty() && self.parts.is_empty()
-    }
 }
 
 /// What the connection's writer is about to send: pieces in order, small ones copied together.
@@ -85,6 +105,9 @@ impl OutBuf {
     fn push(&mut self, b: Bytes) {
         self.bytes += b.len();
         if b.len() < SMALL_PIECE {
+            if self.small.capacity() == 0 {
+                self.small = BytesMut::with_capacity(4 * 1024);
+            }
             self.small.extend_from_slice(&b);
         } else {
             self.seal_small();
@@ -96,6 +119,14 @@ impl OutBuf {
         if !self.small.is_empty() {
             self.pieces.push(self.small.split().freeze());
         }
+    }
+
+    /// Gives the batch's storage back once it was sent (the writer is about to wait).
+    fn shrink(&mut self) {
+        if self.pieces.capacity() > KEEP_SLOTS {
+            self.pieces = Vec::new();
+        }
+        self.small = BytesMut::new();
     }
 
     fn is_full(&self) -> bool {
@@ -172,142 +203,295 @@ impl OutBuf {
     }
 }
 
-/// A client as the shard sees it.
+/// The peer handle: a client as handlers see it.
 pub struct Conn {
     pub id: u64,
     pub peer: SocketAddr,
-    out: LocalSender<Outgoing>,
     /// Language and version of the last request (heartbeats record them).
     pub language: Cell<LanguageCode>,
     pub version: Cell<i32>,
     next_opaque: Cell<i32>,
-    closed: Rc<Cell<bool>>,
+    out: OutQueue,
+    fd: RawFd,
+    /// [`Connections::now`] when the connection last read or wrote.
+    last_active: Cell<u32>,
+    /// Requests being served.
+    busy: Cell<u32>,
 }
 
 impl Conn {
     /// Queues a frame; waits while the queue is full. Dropped silently when
     /// the connection has closed.
     pub async fn send(&self, frame: Outgoing) {
-        if self.closed.get() {
+        if self.out.closed.get() {
             return;
         }
-        if self.out.send(frame).await.is_err() {
-            self.closed.set(true);
+        if self.out.room.acquire(1).await.is_err() {
+            return; // closed while waiting
         }
+        self.out.push(frame);
     }
 
-    /// Sends a oneway request to the client (NOTIFY_CONSUMER_IDS_CHANGED, ...).
+    /// Sends a oneway request to the client (NOTIFY_CONSUMER_IDS_CHANGED, ...); dropped when
+    /// the queue is full.
     pub fn try_send_oneway(&self, mut cmd: RemotingCommand) {
-        if self.closed.get() {
+        if self.out.closed.get() || !matches!(self.out.room.try_acquire(1), Ok(true)) {
             return;
         }
         let opaque = self.next_opaque.get();
         self.next_opaque.set(opaque.wrapping_add(1));
         cmd.opaque = opaque;
         cmd.set_oneway();
-        let _ = self.out.try_send(Outgoing::command(&cmd));
+        self.out.push(Outgoing::command(&cmd));
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed.get()
+        self.out.closed.get()
     }
 
     pub fn addr_string(&self) -> String {
         self.peer.to_string()
     }
+
+    /// Ends the connection: pending reads see the end of the stream, the writer sends what is
+    /// queued and stops.
+    fn shut_down(&self) {
+        // SAFETY: `fd` is this connection's socket, open while the connection is registered in
+        // its shard's table (the reader, which owns one half of the stream, unregisters it
+        // before it drops its half). shutdown(2) only changes the socket's state.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
+    }
+}
+
+/// The frames waiting for the writer. Its storage grows with what is queued and is given back
+/// when the writer has drained it.
+struct OutQueue {
+    frames: RefCell<VecDeque<Outgoing>>,
+    /// Free slots: senders take one per frame, the writer gives it back once it took the frame.
+    room: Semaphore,
+    writer: Cell<Option<Waker>>,
+    closed: Cell<bool>,
+}
+
+impl OutQueue {
+    fn new() -> Self {
+        Self {
+            frames: RefCell::new(VecDeque::new()),
+            room: Semaphore::new(OUT_QUEUE as u64),
+            writer: Cell::new(None),
+            closed: Cell::new(false),
+        }
+    }
+
+    fn push(&self, frame: Outgoing) {
+        self.frames.borrow_mut().push_back(frame);
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+    }
+
+    /// Frames are queued or the connection closed (`false`: closed and nothing left).
+    async fn ready(&self) -> bool {
+        std::future::poll_fn(|cx| {
+            if !self.frames.borrow().is_empty() {
+                return Poll::Ready(true);
+            }
+            if self.closed.get() {
+                return Poll::Ready(false);
+            }
+            self.writer.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn pop(&self) -> Option<Outgoing> {
+        let frame = self.frames.borrow_mut().pop_front();
+        if frame.is_some() {
+            self.room.signal(1);
+        }
+        frame
+    }
+
+    /// Gives the queue's storage back if it is empty and large.
+    fn shrink_if_idle(&self) {
+        let mut frames = self.frames.borrow_mut();
+        if frames.is_empty() && frames.capacity() > KEEP_SLOTS {
+            *frames = VecDeque::new();
+        }
+    }
+
+    fn close(&self) {
+        self.closed.set(true);
+        self.room.close();
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+    }
+}
+
+/// A shard's connections: the count bound, the idle timeout and a coarse clock.
+pub struct Connections {
+    conns: RefCell<HashMap<u64, Rc<Conn>>>,
+    max: usize,
+    idle_timeout: Option<Duration>,
+    /// Seconds since the table was made, advanced by [`Connections::run_sweeper`].
+    now: Cell<u32>,
+    refused: Cell<u64>,
+}
+
+impl Connections {
+    /// `idle_timeout` zero: connections are never closed for idleness.
+    pub fn new(max: usize, idle_timeout: Duration) -> Self {
+        Self {
+            conns: RefCell::new(HashMap::new()),
+            max,
+            idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
+            now: Cell::new(0),
+            refused: Cell::new(0),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.borrow().is_empty()
+    }
+
+    /// Whether one more connection may be served; counts and logs the refusals.
+    pub fn admit(&self, peer: Option<SocketAddr>) -> bool {
+        if self.len() < self.max {
+            return true;
+        }
+        let refused = self.refused.get() + 1;
+        self.refused.set(refused);
+        if refused.is_power_of_two() {
+            tracing::warn!(
+                peer = ?peer,
+                max = self.max,
+                refused,
+                "connection limit reached: closing new connections"
+            );
+        }
+        false
+    }
+
+    /// Advances the clock every second and closes connections idle beyond the timeout.
+    pub async fn run_sweeper(self: Rc<Self>) {
+        loop {
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+            let now = self.now.get().wrapping_add(1);
+            self.now.set(now);
+            if let Some(timeout) = self.idle_timeout {
+                self.close_idle(now, timeout.as_secs().max(1) as u32);
+            }
+        }
+    }
+
+    fn close_idle(&self, now: u32, timeout: u32) {
+        for conn in self.conns.borrow().values() {
+            let idle = now.wrapping_sub(conn.last_active.get());
+            if conn.busy.get() == 0 && idle > timeout && !conn.is_closed() {
+                tracing::info!(peer = %conn.peer, idle_s = idle, "closing idle connection");
+                conn.shut_down();
+            }
+        }
+    }
+
+    fn touch(&self, conn: &Conn) {
+        conn.last_active.set(self.now.get());
+    }
+}
+
+/// Accepts connections on `listener` for as long as the shard runs, each served by `service`
+/// within the table's bound.
+pub async fn accept<S: Service>(
+    listener: glommio::net::TcpListener,
+    service: Rc<S>,
+    table: Rc<Connections>,
+    limits: Limits,
+    shard: usize,
+) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                if !table.admit(stream.peer_addr().ok()) {
+                    continue; // dropping the stream closes it
+                }
+                let id = next_conn_id(shard);
+                let serve = serve(service.clone(), table.clone(), limits, stream, id);
+                glommio::spawn_local(serve).detach();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, id: u64) {
-    let peer = match stream.peer_addr() {
-        Ok(p) => p,
-        Err(_) => return,
+pub async fn serve<S: Service>(
+    service: Rc<S>,
+    table: Rc<Connections>,
+    limits: Limits,
+    stream: TcpStream,
+    id: u64,
+) {
+    let Ok(peer) = stream.peer_addr() else {
+        return;
     };
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
-    let (mut reader, mut writer) = futures_lite::io::split(stream);
-    let (tx, rx) = local_channel::new_bounded::<Outgoing>(OUT_QUEUE);
+    let (reader, writer) = futures_lite::io::split(stream);
     let conn = Rc::new(Conn {
         id,
         peer,
-        out: tx,
         language: Cell::new(LanguageCode::JAVA),
         version: Cell::new(0),
         next_opaque: Cell::new(1),
-        closed: Rc::new(Cell::new(false)),
+        out: OutQueue::new(),
+        fd,
+        last_active: Cell::new(table.now.get()),
+        busy: Cell::new(0),
     });
+    table.conns.borrow_mut().insert(id, conn.clone());
+    glommio::spawn_local(write_frames(conn.clone(), table.clone(), writer)).detach();
+    read_requests(&service, &table, &conn, limits, reader).await;
+    table.conns.borrow_mut().remove(&id);
+    // The writer flushes what is queued and closes the socket; frames produced later (parked
+    // pulls) are dropped.
+    conn.out.close();
+    service.closed(&conn);
+}
 
-    glommio::spawn_local({
-        let closed = conn.closed.clone();
-        async move {
-            let mut out = OutBuf::default();
-            while let Some(first) = rx.recv().await {
-                if first.is_close_marker() {
-                    break;
-                }
-                let mut pending = Some(first);
-                // Gather what is queued into large writes: small pieces (headers, small
-                // responses) are copied together, stored records are sent from where they are
-                // with one vectored write.
-                loop {
-                    let next = match pending.take() {
-                        Some(f) => Some(f),
-                        // Whatever is already queued, without waiting.
-                        None => futures_lite::future::poll_once(rx.recv()).await.flatten(),
-                    };
-                    let Some(frame) = next else {
-                        break;
-                    };
-                    if frame.is_close_marker() {
-                        let _ = out.send(fd, &mut writer).await;
-                        let _ = writer.close().await;
-                        closed.set(true);
-                        return;
-                    }
-                    out.push(frame.head);
-                    for part in frame.parts {
-                        out.push(part);
-                    }
-                    if out.is_full() && out.send(fd, &mut writer).await.is_err() {
-                        closed.set(true);
-                        return;
-                    }
-                }
-                if out.send(fd, &mut writer).await.is_err() {
-                    closed.set(true);
-                    return;
-                }
-                if writer.flush().await.is_err() {
-                    closed.set(true);
-                    return;
-                }
-            }
-        }
-    })
-    .detach();
-
-    let in_flight = Rc::new(Semaphore::new(
-        shard.config.max_in_flight_per_connection as u64,
-    ));
-    let codec = FrameCodec::new(shard.config.max_frame_size);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut last_read = 0;
-    'read: loop {
+/// The reader: requests out of the socket, a task for each, until the stream ends or breaks.
+async fn read_requests<S: Service>(
+    service: &Rc<S>,
+    table: &Connections,
+    conn: &Rc<Conn>,
+    limits: Limits,
+    mut reader: futures_lite::io::ReadHalf<TcpStream>,
+) {
+    let in_flight = Rc::new(Semaphore::new(limits.max_in_flight as u64));
+    let budget = limits.max_bytes_in_flight.max(1);
+    let bytes = Rc::new(Semaphore::new(budget as u64));
+    let mut decoder = CommandDecoder::new(limits.max_frame_size);
+    let mut idle = [0u8; IDLE_READ];
+    let mut streaming = false;
+    loop {
         loop {
-            let frame = match codec.decode(&mut buf) {
-                Ok(Some(f)) => f,
+            let size = decoder.next_frame_size().ok().flatten().unwrap_or(0);
+            let request = match decoder.next_command() {
+                Ok(Some(request)) => request,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(peer = %peer, error = %e, "broken framing; closing connection");
-                    break 'read;
-                }
-            };
-            let request = match RemotingCommand::decode(frame) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(peer = %peer, error = %e, "undecodable header; closing connection");
-                    break 'read;
+                    tracing::warn!(peer = %conn.peer, error = %e, "closing connection");
+                    return;
                 }
             };
             if request.is_response() {
@@ -315,43 +499,77 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, id: u64) {
             }
             conn.language.set(request.language);
             conn.version.set(request.version);
-            let permit = match in_flight.acquire_static_permit(1).await {
-                Ok(p) => p,
-                Err(_) => break 'read,
+            let weight = size.clamp(1, budget) as u64;
+            let (Ok(count), Ok(weight)) = (
+                in_flight.acquire_static_permit(1).await,
+                bytes.acquire_static_permit(weight).await,
+            ) else {
+                return;
             };
-            let shard = shard.clone();
-            let conn = conn.clone();
+            conn.busy.set(conn.busy.get() + 1);
+            let (service, conn) = (service.clone(), conn.clone());
             glommio::spawn_local(async move {
-                if let Some(reply) = crate::handlers::dispatch(&shard, &conn, request).await {
+                if let Some(reply) = S::serve(&service, &conn, request).await {
                     conn.send(reply).await;
                 }
-                drop(permit);
+                conn.busy.set(conn.busy.get() - 1);
+                drop((count, weight));
             })
             .detach();
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 * 1024);
-        }
-        // While requests stream in (the last read was large), what the socket holds goes
-        // straight into `buf`. Otherwise, and when the socket turns out empty, glommio reads
-        // into `chunk`, waiting for data (it tries a plain read first itself: a connection
-        // with one request at a time pays for one read attempt, not two).
-        let got = match (last_read >= STREAMING_READ).then(|| recv_now(fd, &mut buf)) {
-            Some(Some(r)) => r,
-            _ => reader.read(&mut chunk).await.inspect(|&n| {
-                buf.extend_from_slice(&chunk[..n]);
-            }),
+        decoder.release_if_empty();
+        // While requests stream in (the last read filled what it was given), what the socket
+        // holds goes straight into the receive buffer. Otherwise, and when the socket turns out
+        // empty, glommio reads into the small idle array, waiting for data (it tries a plain
+        // read first itself: a connection with one request at a time pays for one read
+        // attempt, not two) and holding no receive buffer while it waits.
+        let got = match streaming.then(|| recv_now(conn.fd, decoder.recv_buf())) {
+            Some(Some(Ok(n))) => Ok((n, n >= STREAMING_READ)),
+            Some(Some(Err(e))) => Err(e),
+            _ => reader
+                .read(&mut idle)
+                .await
+                .inspect(|&n| {
+                    decoder.extend(&idle[..n]);
+                })
+                .map(|n| (n, n == IDLE_READ)),
         };
         match got {
-            Ok(0) | Err(_) => break,
-            Ok(n) => last_read = n,
+            Ok((0, _)) | Err(_) => return,
+            Ok((_, more)) => streaming = more,
         }
+        table.touch(conn);
     }
-    // Ask the writer to flush what is queued and close the socket; frames
-    // produced later (parked pulls) are dropped.
-    let _ = conn.out.try_send(Outgoing::close_marker());
-    conn.closed.set(true);
-    shard.connection_closed(&conn);
+}
+
+/// The writer: gathers what is queued into large writes (small pieces such as headers and small
+/// responses are copied together, stored records are sent from where they are with one vectored
+/// write), until the connection closes or the socket fails.
+async fn write_frames(
+    conn: Rc<Conn>,
+    table: Rc<Connections>,
+    mut writer: futures_lite::io::WriteHalf<TcpStream>,
+) {
+    let fd = conn.fd;
+    let mut out = OutBuf::default();
+    while conn.out.ready().await {
+        while let Some(frame) = conn.out.pop() {
+            out.push(frame.head);
+            for part in frame.parts {
+                out.push(part);
+            }
+            if out.is_full() && out.send(fd, &mut writer).await.is_err() {
+                return conn.out.close();
+            }
+        }
+        if out.send(fd, &mut writer).await.is_err() || writer.flush().await.is_err() {
+            return conn.out.close();
+        }
+        table.touch(&conn);
+        out.shrink();
+        conn.out.shrink_if_idle();
+    }
+    let _ = writer.close().await;
 }
 
 /// Reads what the socket `fd` holds into `buf`'s spare capacity without waiting: `None` when

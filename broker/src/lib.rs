@@ -6,6 +6,34 @@
 //! with the name servers as a broker of its own. A control thread
 //! ([`control`]) owns process-wide metadata (topics, subscription groups)
 //! and fans changes out to the shards over channels.
+//!
+//! Modules, and which way they depend on each other (`scripts/modcycles
+//! broker/src` prints this graph and fails on a cycle; there is none):
+//!
+//! ```text
+//! server   ──► shard, control, config, metadata
+//! shard    ──► conn, clients, control, offsets, config, metadata
+//! handlers ──► shard, conn, storeext, config, metadata
+//! clients  ──► conn
+//! control  ──► config, metadata
+//! offsets  ──► metadata
+//! metadata ──► config
+//! config   ──► conn (the per-connection limits it hands out)
+//! conn, storeext ──► nothing of this crate
+//! ```
+//!
+//! * [`conn`]: one client connection, served for any [`conn::Service`]
+//!   through the peer handle [`conn::Conn`]; the per-shard connection table
+//!   ([`conn::Connections`]: count bound, idle timeout) and the accept loop.
+//!   It knows nothing of shards or handlers.
+//! * [`handlers`]: the requests, one module per side of the protocol;
+//!   `impl conn::Service for shard::Shard` routes each request to its
+//!   handler ([`handlers::dispatch`]). A handler answers a [`handlers::Reply`]
+//!   or a `Result<Reply, HandlerError>`; [`handlers::HandlerError`] maps each
+//!   kind of failure to a response code and remark.
+//! * [`shard`]: the per-core state, and the one place that asks the control
+//!   thread for a topic or group and adopts the answer
+//!   ([`shard::Shard::ensure_topic`], [`shard::Shard::ensure_group`]).
 
 pub mod clients;
 pub mod config;

@@ -74,6 +74,17 @@ struct Flags {
     /// Microseconds an idle shard polls before it sleeps (0: sleep at once).
     #[arg(long, global = true)]
     spin_us: Option<u64>,
+    /// Connections one shard serves at once (saturnMaxConnectionsPerShard).
+    #[arg(long, global = true)]
+    max_connections: Option<usize>,
+    /// Seconds a connection may sit idle before it is closed, 0: never
+    /// (serverChannelMaxIdleTimeSeconds).
+    #[arg(long, global = true)]
+    idle_timeout: Option<u64>,
+    /// Bytes of requests one connection may have in progress
+    /// (saturnMaxBytesInFlightPerConnection).
+    #[arg(long, global = true)]
+    max_bytes_in_flight: Option<usize>,
 }
 
 fn main() {
@@ -102,6 +113,7 @@ fn main() {
         }
     }
     apply_flags(&mut config, &flags);
+    raise_open_file_limit(config.shards * config.max_connections_per_shard);
 
     let namesrv = standalone.map(|port| {
         let listen = SocketAddr::from(([0, 0, 0, 0], port));
@@ -157,6 +169,9 @@ fn merge(global: Flags, local: Flags) -> Flags {
         segment_size: local.segment_size.or(global.segment_size),
         no_pin: local.no_pin || global.no_pin,
         spin_us: local.spin_us.or(global.spin_us),
+        max_connections: local.max_connections.or(global.max_connections),
+        idle_timeout: local.idle_timeout.or(global.idle_timeout),
+        max_bytes_in_flight: local.max_bytes_in_flight.or(global.max_bytes_in_flight),
     }
 }
 
@@ -205,6 +220,49 @@ fn apply_flags(config: &mut BrokerConfig, f: &Flags) {
     }
     if let Some(v) = f.spin_us {
         config.spin_before_park = std::time::Duration::from_micros(v);
+    }
+    apply_limit_flags(config, f);
+}
+
+fn apply_limit_flags(config: &mut BrokerConfig, f: &Flags) {
+    if let Some(v) = f.max_connections {
+        config.max_connections_per_shard = v;
+    }
+    if let Some(v) = f.idle_timeout {
+        config.idle_timeout = Duration::from_secs(v);
+    }
+    if let Some(v) = f.max_bytes_in_flight {
+        // A request larger than the budget still runs, alone.
+        config.max_bytes_in_flight_per_connection = v.max(1);
+    }
+}
+
+/// Raises this process's limit on open files toward what the shards may hold (every
+/// connection is a file), as far as the hard limit allows.
+fn raise_open_file_limit(want: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit of our own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let target = (want as libc::rlim_t + 1024).min(lim.rlim_max);
+        if target > lim.rlim_cur {
+            lim.rlim_cur = target;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("cannot raise the open-file limit");
+            }
+        }
+        if (lim.rlim_cur as usize) < want {
+            tracing::info!(
+                limit = lim.rlim_cur,
+                wanted = want,
+                "open-file limit is below the connections the shards may serve"
+            );
+        }
     }
 }
 

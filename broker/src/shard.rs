@@ -14,7 +14,7 @@ use protocol::message::UniqIdGenerator;
 
 use crate::clients::ClientManager;
 use crate::config::{BrokerConfig, FlushDiskType};
-use crate::conn::{self, Conn};
+use crate::conn::{self, Conn, Connections};
 use crate::control::{ControlHandle, ShardEvent};
 use crate::metadata::Metadata;
 use crate::offsets::OffsetTable;
@@ -35,6 +35,8 @@ pub struct Shard {
         RefCell<HashMap<(String, protocol::body::MessageQueue), (String, std::time::Instant)>>,
     pub control: ControlHandle,
     pub uniq: RefCell<UniqIdGenerator>,
+    /// The shard's client connections.
+    pub connections: Rc<Connections>,
     /// Round-robin cursor for sends that leave the queue to the broker.
     pub next_queue: std::cell::Cell<u32>,
     pub boot_ms: i64,
@@ -47,6 +49,50 @@ impl Shard {
 
     pub fn group(&self, name: &str) -> Option<SubscriptionGroupConfig> {
         self.groups.borrow().get(name).cloned()
+    }
+
+    /// The topic as the control thread has it, creating `candidate` there unless it exists;
+    /// known to this shard at once (the control thread's broadcast repeats it). `None`: the
+    /// broker is stopping.
+    pub async fn ensure_topic(&self, candidate: TopicConfig) -> Option<Rc<TopicConfig>> {
+        let c = self.control.ensure_topic(candidate).await?;
+        Some(self.adopt_topic(c))
+    }
+
+    /// Creates or replaces a topic (administration), as [`Shard::ensure_topic`] does.
+    pub async fn put_topic(&self, config: TopicConfig) -> Option<Rc<TopicConfig>> {
+        let c = self.control.put_topic(config).await?;
+        Some(self.adopt_topic(c))
+    }
+
+    /// The group as the control thread has it, creating `candidate` there unless it exists;
+    /// known to this shard at once.
+    pub async fn ensure_group(
+        &self,
+        candidate: SubscriptionGroupConfig,
+    ) -> Option<SubscriptionGroupConfig> {
+        let g = self.control.ensure_group(candidate).await?;
+        self.groups
+            .borrow_mut()
+            .insert(g.group_name.clone(), g.clone());
+        Some(g)
+    }
+
+    /// Creates or replaces a group (administration), as [`Shard::ensure_group`] does.
+    pub async fn put_group(&self, config: SubscriptionGroupConfig) -> Option<()> {
+        self.control.put_group(config.clone()).await?;
+        self.groups
+            .borrow_mut()
+            .insert(config.group_name.clone(), config);
+        Some(())
+    }
+
+    fn adopt_topic(&self, c: TopicConfig) -> Rc<TopicConfig> {
+        let c = Rc::new(c);
+        self.topics
+            .borrow_mut()
+            .insert(c.topic_name.clone(), c.clone());
+        c
     }
 
     pub fn connection_closed(&self, conn: &Rc<Conn>) {
@@ -103,18 +149,7 @@ pub async fn run(setup: ShardSetup) {
     } = setup;
     let port = config.shard_port(id);
     let store_host = SocketAddr::new(config.broker_ip, port);
-    let mut store_config = storage::StoreConfig::new(config.shard_commit_log_dir(id), store_host);
-    store_config.segment_size = config.segment_size;
-    store_config.flush = match config.flush {
-        FlushDiskType::Async => storage::FlushMode::Async,
-        FlushDiskType::Sync => storage::FlushMode::Sync,
-    };
-    store_config.flush_interval = config.flush_interval;
-    store_config.flush_timeout = config.sync_flush_timeout;
-    store_config.hot_cache_bytes = config.hot_cache_bytes;
-    store_config.disk_max_used_ratio = config.disk_max_used_ratio;
-    store_config.retention = config.file_reserved_time;
-    let store = match storage::Store::open(store_config).await {
+    let store = match open_store(&config, id, store_host).await {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id}: cannot open store: {e}")));
@@ -147,6 +182,10 @@ pub async fn run(setup: ShardSetup) {
         locks: RefCell::new(HashMap::new()),
         control,
         uniq: RefCell::new(UniqIdGenerator::new(ip, std::process::id(), id as i32)),
+        connections: Rc::new(Connections::new(
+            config.max_connections_per_shard,
+            config.idle_timeout,
+        )),
         next_queue: std::cell::Cell::new(0),
         boot_ms: crate::metadata::now_ms(),
         config: config.clone(),
@@ -161,52 +200,12 @@ pub async fn run(setup: ShardSetup) {
     }
 
     for listener in listeners {
-        let shard = shard.clone();
-        glommio::spawn_local(async move {
-            loop {
-                match listener.accept().await {
-                    Ok(stream) => {
-                        let id = conn::next_conn_id(shard.id);
-                        glommio::spawn_local(conn::serve(shard.clone(), stream, id)).detach();
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        glommio::timer::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            }
-        })
-        .detach();
+        let (service, table) = (shard.clone(), shard.connections.clone());
+        let limits = config.conn_limits();
+        glommio::spawn_local(conn::accept(listener, service, table, limits, id)).detach();
     }
-
-    // Periodic work: persist changed offsets every second (the file write
-    // and fsync run on glommio's blocking pool, never on this core's
-    // reactor), expire silent clients every 5 s.
-    let housekeeping = glommio::spawn_local({
-        let shard = shard.clone();
-        async move {
-            for tick in 0u64.. {
-                glommio::timer::sleep(Duration::from_secs(1)).await;
-                let pending = shard.offsets.borrow_mut().take_if_dirty();
-                if let Some((path, snapshot)) = pending {
-                    glommio::executor()
-                        .spawn_blocking(move || crate::metadata::write_json(&path, &snapshot))
-                        .await;
-                }
-                if tick % 5 != 4 {
-                    continue;
-                }
-                let expired = shard.clients.borrow_mut().expire(
-                    std::time::Instant::now(),
-                    shard.config.client_channel_expiry,
-                );
-                for group in expired {
-                    shard.clients.borrow().notify_consumer_ids_changed(&group);
-                }
-            }
-        }
-    })
-    .detach();
+    let sweeper = glommio::spawn_local(shard.connections.clone().run_sweeper()).detach();
+    let housekeeping = glommio::spawn_local(housekeeping(shard.clone())).detach();
 
     tracing::info!(shard = id, name = %shard.name, addr = %store_host, "shard listening");
     let _ = ready.send(Ok(()));
@@ -217,11 +216,55 @@ pub async fn run(setup: ShardSetup) {
         }
     }
     housekeeping.cancel();
+    sweeper.cancel();
     shard.offsets.borrow_mut().persist();
     if let Err(e) = shard.store.flush().await {
         tracing::error!(shard = id, error = %e, "final flush failed");
     }
     tracing::info!(shard = id, "shard stopped");
+}
+
+async fn open_store(
+    config: &BrokerConfig,
+    id: usize,
+    store_host: SocketAddr,
+) -> Result<storage::Store, storage::StoreError> {
+    let mut store_config = storage::StoreConfig::new(config.shard_commit_log_dir(id), store_host);
+    store_config.segment_size = config.segment_size;
+    store_config.flush = match config.flush {
+        FlushDiskType::Async => storage::FlushMode::Async,
+        FlushDiskType::Sync => storage::FlushMode::Sync,
+    };
+    store_config.flush_interval = config.flush_interval;
+    store_config.flush_timeout = config.sync_flush_timeout;
+    store_config.hot_cache_bytes = config.hot_cache_bytes;
+    store_config.disk_max_used_ratio = config.disk_max_used_ratio;
+    store_config.retention = config.file_reserved_time;
+    storage::Store::open(store_config).await
+}
+
+/// Periodic work: persist changed offsets every second (the file write and fsync run on
+/// glommio's blocking pool, never on this core's reactor), expire silent clients every 5 s.
+async fn housekeeping(shard: Rc<Shard>) {
+    for tick in 0u64.. {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        let pending = shard.offsets.borrow_mut().take_if_dirty();
+        if let Some((path, snapshot)) = pending {
+            glommio::executor()
+                .spawn_blocking(move || crate::metadata::write_json(&path, &snapshot))
+                .await;
+        }
+        if tick % 5 != 4 {
+            continue;
+        }
+        let expired = shard.clients.borrow_mut().expire(
+            std::time::Instant::now(),
+            shard.config.client_channel_expiry,
+        );
+        for group in expired {
+            shard.clients.borrow().notify_consumer_ids_changed(&group);
+        }
+    }
 }
 
 fn bind_listeners(

@@ -56,14 +56,8 @@ pub async fn create_topic(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
             }
         }
     }
-    match shard.control.put_topic(config).await {
-        Some(c) => {
-            shard
-                .topics
-                .borrow_mut()
-                .insert(c.topic_name.clone(), Rc::new(c));
-            Reply::Cmd(req.success())
-        }
+    match shard.put_topic(config).await {
+        Some(_) => Reply::Cmd(req.success()),
         None => error(req, ResponseCode::SYSTEM_ERROR, "broker is shutting down"),
     }
 }
@@ -223,14 +217,8 @@ pub async fn create_group(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
     if config.group_name.is_empty() {
         return error(req, ResponseCode::SYSTEM_ERROR, "the group name is empty");
     }
-    match shard.control.put_group(config.clone()).await {
-        Some(()) => {
-            shard
-                .groups
-                .borrow_mut()
-                .insert(config.group_name.clone(), config);
-            Reply::Cmd(req.success())
-        }
+    match shard.put_group(config).await {
+        Some(()) => Reply::Cmd(req.success()),
         None => error(req, ResponseCode::SYSTEM_ERROR, "broker is shutting down"),
     }
 }

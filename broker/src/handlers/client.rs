@@ -32,25 +32,17 @@ pub async fn heartbeat(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand
     };
     let now = Instant::now();
     for consumer in &data.consumer_data_set {
-        let Some(group) = super::send::ensure_group(shard, &consumer.group_name).await else {
+        let Ok(group) = super::send::ensure_group(shard, &consumer.group_name).await else {
             continue; // unknown group and no auto-creation: ignored, as RocketMQ does
         };
         // Every consumer group has a retry topic, routable from the start.
         let retry = format!("{RETRY_PREFIX}{}", consumer.group_name);
         if shard.topic(&retry).is_none() {
             let queues = group.retry_queue_nums.max(1);
-            if let Some(c) = shard
-                .control
-                .ensure_topic(TopicConfig::new(
-                    &retry,
-                    queues,
-                    queues,
-                    perm::READ | perm::WRITE,
-                ))
-                .await
-            {
-                shard.topics.borrow_mut().insert(retry, Rc::new(c));
-            }
+            let rw = perm::READ | perm::WRITE;
+            let _ = shard
+                .ensure_topic(TopicConfig::new(&retry, queues, queues, rw))
+                .await;
         }
         let joined =
             shard

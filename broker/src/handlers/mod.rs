@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod consumer;
+mod error;
 mod pull;
 mod send;
 
@@ -11,8 +12,20 @@ use std::rc::Rc;
 use protocol::header::HeaderError;
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
+pub use self::error::{HandlerError, IntoReply};
 use crate::conn::{Conn, Outgoing};
 use crate::shard::Shard;
+
+/// A shard serves its connections with these handlers.
+impl crate::conn::Service for Shard {
+    async fn serve(this: &Rc<Self>, conn: &Rc<Conn>, request: RemotingCommand) -> Option<Outgoing> {
+        dispatch(this, conn, request).await
+    }
+
+    fn closed(&self, conn: &Rc<Conn>) {
+        self.connection_closed(conn);
+    }
+}
 
 /// Serves one request; `None` when nothing is to be sent back (oneway).
 pub async fn dispatch(
@@ -27,9 +40,11 @@ pub async fn dispatch(
     let oneway = req.is_oneway();
     let reply = match req.request_code() {
         C::SEND_MESSAGE | C::SEND_MESSAGE_V2 | C::SEND_BATCH_MESSAGE => {
-            send::send(shard, conn, &req).await
+            send::send(shard, conn, &req).await.into_reply(&req)
         }
-        C::PULL_MESSAGE | C::LITE_PULL_MESSAGE => Box::pin(pull::pull(shard, &req)).await,
+        C::PULL_MESSAGE | C::LITE_PULL_MESSAGE => {
+            Box::pin(pull::pull(shard, &req)).await.into_reply(&req)
+        }
         C::HEART_BEAT => Box::pin(client::heartbeat(shard, conn, &req)).await,
         C::UNREGISTER_CLIENT => client::unregister_client(shard, conn, &req),
         C::GET_CONSUMER_LIST_BY_GROUP => client::consumer_list(shard, &req),
@@ -42,7 +57,9 @@ pub async fn dispatch(
         C::GET_MIN_OFFSET => consumer::min_offset(shard, &req),
         C::SEARCH_OFFSET_BY_TIMESTAMP => Box::pin(consumer::search_offset(shard, &req)).await,
         C::GET_EARLIEST_MSG_STORETIME => Box::pin(consumer::earliest_store_time(shard, &req)).await,
-        C::CONSUMER_SEND_MSG_BACK => Box::pin(send::send_back(shard, conn, &req)).await,
+        C::CONSUMER_SEND_MSG_BACK => Box::pin(send::send_back(shard, conn, &req))
+            .await
+            .into_reply(&req),
         C::UPDATE_AND_CREATE_TOPIC => Box::pin(admin::create_topic(shard, &req)).await,
         C::DELETE_TOPIC_IN_BROKER => Box::pin(admin::delete_topic(shard, &req)).await,
         C::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(shard, &req),

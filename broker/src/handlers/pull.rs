@@ -5,13 +5,13 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use protocol::body::{perm, MessageModel, SubscriptionData};
+use protocol::body::{perm, MessageModel, SubscriptionData, SubscriptionGroupConfig};
 use protocol::header::{CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader};
 use protocol::message::pullflag;
 use protocol::{RemotingCommand, ResponseCode};
 use storage::GetStatus;
 
-use super::{error, header, Reply};
+use super::{HandlerError, Reply};
 use crate::shard::Shard;
 
 /// The longest a pull is held, whatever the client asks (its own timeout is 30 s).
@@ -21,104 +21,108 @@ const MAX_PULL_COUNT: usize = 1024;
 /// Bytes per pull.
 const MAX_PULL_BYTES: usize = 4 << 20;
 
-pub async fn pull(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
-    let h = header!(PullMessageRequestHeader, req);
-    let Some(group) = super::send::ensure_group(shard, &h.consumer_group).await else {
-        return error(
-            req,
+/// PULL_MESSAGE: check the group, topic and queue, find the subscription, commit the offset the
+/// client reports, then read (long-polling when asked).
+pub async fn pull(shard: &Rc<Shard>, req: &RemotingCommand) -> Result<Reply, HandlerError> {
+    let h = PullMessageRequestHeader::decode(&req.ext_fields)?;
+    let group = check_pull(shard, &h).await?;
+    let subscription = subscription(shard, &h, &group)?;
+    if !subscription.is_tag_type() {
+        return Err(HandlerError::Invalid(
+            "The broker does not support consumer to filter message by SQL92".into(),
+        ));
+    }
+    Ok(read_or_park(shard, req, &h, &subscription).await)
+}
+
+/// The group may consume, the topic exists and is readable, the queue is one of its.
+async fn check_pull(
+    shard: &Rc<Shard>,
+    h: &PullMessageRequestHeader,
+) -> Result<SubscriptionGroupConfig, HandlerError> {
+    let Ok(group) = super::send::ensure_group(shard, &h.consumer_group).await else {
+        return Err(HandlerError::Refused(
             ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
             format!("subscription group [{}] does not exist", h.consumer_group),
-        );
+        ));
     };
     if !group.consume_enable {
-        return error(
-            req,
-            ResponseCode::NO_PERMISSION,
-            format!("subscription group no permission, {}", h.consumer_group),
-        );
+        return Err(HandlerError::NoPermission(format!(
+            "subscription group no permission, {}",
+            h.consumer_group
+        )));
     }
     let Some(topic) = shard.topic(&h.topic) else {
-        return error(
-            req,
-            ResponseCode::TOPIC_NOT_EXIST,
-            format!("topic[{}] not exist, apply first please!", h.topic),
-        );
+        return Err(HandlerError::TopicNotExist(h.topic.clone()));
     };
     if !perm::is_readable(topic.perm) {
-        return error(
-            req,
-            ResponseCode::NO_PERMISSION,
-            format!("the topic[{}] pulling message is forbidden", h.topic),
-        );
+        return Err(HandlerError::NoPermission(format!(
+            "the topic[{}] pulling message is forbidden",
+            h.topic
+        )));
     }
     if h.queue_id < 0 || h.queue_id >= topic.read_queue_nums {
-        return error(
-            req,
-            ResponseCode::SYSTEM_ERROR,
-            format!(
-                "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]",
-                h.queue_id, h.topic, topic.read_queue_nums
-            ),
-        );
+        return Err(HandlerError::Invalid(format!(
+            "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]",
+            h.queue_id, h.topic, topic.read_queue_nums
+        )));
     }
+    Ok(group)
+}
 
-    let subscription = if pullflag::has_subscription_flag(h.sys_flag) {
+/// The subscription the pull filters with: carried in the request, or registered by the
+/// consumer's heartbeat (and at least as recent as the request says).
+fn subscription(
+    shard: &Shard,
+    h: &PullMessageRequestHeader,
+    group: &SubscriptionGroupConfig,
+) -> Result<SubscriptionData, HandlerError> {
+    let refused = |code, remark| Err(HandlerError::Refused(code, remark));
+    if pullflag::has_subscription_flag(h.sys_flag) {
         let expr = h.subscription.clone().unwrap_or_else(|| "*".into());
         let mut sub = SubscriptionData::build(&h.topic, &expr, h.sub_version);
         sub.expression_type = h.expression_type.clone();
-        sub
-    } else {
-        let clients = shard.clients.borrow();
-        let Some(info) = clients.consumers.get(&h.consumer_group) else {
-            return error(
-                req,
-                ResponseCode::SUBSCRIPTION_NOT_EXIST,
-                format!(
-                    "the consumer's group info not exist, group: {}",
-                    h.consumer_group
-                ),
-            );
-        };
-        if info.message_model == MessageModel::BROADCASTING && !group.consume_broadcast_enable {
-            return error(
-                req,
-                ResponseCode::NO_PERMISSION,
-                format!(
-                    "the consumer group[{}] can not consume by broadcast way",
-                    h.consumer_group
-                ),
-            );
-        }
-        let Some(sub) = info.subscriptions.get(&h.topic) else {
-            return error(
-                req,
-                ResponseCode::SUBSCRIPTION_NOT_EXIST,
-                format!(
-                    "the consumer's subscription not exist, group: {} topic: {}",
-                    h.consumer_group, h.topic
-                ),
-            );
-        };
-        if sub.sub_version < h.sub_version {
-            return error(
-                req,
-                ResponseCode::SUBSCRIPTION_NOT_LATEST,
-                format!(
-                    "the consumer's subscription not latest, group: {}",
-                    h.consumer_group
-                ),
-            );
-        }
-        sub.clone()
+        return Ok(sub);
+    }
+    let clients = shard.clients.borrow();
+    let group_name = &h.consumer_group;
+    let Some(info) = clients.consumers.get(group_name) else {
+        return refused(
+            ResponseCode::SUBSCRIPTION_NOT_EXIST,
+            format!("the consumer's group info not exist, group: {group_name}"),
+        );
     };
-    if !subscription.is_tag_type() {
-        return error(
-            req,
-            ResponseCode::SYSTEM_ERROR,
-            "The broker does not support consumer to filter message by SQL92",
+    if info.message_model == MessageModel::BROADCASTING && !group.consume_broadcast_enable {
+        return Err(HandlerError::NoPermission(format!(
+            "the consumer group[{group_name}] can not consume by broadcast way"
+        )));
+    }
+    let Some(sub) = info.subscriptions.get(&h.topic) else {
+        return refused(
+            ResponseCode::SUBSCRIPTION_NOT_EXIST,
+            format!(
+                "the consumer's subscription not exist, group: {group_name} topic: {}",
+                h.topic
+            ),
+        );
+    };
+    if sub.sub_version < h.sub_version {
+        return refused(
+            ResponseCode::SUBSCRIPTION_NOT_LATEST,
+            format!("the consumer's subscription not latest, group: {group_name}"),
         );
     }
+    Ok(sub.clone())
+}
 
+/// Commits the reported offset, reads, and parks on the queue while nothing is found and the
+/// client asked to wait; answers with the stored records as they are.
+async fn read_or_park(
+    shard: &Rc<Shard>,
+    req: &RemotingCommand,
+    h: &PullMessageRequestHeader,
+    subscription: &SubscriptionData,
+) -> Reply {
     if pullflag::has_commit_offset_flag(h.sys_flag) && h.commit_offset >= 0 {
         shard
             .offsets

@@ -5,11 +5,11 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use protocol::body::{perm, SubscriptionGroupConfig, TopicConfig};
-use protocol::header::{ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader};
+use protocol::header::{CommandHeader, ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader};
 use protocol::message::{self, properties as prop, property_value, sysflag};
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
-use super::{error, header, Reply};
+use super::{HandlerError, Reply};
 use crate::conn::Conn;
 use crate::metadata::{self, topic_name_error, DLQ_PREFIX, NOT_ALLOWED_SEND_TOPICS, RETRY_PREFIX};
 use crate::shard::Shard;
@@ -17,175 +17,174 @@ use crate::shard::Shard;
 /// Longest properties string a record can carry (its length is a short).
 const MAX_PROPERTIES_LEN: usize = 32767;
 
-pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> Reply {
-    let mut h = match SendMessageRequestHeader::decode_any(&req.ext_fields) {
-        Ok(h) => h,
-        Err(e) => return super::header_error(req, e),
-    };
+/// A send's destination once the topic is resolved (retry topics that went on to the dead-letter
+/// queue included).
+struct Target {
+    topic: String,
+    queue_id: i32,
+    config: Rc<TopicConfig>,
+}
+
+/// SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE: check the request, resolve the topic and
+/// queue, turn the body into messages, store them and answer.
+pub async fn send(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    req: &RemotingCommand,
+) -> Result<Reply, HandlerError> {
+    let mut h = SendMessageRequestHeader::decode_any(&req.ext_fields)?;
     let batch = req.request_code() == RequestCode::SEND_BATCH_MESSAGE || h.batch == Some(true);
+    let properties = check_send(shard, req, &mut h, batch)?;
+    let target = resolve_target(shard, conn, &mut h, batch).await?;
+    let entries = if batch {
+        batch_entries(shard, &req.body)?
+    } else {
+        vec![(h.flag, req.body.clone(), properties)]
+    };
+    let (to_store, wait) = messages_to_store(shard, conn, &h, target, entries);
+    store_and_answer(shard, req, to_store, wait).await
+}
+
+/// What is checked before anything else: the topic's name, the sizes, no transactions.
+/// Returns the properties, taken out of the header.
+fn check_send(
+    shard: &Shard,
+    req: &RemotingCommand,
+    h: &mut SendMessageRequestHeader,
+    batch: bool,
+) -> Result<String, HandlerError> {
     if let Some(reason) = topic_name_error(&h.topic) {
-        return error(req, ResponseCode::SYSTEM_ERROR, reason);
+        return Err(HandlerError::Invalid(reason.to_string()));
     }
     if NOT_ALLOWED_SEND_TOPICS.contains(&h.topic.as_str()) {
-        return error(
-            req,
-            ResponseCode::NO_PERMISSION,
-            format!("Sending message to topic[{}] is forbidden.", h.topic),
-        );
+        return Err(HandlerError::NoPermission(format!(
+            "Sending message to topic[{}] is forbidden.",
+            h.topic
+        )));
     }
     if req.body.len() > shard.config.max_message_size && !batch {
-        return error(
-            req,
-            ResponseCode::MESSAGE_ILLEGAL,
-            format!(
-                "the message body size {} is over the limit {}",
-                req.body.len(),
-                shard.config.max_message_size
-            ),
-        );
+        return Err(HandlerError::MessageIllegal(format!(
+            "the message body size {} is over the limit {}",
+            req.body.len(),
+            shard.config.max_message_size
+        )));
     }
     let properties = h.properties.take().unwrap_or_default();
     if properties.len() > MAX_PROPERTIES_LEN {
-        return error(
-            req,
-            ResponseCode::MESSAGE_ILLEGAL,
-            format!(
-                "the message properties length {} is over the limit {MAX_PROPERTIES_LEN}",
-                properties.len()
-            ),
-        );
+        return Err(HandlerError::MessageIllegal(format!(
+            "the message properties length {} is over the limit {MAX_PROPERTIES_LEN}",
+            properties.len()
+        )));
     }
     if !batch
         && property_value(&properties, prop::TRAN_MSG)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
-        return error(
-            req,
-            ResponseCode::NO_PERMISSION,
-            format!(
-                "the broker[{}] sending transaction message is forbidden",
-                shard.name
-            ),
-        );
+        return Err(HandlerError::NoPermission(format!(
+            "the broker[{}] sending transaction message is forbidden",
+            shard.name
+        )));
     }
+    Ok(properties)
+}
 
-    let mut queue_id = h.queue_id;
-    let reconsume_times = h.reconsume_times.unwrap_or(0);
-    let mut config = match find_or_create_topic(
+/// The topic (created from its template when allowed), the dead-letter queue for a retry that
+/// failed too often, the permission, and the queue (picked when the producer left it open).
+async fn resolve_target(
+    shard: &Rc<Shard>,
+    conn: &Conn,
+    h: &mut SendMessageRequestHeader,
+    batch: bool,
+) -> Result<Target, HandlerError> {
+    let config = find_or_create_topic(
         shard,
         &h.topic,
         &h.default_topic,
         h.default_topic_queue_nums,
     )
-    .await
-    {
-        Ok(c) => c,
-        Err(reply) => return reply(req),
+    .await?;
+    let mut target = Target {
+        topic: std::mem::take(&mut h.topic),
+        queue_id: h.queue_id,
+        config,
     };
-
-    let mut topic = std::mem::take(&mut h.topic);
-    // A message that failed too often goes to the group's dead-letter queue.
-    if let Some(group) = topic.strip_prefix(RETRY_PREFIX) {
+    if let Some(group) = target.topic.strip_prefix(RETRY_PREFIX) {
         if batch {
-            return error(
-                req,
-                ResponseCode::MESSAGE_ILLEGAL,
-                "batch messages cannot be sent to a retry topic",
-            );
+            return Err(HandlerError::MessageIllegal(
+                "batch messages cannot be sent to a retry topic".into(),
+            ));
         }
-        let Some(group_config) = ensure_group(shard, group).await else {
-            return error(
-                req,
-                ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
-                format!("subscription group not exist, {group}"),
-            );
-        };
+        let group_config = ensure_group(shard, group).await?;
         let max = h
             .max_reconsume_times
             .unwrap_or(group_config.retry_max_times);
-        if reconsume_times > max {
-            let group = group.to_owned();
-            match dlq_topic(shard, &group).await {
-                Some(dlq) => {
-                    topic = dlq.topic_name.clone();
-                    queue_id = 0;
-                    config = dlq;
-                }
-                None => {
-                    return error(
-                        req,
-                        ResponseCode::SYSTEM_ERROR,
-                        "cannot create the dead-letter topic",
-                    )
-                }
-            }
+        if h.reconsume_times.unwrap_or(0) > max {
+            let dlq = dlq_topic(shard, group).await?;
+            target.topic = dlq.topic_name.clone();
+            target.queue_id = 0;
+            target.config = dlq;
         }
     }
-
+    let (topic, config) = (&target.topic, &target.config);
     if !perm::is_writeable(config.perm) {
-        return error(
-            req,
-            ResponseCode::NO_PERMISSION,
-            format!("the topic[{topic}] sending message is forbidden"),
-        );
+        return Err(HandlerError::NoPermission(format!(
+            "the topic[{topic}] sending message is forbidden"
+        )));
     }
     let queues = config.write_queue_nums.max(config.read_queue_nums);
-    if queue_id >= queues {
-        return error(
-            req,
-            ResponseCode::SYSTEM_ERROR,
-            format!("request queueId[{queue_id}] is illegal, topic: {topic} (it has {queues} queues) producer: {}", conn.peer),
-        );
+    if target.queue_id >= queues {
+        return Err(HandlerError::Invalid(format!(
+            "request queueId[{}] is illegal, topic: {topic} (it has {queues} queues) producer: {}",
+            target.queue_id, conn.peer
+        )));
     }
-    if queue_id < 0 {
-        queue_id = pick_queue(shard, config.write_queue_nums);
+    if target.queue_id < 0 {
+        target.queue_id = pick_queue(shard, config.write_queue_nums);
     }
+    Ok(target)
+}
 
+/// The entries of a batch body, each within the size bound and not delayed.
+fn batch_entries(shard: &Shard, body: &Bytes) -> Result<Vec<(i32, Bytes, String)>, HandlerError> {
+    let list = message::decode_batch_bytes(body)
+        .map_err(|e| HandlerError::MessageIllegal(format!("bad batch body: {e}")))?;
+    if list.is_empty() {
+        return Err(HandlerError::MessageIllegal("the batch is empty".into()));
+    }
+    let mut entries = Vec::with_capacity(list.len());
+    for entry in list {
+        if entry.body.len() > shard.config.max_message_size {
+            return Err(HandlerError::MessageIllegal(
+                "a message in the batch is over the size limit".into(),
+            ));
+        }
+        if property_value(&entry.properties, prop::DELAY).is_some_and(|d| d.trim() != "0") {
+            return Err(HandlerError::MessageIllegal(
+                "batch messages cannot be delayed".into(),
+            ));
+        }
+        entries.push((entry.flag, entry.body, entry.properties));
+    }
+    Ok(entries)
+}
+
+/// The records to append, with the properties the broker adds; and whether the producer waits
+/// for durability (no message said WAIT=false).
+fn messages_to_store(
+    shard: &Shard,
+    conn: &Conn,
+    h: &SendMessageRequestHeader,
+    target: Target,
+    entries: Vec<(i32, Bytes, String)>,
+) -> (Vec<storage::MessageToStore>, bool) {
     let mut sys_flag = h.sys_flag;
-    if config.topic_filter_type == protocol::body::TopicFilterType::MULTI_TAG {
+    if target.config.topic_filter_type == protocol::body::TopicFilterType::MULTI_TAG {
         sys_flag |= sysflag::MULTI_TAGS_FLAG;
     }
-    let mut entries = Vec::new();
-    if batch {
-        match message::decode_batch_bytes(&req.body) {
-            Ok(list) if !list.is_empty() => {
-                for entry in list {
-                    if entry.body.len() > shard.config.max_message_size {
-                        return error(
-                            req,
-                            ResponseCode::MESSAGE_ILLEGAL,
-                            "a message in the batch is over the size limit",
-                        );
-                    }
-                    if property_value(&entry.properties, prop::DELAY)
-                        .is_some_and(|d| d.trim() != "0")
-                    {
-                        return error(
-                            req,
-                            ResponseCode::MESSAGE_ILLEGAL,
-                            "batch messages cannot be delayed",
-                        );
-                    }
-                    entries.push((entry.flag, entry.body, entry.properties));
-                }
-            }
-            Ok(_) => return error(req, ResponseCode::MESSAGE_ILLEGAL, "the batch is empty"),
-            Err(e) => {
-                return error(
-                    req,
-                    ResponseCode::MESSAGE_ILLEGAL,
-                    format!("bad batch body: {e}"),
-                )
-            }
-        }
-    } else {
-        entries.push((h.flag, req.body.clone(), properties));
-    }
-
     let mut to_store = Vec::with_capacity(entries.len());
     let mut wait = true;
     let last = entries.len() - 1;
-    let mut topic = Some(topic);
+    let mut topic = Some(target.topic);
     for (i, (flag, body, props)) in entries.into_iter().enumerate() {
         let mut found = scan(&props);
         let props = complete_properties(shard, props, &mut found);
@@ -198,7 +197,7 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
         };
         to_store.push(message_to_store(
             topic,
-            queue_id,
+            target.queue_id,
             flag,
             body,
             props,
@@ -206,33 +205,42 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
             sys_flag,
             h.born_timestamp,
             conn.peer,
-            reconsume_times,
+            h.reconsume_times.unwrap_or(0),
         ));
     }
-    store_and_answer(shard, req, to_store, wait).await
+    (to_store, wait)
 }
 
-/// Appends, waits for durability when asked, and builds the send response.
+/// Appends, waits for durability when asked, and builds the send response. A flush that did
+/// not finish in time is FLUSH_DISK_TIMEOUT with the send result (the record is stored); a
+/// failed or full disk is an error by its kind.
 async fn store_and_answer(
     shard: &Rc<Shard>,
     req: &RemotingCommand,
     batch: Vec<storage::MessageToStore>,
     wait: bool,
-) -> Reply {
+) -> Result<Reply, HandlerError> {
     let queue_id = batch[0].queue_id;
     // Backpressure: while the store has too much unflushed data, this
     // request waits (and with it, once its connection's window is full,
     // the reading of that socket) instead of being rejected.
     shard.store.writable().await;
-    let appended = match shard.store.append(&batch) {
-        Ok(a) => a,
-        Err(e) => return append_error(req, e),
-    };
+    let appended = shard
+        .store
+        .append(&batch)
+        .map_err(HandlerError::from_store)?;
     let mut code = ResponseCode::SUCCESS;
     if wait && shard.config.flush == crate::config::FlushDiskType::Sync {
-        if let Err(e) = shard.store.wait_durable(appended.end_offset).await {
-            tracing::warn!(error = %e, "sync flush did not complete in time");
-            code = ResponseCode::FLUSH_DISK_TIMEOUT;
+        match shard.store.wait_durable(appended.end_offset).await {
+            Ok(_) => {}
+            Err(e @ storage::StoreError::FlushTimeout { .. }) => {
+                tracing::warn!(error = %e, "sync flush did not complete in time");
+                code = ResponseCode::FLUSH_DISK_TIMEOUT;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sync flush failed");
+                return Err(HandlerError::from_store(e));
+            }
         }
     }
     let mut resp = req.reply(code, None);
@@ -261,25 +269,7 @@ async fn store_and_answer(
             "false"
         },
     );
-    Reply::Cmd(resp)
-}
-
-fn append_error(req: &RemotingCommand, e: storage::StoreError) -> Reply {
-    match e {
-        storage::StoreError::Busy { .. } => error(
-            req,
-            ResponseCode::SYSTEM_BUSY,
-            format!("[REJECTREQUEST]system busy, start flow control for a while: {e}"),
-        ),
-        storage::StoreError::RecordTooLarge { .. } => {
-            error(req, ResponseCode::MESSAGE_ILLEGAL, e.to_string())
-        }
-        other => error(
-            req,
-            ResponseCode::SERVICE_NOT_AVAILABLE,
-            format!("store is not writable: {other}"),
-        ),
-    }
+    Ok(Reply::Cmd(resp))
 }
 
 /// What the broker reads from a message's properties, found in one pass.
@@ -372,8 +362,6 @@ fn pick_queue(shard: &Shard, write_queues: i32) -> i32 {
     (n % write_queues.max(1) as u32) as i32
 }
 
-type ErrReply = Box<dyn FnOnce(&RemotingCommand) -> Reply>;
-
 /// The topic's config, auto-creating it from its template (TBW102) when
 /// the template allows, and retry topics on demand.
 pub(crate) async fn find_or_create_topic(
@@ -381,7 +369,7 @@ pub(crate) async fn find_or_create_topic(
     topic: &str,
     default_topic: &str,
     default_queue_nums: i32,
-) -> Result<Rc<TopicConfig>, ErrReply> {
+) -> Result<Rc<TopicConfig>, HandlerError> {
     if let Some(c) = shard.topic(topic) {
         return Ok(c);
     }
@@ -399,102 +387,59 @@ pub(crate) async fn find_or_create_topic(
                 c
             })
     };
-    let Some(candidate) = candidate else {
-        let topic = topic.to_owned();
-        return Err(Box::new(move |req| {
-            error(
-                req,
-                ResponseCode::TOPIC_NOT_EXIST,
-                format!("topic[{topic}] not exist, apply first please!"),
-            )
-        }));
-    };
-    match shard.control.ensure_topic(candidate).await {
-        Some(c) => {
-            let c = Rc::new(c);
-            shard
-                .topics
-                .borrow_mut()
-                .insert(c.topic_name.clone(), c.clone());
-            Ok(c)
-        }
-        None => Err(Box::new(|req| {
-            error(req, ResponseCode::SYSTEM_ERROR, "broker is shutting down")
-        })),
-    }
+    let candidate = candidate.ok_or_else(|| HandlerError::TopicNotExist(topic.to_owned()))?;
+    shard
+        .ensure_topic(candidate)
+        .await
+        .ok_or(HandlerError::ShuttingDown)
 }
 
 /// The group's config, created on demand when the broker allows it.
 pub(crate) async fn ensure_group(
     shard: &Rc<Shard>,
     group: &str,
-) -> Option<SubscriptionGroupConfig> {
+) -> Result<SubscriptionGroupConfig, HandlerError> {
     if let Some(g) = shard.group(group) {
-        return Some(g);
+        return Ok(g);
     }
     if !shard.config.auto_create_subscription_group {
-        return None;
+        return Err(HandlerError::GroupNotExist(group.to_owned()));
     }
-    let g = shard
-        .control
-        .ensure_group(SubscriptionGroupConfig::new(group))
-        .await?;
     shard
-        .groups
-        .borrow_mut()
-        .insert(g.group_name.clone(), g.clone());
-    Some(g)
+        .ensure_group(SubscriptionGroupConfig::new(group))
+        .await
+        .ok_or(HandlerError::ShuttingDown)
 }
 
-async fn dlq_topic(shard: &Rc<Shard>, group: &str) -> Option<Rc<TopicConfig>> {
+async fn dlq_topic(shard: &Rc<Shard>, group: &str) -> Result<Rc<TopicConfig>, HandlerError> {
     let name = format!("{DLQ_PREFIX}{group}");
     if let Some(c) = shard.topic(&name) {
-        return Some(c);
+        return Ok(c);
     }
-    let c = shard
-        .control
+    shard
         .ensure_topic(TopicConfig::new(&name, 1, 1, perm::READ | perm::WRITE))
-        .await?;
-    let c = Rc::new(c);
-    shard.topics.borrow_mut().insert(name, c.clone());
-    Some(c)
+        .await
+        .ok_or(HandlerError::ShuttingDown)
 }
 
 /// CONSUMER_SEND_MSG_BACK: re-stores a message the consumer failed to
 /// process into the group's retry topic, or its dead-letter queue once it
 /// failed too often.
-pub async fn send_back(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> Reply {
-    let h = header!(ConsumerSendMsgBackRequestHeader, req);
-    let Some(group) = ensure_group(shard, &h.group).await else {
-        return error(
-            req,
-            ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
-            format!("subscription group not exist, {}", h.group),
-        );
-    };
+pub async fn send_back(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    req: &RemotingCommand,
+) -> Result<Reply, HandlerError> {
+    let h = ConsumerSendMsgBackRequestHeader::decode(&req.ext_fields)?;
+    let group = ensure_group(shard, &h.group).await?;
     if group.retry_queue_nums <= 0 {
-        return Reply::Cmd(req.success());
+        return Ok(Reply::Cmd(req.success()));
     }
-    let record = match shard.store.read_record(h.offset).await {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                req,
-                ResponseCode::SYSTEM_ERROR,
-                format!("look message by offset failed, {}: {e}", h.offset),
-            )
-        }
-    };
-    let msg = match message::StoredMessage::decode(&record) {
-        Ok((m, _)) => m,
-        Err(e) => {
-            return error(
-                req,
-                ResponseCode::SYSTEM_ERROR,
-                format!("stored message is unreadable: {e}"),
-            )
-        }
-    };
+    let record = shard.store.read_record(h.offset).await.map_err(|e| {
+        HandlerError::Invalid(format!("look message by offset failed, {}: {e}", h.offset))
+    })?;
+    let (msg, _) = message::StoredMessage::decode(&record)
+        .map_err(|e| HandlerError::Invalid(format!("stored message is unreadable: {e}")))?;
     let mut props = message::decode_properties(&msg.properties);
     if !props.contains(prop::RETRY_TOPIC) {
         props.insert(prop::RETRY_TOPIC, msg.topic.clone());
@@ -513,22 +458,10 @@ pub async fn send_back(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand
         group.retry_max_times
     };
     let (topic, queue_id) = if msg.reconsume_times >= max || h.delay_level < 0 {
-        match dlq_topic(shard, &h.group).await {
-            Some(dlq) => (dlq.topic_name.clone(), 0),
-            None => {
-                return error(
-                    req,
-                    ResponseCode::SYSTEM_ERROR,
-                    "cannot create the dead-letter topic",
-                )
-            }
-        }
+        (dlq_topic(shard, &h.group).await?.topic_name.clone(), 0)
     } else {
         let retry = format!("{RETRY_PREFIX}{}", h.group);
-        let config = match find_or_create_topic(shard, &retry, "", 1).await {
-            Ok(c) => c,
-            Err(reply) => return reply(req),
-        };
+        let config = find_or_create_topic(shard, &retry, "", 1).await?;
         // Delay levels are not scheduled yet: the retry is delivered at once.
         props.remove(prop::DELAY);
         let q = pick_queue(shard, group.retry_queue_nums.min(config.write_queue_nums));
@@ -549,11 +482,11 @@ pub async fn send_back(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand
         msg.reconsume_times + 1,
     );
     let _ = conn;
-    match store_and_answer(shard, req, vec![stored], false).await {
+    match store_and_answer(shard, req, vec![stored], false).await? {
         Reply::Cmd(mut resp) if resp.code == 0 => {
             resp.ext_fields.clear();
-            Reply::Cmd(resp)
+            Ok(Reply::Cmd(resp))
         }
-        other => other,
+        other => Ok(other),
     }
 }

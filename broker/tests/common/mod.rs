@@ -249,10 +249,9 @@ pub fn heartbeat(
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
 }
 
-#[allow(clippy::too_many_arguments)]
-/// Pulls with the subscription in the request; returns (code, messages, nextBeginOffset).
-pub fn pull(
-    client: &mut BlockingClient,
+/// A PULL_MESSAGE with the subscription in the request, long-polling for `suspend_ms` when
+/// not 0.
+pub fn pull_request(
     group: &str,
     topic: &str,
     queue: i32,
@@ -260,7 +259,7 @@ pub fn pull(
     max: i32,
     expr: &str,
     suspend_ms: i64,
-) -> (i32, Vec<StoredMessage>, i64) {
+) -> RemotingCommand {
     let mut flags = pullflag::FLAG_SUBSCRIPTION;
     if suspend_ms > 0 {
         flags |= pullflag::FLAG_SUSPEND;
@@ -281,6 +280,22 @@ pub fn pull(
     };
     let mut req = RemotingCommand::request(RequestCode::PULL_MESSAGE, 0);
     header.encode(&mut req.ext_fields);
+    req
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Pulls with the subscription in the request; returns (code, messages, nextBeginOffset).
+pub fn pull(
+    client: &mut BlockingClient,
+    group: &str,
+    topic: &str,
+    queue: i32,
+    offset: i64,
+    max: i32,
+    expr: &str,
+    suspend_ms: i64,
+) -> (i32, Vec<StoredMessage>, i64) {
+    let req = pull_request(group, topic, queue, offset, max, expr, suspend_ms);
     let resp = client.invoke(req).unwrap();
     let next = resp
         .ext("nextBeginOffset")
