@@ -334,4 +334,28 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("listenPort"));
     }
+
+    #[test]
+    fn connection_bounds() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.max_connections_per_shard, 65536);
+        assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        assert!(c.max_bytes_in_flight_per_connection >= c.max_frame_size);
+        let mut c = BrokerConfig::default();
+        let text = "serverChannelMaxIdleTimeSeconds=30\nsaturnMaxConnectionsPerShard=100\n\
+                    saturnMaxBytesInFlightPerConnection=1048576\n";
+        let unknown = c
+            .apply_properties(&namesrv::processor::parse_properties(text))
+            .unwrap();
+        assert!(unknown.is_empty());
+        assert_eq!(c.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_connections_per_shard, 100);
+        let limits = c.conn_limits();
+        assert_eq!(limits.max_bytes_in_flight, 1 << 20);
+        assert_eq!(limits.max_in_flight, c.max_in_flight_per_connection);
+        let err = c
+            .apply_properties(&[("saturnMaxConnectionsPerShard".into(), "-1".into())])
+            .unwrap_err();
+        assert!(err.contains("saturnMaxConnectionsPerShard"));
+    }
 }

@@ -72,21 +72,28 @@ impl HandlerError {
             StoreError::RecordTooLarge { .. } | StoreError::Message(_) => {
                 HandlerError::MessageIllegal(e.to_string())
             }
-            e if is_disk_full(&e) => HandlerError::DiskFull(e.to_string()),
+            e if is_disk_full(&e) => {
+                let text = e.to_string();
+                let cause = text.strip_prefix("disk full: ").unwrap_or(&text);
+                HandlerError::DiskFull(cause.to_owned())
+            }
             e => HandlerError::StoreUnavailable(e.to_string()),
         }
     }
 }
 
-/// ENOSPC anywhere in the store error (a failed write, or the store failed on one earlier).
+/// ENOSPC anywhere in the store error (a failed write, or the store failed on one earlier), or
+/// the store's own "disk full" refusal (free space below its floor).
 fn is_disk_full(e: &StoreError) -> bool {
     match e {
         StoreError::Io { source, .. } => {
             source.kind() == std::io::ErrorKind::StorageFull
                 || source.raw_os_error() == Some(libc::ENOSPC)
         }
-        StoreError::Failed(cause) => cause.contains("No space left on device"),
-        _ => false,
+        other => {
+            let text = other.to_string();
+            text.starts_with("disk full") || text.contains("No space left on device")
+        }
     }
 }
 
@@ -139,9 +146,17 @@ mod tests {
         assert!(remark.contains("fdatasync"), "{remark}");
         assert!(remark.contains("Input/output error"), "{remark}");
 
+        let full_later = HandlerError::from_store(StoreError::Failed(
+            "write: No space left on device (os error 28)".into(),
+        ));
+        assert!(matches!(full_later, HandlerError::DiskFull(_)));
+        assert!(!full_later.to_string().starts_with("disk full: disk full"));
+
         let read_only = HandlerError::from_store(StoreError::Failed("fdatasync: EIO".into()));
         assert_eq!(read_only.code(), ResponseCode::SERVICE_NOT_AVAILABLE);
-        assert!(read_only.to_string().contains("read-only"));
+        let remark = read_only.to_string();
+        assert!(remark.starts_with("store is not writable"), "{remark}");
+        assert!(remark.contains("fdatasync: EIO"), "{remark}");
 
         let busy = HandlerError::from_store(StoreError::Busy { dirty: 2, limit: 1 });
         assert_eq!(busy.code(), ResponseCode::SYSTEM_BUSY);
