@@ -517,29 +517,41 @@ async fn read_requests<S: Service>(
             })
             .detach();
         }
-        decoder.release_if_empty();
-        // While requests stream in (the last read filled what it was given), what the socket
-        // holds goes straight into the receive buffer. Otherwise, and when the socket turns out
-        // empty, glommio reads into the small idle array, waiting for data (it tries a plain
-        // read first itself: a connection with one request at a time pays for one read
-        // attempt, not two) and holding no receive buffer while it waits.
-        let got = match streaming.then(|| recv_now(conn.fd, decoder.recv_buf())) {
-            Some(Some(Ok(n))) => Ok((n, n >= STREAMING_READ)),
-            Some(Some(Err(e))) => Err(e),
-            _ => reader
-                .read(&mut idle)
-                .await
-                .inspect(|&n| {
-                    decoder.extend(&idle[..n]);
-                })
-                .map(|n| (n, n == IDLE_READ)),
-        };
+        let got = read_some(&mut reader, conn.fd, &mut decoder, &mut idle, streaming).await;
         match got {
             Ok((0, _)) | Err(_) => return,
             Ok((_, more)) => streaming = more,
         }
         table.touch(conn);
     }
+}
+
+/// Reads what the socket has into the decoder: `(bytes, still streaming)`, 0 bytes at the end of
+/// the stream.
+///
+/// While requests stream in (the last read filled what it was given), what the socket holds
+/// goes straight into the receive buffer. Otherwise, and when the socket turns out empty, the
+/// receive buffer is given back if empty and glommio reads into the small idle array, waiting
+/// for data (it tries a plain read first itself: a connection with one request at a time pays
+/// for one read attempt, not two).
+async fn read_some(
+    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    fd: RawFd,
+    decoder: &mut CommandDecoder,
+    idle: &mut [u8; IDLE_READ],
+    streaming: bool,
+) -> std::io::Result<(usize, bool)> {
+    if streaming {
+        match recv_now(fd, decoder.recv_buf()) {
+            Some(Ok(n)) => return Ok((n, n >= STREAMING_READ)),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    decoder.release_if_empty();
+    let n = reader.read(idle).await?;
+    decoder.extend(&idle[..n]);
+    Ok((n, n == IDLE_READ))
 }
 
 /// The writer: gathers what is queued into large writes (small pieces such as headers and small
