@@ -73,8 +73,9 @@ class Admin:
 
     def __init__(self, version, classes, home, namesrv, dump, transcript):
         cmd = java_cmd(version, classes, home, "AdminDriver", ["-Djava.security.manager=allow"])
+        # cwd: consumerStatus writes the running info it fetched into <cwd>/<timestamp>/.
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.DEVNULL, start_new_session=True, cwd=home)
         E.LIVE.add(self.proc)
         self.namesrv = namesrv
         self.dump = dump

@@ -144,26 +144,33 @@ fn broker_consume_stats_and_consume_queue_entries() {
     commit(&mut s0, "CqT", "CqG", 0, 2);
     commit(&mut s0, "CqT", "CqG", 1, 1);
 
-    let stats = json(&invoke(
+    // The body keys offset tables by MessageQueue objects, as RocketMQ's fastjson writes them:
+    // not JSON a strict parser takes, so it is read as text.
+    let stats = invoke(
         &mut s0,
         RequestCode::GET_BROKER_CONSUME_STATS,
         &[("isOrder", "false")],
-    ));
-    assert_eq!(stats["totalDiff"], 4, "{stats}");
-    assert_eq!(stats["brokerAddr"], b.shards[0].as_str());
-    let groups = stats["consumeStatsList"].as_array().unwrap();
-    let cq = groups
-        .iter()
-        .find_map(|g| g.get("CqG"))
-        .expect("CqG listed");
-    let table = cq[0]["offsetTable"].as_object().unwrap();
-    assert_eq!(table.len(), 2, "{cq}");
-    let ordered_only = json(&invoke(
+    );
+    assert_eq!(stats.code, 0, "{:?}", stats.remark);
+    let text = String::from_utf8_lossy(&stats.body).to_string();
+    assert!(text.contains("\"totalDiff\":4"), "{text}");
+    assert!(text.contains(&format!("\"brokerAddr\":\"{}\"", b.shards[0])));
+    assert!(text.contains("{\"CqG\":[{\"consumeTps\":"), "{text}");
+    assert_eq!(text.matches("\"brokerOffset\"").count(), 2, "{text}");
+    assert!(
+        text.contains("\"brokerOffset\":6,\"consumerOffset\":2"),
+        "{text}"
+    );
+    let ordered_only = invoke(
         &mut s0,
         RequestCode::GET_BROKER_CONSUME_STATS,
         &[("isOrder", "true")],
-    ));
-    assert_eq!(ordered_only["totalDiff"], 0, "CqT is not ordered");
+    );
+    let text = String::from_utf8_lossy(&ordered_only.body).to_string();
+    assert!(
+        text.contains("\"totalDiff\":0"),
+        "CqT is not ordered: {text}"
+    );
 
     let query = |c: &mut BlockingClient, queue: &str, index: &str| {
         invoke(
