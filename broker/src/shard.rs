@@ -74,6 +74,7 @@ impl Shard {
                 self.topics.borrow_mut().remove(&t);
                 self.store.delete_topic(&t);
                 self.offsets.borrow_mut().remove_topic(&t);
+                self.stats.forget_topic(&t);
             }
             ShardEvent::GroupUpdated(g) => {
                 self.groups.borrow_mut().insert(g.group_name.clone(), g);

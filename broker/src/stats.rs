@@ -200,6 +200,8 @@ const DAY_MS: i64 = 86_400_000;
 /// The counters of one shard.
 #[derive(Debug)]
 pub struct ShardStats {
+    /// Time of the last sample: a key seen for the first time counted nothing since then.
+    last_sample_ms: Cell<i64>,
     day: Cell<DayMarks>,
     /// Every message stored by this shard.
     pub put: Counter,
@@ -213,6 +215,7 @@ pub struct ShardStats {
 impl ShardStats {
     pub fn new(now_ms: i64) -> Self {
         Self {
+            last_sample_ms: Cell::new(now_ms),
             day: Cell::new(DayMarks {
                 day: now_ms / DAY_MS,
                 ..Default::default()
@@ -232,7 +235,7 @@ impl ShardStats {
         match map.get(topic) {
             Some(c) => c.add(msgs, bytes),
             None => {
-                let c = Counter::new(crate::metadata::now_ms());
+                let c = Counter::new(self.last_sample_ms.get());
                 c.add(msgs, bytes);
                 map.insert(topic.to_owned(), c);
             }
@@ -254,7 +257,7 @@ impl ShardStats {
         match groups.get(group) {
             Some(c) => c.add(msgs, bytes),
             None => {
-                let c = Counter::new(crate::metadata::now_ms());
+                let c = Counter::new(self.last_sample_ms.get());
                 c.add(msgs, bytes);
                 groups.insert(group.to_owned(), c);
             }
@@ -263,6 +266,7 @@ impl ShardStats {
 
     /// Takes a sample of every counter (the shard's timer, every `SAMPLE_INTERVAL_MS`).
     pub fn sample(&self, now_ms: i64) {
+        self.last_sample_ms.set(now_ms);
         let mut d = self.day.get();
         if now_ms / DAY_MS != d.day {
             d = DayMarks {
@@ -314,6 +318,13 @@ impl ShardStats {
             }
             _ => None,
         }
+    }
+
+    /// Drops the counters of a deleted topic (the maps hold only topics that exist or existed
+    /// since the last deletion, so they stay bounded by the topic and group tables).
+    pub fn forget_topic(&self, topic: &str) {
+        self.topic_put.borrow_mut().remove(topic);
+        self.group_get.borrow_mut().remove(topic);
     }
 
     pub fn day_marks(&self) -> DayMarks {
