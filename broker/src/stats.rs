@@ -11,6 +11,35 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// The multiply-rotate hash rustc uses (FxHash): a counted send or pull hashes its topic (and
+/// group) name once, and SipHash cost 45-55 ns per lookup here against 17-21 ns for this one
+/// (a 50 M-lookup loop over 64 topic names). Keys are topic and group names, which exist only once
+/// created; a client able to create colliding names slows down only these maps.
+#[derive(Default)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &b in words.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type NameMap<V> = HashMap<String, V, BuildHasherDefault<NameHasher>>;
 
 /// How often the shard samples its counters.
 pub const SAMPLE_INTERVAL_MS: i64 = 10_000;
@@ -207,9 +236,9 @@ pub struct ShardStats {
     pub put: Counter,
     /// Every message handed to a consumer by this shard.
     pub got: Counter,
-    topic_put: RefCell<HashMap<String, Counter>>,
+    topic_put: RefCell<NameMap<Counter>>,
     /// topic → group → counter.
-    group_get: RefCell<HashMap<String, HashMap<String, Counter>>>,
+    group_get: RefCell<NameMap<NameMap<Counter>>>,
 }
 
 impl ShardStats {
@@ -222,8 +251,8 @@ impl ShardStats {
             }),
             put: Counter::new(now_ms),
             got: Counter::new(now_ms),
-            topic_put: RefCell::new(HashMap::new()),
-            group_get: RefCell::new(HashMap::new()),
+            topic_put: RefCell::new(NameMap::default()),
+            group_get: RefCell::new(NameMap::default()),
         }
     }
 
