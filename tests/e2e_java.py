@@ -82,6 +82,9 @@ def run_jvm(classes, version, serialize, broker, run_dir, args):
                     log("java %s/%s %s %s" % (version, serialize, m.group(1), m.group(2)))
                 elif line.startswith(("CLIENT ", "SUMMARY ")):
                     log("java %s/%s %s" % (version, serialize, line))
+                    if line.startswith("CLIENT ") and "serialize=%s " % serialize.upper() not in line:
+                        results["serialize"] = ("FAIL", "the client does not use %s headers: %s" % (
+                            serialize.upper(), line))
                 if time.time() > deadline:
                     break
             proc.wait(max(1, deadline - time.time()))

@@ -884,7 +884,9 @@ public class Suite {
 
     public static void main(String[] args) throws Exception {
         List<String> names = args.length == 0 ? new ArrayList<>(CASES.keySet()) : Arrays.asList(args);
-        System.out.println("CLIENT " + VERSION + " serialize=" + System.getProperty("rocketmq.serialize.type", "JSON") + " ns=" + NS);
+        // The header serialization the client really uses (rocketmq.serialize.type sets it).
+        System.out.println("CLIENT " + VERSION + " serialize="
+            + org.apache.rocketmq.remoting.protocol.RemotingCommand.getSerializeTypeConfigInThisServer() + " ns=" + NS);
         producer = newProducer("PG_main_" + RUN, false);
         open.clear(); // the shared producer lives as long as the run
         verifier = new DefaultMQPullConsumer("CG_verifier_" + RUN);
