@@ -505,6 +505,61 @@ public class Suite {
         return "20 of 30 (TagA || TagB), no TagC";
     }
 
+    /** A push consumer stopped half-way commits its offsets; the next one of the group gets
+     *  exactly the messages at or beyond them. */
+    static String resumeCase() throws Exception {
+        String topic = t("resume");
+        createTopic(topic);
+        sendSync(topic, 40, "resume");
+        String group = "CG_resume_" + RUN;
+        Got a = new Got();
+        DefaultMQPushConsumer ca = newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false);
+        ca.setPullBatchSize(1);
+        ca.setConsumeThreadMin(1);
+        ca.setConsumeThreadMax(1);
+        ca.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
+            try {
+                Thread.sleep(20);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            a.list.addAll(msgs);
+            return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
+        });
+        ca.start();
+        a.waitCount(15, 30000);
+        ca.shutdown(); // persists the consumed offsets
+        check(a.list.size() < 40, "the first consumer got everything before it stopped");
+        // The committed offsets, read by a pull consumer of the group (gone before the next starts).
+        DefaultMQPullConsumer probe = new DefaultMQPullConsumer(group);
+        probe.setNamesrvAddr(NS);
+        probe.setInstanceName(instance());
+        probe.start();
+        Map<String, Long> committed = new HashMap<>();
+        long total = 0;
+        try {
+            for (MessageQueue mq : probe.fetchSubscribeMessageQueues(topic)) {
+                long off = Math.max(0, probe.fetchConsumeOffset(mq, true));
+                committed.put(mq.getBrokerName() + "/" + mq.getQueueId(), off);
+                total += off;
+            }
+        } finally {
+            probe.shutdown();
+        }
+        check(total > 0 && total <= a.list.size(), "committed " + total + " after " + a.list.size() + " consumed");
+        Set<String> want = new TreeSet<>();
+        for (MessageExt m : readAll(topic))
+            if (m.getQueueOffset() >= committed.get(m.getBrokerName() + "/" + m.getQueueId())) want.add(body(m));
+        Got b = new Got();
+        startConcurrent(newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false), b);
+        b.waitCount(want.size(), 30000);
+        Thread.sleep(1000);
+        check(b.list.size() == want.size() && b.bodies().equals(want),
+            "the restarted consumer got " + b.list.size() + ", want exactly the " + want.size() + " not committed");
+        return "first consumer " + a.list.size() + ", committed " + total + ", restarted consumer exactly the other "
+            + want.size();
+    }
+
     /** New groups on a queue whose head is in memory start at 0 (RocketMQ's rule, Saturn's too),
      *  whatever their ConsumeFromWhere; the client's own LAST/TIMESTAMP lookups (maxOffset,
      *  searchOffset) are checked beside it. */
@@ -869,6 +924,7 @@ public class Suite {
         CASES.put("clustering_split", Suite::clusteringCase);
         CASES.put("broadcasting", Suite::broadcastingCase);
         CASES.put("tags", Suite::tagsCase);
+        CASES.put("resume", Suite::resumeCase);
         CASES.put("consume_from", Suite::consumeFromCase);
         CASES.put("retry_dlq", Suite::retryDlqCase);
         CASES.put("lite_pull_subscribe", Suite::litePullSubscribeCase);
