@@ -42,6 +42,7 @@ public class Suite {
     static final int NO_PERMISSION = 16;
 
     static DefaultMQProducer producer;
+    static final Codes producerCodes = new Codes();
     static DefaultMQPullConsumer verifier;
     static final List<AutoCloseable> open = new ArrayList<>();
     static int instances;
@@ -167,7 +168,12 @@ public class Suite {
 
     // ------------------------------------------------------------------------------ clients
     static DefaultMQProducer newProducer(String group, boolean trace) throws MQClientException {
-        DefaultMQProducer p = trace ? new DefaultMQProducer(group, true, null) : new DefaultMQProducer(group);
+        return newProducer(group, trace, null);
+    }
+
+    static DefaultMQProducer newProducer(String group, boolean trace, Codes codes) throws MQClientException {
+        DefaultMQProducer p = trace ? new DefaultMQProducer(group, true, null)
+            : codes != null ? new DefaultMQProducer(group, codes) : new DefaultMQProducer(group);
         p.setNamesrvAddr(NS);
         p.setInstanceName(instance());
         p.setSendMsgTimeout(10000);
@@ -201,7 +207,14 @@ public class Suite {
 
     static DefaultMQPushConsumer newPush(String group, String topic, String expr, ConsumeFromWhere from,
                                          boolean trace) throws Exception {
-        DefaultMQPushConsumer c = trace ? new DefaultMQPushConsumer(group, true, null) : new DefaultMQPushConsumer(group);
+        return newPush(group, topic, expr, from, trace, null);
+    }
+
+    static DefaultMQPushConsumer newPush(String group, String topic, String expr, ConsumeFromWhere from,
+                                         boolean trace, Codes codes) throws Exception {
+        DefaultMQPushConsumer c = trace ? new DefaultMQPushConsumer(group, true, null)
+            : codes != null ? new DefaultMQPushConsumer(group, codes, new org.apache.rocketmq.client.consumer.rebalance.AllocateMessageQueueAveragely())
+            : new DefaultMQPushConsumer(group);
         c.setNamesrvAddr(NS);
         c.setInstanceName(instance());
         c.setConsumeFromWhere(from);
@@ -334,6 +347,7 @@ public class Suite {
         String[] ids = r.getMsgId().split(",");
         check(ids.length == 10, "batch result has " + ids.length + " msgIds: " + r.getMsgId());
         check(r.getQueueOffset() == 0, "first offset " + r.getQueueOffset());
+        check(producerCodes.seen.contains(320), "no SEND_BATCH_MESSAGE (320) sent: " + producerCodes.seen);
         checkStored(topic, "batch", 10, "TagA");
         List<MessageExt> got = readAll(topic);
         Set<MessageQueue> queues = new HashSet<>();
@@ -435,7 +449,8 @@ public class Suite {
         createTopic(topic);
         sendOrdered(topic, 3, 10);
         Got got = new Got();
-        DefaultMQPushConsumer c = newPush("CG_orderly_" + RUN, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false);
+        Codes codes = new Codes();
+        DefaultMQPushConsumer c = newPush("CG_orderly_" + RUN, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false, codes);
         c.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
             got.list.addAll(msgs);
             return ConsumeOrderlyStatus.SUCCESS;
@@ -446,7 +461,8 @@ public class Suite {
         Thread.sleep(500);
         check(got.list.size() == 30, "received " + got.list.size() + ", want 30");
         checkOrder(got.list, 3, 10);
-        return "30 of 30, each key in order (LOCK_BATCH_MQ held)";
+        check(codes.seen.contains(41), "no LOCK_BATCH_MQ (41) sent: " + codes.seen);
+        return "30 of 30, each key in order (queues locked with LOCK_BATCH_MQ)";
     }
 
     static String clusteringCase() throws Exception {
@@ -599,7 +615,8 @@ public class Suite {
         createTopic(topic);
         String group = "CG_retry_" + RUN;
         ConcurrentLinkedQueue<MessageExt> seen = new ConcurrentLinkedQueue<>();
-        DefaultMQPushConsumer c = newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false);
+        Codes codes = new Codes();
+        DefaultMQPushConsumer c = newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false, codes);
         c.setMaxReconsumeTimes(2);
         c.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
             seen.addAll(msgs);
@@ -625,15 +642,37 @@ public class Suite {
         check(sent.getMsgId().equals(d.getMsgId()), "DLQ msgId " + d.getMsgId());
         check(topic.equals(d.getProperty("RETRY_TOPIC")), "DLQ RETRY_TOPIC " + d.getProperty("RETRY_TOPIC"));
         check(d.getReconsumeTimes() == 3, "DLQ reconsumeTimes " + d.getReconsumeTimes());
-        return "3 deliveries (reconsumeTimes 0,1,2) via %RETRY%, then 1 in " + dlq + " intact";
+        check(codes.seen.contains(36), "no CONSUMER_SEND_MSG_BACK (36) sent: " + codes.seen);
+        return "3 deliveries (reconsumeTimes 0,1,2) via %RETRY%, then 1 in " + dlq + " intact (CONSUMER_SEND_MSG_BACK)";
     }
 
     // ------------------------------------------------------------------------------ cases: pull
+    /** Request codes a client sent (an RPCHook sees every request before it goes out). */
+    static class Codes implements org.apache.rocketmq.remoting.RPCHook {
+        final Set<Integer> seen = ConcurrentHashMap.newKeySet();
+
+        public void doBeforeRequest(String addr, org.apache.rocketmq.remoting.protocol.RemotingCommand req) {
+            seen.add(req.getCode());
+        }
+
+        public void doAfterResponse(String addr, org.apache.rocketmq.remoting.protocol.RemotingCommand req,
+                                    org.apache.rocketmq.remoting.protocol.RemotingCommand resp) {
+        }
+
+        /** 5.x lite pull sends LITE_PULL_MESSAGE (361), 4.9.8 PULL_MESSAGE (11). */
+        String checkLitePull() {
+            int want = V5 ? 361 : 11, not = V5 ? 11 : 361;
+            check(seen.contains(want) && !seen.contains(not), "pull request codes sent: " + seen);
+            return "pulled with code " + want;
+        }
+    }
+
     static String litePullSubscribeCase() throws Exception {
         String topic = t("litesub");
         createTopic(topic);
         sendSync(topic, 20, "lite");
-        DefaultLitePullConsumer c = new DefaultLitePullConsumer("CG_litesub_" + RUN);
+        Codes codes = new Codes();
+        DefaultLitePullConsumer c = new DefaultLitePullConsumer("CG_litesub_" + RUN, codes);
         c.setNamesrvAddr(NS);
         c.setInstanceName(instance());
         c.setAutoCommit(false);
@@ -663,7 +702,8 @@ public class Suite {
                 return false;
             }
         }, 10000, "committed offsets on the broker equal the queues' max offsets " + want);
-        return "20 polled, commitSync: broker offsets = max offsets on " + want.size() + " queues";
+        return "20 polled (" + codes.checkLitePull() + "), commitSync: broker offsets = max offsets on "
+            + want.size() + " queues";
     }
 
     static String litePullAssignSeekCase() throws Exception {
@@ -671,7 +711,8 @@ public class Suite {
         createTopic(topic);
         sendOrdered(topic, 1, 10);
         MessageQueue mq = producer.fetchPublishMessageQueues(topic).get(0);
-        DefaultLitePullConsumer c = new DefaultLitePullConsumer("CG_liteassign_" + RUN);
+        Codes codes = new Codes();
+        DefaultLitePullConsumer c = new DefaultLitePullConsumer("CG_liteassign_" + RUN, codes);
         c.setNamesrvAddr(NS);
         c.setInstanceName(instance());
         c.setAutoCommit(false);
@@ -702,7 +743,7 @@ public class Suite {
                 return false;
             }
         }, 10000, "committed offset 10 on the broker");
-        return "assign + seek(6) -> offsets 6..9, seek(2) -> 2..9, commit 10 read back";
+        return "assign + seek(6) -> offsets 6..9, seek(2) -> 2..9, commit 10 read back (" + codes.checkLitePull() + ")";
     }
 
     static String pullConsumerCase() throws Exception {
@@ -943,7 +984,7 @@ public class Suite {
         // The header serialization the client really uses (rocketmq.serialize.type sets it).
         System.out.println("CLIENT " + VERSION + " serialize="
             + org.apache.rocketmq.remoting.protocol.RemotingCommand.getSerializeTypeConfigInThisServer() + " ns=" + NS);
-        producer = newProducer("PG_main_" + RUN, false);
+        producer = newProducer("PG_main_" + RUN, false, producerCodes);
         open.clear(); // the shared producer lives as long as the run
         verifier = new DefaultMQPullConsumer("CG_verifier_" + RUN);
         verifier.setNamesrvAddr(NS);
