@@ -7,6 +7,7 @@ mod client;
 mod consumer;
 mod pull;
 mod send;
+mod unserved;
 
 use std::rc::Rc;
 
