@@ -51,6 +51,8 @@ const KEEP_SLOTS: usize = 32;
 pub trait Service: 'static {
     /// Serves one request; `None` when nothing goes back (oneway).
     async fn serve(this: &Rc<Self>, conn: &Rc<Conn>, request: RemotingCommand) -> Option<Outgoing>;
+    /// A response from the client, to a request the service sent it.
+    fn response(&self, conn: &Rc<Conn>, response: RemotingCommand);
     /// The connection closed (after its last request was read).
     fn closed(&self, conn: &Rc<Conn>);
 }
@@ -495,7 +497,9 @@ async fn read_requests<S: Service>(
                 }
             };
             if request.is_response() {
-                continue; // answers to our oneway notifications never come; others are ignored
+                // An answer to a call the broker made (oneway notifications get none).
+                service.response(conn, request);
+                continue;
             }
             conn.language.set(request.language);
             conn.version.set(request.version);

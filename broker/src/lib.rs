@@ -11,15 +11,18 @@
 //! broker/src` prints this graph and fails on a cycle; there is none):
 //!
 //! ```text
-//! server   ──► shard, control, config, metadata
-//! shard    ──► conn, clients, control, offsets, config, metadata
-//! handlers ──► shard, conn, storeext, config, metadata
-//! clients  ──► conn
-//! control  ──► config, metadata
-//! offsets  ──► metadata
-//! metadata ──► config
-//! config   ──► conn (the per-connection limits it hands out)
-//! conn, storeext ──► nothing of this crate
+//! server      ──► shard, control, config, metadata
+//! shard       ──► conn, clients, control, outbound, stats, live_config, offsets, config,
+//!                 metadata
+//! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata
+//! clients     ──► conn
+//! outbound    ──► conn
+//! control     ──► config, metadata
+//! offsets     ──► metadata
+//! live_config ──► config
+//! metadata    ──► config
+//! config      ──► conn (the per-connection limits it hands out)
+//! conn, stats, storeext ──► nothing of this crate
 //! ```
 //!
 //! * [`conn`]: one client connection, served for any [`conn::Service`]
@@ -40,8 +43,11 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod handlers;
+pub mod live_config;
 pub mod metadata;
 pub mod offsets;
+pub mod outbound;
 pub mod server;
 pub mod shard;
+pub mod stats;
 pub mod storeext;

@@ -175,6 +175,12 @@ async fn read_or_park(
         }
         .encode(&mut resp.ext_fields);
         return if code == ResponseCode::SUCCESS {
+            shard.stats.on_get(
+                &h.topic,
+                &h.consumer_group,
+                result.records.len() as u64,
+                result.total_bytes() as u64,
+            );
             Reply::Parts(resp, result.records)
         } else {
             Reply::Cmd(resp)

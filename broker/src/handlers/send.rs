@@ -37,7 +37,7 @@ pub async fn send(
     let properties = check_send(shard, req, &mut h, batch)?;
     let target = resolve_target(shard, conn, &mut h, batch).await?;
     let entries = if batch {
-        batch_entries(shard, &req.body)?
+        batch_entries(shard, &target.topic, &req.body)?
     } else {
         vec![(h.flag, req.body.clone(), properties)]
     };
@@ -62,11 +62,11 @@ fn check_send(
             h.topic
         )));
     }
-    if req.body.len() > shard.config.max_message_size && !batch {
+    let max_size = shard.live.max_message_size.get();
+    if req.body.len() > max_size && !batch {
         return Err(HandlerError::MessageIllegal(format!(
-            "the message body size {} is over the limit {}",
+            "the message body size {} is over the limit {max_size}",
             req.body.len(),
-            shard.config.max_message_size
         )));
     }
     let properties = h.properties.take().unwrap_or_default();
@@ -84,6 +84,9 @@ fn check_send(
             "the broker[{}] sending transaction message is forbidden",
             shard.name
         )));
+    }
+    if let Some(reason) = super::unserved::refusal(&h.topic, &properties) {
+        return Err(HandlerError::MessageIllegal(reason.to_string()));
     }
     Ok(properties)
 }
@@ -145,7 +148,11 @@ async fn resolve_target(
 }
 
 /// The entries of a batch body, each within the size bound and not delayed.
-fn batch_entries(shard: &Shard, body: &Bytes) -> Result<Vec<(i32, Bytes, String)>, HandlerError> {
+fn batch_entries(
+    shard: &Shard,
+    topic: &str,
+    body: &Bytes,
+) -> Result<Vec<(i32, Bytes, String)>, HandlerError> {
     let list = message::decode_batch_bytes(body)
         .map_err(|e| HandlerError::MessageIllegal(format!("bad batch body: {e}")))?;
     if list.is_empty() {
@@ -153,7 +160,7 @@ fn batch_entries(shard: &Shard, body: &Bytes) -> Result<Vec<(i32, Bytes, String)
     }
     let mut entries = Vec::with_capacity(list.len());
     for entry in list {
-        if entry.body.len() > shard.config.max_message_size {
+        if entry.body.len() > shard.live.max_message_size.get() {
             return Err(HandlerError::MessageIllegal(
                 "a message in the batch is over the size limit".into(),
             ));
@@ -162,6 +169,9 @@ fn batch_entries(shard: &Shard, body: &Bytes) -> Result<Vec<(i32, Bytes, String)
             return Err(HandlerError::MessageIllegal(
                 "batch messages cannot be delayed".into(),
             ));
+        }
+        if let Some(reason) = super::unserved::refusal(topic, &entry.properties) {
+            return Err(HandlerError::MessageIllegal(reason.to_string()));
         }
         entries.push((entry.flag, entry.body, entry.properties));
     }
@@ -229,6 +239,10 @@ async fn store_and_answer(
         .store
         .append(&batch)
         .map_err(HandlerError::from_store)?;
+    let body_bytes: usize = batch.iter().map(|m| m.body.len()).sum();
+    shard
+        .stats
+        .on_put(&batch[0].topic, batch.len() as u64, body_bytes as u64);
     let mut code = ResponseCode::SUCCESS;
     if wait && shard.config.flush == crate::config::FlushDiskType::Sync {
         match shard.store.wait_durable(appended.end_offset).await {
@@ -280,6 +294,8 @@ struct Scanned {
     uniq_key: Option<String>,
     wait_false: bool,
     has_cluster: bool,
+    has_region: bool,
+    has_trace_on: bool,
 }
 
 fn scan(props: &str) -> Scanned {
@@ -291,6 +307,8 @@ fn scan(props: &str) -> Scanned {
             prop::UNIQ_KEY => found.uniq_key = Some(value.to_owned()),
             prop::WAIT => found.wait_false = value.eq_ignore_ascii_case("false"),
             prop::CLUSTER => found.has_cluster = true,
+            prop::MSG_REGION => found.has_region = true,
+            prop::TRACE_ON => found.has_trace_on = true,
             _ => {}
         }
     }
@@ -328,10 +346,12 @@ fn message_to_store(
 }
 
 /// Adds what the broker owes every stored message: a UNIQ_KEY when the
-/// producer sent none, and the CLUSTER property.
+/// producer sent none, and the CLUSTER, MSG_REGION and TRACE_ON properties
+/// (RocketMQ stores all three; the 5.x client drops a consumer's trace
+/// records when the consumed message has no MSG_REGION).
 fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) -> String {
     let needs_uniq = found.uniq_key.is_none();
-    if !needs_uniq && found.has_cluster {
+    if !needs_uniq && found.has_cluster && found.has_region && found.has_trace_on {
         return props;
     }
     if !props.is_empty() && !props.ends_with('\u{2}') {
@@ -345,6 +365,19 @@ fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) ->
     if !found.has_cluster {
         push_property(&mut props, prop::CLUSTER, &shard.config.cluster_name);
         found.has_cluster = true;
+    }
+    if !found.has_region {
+        push_property(&mut props, prop::MSG_REGION, &shard.config.region_id);
+        found.has_region = true;
+    }
+    if !found.has_trace_on {
+        let on = if shard.config.trace_on {
+            "true"
+        } else {
+            "false"
+        };
+        push_property(&mut props, prop::TRACE_ON, on);
+        found.has_trace_on = true;
     }
     props
 }
@@ -402,7 +435,7 @@ pub(crate) async fn ensure_group(
     if let Some(g) = shard.group(group) {
         return Ok(g);
     }
-    if !shard.config.auto_create_subscription_group {
+    if !shard.live.auto_create_subscription_group.get() {
         return Err(HandlerError::GroupNotExist(group.to_owned()));
     }
     shard
