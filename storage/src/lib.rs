@@ -86,10 +86,12 @@
 
 mod arena;
 mod checkpoint;
+mod clock;
 mod commitlog;
 mod config;
 mod cq;
 mod error;
+pub mod fault;
 pub mod io;
 mod notify;
 mod read;
@@ -101,6 +103,7 @@ mod seg_index;
 mod store;
 pub(crate) mod writer;
 
+pub use clock::Clock;
 pub use config::{FlushMode, SegmentInit, StoreConfig};
 pub use error::{Result, StoreError};
 pub use notify::Notified;

@@ -190,9 +190,10 @@ async fn segment_file(sh: &Shared, base: u64) -> Result<Rc<File>> {
                 reason: "segment deleted",
             });
         }
-        st.cl.segment_path(base)
+        (st.cl.segment_path(base), st.cfg.disk.clone())
     };
-    let f = Rc::new(File::open(&path, false).await?);
+    let (path, disk) = path;
+    let f = Rc::new(File::open(&disk, &path, false).await?);
     Ok(sh.st.borrow_mut().cl.files.entry(base).or_insert(f).clone())
 }
 
@@ -247,10 +248,11 @@ async fn load_index(
     base: u64,
     path: &std::path::Path,
 ) -> Result<Option<Rc<SegIndex>>> {
-    if !crate::io::exists(path) {
+    let disk = sh.st.borrow().cfg.disk.clone();
+    if !disk.exists(path) {
         return Ok(None);
     }
-    let f = File::open(path, false).await?;
+    let f = File::open(&disk, path, false).await?;
     let size = f.size().await?;
     let b = f.read_at(0, size as usize).await?;
     f.close().await?;

@@ -29,7 +29,7 @@ use crate::commitlog::{segment_name, CommitLog, Piece, SealedInfo};
 use crate::config::StoreConfig;
 use crate::cq::{file_name, ConsumeQueue, CqEntry, CQ_ENTRY};
 use crate::error::{Result, StoreError};
-use crate::io::{self, align_down, align_up, File, BLOCK};
+use crate::io::{align_down, align_up, Disk, File, BLOCK};
 use crate::seg_index::{key_hash, SegIndex};
 use crate::store::{read_sums, write_index_file, RecoveryReport, State};
 
@@ -48,35 +48,36 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     let cl_dir = cfg.dir.join("commitlog");
     let cq_root = cfg.dir.join("consumequeue");
     let free_dir = cl_dir.join("free");
-    io::create_dir_all(&free_dir)?;
-    io::create_dir_all(&cq_root)?;
-    io::probe_device(&cfg.dir).await?;
+    let disk = cfg.disk.clone();
+    disk.create_dir_all(&free_dir)?;
+    disk.create_dir_all(&cq_root)?;
+    crate::io::probe_device(&disk, &cfg.dir).await?;
 
     // Spare segments: finished recycled ones stay, half-prepared ones go.
     let mut free_segments = Vec::new();
-    for name in io::list_dir(&free_dir)? {
+    for name in disk.list_dir(&free_dir)? {
         let p = free_dir.join(&name);
         if name.starts_with("recycled-") && free_segments.len() < cfg.recycle_segments {
             free_segments.push(p);
         } else {
-            io::remove_file(&p)?;
+            disk.remove_file(&p)?;
         }
     }
     let mut bases = Vec::new();
     let mut idx_files = Vec::new();
-    for name in io::list_dir(&cl_dir)? {
+    for name in disk.list_dir(&cl_dir)? {
         if let Some(b) = parse_name(&name) {
             bases.push(b);
         } else if let Some(b) = name.strip_suffix(".idx").and_then(parse_name) {
             idx_files.push(b);
         } else if name.ends_with(".tmp") {
-            io::remove_file(&cl_dir.join(&name))?;
+            disk.remove_file(&cl_dir.join(&name))?;
         }
     }
     bases.sort_unstable();
     let mut cl = CommitLog::new(&cl_dir, seg, cfg.hot_cache_bytes + cfg.max_dirty_bytes);
     cl.ra = crate::readcache::ReadCache::new(cfg.read_cache_bytes);
-    let cp = Checkpoint::load(&cfg.dir).await?;
+    let cp = Checkpoint::load(&disk, &cfg.dir).await?;
     let mut report = RecoveryReport {
         checkpoint: cp.as_ref().map(|c| c.offset),
         segments: bases.len(),
@@ -86,8 +87,8 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
         if cp.as_ref().is_some_and(|c| c.offset > 0) {
             tracing::warn!("checkpoint present but no commit-log segments: starting empty");
         }
-        io::remove_dir_all(&cq_root)?;
-        io::create_dir_all(&cq_root)?;
+        disk.remove_dir_all(&cq_root)?;
+        disk.create_dir_all(&cq_root)?;
         cl.segments.insert(0, None);
         report.elapsed = t0.elapsed();
         log_report(&report);
@@ -112,8 +113,8 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
 
     // Consume queues.
     let mut queues = HashMap::new();
-    for topic in io::list_dir(&cq_root)? {
-        for qname in io::list_dir(&cq_root.join(&topic))? {
+    for topic in disk.list_dir(&cq_root)? {
+        for qname in disk.list_dir(&cq_root.join(&topic))? {
             let Ok(qid) = qname.parse::<i32>() else {
                 continue;
             };
@@ -172,7 +173,7 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     let tail = scrub_after(&cl, active, end, max_garbage, &cfg).await?;
     for &b in bases.iter().filter(|&&b| b > active) {
         let path = cl.segment_path(b);
-        let f = Rc::new(File::open(&path, false).await?);
+        let f = Rc::new(File::open(&disk, &path, false).await?);
         f.zero_range(
             0,
             max_garbage.min(seg),
@@ -184,12 +185,12 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
         drop(f);
         if free_segments.len() < cfg.recycle_segments {
             let to = free_dir.join(format!("recycled-{b:020}"));
-            io::rename(&path, &to)?;
+            disk.rename_durable(&path, &to)?;
             free_segments.push(to);
         } else {
-            io::remove_file(&path)?;
+            disk.remove_durable(&path)?;
         }
-        io::remove_file(&cl.idx_path(b))?;
+        disk.remove_durable(&cl.idx_path(b))?;
         tracing::warn!(segment = b, "segment beyond the recovered end retired");
     }
 
@@ -197,14 +198,14 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     for &b in bases.iter().filter(|&&b| b < active) {
         let info = match indexes.remove(&b) {
             Some(idx) => {
-                write_index_file(&cl.idx_path(b), &idx)?;
+                write_index_file(&disk, &cl.idx_path(b), &idx)?;
                 SealedInfo {
                     min_ts: idx.min_ts,
                     max_ts: idx.max_ts,
                     idx_on_disk: true,
                 }
             }
-            None => read_idx_header(&cl.idx_path(b)).await?,
+            None => read_idx_header(&disk, &cl.idx_path(b)).await?,
         };
         cl.segments.insert(b, Some(info));
     }
@@ -221,7 +222,7 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     };
     for &b in &bases {
         if b >= indexed_from {
-            io::remove_file(&cl.sums_path(b))?;
+            disk.remove_file(&cl.sums_path(b))?;
         }
     }
     cl.sums_written = 0;
@@ -233,8 +234,8 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
         cl.pieces.push_back(t);
     }
     let active_path = cl.segment_path(active);
-    if io::exists(&active_path) {
-        let f = Rc::new(File::open(&active_path, false).await?);
+    if disk.exists(&active_path) {
+        let f = Rc::new(File::open(&disk, &active_path, false).await?);
         cl.files.insert(active, f);
     }
 
@@ -262,17 +263,21 @@ fn new_state(
     free_segments: Vec<std::path::PathBuf>,
     recovery: RecoveryReport,
 ) -> State {
-    State {
+    let st = State {
         cfg,
         cl,
         queues,
         pending_visible: VecDeque::new(),
         failed: None,
+        full_enospc: None,
+        full_floor: None,
         closed: false,
         free_segments,
         preparing: false,
         recovery,
-    }
+    };
+    st.check();
+    st
 }
 
 fn log_report(r: &RecoveryReport) {
@@ -291,8 +296,8 @@ fn log_report(r: &RecoveryReport) {
     );
 }
 
-async fn read_idx_header(path: &Path) -> Result<SealedInfo> {
-    let f = File::open(path, false).await?;
+async fn read_idx_header(disk: &Disk, path: &Path) -> Result<SealedInfo> {
+    let f = File::open(disk, path, false).await?;
     let b = f.read_at(0, BLOCK as usize).await?;
     f.close().await?;
     Ok(match SegIndex::decode_header(&b) {
@@ -320,10 +325,10 @@ async fn scrub_after(
     cfg: &StoreConfig,
 ) -> Result<Option<Piece>> {
     let path = cl.segment_path(active);
-    if !io::exists(&path) {
+    if !cfg.disk.exists(&path) {
         return Ok(None);
     }
-    let f = Rc::new(File::open(&path, false).await?);
+    let f = Rc::new(File::open(&cfg.disk, &path, false).await?);
     let seg_end = active + cl.segment_size;
     let a = align_down(end);
     let z_end = (align_up(end) + max_garbage).min(seg_end);
@@ -361,7 +366,9 @@ async fn load_queue(
     cl_min: u64,
 ) -> Result<Option<ConsumeQueue>> {
     let dir = root.join(topic).join(qid.to_string());
-    let firsts: Vec<u64> = io::list_dir(&dir)?
+    let firsts: Vec<u64> = cfg
+        .disk
+        .list_dir(&dir)?
         .iter()
         .filter_map(|n| parse_name(n))
         .collect();
@@ -380,7 +387,7 @@ async fn load_queue(
             );
             continue;
         }
-        let file = File::open(&dir.join(file_name(f)), false).await?;
+        let file = File::open(&cfg.disk, &dir.join(file_name(f)), false).await?;
         q.files.insert((f - start) / fe, Rc::new(file));
     }
     // Written entries form a prefix of the last file.
@@ -512,8 +519,9 @@ impl Scan<'_> {
                 self.indexes.entry(base).or_default();
             }
             let path = self.cfg.dir.join("commitlog").join(segment_name(base));
-            let f = File::open(&path, false).await?;
+            let f = File::open(&self.cfg.disk, &path, false).await?;
             self.sums = read_sums(
+                &self.cfg.disk,
                 &self
                     .cfg
                     .dir

@@ -231,6 +231,10 @@ async fn store_and_answer(
     let mut code = ResponseCode::SUCCESS;
     if wait && shard.config.flush == crate::config::FlushDiskType::Sync {
         if let Err(e) = shard.store.wait_durable(appended.end_offset).await {
+            if e.is_unavailable() {
+                // A failed disk: SERVICE_NOT_AVAILABLE naming the cause, not a timeout.
+                return append_error(req, e);
+            }
             tracing::warn!(error = %e, "sync flush did not complete in time");
             code = ResponseCode::FLUSH_DISK_TIMEOUT;
         }
