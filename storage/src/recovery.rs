@@ -271,6 +271,7 @@ fn new_state(
         failed: None,
         full_enospc: None,
         full_floor: None,
+        checkpointed: 0,
         closed: false,
         free_segments,
         preparing: false,

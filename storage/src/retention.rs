@@ -1,6 +1,6 @@
 //! Retention: sealed segments are deleted oldest first while their newest record is older than
 //! `retention`, the disk is fuller than `disk_max_used_ratio` or has less free space than
-//! `disk_min_free_bytes`; never the active segment.
+//! `disk_min_free_bytes`; never the active segment, nor one beyond the last checkpoint.
 //! Deleted segments are kept (up to `recycle_segments`) as spares for the next roll. Consume
 //! queues follow: their minimum moves past deleted records and whole files below it go.
 
@@ -18,7 +18,9 @@ pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
             let Some((&base, info)) = st.cl.segments.iter().next() else {
                 break;
             };
-            if base >= active {
+            // Never the active segment, nor one the last checkpoint does not cover: recovery
+            // rebuilds the consume-queue entries beyond the checkpoint from the commit log.
+            if base >= active || base + st.cfg.segment_size > st.checkpointed {
                 break;
             }
             let seg_path = st.cl.segment_path(base);

@@ -176,6 +176,9 @@ pub(crate) struct State {
     pub full_enospc: Option<String>,
     /// ... and while free space is below `disk_min_free_bytes`: appends are refused.
     pub full_floor: Option<String>,
+    /// Offset of the last checkpoint written: retention deletes only segments below it (the
+    /// consume-queue entries of records beyond it can only be rebuilt from the commit log).
+    pub checkpointed: u64,
     pub closed: bool,
     pub free_segments: Vec<std::path::PathBuf>,
     pub preparing: bool,
@@ -1315,7 +1318,10 @@ pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
         queues: manifest,
     }
     .store(&disk, &dir)
-    .await
+    .await?;
+    let mut st = sh.st.borrow_mut();
+    st.checkpointed = st.checkpointed.max(c);
+    Ok(())
 }
 
 /// Appends the active segment's record-table entries of records below `c` to its journal.
