@@ -133,6 +133,9 @@ struct Inner {
 #[derive(Clone)]
 pub struct FaultDisk {
     sh: Arc<Inner>,
+    /// The boot a store's handle belongs to ([`FaultDisk::disk`]): after a power cut, what the
+    /// store of the earlier boot still does (its threads) fails, as if its process had died.
+    boot: Option<u64>,
 }
 
 fn errno(e: i32) -> std::io::Error {
@@ -153,12 +156,25 @@ impl FaultDisk {
                 st: Mutex::new(st),
                 attic: attic.to_path_buf(),
             }),
+            boot: None,
         })
     }
 
-    /// This device as the store's [`crate::io::Disk`].
+    /// This device as the store's [`crate::io::Disk`], for a store of the current boot.
     pub fn disk(&self) -> crate::io::Disk {
-        crate::io::Disk::new(Arc::new(self.clone()))
+        let boot = Some(self.st().epoch);
+        crate::io::Disk::new(Arc::new(FaultDisk {
+            sh: self.sh.clone(),
+            boot,
+        }))
+    }
+
+    /// EIO while the power is off, or for a handle of an earlier boot.
+    fn alive(&self, st: &St) -> std::io::Result<()> {
+        if st.dead || self.boot.is_some_and(|b| b != st.epoch) {
+            return Err(errno(libc::EIO));
+        }
+        Ok(())
     }
 
     fn st(&self) -> MutexGuard<'_, St> {
@@ -244,9 +260,7 @@ impl FaultDisk {
 
     /// Counts an operation and applies the rules: the error it fails with, if any.
     fn check(&self, st: &mut St, op: FaultOp) -> std::io::Result<()> {
-        if st.dead {
-            return Err(errno(libc::EIO));
-        }
+        self.alive(st)?;
         let n = {
             let c = st.counts.entry(op).or_insert(0);
             *c += 1;
@@ -357,7 +371,7 @@ impl DevFile for FaultFile {
         let mut data: Vec<u8> = bufs.concat();
         if st.short_write_one_in > 0 && data.len() > 1 {
             let r = FaultDisk::next_rand(&mut st);
-            if r % st.short_write_one_in as u64 == 0 {
+            if r.is_multiple_of(st.short_write_one_in as u64) {
                 data.truncate(1 + (r >> 32) as usize % (data.len() - 1));
             }
         }
@@ -420,9 +434,7 @@ impl DevFile for FaultFile {
 impl Device for FaultDisk {
     fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn DevFile>> {
         let mut st = self.st();
-        if st.dead {
-            return Err(errno(libc::EIO));
-        }
+        self.alive(&st)?;
         let node = match st.nodes.get(path) {
             Some(n) => n.clone(),
             None => {
@@ -524,16 +536,12 @@ impl Device for FaultDisk {
     }
 
     fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        if self.st().dead {
-            return Err(errno(libc::EIO));
-        }
+        self.alive(&self.st())?;
         std::fs::create_dir_all(path)
     }
 
     fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<String>> {
-        if self.st().dead {
-            return Err(errno(libc::EIO));
-        }
+        self.alive(&self.st())?;
         OsDevice.list_dir(dir)
     }
 

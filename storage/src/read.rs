@@ -306,17 +306,7 @@ async fn verify(sh: &Shared, phys: u64, b: &Bytes) -> Result<()> {
             }
         }
     }
-    let (v, n) = RecordView::parse(b).map_err(|e| corrupt(e.to_string()))?;
-    if n != b.len() {
-        return Err(corrupt(format!("size {n}, expected {}", b.len())));
-    }
-    if v.phys_offset as u64 != phys {
-        return Err(corrupt(format!(
-            "PHYSICALOFFSET field says {}",
-            v.phys_offset
-        )));
-    }
-    v.verify_body_crc(0).map_err(|e| corrupt(e.to_string()))
+    crate::recovery::check(b, phys).map_err(corrupt)
 }
 
 /// Fetches records `(phys, size)`, from memory (hot tail, read-ahead cache) or disk, verifying

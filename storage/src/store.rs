@@ -18,7 +18,7 @@ use crate::cq::{ConsumeQueue, CqEntry, CQ_ENTRY, CQ_READ_AHEAD};
 use crate::error::{Result, StoreError};
 use crate::io::{self, align_down, align_up, Disk, File, BLOCK};
 use crate::notify::{Notified, Notify};
-use crate::seg_index::{key_hash, SegIndex};
+use crate::seg_index::{index_keys, RecEntry, SegIndex};
 use crate::writer::{Op, Source, WriteJob, Writer};
 
 /// Size of the end-of-segment blank marker; a record is placed in a segment only if this much
@@ -350,12 +350,8 @@ impl Store {
             let crc = crc32c::crc32c(out);
             let seg_pos = (pos - st.cl.base_of(pos)) as u32;
             st.cl.active.add_record(seg_pos, size as u32, crc, now);
-            if let Some(u) = &m.uniq_key {
-                st.cl.active.add_key(key_hash(&m.topic, u), seg_pos);
-            }
-            for k in m.keys.split(' ').filter(|k| !k.is_empty()) {
-                st.cl.active.add_key(key_hash(&m.topic, k), seg_pos);
-            }
+            let uniq = m.uniq_key.as_deref();
+            index_keys(&mut st.cl.active, &m.topic, uniq, &m.keys, seg_pos);
             st.cl.write_pos = pos + size as u64;
             if dispatch {
                 cq.push(CqEntry {
@@ -1339,9 +1335,7 @@ async fn write_sums(sh: &Shared, c: u64) -> Result<()> {
         let first = (a / E) as usize;
         let mut data = Vec::with_capacity((to - first + 1) * E as usize);
         for r in &recs[first..to] {
-            data.extend_from_slice(&r.pos.to_be_bytes());
-            data.extend_from_slice(&r.size.to_be_bytes());
-            data.extend_from_slice(&r.crc.to_be_bytes());
+            data.extend_from_slice(&r.encode());
         }
         let skip = (a - first as u64 * E) as usize;
         let disk = st.cfg.disk.clone();
@@ -1379,11 +1373,11 @@ pub(crate) async fn read_sums(
     let b = f.read_at(0, size as usize).await?;
     f.close().await?;
     for c in b.chunks_exact(12) {
-        let be = |i: usize| u32::from_be_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]);
-        if be(4) == 0 {
+        let e = RecEntry::decode(c);
+        if e.size == 0 {
             break;
         }
-        out.insert(be(0), (be(4), be(8)));
+        out.insert(e.pos, (e.size, e.crc));
     }
     Ok(out)
 }

@@ -29,6 +29,9 @@ pub trait DevFile: Send + Sync {
     fn allocate(&self, size: u64) -> std::io::Result<()>;
     fn set_len(&self, size: u64) -> std::io::Result<()>;
     fn len(&self) -> std::io::Result<u64>;
+    fn is_empty(&self) -> std::io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
 }
 
 /// The file system operations of the store.
