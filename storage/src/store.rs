@@ -275,41 +275,10 @@ impl Store {
     pub fn append(&self, batch: &[MessageToStore]) -> Result<AppendResult> {
         let mut st = self.sh.st.borrow_mut();
         let st = &mut *st;
-        if let Some(f) = &st.failed {
-            return Err(StoreError::ReadOnly(f.clone()));
-        }
-        if st.closed {
-            return Err(StoreError::Closed);
-        }
-        if let Some(f) = st.full_enospc.as_ref().or(st.full_floor.as_ref()) {
-            return Err(StoreError::DiskFull(f.clone()));
-        }
-        // A flush whose writes and syncs the writer thread finished is published here when
-        // the flusher has not run since (appends may keep the executor busy).
-        let mark = self.sh.writer.mark();
-        if mark > st.cl.flushed {
-            publish_state(st, &self.sh.durable, mark);
-        }
-        let dirty = st.cl.write_pos - st.cl.flushed;
-        if dirty > st.cfg.max_dirty_bytes as u64 {
-            return Err(StoreError::Busy {
-                dirty,
-                limit: st.cfg.max_dirty_bytes as u64,
-            });
-        }
+        self.admit(st, batch)?;
         let seg = st.cfg.segment_size;
         let store_host = st.cfg.store_host;
         let sync = st.cfg.flush == FlushMode::Sync;
-        // Validate everything first, so that a batch is appended whole or not at all.
-        for m in batch {
-            let size = input_of(m, store_host, 0, 0, 0).encoded_len()?;
-            if size as u64 + BLANK_LEN > seg {
-                return Err(StoreError::RecordTooLarge {
-                    size,
-                    segment_size: seg,
-                });
-            }
-        }
         let now = st.cfg.clock.now_ms();
         let mut records = Vec::with_capacity(batch.len());
         let mut piece_start = st.cl.write_pos;
@@ -360,19 +329,11 @@ impl Store {
                     tags: m.tags_code,
                 });
                 if sync {
+                    // Merged only within this batch: a flush covers a batch whole, so merging
+                    // never delays an earlier append's visibility.
+                    let merge = pending_mark < n_pending;
                     let end = st.cl.write_pos;
-                    match st.pending_visible.back_mut() {
-                        // Only within this batch: a flush covers a batch whole, so merging
-                        // never delays an earlier append's visibility.
-                        Some(p) if pending_mark < n_pending && Rc::ptr_eq(&p.1, &cq.key) => {
-                            p.0 = end;
-                            p.2 = cq.max;
-                        }
-                        _ => {
-                            st.pending_visible.push_back((end, cq.key.clone(), cq.max));
-                            n_pending += 1;
-                        }
-                    }
+                    n_pending += pend_visible(&mut st.pending_visible, merge, end, cq) as usize;
                 } else {
                     cq.visible = cq.max;
                     cq.waiters.notify();
@@ -404,6 +365,45 @@ impl Store {
             records,
             end_offset,
         })
+    }
+
+    /// Whether the store takes `batch` now: writable, not full, not too much unflushed, every
+    /// record fitting a segment (a batch is appended whole or not at all).
+    #[inline]
+    fn admit(&self, st: &mut State, batch: &[MessageToStore]) -> Result<()> {
+        if let Some(f) = &st.failed {
+            return Err(StoreError::ReadOnly(f.clone()));
+        }
+        if st.closed {
+            return Err(StoreError::Closed);
+        }
+        if let Some(f) = st.full_enospc.as_ref().or(st.full_floor.as_ref()) {
+            return Err(StoreError::DiskFull(f.clone()));
+        }
+        // A flush whose writes and syncs the writer thread finished is published here when
+        // the flusher has not run since (appends may keep the executor busy).
+        let mark = self.sh.writer.mark();
+        if mark > st.cl.flushed {
+            publish_state(st, &self.sh.durable, mark);
+        }
+        let dirty = st.cl.write_pos - st.cl.flushed;
+        if dirty > st.cfg.max_dirty_bytes as u64 {
+            return Err(StoreError::Busy {
+                dirty,
+                limit: st.cfg.max_dirty_bytes as u64,
+            });
+        }
+        let seg = st.cfg.segment_size;
+        for m in batch {
+            let size = input_of(m, st.cfg.store_host, 0, 0, 0).encoded_len()?;
+            if size as u64 + BLANK_LEN > seg {
+                return Err(StoreError::RecordTooLarge {
+                    size,
+                    segment_size: seg,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Resolves once every record below `end_offset` is durable; `FlushTimeout` after
@@ -690,6 +690,29 @@ fn input_of<'a>(
         prepared_transaction_offset: m.prepared_transaction_offset,
         queue_offset,
         phys_offset: phys,
+    }
+}
+
+/// SYNC_FLUSH: the queue's entries up to `cq.max` become visible once `end` is durable. With
+/// `merge`, a last entry of the same queue is extended instead of a new one added (returns
+/// whether one was added).
+#[inline]
+fn pend_visible(
+    pending: &mut VecDeque<(u64, Rc<QueueKey>, u64)>,
+    merge: bool,
+    end: u64,
+    cq: &ConsumeQueue,
+) -> bool {
+    match pending.back_mut() {
+        Some(p) if merge && Rc::ptr_eq(&p.1, &cq.key) => {
+            p.0 = end;
+            p.2 = cq.max;
+            false
+        }
+        _ => {
+            pending.push_back((end, cq.key.clone(), cq.max));
+            true
+        }
     }
 }
 

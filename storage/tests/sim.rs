@@ -15,6 +15,10 @@
 //! SIM_SEED=42 SIM_OPS=10000000 cargo test --profile test-opt -p saturn-storage --test sim -- --nocapture
 //! ```
 //!
+//! `SIM_RESTART_EVERY=k` lets only every k-th power cut or restart drawn happen (the others
+//! append), for long runs where restarts would take most of the time. `SIM_TRACE=1` prints
+//! every operation; `SIM_SEEDS=n` runs seeds 1..=n.
+//!
 //! The operation sequence is a function of the seed; the store's writer and reader threads are
 //! real threads, so what a power cut catches in flight can differ between runs of one seed.
 
@@ -75,6 +79,9 @@ struct Sim {
     seq: u64,
     restarts: u64,
     cuts: u64,
+    /// Only every `restart_every`-th power cut or restart drawn happens (the others append).
+    restart_every: u64,
+    restarts_drawn: u64,
 }
 
 fn topic(q: i32) -> String {
@@ -323,6 +330,11 @@ impl Sim {
         self.maybe.clear();
     }
 
+    fn restart_now(&mut self) -> bool {
+        self.restarts_drawn += 1;
+        self.restarts_drawn.is_multiple_of(self.restart_every)
+    }
+
     async fn step(&mut self) {
         let op = self.rng.below(100);
         if std::env::var_os("SIM_TRACE").is_some() {
@@ -344,6 +356,7 @@ impl Sim {
                 }
             }
             86..=89 => self.retention().await,
+            90..=94 if !self.restart_now() => self.append().await,
             90..=92 => self.power_cut().await,
             93..=94 => self.clean_restart().await,
             _ => {
@@ -370,6 +383,8 @@ fn simulate(seed: u64, ops: u64) -> (u64, u64, usize) {
             seq: 0,
             restarts: 0,
             cuts: 0,
+            restart_every: env("SIM_RESTART_EVERY").unwrap_or(1).max(1),
+            restarts_drawn: 0,
         };
         sim.open().await;
         let t0 = Instant::now();
