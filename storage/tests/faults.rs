@@ -131,10 +131,9 @@ async fn verify(cfg: StoreConfig, acks: &[Ack], kept_from: u64, what: &str) {
         }
     }
     for a in acks.iter().filter(|a| a.phys as u64 >= min) {
-        let b = store
-            .read_record(a.phys)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: acked record {a:?} missing: {e}"));
+        let b = store.read_record(a.phys).await.unwrap_or_else(|e| {
+            panic!("{what}: acked record {} at {} missing: {e}", a.uniq, a.phys)
+        });
         if let Some(want) = &a.bytes {
             assert_eq!(&b, want, "{what}: record at {} differs", a.phys);
         }
