@@ -5,6 +5,7 @@ mod client;
 mod consumer;
 mod pull;
 mod send;
+mod unserved;
 
 use std::rc::Rc;
 

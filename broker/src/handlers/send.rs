@@ -69,6 +69,10 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
         );
     }
 
+    if let Some(reason) = super::unserved::refusal(&h.topic, &properties) {
+        return error(req, ResponseCode::MESSAGE_ILLEGAL, reason);
+    }
+
     let mut queue_id = h.queue_id;
     let reconsume_times = h.reconsume_times.unwrap_or(0);
     let mut config = match find_or_create_topic(
@@ -165,6 +169,9 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
                             ResponseCode::MESSAGE_ILLEGAL,
                             "batch messages cannot be delayed",
                         );
+                    }
+                    if let Some(reason) = super::unserved::refusal(&topic, &entry.properties) {
+                        return error(req, ResponseCode::MESSAGE_ILLEGAL, reason);
                     }
                     entries.push((entry.flag, entry.body, entry.properties));
                 }
@@ -294,6 +301,8 @@ struct Scanned {
     uniq_key: Option<String>,
     wait_false: bool,
     has_cluster: bool,
+    has_region: bool,
+    has_trace_on: bool,
 }
 
 fn scan(props: &str) -> Scanned {
@@ -305,6 +314,8 @@ fn scan(props: &str) -> Scanned {
             prop::UNIQ_KEY => found.uniq_key = Some(value.to_owned()),
             prop::WAIT => found.wait_false = value.eq_ignore_ascii_case("false"),
             prop::CLUSTER => found.has_cluster = true,
+            prop::MSG_REGION => found.has_region = true,
+            prop::TRACE_ON => found.has_trace_on = true,
             _ => {}
         }
     }
@@ -342,10 +353,12 @@ fn message_to_store(
 }
 
 /// Adds what the broker owes every stored message: a UNIQ_KEY when the
-/// producer sent none, and the CLUSTER property.
+/// producer sent none, and the CLUSTER, MSG_REGION and TRACE_ON properties
+/// (RocketMQ stores all three; the 5.x client drops a consumer's trace
+/// records when the consumed message has no MSG_REGION).
 fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) -> String {
     let needs_uniq = found.uniq_key.is_none();
-    if !needs_uniq && found.has_cluster {
+    if !needs_uniq && found.has_cluster && found.has_region && found.has_trace_on {
         return props;
     }
     if !props.is_empty() && !props.ends_with('\u{2}') {
@@ -359,6 +372,19 @@ fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) ->
     if !found.has_cluster {
         push_property(&mut props, prop::CLUSTER, &shard.config.cluster_name);
         found.has_cluster = true;
+    }
+    if !found.has_region {
+        push_property(&mut props, prop::MSG_REGION, &shard.config.region_id);
+        found.has_region = true;
+    }
+    if !found.has_trace_on {
+        let on = if shard.config.trace_on {
+            "true"
+        } else {
+            "false"
+        };
+        push_property(&mut props, prop::TRACE_ON, on);
+        found.has_trace_on = true;
     }
     props
 }
