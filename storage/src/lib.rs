@@ -107,6 +107,13 @@
 //! and each consume queue's (`start <= mem_start <= flushed <= max`, `min, visible <= max`,
 //! memory holding exactly `[mem_start, max)`) are checked after every append, flush,
 //! checkpoint, retention pass and recovery in debug builds (the test profile has them).
+//!
+//! **Modules.** `store` (the API, appends, the flusher and checkpointer loops, the shared
+//! `State`) calls `read`, `recovery` and `retention`, which use the commit log (`commitlog`,
+//! `arena`, `readcache`), consume queues (`cq`), segment indexes (`seg_index`), `checkpoint`,
+//! and `io` with its engines (`writer`, `reader`). Not one-way yet: `read`, `recovery` and
+//! `retention` still call helpers that live in `store` (`cq_entries`, `write_index_file`,
+//! `read_sums`, `ensure_segment`).
 
 mod arena;
 mod checkpoint;
