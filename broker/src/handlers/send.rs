@@ -33,14 +33,14 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
             format!("Sending message to topic[{}] is forbidden.", h.topic),
         );
     }
-    if req.body.len() > shard.config.max_message_size && !batch {
+    if req.body.len() > shard.live.max_message_size.get() && !batch {
         return error(
             req,
             ResponseCode::MESSAGE_ILLEGAL,
             format!(
                 "the message body size {} is over the limit {}",
                 req.body.len(),
-                shard.config.max_message_size
+                shard.live.max_message_size.get()
             ),
         );
     }
@@ -154,7 +154,7 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
         match message::decode_batch_bytes(&req.body) {
             Ok(list) if !list.is_empty() => {
                 for entry in list {
-                    if entry.body.len() > shard.config.max_message_size {
+                    if entry.body.len() > shard.live.max_message_size.get() {
                         return error(
                             req,
                             ResponseCode::MESSAGE_ILLEGAL,
@@ -235,6 +235,10 @@ async fn store_and_answer(
         Ok(a) => a,
         Err(e) => return append_error(req, e),
     };
+    let body_bytes: usize = batch.iter().map(|m| m.body.len()).sum();
+    shard
+        .stats
+        .on_put(&batch[0].topic, batch.len() as u64, body_bytes as u64);
     let mut code = ResponseCode::SUCCESS;
     if wait && shard.config.flush == crate::config::FlushDiskType::Sync {
         if let Err(e) = shard.store.wait_durable(appended.end_offset).await {
@@ -462,7 +466,7 @@ pub(crate) async fn ensure_group(
     if let Some(g) = shard.group(group) {
         return Some(g);
     }
-    if !shard.config.auto_create_subscription_group {
+    if !shard.live.auto_create_subscription_group.get() {
         return None;
     }
     let g = shard
