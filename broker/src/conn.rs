@@ -311,7 +311,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, id: u64) {
                 }
             };
             if request.is_response() {
-                continue; // answers to our oneway notifications never come; others are ignored
+                // An answer to a call the broker made (oneway notifications get none).
+                shard.outbound.complete(conn.id, request);
+                continue;
             }
             conn.language.set(request.language);
             conn.version.set(request.version);

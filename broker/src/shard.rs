@@ -38,6 +38,12 @@ pub struct Shard {
     /// Round-robin cursor for sends that leave the queue to the broker.
     pub next_queue: std::cell::Cell<u32>,
     pub boot_ms: i64,
+    /// Traffic counters and rates (mqadmin's stats).
+    pub stats: crate::stats::ShardStats,
+    /// Calls to clients awaiting their answers.
+    pub outbound: crate::outbound::Outbound,
+    /// Settings UPDATE_BROKER_CONFIG may change.
+    pub live: crate::live_config::LiveConfig,
 }
 
 impl Shard {
@@ -50,6 +56,7 @@ impl Shard {
     }
 
     pub fn connection_closed(&self, conn: &Rc<Conn>) {
+        self.outbound.connection_closed(conn.id);
         let notify = self.clients.borrow_mut().remove_connection(conn.id);
         for group in notify {
             self.clients.borrow().notify_consumer_ids_changed(&group);
@@ -67,6 +74,7 @@ impl Shard {
                 self.topics.borrow_mut().remove(&t);
                 self.store.delete_topic(&t);
                 self.offsets.borrow_mut().remove_topic(&t);
+                self.stats.forget_topic(&t);
             }
             ShardEvent::GroupUpdated(g) => {
                 self.groups.borrow_mut().insert(g.group_name.clone(), g);
@@ -149,6 +157,9 @@ pub async fn run(setup: ShardSetup) {
         uniq: RefCell::new(UniqIdGenerator::new(ip, std::process::id(), id as i32)),
         next_queue: std::cell::Cell::new(0),
         boot_ms: crate::metadata::now_ms(),
+        stats: crate::stats::ShardStats::new(crate::metadata::now_ms()),
+        outbound: crate::outbound::Outbound::default(),
+        live: crate::live_config::LiveConfig::new(&config),
         config: config.clone(),
     });
     // The shard's own broker-name topic.
@@ -187,6 +198,9 @@ pub async fn run(setup: ShardSetup) {
         async move {
             for tick in 0u64.. {
                 glommio::timer::sleep(Duration::from_secs(1)).await;
+                if tick % 10 == 9 {
+                    shard.stats.sample(crate::metadata::now_ms());
+                }
                 let pending = shard.offsets.borrow_mut().take_if_dirty();
                 if let Some((path, snapshot)) = pending {
                     glommio::executor()

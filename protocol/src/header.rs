@@ -133,6 +133,9 @@ macro_rules! header {
     };
 }
 
+mod admin;
+pub use admin::*;
+
 // ------------------------------------------------------------- name server
 
 header! {

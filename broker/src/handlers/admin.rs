@@ -1,13 +1,12 @@
 //! Admin and query requests.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use protocol::body::{
     decode_json, encode_json, mq_keyed_map_json, Connection, ConsumerConnection,
-    ConsumerOffsetSerializeWrapper, GroupList, KvTable, MessageQueue, OffsetWrapper,
-    ProducerConnection, SubscriptionGroupConfig, SubscriptionGroupWrapper, TopicConfig,
-    TopicConfigSerializeWrapper, TopicFilterType, TopicOffset,
+    ConsumerOffsetSerializeWrapper, GroupList, MessageQueue, OffsetWrapper, ProducerConnection,
+    SubscriptionGroupConfig, SubscriptionGroupWrapper, TopicConfig, TopicConfigSerializeWrapper,
+    TopicFilterType, TopicOffset,
 };
 use protocol::header::{
     CommandHeader, ConsumerGroupRequestHeader, CreateTopicRequestHeader,
@@ -148,35 +147,6 @@ pub async fn query_message(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
     Reply::Parts(resp, records)
 }
 
-pub fn runtime_info(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
-    let mut table = BTreeMap::new();
-    let mut put = |k: &str, v: String| {
-        table.insert(k.to_owned(), v);
-    };
-    put("brokerVersionDesc", "V4_9_8".into());
-    put(
-        "brokerVersion",
-        protocol::code::SATURN_REMOTING_VERSION.to_string(),
-    );
-    put("brokerName", shard.name.clone());
-    put("bootTimestamp", shard.boot_ms.to_string());
-    put("runtime", format!("[ {} ms ]", now_ms() - shard.boot_ms));
-    put(
-        "commitLogMinOffset",
-        shard.store.commit_log_min_offset().to_string(),
-    );
-    put(
-        "commitLogMaxOffset",
-        shard.store.commit_log_max_offset().to_string(),
-    );
-    put("flushDiskType", shard.config.flush.name().into());
-    put(
-        "msgPutTotalTodayNow",
-        crate::storeext::total_messages(&shard.store).to_string(),
-    );
-    Reply::Cmd(req.success().with_body(encode_json(&KvTable { table })))
-}
-
 pub fn broker_config(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
     let c = &shard.config;
     let text = format!(
@@ -189,9 +159,9 @@ pub fn broker_config(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
         c.namesrv_addrs.join(";"),
         c.flush.name(),
         c.auto_create_topic,
-        c.auto_create_subscription_group,
+        shard.live.auto_create_subscription_group.get(),
         c.default_topic_queue_nums,
-        c.max_message_size,
+        shard.live.max_message_size.get(),
         c.segment_size,
         c.file_reserved_time.as_secs() / 3600,
     );
@@ -379,8 +349,19 @@ pub async fn consume_stats(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
             },
         ));
     }
+    let tps = match h.topic.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => shard.stats.group_get_tps(t, &h.consumer_group, now_ms()),
+        None => {
+            let mut topics: Vec<&str> = entries.iter().map(|(m, _)| m.topic.as_str()).collect();
+            topics.dedup();
+            topics
+                .iter()
+                .map(|t| shard.stats.group_get_tps(t, &h.consumer_group, now_ms()))
+                .sum()
+        }
+    };
     let body = format!(
-        "{{\"consumeTps\":0.0,\"offsetTable\":{}}}",
+        "{{\"consumeTps\":{tps},\"offsetTable\":{}}}",
         mq_keyed_map_json(&entries)
     );
     Reply::Cmd(req.success().with_body(body.into_bytes()))

@@ -1,10 +1,13 @@
 //! Request handlers, one module per side of the protocol.
 
 mod admin;
+mod admin_client;
+mod admin_stats;
 mod client;
 mod consumer;
 mod pull;
 mod send;
+mod unserved;
 
 use std::rc::Rc;
 
@@ -49,7 +52,21 @@ pub async fn dispatch(
         C::GET_TOPIC_CONFIG => admin::topic_config(shard, &req),
         C::VIEW_MESSAGE_BY_ID => Box::pin(admin::view_message(shard, &req)).await,
         C::QUERY_MESSAGE => Box::pin(admin::query_message(shard, &req)).await,
-        C::GET_BROKER_RUNTIME_INFO => admin::runtime_info(shard, &req),
+        C::GET_BROKER_RUNTIME_INFO => Box::pin(admin_stats::runtime_info(shard, &req)).await,
+        C::VIEW_BROKER_STATS_DATA => admin_stats::view_stats(shard, &req),
+        C::GET_BROKER_CONSUME_STATS => {
+            Box::pin(admin_stats::broker_consume_stats(shard, &req)).await
+        }
+        C::QUERY_CONSUME_QUEUE => Box::pin(admin_stats::query_consume_queue(shard, &req)).await,
+        C::GET_ALL_PRODUCER_INFO => admin_stats::producer_info(shard, &req),
+        C::GET_CONSUMER_RUNNING_INFO => {
+            Box::pin(admin_client::consumer_running_info(shard, &req)).await
+        }
+        C::CONSUME_MESSAGE_DIRECTLY => {
+            Box::pin(admin_client::consume_message_directly(shard, &req)).await
+        }
+        C::INVOKE_BROKER_TO_RESET_OFFSET => Box::pin(admin_client::reset_offset(shard, &req)).await,
+        C::UPDATE_BROKER_CONFIG => admin_client::update_broker_config(shard, &req),
         C::GET_BROKER_CONFIG => admin::broker_config(shard, &req),
         C::GET_ALL_CONSUMER_OFFSET => admin::all_consumer_offset(shard, &req),
         C::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => Box::pin(admin::create_group(shard, &req)).await,

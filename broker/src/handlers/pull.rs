@@ -171,6 +171,12 @@ pub async fn pull(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
         }
         .encode(&mut resp.ext_fields);
         return if code == ResponseCode::SUCCESS {
+            shard.stats.on_get(
+                &h.topic,
+                &h.consumer_group,
+                result.records.len() as u64,
+                result.total_bytes() as u64,
+            );
             Reply::Parts(resp, result.records)
         } else {
             Reply::Cmd(resp)

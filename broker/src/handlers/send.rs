@@ -33,14 +33,14 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
             format!("Sending message to topic[{}] is forbidden.", h.topic),
         );
     }
-    if req.body.len() > shard.config.max_message_size && !batch {
+    if req.body.len() > shard.live.max_message_size.get() && !batch {
         return error(
             req,
             ResponseCode::MESSAGE_ILLEGAL,
             format!(
                 "the message body size {} is over the limit {}",
                 req.body.len(),
-                shard.config.max_message_size
+                shard.live.max_message_size.get()
             ),
         );
     }
@@ -67,6 +67,10 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
                 shard.name
             ),
         );
+    }
+
+    if let Some(reason) = super::unserved::refusal(&h.topic, &properties) {
+        return error(req, ResponseCode::MESSAGE_ILLEGAL, reason);
     }
 
     let mut queue_id = h.queue_id;
@@ -150,7 +154,7 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
         match message::decode_batch_bytes(&req.body) {
             Ok(list) if !list.is_empty() => {
                 for entry in list {
-                    if entry.body.len() > shard.config.max_message_size {
+                    if entry.body.len() > shard.live.max_message_size.get() {
                         return error(
                             req,
                             ResponseCode::MESSAGE_ILLEGAL,
@@ -165,6 +169,9 @@ pub async fn send(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> 
                             ResponseCode::MESSAGE_ILLEGAL,
                             "batch messages cannot be delayed",
                         );
+                    }
+                    if let Some(reason) = super::unserved::refusal(&topic, &entry.properties) {
+                        return error(req, ResponseCode::MESSAGE_ILLEGAL, reason);
                     }
                     entries.push((entry.flag, entry.body, entry.properties));
                 }
@@ -228,6 +235,10 @@ async fn store_and_answer(
         Ok(a) => a,
         Err(e) => return append_error(req, e),
     };
+    let body_bytes: usize = batch.iter().map(|m| m.body.len()).sum();
+    shard
+        .stats
+        .on_put(&batch[0].topic, batch.len() as u64, body_bytes as u64);
     let mut code = ResponseCode::SUCCESS;
     if wait && shard.config.flush == crate::config::FlushDiskType::Sync {
         if let Err(e) = shard.store.wait_durable(appended.end_offset).await {
@@ -290,6 +301,8 @@ struct Scanned {
     uniq_key: Option<String>,
     wait_false: bool,
     has_cluster: bool,
+    has_region: bool,
+    has_trace_on: bool,
 }
 
 fn scan(props: &str) -> Scanned {
@@ -301,6 +314,8 @@ fn scan(props: &str) -> Scanned {
             prop::UNIQ_KEY => found.uniq_key = Some(value.to_owned()),
             prop::WAIT => found.wait_false = value.eq_ignore_ascii_case("false"),
             prop::CLUSTER => found.has_cluster = true,
+            prop::MSG_REGION => found.has_region = true,
+            prop::TRACE_ON => found.has_trace_on = true,
             _ => {}
         }
     }
@@ -338,10 +353,12 @@ fn message_to_store(
 }
 
 /// Adds what the broker owes every stored message: a UNIQ_KEY when the
-/// producer sent none, and the CLUSTER property.
+/// producer sent none, and the CLUSTER, MSG_REGION and TRACE_ON properties
+/// (RocketMQ stores all three; the 5.x client drops a consumer's trace
+/// records when the consumed message has no MSG_REGION).
 fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) -> String {
     let needs_uniq = found.uniq_key.is_none();
-    if !needs_uniq && found.has_cluster {
+    if !needs_uniq && found.has_cluster && found.has_region && found.has_trace_on {
         return props;
     }
     if !props.is_empty() && !props.ends_with('\u{2}') {
@@ -355,6 +372,19 @@ fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) ->
     if !found.has_cluster {
         push_property(&mut props, prop::CLUSTER, &shard.config.cluster_name);
         found.has_cluster = true;
+    }
+    if !found.has_region {
+        push_property(&mut props, prop::MSG_REGION, &shard.config.region_id);
+        found.has_region = true;
+    }
+    if !found.has_trace_on {
+        let on = if shard.config.trace_on {
+            "true"
+        } else {
+            "false"
+        };
+        push_property(&mut props, prop::TRACE_ON, on);
+        found.has_trace_on = true;
     }
     props
 }
@@ -432,7 +462,7 @@ pub(crate) async fn ensure_group(
     if let Some(g) = shard.group(group) {
         return Some(g);
     }
-    if !shard.config.auto_create_subscription_group {
+    if !shard.live.auto_create_subscription_group.get() {
         return None;
     }
     let g = shard

@@ -1,0 +1,84 @@
+//! Messages asking for a feature Saturn does not serve yet.
+//!
+//! Storing such a message as a plain one would deliver it at once, which is a wrong result: a
+//! delayed or timer message must not be consumed before its time, and a request of
+//! request-reply waits for a reply Saturn cannot route. Until scheduled delivery (issue 13) and
+//! request-reply land, the send is refused with MESSAGE_ILLEGAL and a remark naming the
+//! feature. MESSAGE_ILLEGAL, not SYSTEM_ERROR (RocketMQ's answer when its timer wheel is off):
+//! the Java client retries SYSTEM_ERROR on the topic's other brokers, which refuse it too, while
+//! MESSAGE_ILLEGAL reaches the application at once.
+//!
+//! Retries are the exception: a consumer whose CONSUMER_SEND_MSG_BACK failed re-sends the
+//! message to `%RETRY%<group>` with a DELAY level; it is stored and redelivered without delay.
+
+use protocol::message::{properties as prop, property_value};
+
+use crate::metadata::RETRY_PREFIX;
+
+/// 5.x timer properties (absolute delivery time, or delay from now).
+const TIMER_PROPERTIES: [&str; 3] = ["TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"];
+
+/// Why a message for `topic` with these encoded properties cannot be served; `None` when it can.
+pub fn refusal(topic: &str, properties: &str) -> Option<String> {
+    if let Some(level) = property_value(properties, prop::DELAY) {
+        let delayed = level.trim().parse::<i64>().map_or(true, |l| l > 0);
+        if delayed && !topic.starts_with(RETRY_PREFIX) {
+            return Some(format!(
+                "delayed delivery (DELAY level {level}) is not served by this broker yet; \
+                 the message was not stored"
+            ));
+        }
+    }
+    for name in TIMER_PROPERTIES {
+        if let Some(value) = property_value(properties, name) {
+            return Some(format!(
+                "timer messages ({name}={value}) are not served by this broker yet; \
+                 the message was not stored"
+            ));
+        }
+    }
+    if property_value(properties, prop::REPLY_TO_CLIENT).is_some() {
+        return Some(
+            "request-reply messages (REPLY_TO_CLIENT) are not served by this broker yet; \
+             the request was not stored"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+
+    fn props(pairs: &[(&str, &str)]) -> String {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}\u{1}{v}\u{2}"))
+            .collect()
+    }
+
+    #[test]
+    fn plain_messages_and_retries_pass() {
+        assert_eq!(refusal("T", &props(&[("TAGS", "a"), ("KEYS", "k")])), None);
+        assert_eq!(refusal("T", &props(&[("DELAY", "0")])), None);
+        assert_eq!(refusal("%RETRY%G", &props(&[("DELAY", "4")])), None);
+    }
+
+    #[test]
+    fn delay_timer_and_request_are_refused() {
+        let r = refusal("T", &props(&[("DELAY", "3")])).unwrap();
+        assert!(r.contains("delayed delivery (DELAY level 3)"), "{r}");
+        let r = refusal("T", &props(&[("DELAY", "x")])).unwrap();
+        assert!(r.contains("delayed"), "{r}");
+        for name in ["TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"] {
+            let r = refusal("T", &props(&[(name, "5")])).unwrap();
+            assert!(r.contains("timer messages") && r.contains(name), "{r}");
+        }
+        let r = refusal(
+            "T",
+            &props(&[("CORRELATION_ID", "c"), ("REPLY_TO_CLIENT", "id")]),
+        );
+        assert!(r.unwrap().contains("request-reply"));
+    }
+}

@@ -1,0 +1,1040 @@
+// The official RocketMQ Java client (remoting, 4.9.8 or 5.x) against a running Saturn broker.
+//
+// One source for both client versions: the few APIs whose signatures differ (createTopic,
+// MessageModel's package, Message's 5.x timer setters) are reached by reflection. Compiled and
+// run by tests/e2e_java.py; alone:
+//   javac -cp ".cache/java/client-4.9.8/lib/*" -d target/java/4.9.8 tests/java/client/Suite.java
+//   java -Dns=127.0.0.1:9876 -cp "target/java/4.9.8:.cache/java/client-4.9.8/lib/*" Suite [case...]
+// Prints one "PASS <case> <ms> <note>" or "FAIL <case> <ms> <reason>" line per case on stdout,
+// then "SUMMARY passed=<n> failed=<n>"; the exit status is 1 when a case failed.
+
+import java.lang.reflect.Method;
+import java.nio.charset.StandardCharsets;
+import java.util.*;
+import java.util.concurrent.*;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.BooleanSupplier;
+
+import org.apache.rocketmq.client.QueryResult;
+import org.apache.rocketmq.client.consumer.*;
+import org.apache.rocketmq.client.consumer.listener.*;
+import org.apache.rocketmq.client.exception.MQBrokerException;
+import org.apache.rocketmq.client.exception.MQClientException;
+import org.apache.rocketmq.client.producer.*;
+import org.apache.rocketmq.common.MQVersion;
+import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
+import org.apache.rocketmq.common.message.Message;
+import org.apache.rocketmq.common.message.MessageExt;
+import org.apache.rocketmq.common.message.MessageQueue;
+
+public class Suite {
+    static final String NS = System.getProperty("ns", "127.0.0.1:9876");
+    static final String RUN = System.getProperty("run", Long.toString(System.currentTimeMillis() % 100000));
+    static final String VERSION = MQVersion.getVersionDesc(MQVersion.CURRENT_VERSION);
+    static final boolean V5 = VERSION.startsWith("V5");
+    /** Saturn's default maxMessageSize (and the client's): 4 MiB. */
+    static final int MAX_BODY = Integer.getInteger("maxBody", 4 * 1024 * 1024);
+    static final int QUEUES = 4;
+    static final int SHARDS = Integer.getInteger("shards", 2);
+    static final String NOTE = "grüße-€-saturn";
+    static final String BODY_INFIX = "-body-ünïcode-✓-";
+    static final int MESSAGE_ILLEGAL = 13;
+    static final int NO_PERMISSION = 16;
+
+    static DefaultMQProducer producer;
+    static final Codes producerCodes = new Codes();
+    static DefaultMQPullConsumer verifier;
+    static final List<AutoCloseable> open = new ArrayList<>();
+    static int instances;
+
+    // ------------------------------------------------------------------------------ utilities
+    static class Fail extends RuntimeException {
+        Fail(String m) { super(m); }
+    }
+
+    static void check(boolean cond, String what) {
+        if (!cond) throw new Fail(what);
+    }
+
+    static String t(String name) { return "J" + RUN + "_" + name; }
+
+    static String instance() { return "saturn-java-" + RUN + "-" + (++instances); }
+
+    static void waitFor(BooleanSupplier cond, long ms, String what) throws InterruptedException {
+        long end = System.currentTimeMillis() + ms;
+        while (!cond.getAsBoolean()) {
+            if (System.currentTimeMillis() > end) throw new Fail("timed out after " + ms + " ms: " + what);
+            Thread.sleep(50);
+        }
+    }
+
+    static Message msg(String topic, String tag, String key, String body) {
+        Message m = new Message(topic, tag, key, body.getBytes(StandardCharsets.UTF_8));
+        m.putUserProperty("color", "red");
+        m.putUserProperty("note", NOTE);
+        return m;
+    }
+
+    static String body(MessageExt m) { return new String(m.getBody(), StandardCharsets.UTF_8); }
+
+    /** The message as sent by msg(): body, tag, key and properties intact. */
+    static void checkIntact(MessageExt m, String tag, String key, String body) {
+        check(body.equals(body(m)), "body " + body(m) + " != " + body);
+        check(Objects.equals(tag, m.getTags()), "tag " + m.getTags() + " != " + tag);
+        check(Objects.equals(key, m.getKeys()), "keys " + m.getKeys() + " != " + key);
+        check("red".equals(m.getUserProperty("color")), "property color: " + m.getUserProperty("color"));
+        check(NOTE.equals(m.getUserProperty("note")), "property note: " + m.getUserProperty("note"));
+    }
+
+    static Throwable rootOf(Throwable e, Class<?> kind) {
+        for (Throwable c = e; c != null; c = c.getCause()) if (kind.isInstance(c)) return c;
+        return null;
+    }
+
+    /** The broker's refusal inside e: its response code must be `code`, its remark contain `words`. */
+    static String brokerRefusal(Throwable e, int code, String words) {
+        MQBrokerException b = (MQBrokerException) rootOf(e, MQBrokerException.class);
+        check(b != null, "not refused by the broker: " + e);
+        check(b.getResponseCode() == code, "response code " + b.getResponseCode() + " != " + code + ": " + b.getErrorMessage());
+        check(b.getErrorMessage() != null && b.getErrorMessage().contains(words),
+            "remark " + b.getErrorMessage() + " lacks '" + words + "'");
+        return "code " + code + " '" + b.getErrorMessage() + "'";
+    }
+
+    // ------------------------------------------------------------------------------ topics
+    /** Creates the topic with QUEUES queues on every broker (shard) and waits for its route. */
+    static void createTopic(String topic) throws Exception {
+        for (Method m : DefaultMQProducer.class.getMethods()) {
+            if (!m.getName().equals("createTopic") || m.getParameterCount() != (V5 ? 4 : 3)) continue;
+            try {
+                if (V5) m.invoke(producer, "TBW102", topic, QUEUES, new HashMap<String, String>());
+                else m.invoke(producer, "TBW102", topic, QUEUES);
+            } catch (java.lang.reflect.InvocationTargetException e) {
+                throw (Exception) e.getCause();
+            }
+            break;
+        }
+        waitFor(() -> publishQueues(topic).size() == QUEUES * SHARDS, 20000,
+            "route of " + topic + " with " + QUEUES * SHARDS + " queues");
+    }
+
+    static List<MessageQueue> publishQueues(String topic) {
+        try {
+            return producer.fetchPublishMessageQueues(topic);
+        } catch (Exception e) {
+            return List.of();
+        }
+    }
+
+    static Set<MessageQueue> readQueues(String topic) {
+        try {
+            return verifier.fetchSubscribeMessageQueues(topic);
+        } catch (Exception e) {
+            return Set.of();
+        }
+    }
+
+    /** Every message of the topic, read by offset from every queue (DefaultMQPullConsumer). */
+    static List<MessageExt> readAll(String topic) throws Exception {
+        List<MessageExt> out = new ArrayList<>();
+        for (MessageQueue mq : readQueues(topic)) {
+            long offset = 0;
+            while (true) {
+                PullResult r = verifier.pull(mq, "*", offset, 32);
+                if (r.getPullStatus() != PullStatus.FOUND) break;
+                out.addAll(r.getMsgFoundList());
+                offset = r.getNextBeginOffset();
+            }
+        }
+        return out;
+    }
+
+    static List<MessageExt> readAtLeast(String topic, int n, long ms) throws Exception {
+        long end = System.currentTimeMillis() + ms;
+        List<MessageExt> got = readAll(topic);
+        while (got.size() < n && System.currentTimeMillis() < end) {
+            Thread.sleep(100);
+            got = readAll(topic);
+        }
+        check(got.size() >= n, topic + ": " + got.size() + " messages stored, want " + n);
+        return got;
+    }
+
+    static long totalMaxOffset(String topic) throws Exception {
+        long sum = 0;
+        for (MessageQueue mq : readQueues(topic)) sum += verifier.maxOffset(mq);
+        return sum;
+    }
+
+    // ------------------------------------------------------------------------------ clients
+    static DefaultMQProducer newProducer(String group, boolean trace) throws MQClientException {
+        return newProducer(group, trace, null);
+    }
+
+    static DefaultMQProducer newProducer(String group, boolean trace, Codes codes) throws MQClientException {
+        DefaultMQProducer p = trace ? new DefaultMQProducer(group, true, null)
+            : codes != null ? new DefaultMQProducer(group, codes) : new DefaultMQProducer(group);
+        p.setNamesrvAddr(NS);
+        p.setInstanceName(instance());
+        p.setSendMsgTimeout(10000);
+        p.setPollNameServerInterval(1000);
+        p.setHeartbeatBrokerInterval(1000);
+        p.start();
+        open.add(p::shutdown);
+        return p;
+    }
+
+    /** Received messages of a push consumer. */
+    static class Got {
+        final ConcurrentLinkedQueue<MessageExt> list = new ConcurrentLinkedQueue<>();
+
+        void waitCount(int n, long ms) throws InterruptedException {
+            waitFor(() -> list.size() >= n, ms, "received " + list.size() + " of " + n);
+        }
+
+        Set<String> ids() {
+            Set<String> s = new HashSet<>();
+            for (MessageExt m : list) s.add(m.getMsgId());
+            return s;
+        }
+
+        Set<String> bodies() {
+            Set<String> s = new TreeSet<>();
+            for (MessageExt m : list) s.add(body(m));
+            return s;
+        }
+    }
+
+    static DefaultMQPushConsumer newPush(String group, String topic, String expr, ConsumeFromWhere from,
+                                         boolean trace) throws Exception {
+        return newPush(group, topic, expr, from, trace, null);
+    }
+
+    static DefaultMQPushConsumer newPush(String group, String topic, String expr, ConsumeFromWhere from,
+                                         boolean trace, Codes codes) throws Exception {
+        DefaultMQPushConsumer c = trace ? new DefaultMQPushConsumer(group, true, null)
+            : codes != null ? new DefaultMQPushConsumer(group, codes, new org.apache.rocketmq.client.consumer.rebalance.AllocateMessageQueueAveragely())
+            : new DefaultMQPushConsumer(group);
+        c.setNamesrvAddr(NS);
+        c.setInstanceName(instance());
+        c.setConsumeFromWhere(from);
+        c.setPollNameServerInterval(1000);
+        c.setHeartbeatBrokerInterval(1000);
+        c.setPersistConsumerOffsetInterval(1000);
+        c.setConsumeThreadMin(2);
+        c.setConsumeThreadMax(4);
+        c.subscribe(topic, expr);
+        return c;
+    }
+
+    static DefaultMQPushConsumer startConcurrent(DefaultMQPushConsumer c, Got got) throws MQClientException {
+        c.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
+            got.list.addAll(msgs);
+            return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
+        });
+        c.start();
+        open.add(c::shutdown);
+        return c;
+    }
+
+    /** Sets BROADCASTING or CLUSTERING (MessageModel moved packages between 4.9 and 5.x). */
+    @SuppressWarnings({"unchecked", "rawtypes"})
+    static void setModel(DefaultMQPushConsumer c, String model) throws Exception {
+        for (Method m : DefaultMQPushConsumer.class.getMethods()) {
+            if (m.getName().equals("setMessageModel")) {
+                Class e = m.getParameterTypes()[0];
+                m.invoke(c, Enum.valueOf(e, model));
+                return;
+            }
+        }
+        throw new Fail("no setMessageModel");
+    }
+
+    /** Queues the consumer has been given by rebalancing. */
+    static int assigned(DefaultMQPushConsumer c, String topic) {
+        int n = 0;
+        for (MessageQueue mq : c.getDefaultMQPushConsumerImpl().getRebalanceImpl().getProcessQueueTable().keySet())
+            if (mq.getTopic().equals(topic)) n++;
+        return n;
+    }
+
+    static List<SendResult> sendSync(String topic, int n, String prefix, String... tags) throws Exception {
+        List<SendResult> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            String tag = tags.length == 0 ? "TagA" : tags[i % tags.length];
+            SendResult r = producer.send(msg(topic, tag, prefix + "-k" + i, prefix + BODY_INFIX + i));
+            check(r.getSendStatus() == SendStatus.SEND_OK, "send " + i + ": " + r.getSendStatus());
+            out.add(r);
+        }
+        return out;
+    }
+
+    static Set<String> expectedBodies(String prefix, int n) {
+        Set<String> s = new TreeSet<>();
+        for (int i = 0; i < n; i++) s.add(prefix + BODY_INFIX + i);
+        return s;
+    }
+
+    static void checkStored(String topic, String prefix, int n, String tag) throws Exception {
+        List<MessageExt> got = readAtLeast(topic, n, 10000);
+        check(got.size() == n, topic + ": " + got.size() + " stored, want " + n);
+        Map<String, MessageExt> byBody = new HashMap<>();
+        for (MessageExt m : got) byBody.put(body(m), m);
+        for (int i = 0; i < n; i++) {
+            MessageExt m = byBody.get(prefix + BODY_INFIX + i);
+            check(m != null, "message " + i + " missing");
+            checkIntact(m, tag, prefix + "-k" + i, prefix + BODY_INFIX + i);
+        }
+    }
+
+    // ------------------------------------------------------------------------------ cases: producer
+    static String sendSyncCase() throws Exception {
+        String topic = t("sync");
+        createTopic(topic);
+        List<SendResult> rs = sendSync(topic, 16, "sync");
+        Set<String> brokers = new HashSet<>();
+        for (SendResult r : rs) {
+            check(r.getMsgId() != null && r.getOffsetMsgId() != null, "no msgId/offsetMsgId");
+            brokers.add(r.getMessageQueue().getBrokerName());
+        }
+        check(brokers.size() == SHARDS, "sends reached brokers " + brokers);
+        checkStored(topic, "sync", 16, "TagA");
+        return "16 SEND_OK on " + brokers + ", stored intact";
+    }
+
+    static String sendAsyncCase() throws Exception {
+        String topic = t("async");
+        createTopic(topic);
+        int n = 16;
+        CountDownLatch done = new CountDownLatch(n);
+        AtomicInteger ok = new AtomicInteger();
+        ConcurrentLinkedQueue<Throwable> errors = new ConcurrentLinkedQueue<>();
+        for (int i = 0; i < n; i++) {
+            producer.send(msg(topic, "TagA", "async-k" + i, "async" + BODY_INFIX + i), new SendCallback() {
+                public void onSuccess(SendResult r) {
+                    if (r.getSendStatus() == SendStatus.SEND_OK) ok.incrementAndGet();
+                    done.countDown();
+                }
+
+                public void onException(Throwable e) {
+                    errors.add(e);
+                    done.countDown();
+                }
+            });
+        }
+        check(done.await(20, TimeUnit.SECONDS), "callbacks: " + (n - done.getCount()) + " of " + n);
+        check(ok.get() == n, ok.get() + " SEND_OK of " + n + ", errors " + errors);
+        checkStored(topic, "async", n, "TagA");
+        return n + " callbacks SEND_OK, stored intact";
+    }
+
+    static String sendOnewayCase() throws Exception {
+        String topic = t("oneway");
+        createTopic(topic);
+        int n = 16;
+        for (int i = 0; i < n; i++) producer.sendOneway(msg(topic, "TagA", "oneway-k" + i, "oneway" + BODY_INFIX + i));
+        checkStored(topic, "oneway", n, "TagA");
+        return n + " oneway sends stored intact";
+    }
+
+    static String sendBatchCase() throws Exception {
+        String topic = t("batch");
+        createTopic(topic);
+        List<Message> batch = new ArrayList<>();
+        for (int i = 0; i < 10; i++) batch.add(msg(topic, "TagA", "batch-k" + i, "batch" + BODY_INFIX + i));
+        SendResult r = producer.send(batch);
+        check(r.getSendStatus() == SendStatus.SEND_OK, "batch: " + r.getSendStatus());
+        String[] ids = r.getMsgId().split(",");
+        check(ids.length == 10, "batch result has " + ids.length + " msgIds: " + r.getMsgId());
+        check(r.getQueueOffset() == 0, "first offset " + r.getQueueOffset());
+        check(producerCodes.seen.contains(320), "no SEND_BATCH_MESSAGE (320) sent: " + producerCodes.seen);
+        checkStored(topic, "batch", 10, "TagA");
+        List<MessageExt> got = readAll(topic);
+        Set<MessageQueue> queues = new HashSet<>();
+        for (MessageExt m : got) queues.add(new MessageQueue(topic, m.getBrokerName(), m.getQueueId()));
+        check(queues.size() == 1, "batch spread over " + queues);
+        Set<String> stored = new HashSet<>();
+        for (MessageExt m : got) stored.add(m.getMsgId());
+        check(stored.equals(new HashSet<>(Arrays.asList(ids))), "stored ids " + stored + " != sent " + Arrays.toString(ids));
+        return "10 in one SEND_BATCH_MESSAGE on " + r.getMessageQueue() + ", ids match";
+    }
+
+    static String sendOrderedCase() throws Exception {
+        String topic = t("ordsend");
+        createTopic(topic);
+        sendOrdered(topic, 3, 10);
+        List<MessageExt> got = readAtLeast(topic, 30, 10000);
+        checkOrder(got, 3, 10);
+        return "3 keys x 10 each in their selected queue, in order";
+    }
+
+    static final MessageQueueSelector BY_ORDER = (mqs, m, arg) -> mqs.get((Integer) arg % mqs.size());
+
+    static void sendOrdered(String topic, int keys, int each) throws Exception {
+        List<MessageQueue> mqs = producer.fetchPublishMessageQueues(topic);
+        for (int i = 0; i < each; i++) {
+            for (int k = 0; k < keys; k++) {
+                Message m = msg(topic, "TagA", "order" + k, "order-" + k + "-" + i);
+                SendResult r = producer.send(m, BY_ORDER, k);
+                check(r.getSendStatus() == SendStatus.SEND_OK, "ordered send: " + r.getSendStatus());
+                check(r.getMessageQueue().equals(mqs.get(k % mqs.size())), "key " + k + " went to " + r.getMessageQueue());
+            }
+        }
+    }
+
+    /** Messages of each order key arrive in send order, each key on one queue. */
+    static void checkOrder(Collection<MessageExt> got, int keys, int each) {
+        Map<Integer, List<Integer>> seq = new HashMap<>();
+        Map<Integer, Set<String>> queues = new HashMap<>();
+        for (MessageExt m : got) {
+            String[] p = body(m).split("-");
+            int k = Integer.parseInt(p[1]);
+            seq.computeIfAbsent(k, x -> new ArrayList<>()).add(Integer.parseInt(p[2]));
+            queues.computeIfAbsent(k, x -> new HashSet<>()).add(m.getBrokerName() + "/" + m.getQueueId());
+        }
+        for (int k = 0; k < keys; k++) {
+            List<Integer> s = seq.getOrDefault(k, List.of());
+            List<Integer> want = new ArrayList<>();
+            for (int i = 0; i < each; i++) want.add(i);
+            check(s.equals(want), "key " + k + " arrived as " + s);
+            check(queues.get(k).size() == 1, "key " + k + " on queues " + queues.get(k));
+        }
+    }
+
+    static String bodyMaxCase() throws Exception {
+        String topic = t("bigbody");
+        createTopic(topic);
+        DefaultMQProducer p = newProducer("PG_big_" + RUN, false);
+        // The client checks sizes itself against its own maxMessageSize and compresses bodies
+        // over 4 KiB: raise the one and disable the other so the broker sees the exact body.
+        p.setMaxMessageSize(MAX_BODY + 1024 * 1024);
+        p.setCompressMsgBodyOverHowmuch(Integer.MAX_VALUE);
+        byte[] exact = new byte[MAX_BODY];
+        new Random(7).nextBytes(exact);
+        SendResult r = p.send(new Message(topic, "TagA", "max", exact));
+        check(r.getSendStatus() == SendStatus.SEND_OK, "max body: " + r.getSendStatus());
+        String refusal;
+        try {
+            p.send(new Message(topic, "TagA", "over", new byte[MAX_BODY + 1]));
+            throw new Fail("a body of " + (MAX_BODY + 1) + " bytes was accepted");
+        } catch (MQBrokerException e) {
+            refusal = brokerRefusal(e, MESSAGE_ILLEGAL, "over the limit");
+        }
+        List<MessageExt> got = readAtLeast(topic, 1, 10000);
+        check(got.size() == 1, got.size() + " stored, want only the max-size one");
+        check(Arrays.equals(got.get(0).getBody(), exact), "max-size body read back differs");
+        return "body of " + MAX_BODY + " stored and read back; +1 byte: " + refusal;
+    }
+
+    // ------------------------------------------------------------------------------ cases: push
+    static String pushConcurrentCase() throws Exception {
+        String topic = t("push");
+        createTopic(topic);
+        sendSync(topic, 20, "push");
+        Got got = new Got();
+        startConcurrent(newPush("CG_push_" + RUN, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false), got);
+        got.waitCount(20, 30000);
+        Thread.sleep(500);
+        check(got.list.size() == 20, "received " + got.list.size() + ", want 20 (duplicates?)");
+        check(got.bodies().equals(expectedBodies("push", 20)), "bodies " + got.bodies());
+        for (MessageExt m : got.list) {
+            int i = Integer.parseInt(body(m).substring(body(m).lastIndexOf('-') + 1));
+            checkIntact(m, "TagA", "push-k" + i, "push" + BODY_INFIX + i);
+        }
+        return "20 of 20 received once, intact";
+    }
+
+    static String pushOrderlyCase() throws Exception {
+        String topic = t("orderly");
+        createTopic(topic);
+        sendOrdered(topic, 3, 10);
+        Got got = new Got();
+        Codes codes = new Codes();
+        DefaultMQPushConsumer c = newPush("CG_orderly_" + RUN, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false, codes);
+        c.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
+            got.list.addAll(msgs);
+            return ConsumeOrderlyStatus.SUCCESS;
+        });
+        c.start();
+        open.add(c::shutdown);
+        got.waitCount(30, 30000);
+        Thread.sleep(500);
+        check(got.list.size() == 30, "received " + got.list.size() + ", want 30");
+        checkOrder(got.list, 3, 10);
+        check(codes.seen.contains(41), "no LOCK_BATCH_MQ (41) sent: " + codes.seen);
+        return "30 of 30, each key in order (queues locked with LOCK_BATCH_MQ)";
+    }
+
+    static String clusteringCase() throws Exception {
+        String topic = t("split");
+        createTopic(topic);
+        String group = "CG_split_" + RUN;
+        Got a = new Got(), b = new Got();
+        DefaultMQPushConsumer ca = startConcurrent(newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false), a);
+        DefaultMQPushConsumer cb = startConcurrent(newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false), b);
+        int all = QUEUES * SHARDS;
+        waitFor(() -> assigned(ca, topic) == all / 2 && assigned(cb, topic) == all / 2, 20000,
+            "rebalance: queues " + assigned(ca, topic) + " + " + assigned(cb, topic));
+        sendSync(topic, 40, "split");
+        waitFor(() -> a.list.size() + b.list.size() >= 40, 30000, "received " + (a.list.size() + b.list.size()) + " of 40");
+        Thread.sleep(500);
+        check(a.list.size() + b.list.size() == 40, "received " + a.list.size() + " + " + b.list.size() + ", want 40 once each");
+        check(!a.list.isEmpty() && !b.list.isEmpty(), "split " + a.list.size() + "/" + b.list.size());
+        Set<String> union = new TreeSet<>(a.bodies());
+        union.addAll(b.bodies());
+        check(union.equals(expectedBodies("split", 40)), "union " + union.size() + " distinct");
+        return "queues 4+4, messages " + a.list.size() + "+" + b.list.size() + ", every one once";
+    }
+
+    static String broadcastingCase() throws Exception {
+        String topic = t("bcast");
+        createTopic(topic);
+        String group = "CG_bcast_" + RUN;
+        Got a = new Got(), b = new Got();
+        List<DefaultMQPushConsumer> cs = new ArrayList<>();
+        for (Got g : List.of(a, b)) {
+            DefaultMQPushConsumer c = newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false);
+            setModel(c, "BROADCASTING");
+            cs.add(startConcurrent(c, g));
+        }
+        int all = QUEUES * SHARDS;
+        waitFor(() -> assigned(cs.get(0), topic) == all && assigned(cs.get(1), topic) == all, 20000, "both consumers own every queue");
+        sendSync(topic, 20, "bcast");
+        a.waitCount(20, 30000);
+        b.waitCount(20, 30000);
+        Thread.sleep(500);
+        check(a.list.size() == 20 && b.list.size() == 20, "received " + a.list.size() + " and " + b.list.size());
+        check(a.bodies().equals(expectedBodies("bcast", 20)) && b.bodies().equals(a.bodies()), "bodies differ");
+        return "each consumer got all 20";
+    }
+
+    static String tagsCase() throws Exception {
+        String topic = t("tags");
+        createTopic(topic);
+        sendSync(topic, 30, "tags", "TagA", "TagB", "TagC");
+        Got got = new Got();
+        startConcurrent(newPush("CG_tags_" + RUN, topic, "TagA || TagB", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false), got);
+        got.waitCount(20, 30000);
+        Thread.sleep(1500);
+        check(got.list.size() == 20, "received " + got.list.size() + ", want the 20 TagA/TagB");
+        for (MessageExt m : got.list) check(!"TagC".equals(m.getTags()), "TagC delivered: " + body(m));
+        return "20 of 30 (TagA || TagB), no TagC";
+    }
+
+    /** A push consumer stopped half-way commits its offsets; the next one of the group gets
+     *  exactly the messages at or beyond them. */
+    static String resumeCase() throws Exception {
+        String topic = t("resume");
+        createTopic(topic);
+        sendSync(topic, 40, "resume");
+        String group = "CG_resume_" + RUN;
+        Got a = new Got();
+        DefaultMQPushConsumer ca = newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false);
+        ca.setPullBatchSize(1);
+        ca.setConsumeThreadMin(1);
+        ca.setConsumeThreadMax(1);
+        ca.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
+            try {
+                Thread.sleep(20);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            a.list.addAll(msgs);
+            return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
+        });
+        ca.start();
+        a.waitCount(15, 30000);
+        ca.shutdown(); // persists the consumed offsets
+        check(a.list.size() < 40, "the first consumer got everything before it stopped");
+        // The committed offsets, read by a pull consumer of the group (gone before the next starts).
+        DefaultMQPullConsumer probe = new DefaultMQPullConsumer(group);
+        probe.setNamesrvAddr(NS);
+        probe.setInstanceName(instance());
+        probe.start();
+        Map<String, Long> committed = new HashMap<>();
+        long total = 0;
+        try {
+            for (MessageQueue mq : probe.fetchSubscribeMessageQueues(topic)) {
+                long off = Math.max(0, probe.fetchConsumeOffset(mq, true));
+                committed.put(mq.getBrokerName() + "/" + mq.getQueueId(), off);
+                total += off;
+            }
+        } finally {
+            probe.shutdown();
+        }
+        check(total > 0 && total <= a.list.size(), "committed " + total + " after " + a.list.size() + " consumed");
+        Set<String> want = new TreeSet<>();
+        for (MessageExt m : readAll(topic))
+            if (m.getQueueOffset() >= committed.get(m.getBrokerName() + "/" + m.getQueueId())) want.add(body(m));
+        Got b = new Got();
+        startConcurrent(newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false), b);
+        b.waitCount(want.size(), 30000);
+        Thread.sleep(1000);
+        check(b.list.size() == want.size() && b.bodies().equals(want),
+            "the restarted consumer got " + b.list.size() + ", want exactly the " + want.size() + " not committed");
+        return "first consumer " + a.list.size() + ", committed " + total + ", restarted consumer exactly the other "
+            + want.size();
+    }
+
+    /** New groups on a queue whose head is in memory start at 0 (RocketMQ's rule, Saturn's too),
+     *  whatever their ConsumeFromWhere; the client's own LAST/TIMESTAMP lookups (maxOffset,
+     *  searchOffset) are checked beside it. */
+    static String consumeFromCase() throws Exception {
+        String topic = t("from");
+        createTopic(topic);
+        sendSync(topic, 10, "old");
+        Thread.sleep(1100);
+        long ts = System.currentTimeMillis();
+        Thread.sleep(1100);
+        sendSync(topic, 10, "new");
+        long searched = 0, max = 0;
+        for (MessageQueue mq : readQueues(topic)) {
+            searched += verifier.searchOffset(mq, ts);
+            max += verifier.maxOffset(mq);
+        }
+        check(max == 20, "max offsets sum " + max);
+        check(searched == 10, "offsets found by the timestamp between the batches sum to " + searched + ", want 10");
+        Map<ConsumeFromWhere, Got> gots = new LinkedHashMap<>();
+        for (ConsumeFromWhere w : List.of(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET,
+            ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET, ConsumeFromWhere.CONSUME_FROM_TIMESTAMP)) {
+            Got g = new Got();
+            DefaultMQPushConsumer c = newPush("CG_from_" + w.name().substring(13) + "_" + RUN, topic, "*", w, false);
+            c.setConsumeTimestamp(new java.text.SimpleDateFormat("yyyyMMddHHmmss").format(new Date(ts)));
+            startConcurrent(c, g);
+            gots.put(w, g);
+        }
+        for (Got g : gots.values()) g.waitCount(20, 30000);
+        Thread.sleep(500);
+        for (Map.Entry<ConsumeFromWhere, Got> e : gots.entrySet())
+            check(e.getValue().list.size() == 20, e.getKey() + " received " + e.getValue().list.size() + ", want 20 (from 0)");
+        return "FIRST/LAST/TIMESTAMP new groups on a hot queue start at 0 (20 each); searchOffset(ts)=10, maxOffset=20";
+    }
+
+    static String retryDlqCase() throws Exception {
+        String topic = t("retry");
+        createTopic(topic);
+        String group = "CG_retry_" + RUN;
+        ConcurrentLinkedQueue<MessageExt> seen = new ConcurrentLinkedQueue<>();
+        Codes codes = new Codes();
+        DefaultMQPushConsumer c = newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false, codes);
+        c.setMaxReconsumeTimes(2);
+        c.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
+            seen.addAll(msgs);
+            return ConsumeConcurrentlyStatus.RECONSUME_LATER;
+        });
+        c.start();
+        open.add(c::shutdown);
+        SendResult sent = producer.send(msg(topic, "TagA", "retry-k0", "retry" + BODY_INFIX + 0));
+        String dlq = "%DLQ%" + group;
+        List<MessageExt> dead = readAtLeast(dlq, 1, 30000);
+        Thread.sleep(500);
+        List<Integer> times = new ArrayList<>();
+        for (MessageExt m : seen) {
+            check(m.getMsgId().equals(sent.getMsgId()), "delivered " + m.getMsgId() + " != sent " + sent.getMsgId());
+            checkIntact(m, "TagA", "retry-k0", "retry" + BODY_INFIX + 0);
+            check(m.getTopic().equals(topic), "delivered with topic " + m.getTopic());
+            times.add(m.getReconsumeTimes());
+        }
+        check(times.equals(List.of(0, 1, 2)), "deliveries with reconsumeTimes " + times + ", want [0, 1, 2]");
+        check(dead.size() == 1, dlq + " holds " + dead.size());
+        MessageExt d = dead.get(0);
+        check(body(d).equals("retry" + BODY_INFIX + 0) && "retry-k0".equals(d.getKeys()), "DLQ message differs: " + body(d));
+        check(sent.getMsgId().equals(d.getMsgId()), "DLQ msgId " + d.getMsgId());
+        check(topic.equals(d.getProperty("RETRY_TOPIC")), "DLQ RETRY_TOPIC " + d.getProperty("RETRY_TOPIC"));
+        check(d.getReconsumeTimes() == 3, "DLQ reconsumeTimes " + d.getReconsumeTimes());
+        check(codes.seen.contains(36), "no CONSUMER_SEND_MSG_BACK (36) sent: " + codes.seen);
+        return "3 deliveries (reconsumeTimes 0,1,2) via %RETRY%, then 1 in " + dlq + " intact (CONSUMER_SEND_MSG_BACK)";
+    }
+
+    // ------------------------------------------------------------------------------ cases: pull
+    /** Request codes a client sent (an RPCHook sees every request before it goes out). */
+    static class Codes implements org.apache.rocketmq.remoting.RPCHook {
+        final Set<Integer> seen = ConcurrentHashMap.newKeySet();
+
+        public void doBeforeRequest(String addr, org.apache.rocketmq.remoting.protocol.RemotingCommand req) {
+            seen.add(req.getCode());
+        }
+
+        public void doAfterResponse(String addr, org.apache.rocketmq.remoting.protocol.RemotingCommand req,
+                                    org.apache.rocketmq.remoting.protocol.RemotingCommand resp) {
+        }
+
+        /** 5.x lite pull sends LITE_PULL_MESSAGE (361), 4.9.8 PULL_MESSAGE (11). */
+        String checkLitePull() {
+            int want = V5 ? 361 : 11, not = V5 ? 11 : 361;
+            check(seen.contains(want) && !seen.contains(not), "pull request codes sent: " + seen);
+            return "pulled with code " + want;
+        }
+    }
+
+    static String litePullSubscribeCase() throws Exception {
+        String topic = t("litesub");
+        createTopic(topic);
+        sendSync(topic, 20, "lite");
+        Codes codes = new Codes();
+        DefaultLitePullConsumer c = new DefaultLitePullConsumer("CG_litesub_" + RUN, codes);
+        c.setNamesrvAddr(NS);
+        c.setInstanceName(instance());
+        c.setAutoCommit(false);
+        c.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
+        c.setPollTimeoutMillis(500);
+        c.setPersistConsumerOffsetInterval(500);
+        c.setTopicMetadataCheckIntervalMillis(1000);
+        c.subscribe(topic, "*");
+        c.start();
+        open.add(c::shutdown);
+        List<MessageExt> got = new ArrayList<>();
+        long end = System.currentTimeMillis() + 30000;
+        while (got.size() < 20 && System.currentTimeMillis() < end) got.addAll(c.poll());
+        check(got.size() == 20, "polled " + got.size() + " of 20");
+        Set<String> bodies = new TreeSet<>();
+        for (MessageExt m : got) bodies.add(body(m));
+        check(bodies.equals(expectedBodies("lite", 20)), "bodies " + bodies);
+        c.commitSync();
+        Map<MessageQueue, Long> want = new HashMap<>();
+        for (MessageQueue mq : readQueues(topic)) want.put(mq, verifier.maxOffset(mq));
+        waitFor(() -> {
+            try {
+                for (Map.Entry<MessageQueue, Long> e : want.entrySet())
+                    if (!e.getValue().equals(c.committed(e.getKey()))) return false;
+                return true;
+            } catch (MQClientException e) {
+                return false;
+            }
+        }, 10000, "committed offsets on the broker equal the queues' max offsets " + want);
+        return "20 polled (" + codes.checkLitePull() + "), commitSync: broker offsets = max offsets on "
+            + want.size() + " queues";
+    }
+
+    static String litePullAssignSeekCase() throws Exception {
+        String topic = t("liteassign");
+        createTopic(topic);
+        sendOrdered(topic, 1, 10);
+        MessageQueue mq = producer.fetchPublishMessageQueues(topic).get(0);
+        Codes codes = new Codes();
+        DefaultLitePullConsumer c = new DefaultLitePullConsumer("CG_liteassign_" + RUN, codes);
+        c.setNamesrvAddr(NS);
+        c.setInstanceName(instance());
+        c.setAutoCommit(false);
+        c.setPollTimeoutMillis(500);
+        c.start();
+        open.add(c::shutdown);
+        c.assign(List.of(mq));
+        c.seek(mq, 6);
+        List<MessageExt> got = new ArrayList<>();
+        long end = System.currentTimeMillis() + 20000;
+        while (got.size() < 4 && System.currentTimeMillis() < end) got.addAll(c.poll());
+        check(got.size() == 4, "after seek(6) polled " + got.size() + ", want 4");
+        for (int i = 0; i < 4; i++) {
+            check(got.get(i).getQueueOffset() == 6 + i, "offset " + got.get(i).getQueueOffset() + " at " + i);
+            check(body(got.get(i)).equals("order-0-" + (6 + i)), "body " + body(got.get(i)));
+        }
+        c.seek(mq, 2);
+        List<MessageExt> again = new ArrayList<>();
+        end = System.currentTimeMillis() + 20000;
+        while (again.size() < 8 && System.currentTimeMillis() < end) again.addAll(c.poll());
+        check(again.size() == 8 && again.get(0).getQueueOffset() == 2, "after seek(2): " + again.size()
+            + " from " + (again.isEmpty() ? "-" : again.get(0).getQueueOffset()));
+        c.commitSync(Map.of(mq, 10L), true);
+        waitFor(() -> {
+            try {
+                return Long.valueOf(10).equals(c.committed(mq));
+            } catch (MQClientException e) {
+                return false;
+            }
+        }, 10000, "committed offset 10 on the broker");
+        return "assign + seek(6) -> offsets 6..9, seek(2) -> 2..9, commit 10 read back (" + codes.checkLitePull() + ")";
+    }
+
+    static String pullConsumerCase() throws Exception {
+        String topic = t("pull");
+        createTopic(topic);
+        sendSync(topic, 20, "pull");
+        DefaultMQPullConsumer c = new DefaultMQPullConsumer("CG_pull_" + RUN);
+        c.setNamesrvAddr(NS);
+        c.setInstanceName(instance());
+        c.start();
+        open.add(c::shutdown);
+        Set<MessageQueue> mqs = c.fetchSubscribeMessageQueues(topic);
+        check(mqs.size() == QUEUES * SHARDS, "queues " + mqs.size());
+        int total = 0;
+        for (MessageQueue mq : mqs) {
+            long max = c.maxOffset(mq), offset = c.minOffset(mq);
+            check(offset == 0, "min offset " + offset);
+            while (offset < max) {
+                PullResult r = c.pull(mq, "*", offset, 4);
+                check(r.getPullStatus() == PullStatus.FOUND, mq + " at " + offset + ": " + r.getPullStatus());
+                for (MessageExt m : r.getMsgFoundList()) check(m.getQueueOffset() == offset++, "offset gap at " + offset);
+                total += r.getMsgFoundList().size();
+            }
+            PullResult end = c.pull(mq, "*", max, 4);
+            check(end.getPullStatus() == PullStatus.NO_NEW_MSG, "past the end: " + end.getPullStatus());
+            c.updateConsumeOffset(mq, max);
+        }
+        check(total == 20, "pulled " + total);
+        c.getOffsetStore().persistAll(mqs); // oneway UPDATE_CONSUMER_OFFSET
+        for (MessageQueue mq : mqs) {
+            long max = c.maxOffset(mq);
+            waitFor(() -> {
+                try {
+                    return c.fetchConsumeOffset(mq, true) == max;
+                } catch (MQClientException e) {
+                    return false;
+                }
+            }, 5000, mq + " stored offset = " + max);
+        }
+        return "20 pulled by offset on 8 queues; NO_NEW_MSG at the end; offsets stored";
+    }
+
+    // ------------------------------------------------------------------------------ cases: trace
+    static String traceCase() throws Exception {
+        String topic = t("trace");
+        createTopic(topic);
+        DefaultMQProducer p = newProducer("PG_trace_" + RUN, true);
+        Got got = new Got();
+        startConcurrent(newPush("CG_trace_" + RUN, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, true), got);
+        SendResult r = p.send(msg(topic, "TagA", "trace-k0", "trace" + BODY_INFIX + 0));
+        check(r.getSendStatus() == SendStatus.SEND_OK, "send " + r.getSendStatus());
+        got.waitCount(1, 30000);
+        String id = r.getMsgId();
+        Set<String> kinds = new TreeSet<>();
+        long end = System.currentTimeMillis() + 30000;
+        while (System.currentTimeMillis() < end && !kinds.containsAll(List.of("Pub", "SubBefore", "SubAfter"))) {
+            Thread.sleep(300);
+            try {
+                QueryResult q = producer.queryMessage("RMQ_SYS_TRACE_TOPIC", id, 32, 0, System.currentTimeMillis() + 60000);
+                for (MessageExt m : q.getMessageList()) {
+                    for (String rec : body(m).split("\u0002")) {
+                        if (rec.contains(id)) kinds.add(rec.split("\u0001")[0]);
+                    }
+                }
+            } catch (MQClientException e) {
+                // no trace record indexed yet
+            }
+        }
+        if (!kinds.containsAll(List.of("Pub", "SubBefore", "SubAfter"))) {
+            List<String> stored = new ArrayList<>();
+            for (MessageExt m : readAll("RMQ_SYS_TRACE_TOPIC"))
+                if (body(m).contains(id)) stored.add(body(m).split("\u0001")[0] + " keys=" + m.getKeys());
+            throw new Fail("trace records found by QUERY_MESSAGE key " + id + ": " + kinds
+                + "; records in the topic naming it: " + stored);
+        }
+        return "RMQ_SYS_TRACE_TOPIC holds " + kinds + " records keyed by the msgId";
+    }
+
+    // ------------------------------------------------------------------------------ cases: not served
+    static String refusedSend(String topic, Message m, int code, String words) throws Exception {
+        long before = totalMaxOffset(topic);
+        try {
+            SendResult r = producer.send(m);
+            throw new Fail("accepted: " + r);
+        } catch (MQBrokerException e) {
+            String refusal = brokerRefusal(e, code, words);
+            check(totalMaxOffset(topic) == before, "something was stored anyway");
+            return refusal;
+        }
+    }
+
+    static String delayLevelCase() throws Exception {
+        String topic = t("delay");
+        createTopic(topic);
+        Message m = msg(topic, "TagA", "delay-k", "delay");
+        m.setDelayTimeLevel(3);
+        return "setDelayTimeLevel(3): " + refusedSend(topic, m, MESSAGE_ILLEGAL, "delay");
+    }
+
+    static void setTimer(Message m, String setter, String property, long value) throws Exception {
+        try {
+            Method s = Message.class.getMethod(setter, long.class);
+            s.invoke(m, value);
+        } catch (NoSuchMethodException e) {
+            m.putUserProperty(property, Long.toString(value)); // 4.9.8: no setter, same property
+        }
+    }
+
+    static String timerCase() throws Exception {
+        String topic = t("timer");
+        createTopic(topic);
+        StringBuilder out = new StringBuilder();
+        Message a = msg(topic, "TagA", "timer-k", "timer");
+        setTimer(a, "setDeliverTimeMs", "TIMER_DELIVER_MS", System.currentTimeMillis() + 5000);
+        out.append("TIMER_DELIVER_MS: ").append(refusedSend(topic, a, MESSAGE_ILLEGAL, "timer"));
+        Message b = msg(topic, "TagA", "timer-k", "timer");
+        setTimer(b, "setDelayTimeSec", "TIMER_DELAY_SEC", 5);
+        out.append("; TIMER_DELAY_SEC: ").append(refusedSend(topic, b, MESSAGE_ILLEGAL, "timer"));
+        return out.toString();
+    }
+
+    static String transactionCase() throws Exception {
+        String topic = t("tx");
+        createTopic(topic);
+        TransactionMQProducer p = new TransactionMQProducer("PG_tx_" + RUN);
+        p.setNamesrvAddr(NS);
+        p.setInstanceName(instance());
+        AtomicInteger executed = new AtomicInteger();
+        p.setTransactionListener(new TransactionListener() {
+            public LocalTransactionState executeLocalTransaction(Message msg, Object arg) {
+                executed.incrementAndGet();
+                return LocalTransactionState.COMMIT_MESSAGE;
+            }
+
+            public LocalTransactionState checkLocalTransaction(MessageExt msg) {
+                return LocalTransactionState.COMMIT_MESSAGE;
+            }
+        });
+        p.start();
+        open.add(p::shutdown);
+        long before = totalMaxOffset(topic);
+        try {
+            TransactionSendResult r = p.sendMessageInTransaction(msg(topic, "TagA", "tx-k", "tx"), null);
+            throw new Fail("half message accepted: " + r.getSendStatus() + " " + r.getLocalTransactionState());
+        } catch (MQClientException e) {
+            String refusal = brokerRefusal(e, NO_PERMISSION, "transaction message is forbidden");
+            check(executed.get() == 0, "the local transaction ran");
+            check(totalMaxOffset(topic) == before, "something was stored anyway");
+            return "half message refused: " + refusal;
+        }
+    }
+
+    static String sql92Case() throws Exception {
+        String topic = t("sql");
+        createTopic(topic);
+        DefaultMQPushConsumer c = new DefaultMQPushConsumer("CG_sql_" + RUN);
+        c.setNamesrvAddr(NS);
+        c.setInstanceName(instance());
+        c.subscribe(topic, MessageSelector.bySql("a > 5"));
+        c.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> ConsumeConcurrentlyStatus.CONSUME_SUCCESS);
+        try {
+            c.start();
+            open.add(c::shutdown);
+            throw new Fail("SQL92 consumer started");
+        } catch (MQClientException e) {
+            c.shutdown();
+            String all = "";
+            for (Throwable x = e; x != null; x = x.getCause()) all += x.getMessage() + " | ";
+            check(all.contains("does not support consumer to filter message by SQL92"), "refusal: " + all);
+            return "start() refused: CHECK_CLIENT_CONFIG says SQL92 is not supported";
+        }
+    }
+
+    static String requestReplyCase() throws Exception {
+        String topic = t("rpc");
+        createTopic(topic);
+        long before = totalMaxOffset(topic);
+        long t0 = System.currentTimeMillis();
+        String first;
+        try {
+            Message reply = producer.request(msg(topic, "TagA", "rpc-k", "rpc"), 3000);
+            throw new Fail("got a reply: " + reply);
+        } catch (MQClientException | MQBrokerException e) {
+            long took = System.currentTimeMillis() - t0;
+            check(took < 2500, "request() failed after " + took + " ms (waited for the reply timeout?)");
+            // The client sends the request asynchronously and may wake the caller before it
+            // records the broker's answer as the cause: then only its own message is left.
+            first = rootOf(e, MQBrokerException.class) != null ? brokerRefusal(e, MESSAGE_ILLEGAL, "request-reply")
+                : e.getMessage().split("\n")[0];
+            check(first.contains("request-reply") || first.contains("send request message to <" + topic + "> fail"),
+                "request() failed with " + e);
+        }
+        // The same request as a plain send, to read the broker's answer itself.
+        Message m = msg(topic, "TagA", "rpc-k", "rpc");
+        org.apache.rocketmq.common.message.MessageAccessor.putProperty(m, "CORRELATION_ID", "c-" + RUN);
+        org.apache.rocketmq.common.message.MessageAccessor.putProperty(m, "REPLY_TO_CLIENT", "client-" + RUN);
+        org.apache.rocketmq.common.message.MessageAccessor.putProperty(m, "TTL", "3000");
+        String refusal = refusedSend(topic, m, MESSAGE_ILLEGAL, "request-reply");
+        check(totalMaxOffset(topic) == before, "the request was stored anyway");
+        return "request() failed at once (" + first + "); the broker's answer: " + refusal;
+    }
+
+    // ------------------------------------------------------------------------------ main
+    interface Case {
+        String run() throws Exception;
+    }
+
+    static final LinkedHashMap<String, Case> CASES = new LinkedHashMap<>();
+
+    static {
+        CASES.put("send_sync", Suite::sendSyncCase);
+        CASES.put("send_async", Suite::sendAsyncCase);
+        CASES.put("send_oneway", Suite::sendOnewayCase);
+        CASES.put("send_batch", Suite::sendBatchCase);
+        CASES.put("send_ordered", Suite::sendOrderedCase);
+        CASES.put("body_max", Suite::bodyMaxCase);
+        CASES.put("push_concurrent", Suite::pushConcurrentCase);
+        CASES.put("push_orderly", Suite::pushOrderlyCase);
+        CASES.put("clustering_split", Suite::clusteringCase);
+        CASES.put("broadcasting", Suite::broadcastingCase);
+        CASES.put("tags", Suite::tagsCase);
+        CASES.put("resume", Suite::resumeCase);
+        CASES.put("consume_from", Suite::consumeFromCase);
+        CASES.put("retry_dlq", Suite::retryDlqCase);
+        CASES.put("lite_pull_subscribe", Suite::litePullSubscribeCase);
+        CASES.put("lite_pull_assign_seek", Suite::litePullAssignSeekCase);
+        CASES.put("pull_consumer", Suite::pullConsumerCase);
+        CASES.put("trace", Suite::traceCase);
+        CASES.put("delay_level", Suite::delayLevelCase);
+        CASES.put("timer", Suite::timerCase);
+        CASES.put("transaction", Suite::transactionCase);
+        CASES.put("sql92", Suite::sql92Case);
+        CASES.put("request_reply", Suite::requestReplyCase);
+    }
+
+    public static void main(String[] args) throws Exception {
+        List<String> names = args.length == 0 ? new ArrayList<>(CASES.keySet()) : Arrays.asList(args);
+        // The header serialization the client really uses (rocketmq.serialize.type sets it).
+        System.out.println("CLIENT " + VERSION + " serialize="
+            + org.apache.rocketmq.remoting.protocol.RemotingCommand.getSerializeTypeConfigInThisServer() + " ns=" + NS);
+        producer = newProducer("PG_main_" + RUN, false, producerCodes);
+        open.clear(); // the shared producer lives as long as the run
+        verifier = new DefaultMQPullConsumer("CG_verifier_" + RUN);
+        verifier.setNamesrvAddr(NS);
+        verifier.setInstanceName(instance());
+        verifier.start();
+        int passed = 0, failed = 0;
+        ExecutorService pool = Executors.newCachedThreadPool(r -> {
+            Thread th = new Thread(r);
+            th.setDaemon(true);
+            return th;
+        });
+        long caseTimeout = Long.getLong("caseTimeoutMs", 90000);
+        for (String name : names) {
+            Case c = CASES.get(name);
+            long t0 = System.currentTimeMillis();
+            String line;
+            try {
+                if (c == null) throw new Fail("no such case");
+                String note = pool.submit(c::run).get(caseTimeout, TimeUnit.MILLISECONDS);
+                line = "PASS " + name + " " + (System.currentTimeMillis() - t0) + "ms " + note;
+                passed++;
+            } catch (Throwable e) {
+                Throwable cause = e instanceof ExecutionException ? e.getCause() : e;
+                String why = cause instanceof Fail ? cause.getMessage()
+                    : cause instanceof TimeoutException ? "case timed out after " + caseTimeout + " ms" : cause.toString();
+                line = "FAIL " + name + " " + (System.currentTimeMillis() - t0) + "ms " + why;
+                if (!(cause instanceof Fail)) cause.printStackTrace();
+                failed++;
+            } finally {
+                closeAll();
+            }
+            System.out.println(line);
+            System.out.flush();
+        }
+        verifier.shutdown();
+        producer.shutdown();
+        System.out.println("SUMMARY passed=" + passed + " failed=" + failed);
+        System.out.flush();
+        Runtime.getRuntime().halt(failed == 0 ? 0 : 1);
+    }
+
+    static void closeAll() {
+        Collections.reverse(open);
+        for (AutoCloseable c : open) {
+            try {
+                c.close();
+            } catch (Exception e) {
+                // shut down as far as it goes
+            }
+        }
+        open.clear();
+    }
+}
