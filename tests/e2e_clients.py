@@ -44,7 +44,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 CACHE = os.path.join(REPO, ".cache", "clients")
-BROKER_BIN = os.path.join(REPO, "target", "release", "saturn-broker")
+# scripts/test points this at the test-opt build (debug assertions on); by hand, the release build.
+BROKER_BIN = os.environ.get("SATURN_BROKER_BIN") or os.path.join(REPO, "target", "release", "saturn-broker")
 
 CLIENTS = {
     "rocketmq-0.4.4": [os.path.join(CACHE, "py-rocketmq", "bin", "python"),

@@ -98,6 +98,8 @@ pub struct BrokerConfig {
     pub spin_before_park: Duration,
     /// Disk use (fraction) beyond which the oldest segments are deleted.
     pub disk_max_used_ratio: f64,
+    /// Sends are refused ("disk full") while a shard's disk has less free space than this.
+    pub disk_min_free_bytes: u64,
 }
 
 /// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
@@ -142,6 +144,7 @@ impl Default for BrokerConfig {
             io_memory: 1 << 20,
             spin_before_park: Duration::ZERO,
             disk_max_used_ratio: 0.85,
+            disk_min_free_bytes: 0,
         }
     }
 }
@@ -254,6 +257,7 @@ impl BrokerConfig {
                 "saturnMaxBytesInFlightPerConnection" => {
                     self.max_bytes_in_flight_per_connection = v.parse().map_err(|_| bad())?
                 }
+                "diskMinFreeBytes" => self.disk_min_free_bytes = v.parse().map_err(|_| bad())?,
                 "saturnSpinBeforeParkMicros" => {
                     self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
                 }

@@ -250,6 +250,7 @@ async fn open_store(
     store_config.flush_timeout = config.sync_flush_timeout;
     store_config.hot_cache_bytes = config.hot_cache_bytes;
     store_config.disk_max_used_ratio = config.disk_max_used_ratio;
+    store_config.disk_min_free_bytes = config.disk_min_free_bytes;
     store_config.retention = config.file_reserved_time;
     storage::Store::open(store_config).await
 }

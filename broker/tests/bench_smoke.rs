@@ -15,12 +15,15 @@ fn bench_binary() -> PathBuf {
     let broker = PathBuf::from(env!("CARGO_BIN_EXE_saturn-broker"));
     let bench = broker.with_file_name("saturn-bench");
     if !bench.exists() {
-        let release = broker.parent().is_some_and(|d| d.ends_with("release"));
+        // The profile is the name of the directory holding the binary (`debug` is `dev`).
+        let profile = broker
+            .parent()
+            .and_then(|d| d.file_name())
+            .and_then(|n| n.to_str())
+            .map_or("dev", |n| if n == "debug" { "dev" } else { n })
+            .to_string();
         let mut cargo = Command::new(env!("CARGO"));
-        cargo.args(["build", "-p", "saturn-bench"]);
-        if release {
-            cargo.arg("--release");
-        }
+        cargo.args(["build", "-p", "saturn-bench", "--profile", &profile]);
         let status = cargo.status().expect("run cargo build");
         assert!(status.success(), "cargo build -p saturn-bench failed");
     }

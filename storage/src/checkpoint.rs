@@ -3,13 +3,14 @@
 //! `offset`: every record below it is durable in the commit log and its consume-queue entries
 //! are durable too. `queues`: each queue's entry count at that moment, so that recovery can tell
 //! a consume queue that went missing or fell behind (and rebuild it from the commit log).
-//! Written to `checkpoint.tmp` (direct I/O, fdatasync) and renamed over `checkpoint`; a torn or
+//! Written to `checkpoint.tmp` (direct I/O, fdatasync), renamed over `checkpoint` and the
+//! directory fsynced; a torn or
 //! missing file only makes recovery start earlier.
 
 use std::path::Path;
 
 use crate::error::Result;
-use crate::io::{self, align_up, File};
+use crate::io::{align_up, Disk, File};
 
 const MAGIC: &[u8; 8] = b"SATCKPT1";
 
@@ -77,12 +78,12 @@ impl Checkpoint {
         })
     }
 
-    pub async fn load(dir: &Path) -> Result<Option<Checkpoint>> {
+    pub async fn load(disk: &Disk, dir: &Path) -> Result<Option<Checkpoint>> {
         let path = dir.join("checkpoint");
-        if !io::exists(&path) {
+        if !disk.exists(&path) {
             return Ok(None);
         }
-        let f = File::open(&path, false).await?;
+        let f = File::open(disk, &path, false).await?;
         let size = f.size().await?;
         let b = f.read_at(0, size as usize).await?;
         f.close().await?;
@@ -93,18 +94,20 @@ impl Checkpoint {
         Ok(cp)
     }
 
-    pub async fn store(&self, dir: &Path) -> Result<()> {
+    /// Writes the checkpoint durably: a temporary file, fdatasynced, renamed over the old one,
+    /// the directory fsynced (else a power cut could bring the old checkpoint back).
+    pub async fn store(&self, disk: &Disk, dir: &Path) -> Result<()> {
         let tmp = dir.join("checkpoint.tmp");
         let path = dir.join("checkpoint");
-        io::remove_file(&tmp)?;
-        let f = File::open(&tmp, true).await?;
+        disk.remove_file(&tmp)?;
+        let f = File::open(disk, &tmp, true).await?;
         let data = self.encode();
         let mut buf = f.alloc(align_up(data.len() as u64) as usize);
         buf.as_bytes_mut()[..data.len()].copy_from_slice(&data);
         f.write_at(buf, 0).await?;
         f.fdatasync().await?;
         f.close().await?;
-        io::rename(&tmp, &path)
+        disk.rename_durable(&tmp, &path)
     }
 }
 

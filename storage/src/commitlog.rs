@@ -198,6 +198,57 @@ impl CommitLog {
         self.arena.extend(n)
     }
 
+    /// Checks the ordering of the commit log's offsets and its segment table (debug builds call
+    /// it after every change; it panics on a violation):
+    /// `min_offset <= write_pos`, `align_down(flushed) <= submitted <= write_pos`,
+    /// `flushed <= write_pos`, the segments are contiguous and the last one holds `write_pos`,
+    /// sealing indexes belong to sealed segments, the hot pieces are ordered and end by
+    /// `write_pos`.
+    pub fn assert_invariants(&self) {
+        let (w, f, s) = (self.write_pos, self.flushed, self.submitted);
+        assert!(f <= w, "flushed {f} > write_pos {w}");
+        assert!(s <= w, "submitted {s} > write_pos {w}");
+        assert!(
+            align_down(f) <= s,
+            "submitted {s} < align_down(flushed {f})"
+        );
+        assert!(
+            self.min_offset <= w,
+            "min_offset {} > write_pos {w}",
+            self.min_offset
+        );
+        let active = self.active_base();
+        assert_eq!(
+            self.segments.keys().next_back(),
+            Some(&active),
+            "the last segment is not the active one"
+        );
+        assert_eq!(
+            self.segments.keys().next(),
+            Some(&self.min_offset.min(active))
+        );
+        let mut prev = None;
+        for &b in self.segments.keys() {
+            assert_eq!(b % self.segment_size, 0, "segment base {b} not aligned");
+            if let Some(p) = prev {
+                assert_eq!(b, p + self.segment_size, "segments not contiguous at {b}");
+            }
+            prev = Some(b);
+        }
+        if let Some((&b, _)) = self.sealing.iter().next_back() {
+            assert!(b < active, "sealing index of the active segment {b}");
+        }
+        assert!(self.sums_written <= self.active.records.len());
+        if let (Some(first), Some(last)) = (self.pieces.front(), self.pieces.back()) {
+            assert!(first.start <= last.start, "pieces out of order");
+            assert!(
+                last.end() <= w,
+                "piece ends at {} > write_pos {w}",
+                last.end()
+            );
+        }
+    }
+
     /// Drops durable pieces beyond the cache budget, keeping the block the next flush rewrites.
     pub fn evict(&mut self, budget: usize) {
         let keep = align_down(self.flushed);

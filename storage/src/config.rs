@@ -2,6 +2,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::clock::Clock;
+use crate::io::Disk;
+
 /// When an append becomes durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushMode {
@@ -80,8 +83,16 @@ pub struct StoreConfig {
     pub disk_max_used_ratio: f64,
     /// How often retention runs. Default 10 s.
     pub retention_interval: Duration,
+    /// Appends are refused with [`crate::StoreError::DiskFull`] while the file system holding
+    /// the store has less free space than this (retention deletes segments meanwhile); they
+    /// are accepted again once space is freed. Default 0 (only ENOSPC refuses them).
+    pub disk_min_free_bytes: u64,
     /// The broker address written into STOREHOST.
     pub store_host: SocketAddr,
+    /// The device every file operation goes through (the real disk by default).
+    pub disk: Disk,
+    /// Wall time for store timestamps and retention (the system clock by default).
+    pub clock: Clock,
 }
 
 impl StoreConfig {
@@ -107,7 +118,10 @@ impl StoreConfig {
             retention: Duration::from_secs(72 * 3600),
             disk_max_used_ratio: 0.85,
             retention_interval: Duration::from_secs(10),
+            disk_min_free_bytes: 0,
             store_host,
+            disk: Disk::default(),
+            clock: Clock::default(),
         }
     }
 

@@ -203,6 +203,55 @@ impl ConsumeQueue {
         out
     }
 
+    /// Checks the ordering of the queue's offsets (debug builds call it after every change; it
+    /// panics on a violation): `start <= mem_start <= flushed <= max`, `min <= max`,
+    /// `visible <= max`, `mem` holds exactly `[mem_start, max)`, and the last two entries in
+    /// memory are in commit-log order.
+    pub fn assert_invariants(&self) {
+        let k = &self.key;
+        assert!(self.start <= self.mem_start, "{k:?}: mem_start below start");
+        assert!(
+            self.mem_start <= self.flushed,
+            "{k:?}: mem_start {} > flushed {}",
+            self.mem_start,
+            self.flushed
+        );
+        assert!(
+            self.flushed <= self.max,
+            "{k:?}: flushed {} > max {}",
+            self.flushed,
+            self.max
+        );
+        assert!(
+            self.min <= self.max,
+            "{k:?}: min {} > max {}",
+            self.min,
+            self.max
+        );
+        assert!(
+            self.visible <= self.max,
+            "{k:?}: visible {} > max {}",
+            self.visible,
+            self.max
+        );
+        assert!(
+            self.start <= self.min.min(self.visible),
+            "{k:?}: min/visible below start"
+        );
+        assert_eq!(
+            self.mem_start + self.mem.len() as u64,
+            self.max,
+            "{k:?}: entries in memory do not end at max"
+        );
+        let n = self.mem.len();
+        if n >= 2 {
+            assert!(
+                self.mem[n - 2].phys < self.mem[n - 1].phys,
+                "{k:?}: entries out of order"
+            );
+        }
+    }
+
     /// Records that entries below `upto` are durable, and trims memory to `cache` entries while
     /// keeping the block that the next flush rewrites.
     pub fn flushed_to(&mut self, upto: u64, cache: usize) {

@@ -83,13 +83,46 @@
 //! of 32 MiB in all (plus, outside that budget, spans still referenced by responses being sent:
 //! a served record keeps its whole read buffer alive until it is written), and one 32 KB
 //! consume-queue read-ahead window per queue read from disk.
+//!
+//! **Disk seam.** Every file operation goes through [`io::Disk`]: a [`io::Device`] (the real
+//! disk, or [`fault::FaultDisk`] in tests) driven by the I/O engines: glommio's DMA engine for
+//! the shard's own reads and writes ([`io::File`]), the writer thread (`writer`) and the reader
+//! threads (`reader`). Renames and removals that must survive a power cut fsync their directory
+//! ([`io::Disk::rename_durable`], [`io::Disk::remove_durable`]); so do the creations of segment,
+//! `.sums` and consume-queue files. [`io::write_file_durable`] does the same for other metadata
+//! files (the broker's). Store time comes from a [`Clock`].
+//!
+//! **Disk faults.** A failed write or fdatasync of the commit log makes the store read-only
+//! ([`StoreError::ReadOnly`], naming the operation and file): a failed fsync is never retried
+//! (the kernel may have dropped the pages), durable data stays readable, and a restart recovers.
+//! A write or allocation that meets ENOSPC, or free space below `disk_min_free_bytes`, refuses
+//! appends with [`StoreError::DiskFull`] while the records already appended stay in memory and
+//! their flush is retried; appends are accepted again, without a restart, once retention or the
+//! operator frees space. [`StoreError::is_unavailable`] tells the broker to answer
+//! SERVICE_NOT_AVAILABLE. Retention deletes only segments the last checkpoint covers (the
+//! consume-queue entries of later records can only be rebuilt from the commit log).
+//!
+//! **Invariants.** The commit log's offsets (`min_offset <= write_pos`,
+//! `align_down(flushed) <= submitted <= write_pos`, contiguous segments, the active one last)
+//! and each consume queue's (`start <= mem_start <= flushed <= max`, `min, visible <= max`,
+//! memory holding exactly `[mem_start, max)`) are checked after every append, flush,
+//! checkpoint, retention pass and recovery in debug builds (the test profile has them).
+//!
+//! **Modules.** `store` (the API, appends, the flusher and checkpointer loops, the shared
+//! `State`) calls `read`, `recovery` and `retention`, which use the commit log (`commitlog`,
+//! `arena`, `readcache`), consume queues (`cq`), segment indexes (`seg_index`), `checkpoint`,
+//! and `io` with its engines (`writer`, `reader`). Not one-way yet: `read`, `recovery` and
+//! `retention` still call helpers that live in `store` (`cq_entries`, `write_index_file`,
+//! `read_sums`, `ensure_segment`).
 
 mod arena;
 mod checkpoint;
+mod clock;
 mod commitlog;
 mod config;
 mod cq;
 mod error;
+pub mod fault;
 pub mod io;
 mod notify;
 mod read;
@@ -101,6 +134,7 @@ mod seg_index;
 mod store;
 pub(crate) mod writer;
 
+pub use clock::Clock;
 pub use config::{FlushMode, SegmentInit, StoreConfig};
 pub use error::{Result, StoreError};
 pub use notify::Notified;

@@ -190,9 +190,10 @@ async fn segment_file(sh: &Shared, base: u64) -> Result<Rc<File>> {
                 reason: "segment deleted",
             });
         }
-        st.cl.segment_path(base)
+        (st.cl.segment_path(base), st.cfg.disk.clone())
     };
-    let f = Rc::new(File::open(&path, false).await?);
+    let (path, disk) = path;
+    let f = Rc::new(File::open(&disk, &path, false).await?);
     Ok(sh.st.borrow_mut().cl.files.entry(base).or_insert(f).clone())
 }
 
@@ -247,10 +248,11 @@ async fn load_index(
     base: u64,
     path: &std::path::Path,
 ) -> Result<Option<Rc<SegIndex>>> {
-    if !crate::io::exists(path) {
+    let disk = sh.st.borrow().cfg.disk.clone();
+    if !disk.exists(path) {
         return Ok(None);
     }
-    let f = File::open(path, false).await?;
+    let f = File::open(&disk, path, false).await?;
     let size = f.size().await?;
     let b = f.read_at(0, size as usize).await?;
     f.close().await?;
@@ -304,17 +306,7 @@ async fn verify(sh: &Shared, phys: u64, b: &Bytes) -> Result<()> {
             }
         }
     }
-    let (v, n) = RecordView::parse(b).map_err(|e| corrupt(e.to_string()))?;
-    if n != b.len() {
-        return Err(corrupt(format!("size {n}, expected {}", b.len())));
-    }
-    if v.phys_offset as u64 != phys {
-        return Err(corrupt(format!(
-            "PHYSICALOFFSET field says {}",
-            v.phys_offset
-        )));
-    }
-    v.verify_body_crc(0).map_err(|e| corrupt(e.to_string()))
+    crate::recovery::check(b, phys).map_err(corrupt)
 }
 
 /// Fetches records `(phys, size)`, from memory (hot tail, read-ahead cache) or disk, verifying

@@ -8,8 +8,6 @@
 //! allocates nor faults in fresh pages. Reads are submitted from the shard's thread; the future
 //! resolves when a reader thread has finished it. Several threads serve the queue, so the disk sees several reads at once.
 
-use std::fs::File as StdFile;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -18,7 +16,7 @@ use std::task::{Poll, Waker};
 use bytes::Bytes;
 
 use crate::error::{Result, StoreError};
-use crate::io::AlignedBuf;
+use crate::io::{read_full_at, AlignedBuf, DevFile};
 
 /// Reader threads per store.
 const THREADS: usize = 2;
@@ -42,7 +40,7 @@ struct Slot {
 }
 
 struct Job {
-    file: Arc<StdFile>,
+    file: Arc<dyn DevFile>,
     path: Arc<PathBuf>,
     pos: u64,
     len: usize,
@@ -116,7 +114,7 @@ impl Reader {
     /// Reads exactly `len` bytes at `pos` (both block-aligned) of `file`.
     pub async fn read(
         &self,
-        file: Arc<StdFile>,
+        file: Arc<dyn DevFile>,
         path: Arc<PathBuf>,
         pos: u64,
         len: usize,
@@ -183,19 +181,12 @@ fn read(job: &Job, pool: &Pool) -> Result<Bytes> {
     let err = |e: std::io::Error| StoreError::io("read", job.path.as_path(), Some(job.pos), e);
     if let Some(b) = owner.buf.as_mut() {
         let dst = &mut b.as_mut_slice()[..job.len];
-        let mut done = 0;
-        while done < job.len {
-            match job.file.read_at(&mut dst[done..], job.pos + done as u64) {
-                Ok(0) => {
-                    return Err(err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("short read: {done} of {} bytes", job.len),
-                    )))
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(err(e)),
-            }
+        let done = read_full_at(&*job.file, &job.path, job.pos, dst)?;
+        if done < job.len {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("short read: {done} of {} bytes", job.len),
+            )));
         }
     }
     Ok(Bytes::from_owner(owner))
@@ -216,7 +207,7 @@ mod tests {
             .unwrap()
             .write_all(&data)
             .unwrap();
-        let f = Arc::new(std::fs::File::open(&path).unwrap());
+        let f: Arc<dyn DevFile> = Arc::new(crate::io::OsFile(std::fs::File::open(&path).unwrap()));
         let r = Reader::start("test-reader").unwrap();
         let b =
             futures_lite::future::block_on(r.read(f.clone(), Arc::new(path.clone()), 4096, 8192))

@@ -29,8 +29,8 @@ use crate::commitlog::{segment_name, CommitLog, Piece, SealedInfo};
 use crate::config::StoreConfig;
 use crate::cq::{file_name, ConsumeQueue, CqEntry, CQ_ENTRY};
 use crate::error::{Result, StoreError};
-use crate::io::{self, align_down, align_up, File, BLOCK};
-use crate::seg_index::{key_hash, SegIndex};
+use crate::io::{align_down, align_up, Disk, File, BLOCK};
+use crate::seg_index::{index_keys, SegIndex};
 use crate::store::{read_sums, write_index_file, RecoveryReport, State};
 
 /// Commit-log bytes read per scan step.
@@ -48,35 +48,16 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     let cl_dir = cfg.dir.join("commitlog");
     let cq_root = cfg.dir.join("consumequeue");
     let free_dir = cl_dir.join("free");
-    io::create_dir_all(&free_dir)?;
-    io::create_dir_all(&cq_root)?;
-    io::probe_device(&cfg.dir).await?;
+    let disk = cfg.disk.clone();
+    disk.create_dir_all(&free_dir)?;
+    disk.create_dir_all(&cq_root)?;
+    crate::io::probe_device(&disk, &cfg.dir).await?;
 
-    // Spare segments: finished recycled ones stay, half-prepared ones go.
-    let mut free_segments = Vec::new();
-    for name in io::list_dir(&free_dir)? {
-        let p = free_dir.join(&name);
-        if name.starts_with("recycled-") && free_segments.len() < cfg.recycle_segments {
-            free_segments.push(p);
-        } else {
-            io::remove_file(&p)?;
-        }
-    }
-    let mut bases = Vec::new();
-    let mut idx_files = Vec::new();
-    for name in io::list_dir(&cl_dir)? {
-        if let Some(b) = parse_name(&name) {
-            bases.push(b);
-        } else if let Some(b) = name.strip_suffix(".idx").and_then(parse_name) {
-            idx_files.push(b);
-        } else if name.ends_with(".tmp") {
-            io::remove_file(&cl_dir.join(&name))?;
-        }
-    }
-    bases.sort_unstable();
+    let mut free_segments = spare_segments(&cfg, &free_dir)?;
+    let (bases, idx_files) = list_segments(&disk, &cl_dir)?;
     let mut cl = CommitLog::new(&cl_dir, seg, cfg.hot_cache_bytes + cfg.max_dirty_bytes);
     cl.ra = crate::readcache::ReadCache::new(cfg.read_cache_bytes);
-    let cp = Checkpoint::load(&cfg.dir).await?;
+    let cp = Checkpoint::load(&disk, &cfg.dir).await?;
     let mut report = RecoveryReport {
         checkpoint: cp.as_ref().map(|c| c.offset),
         segments: bases.len(),
@@ -86,23 +67,9 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
         if cp.as_ref().is_some_and(|c| c.offset > 0) {
             tracing::warn!("checkpoint present but no commit-log segments: starting empty");
         }
-        io::remove_dir_all(&cq_root)?;
-        io::create_dir_all(&cq_root)?;
-        cl.segments.insert(0, None);
-        report.elapsed = t0.elapsed();
-        log_report(&report);
-        return Ok(new_state(cfg, cl, HashMap::new(), free_segments, report));
+        return start_empty(cfg, cl, free_segments, report, t0);
     }
-    // Segments must be contiguous; anything after a gap is unreachable.
-    let mut contiguous = vec![bases[0]];
-    for &b in &bases[1..] {
-        if b == contiguous[contiguous.len() - 1] + seg {
-            contiguous.push(b);
-        } else {
-            tracing::error!(segment = b, "commit-log segment after a gap; ignoring it");
-        }
-    }
-    let bases = contiguous;
+    let bases = contiguous(&bases, seg);
     let first = bases[0];
     let last = bases[bases.len() - 1];
     cl.min_offset = first;
@@ -110,46 +77,11 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
         .as_ref()
         .map_or(first, |c| c.offset.clamp(first, last + seg));
 
-    // Consume queues.
-    let mut queues = HashMap::new();
-    for topic in io::list_dir(&cq_root)? {
-        for qname in io::list_dir(&cq_root.join(&topic))? {
-            let Ok(qid) = qname.parse::<i32>() else {
-                continue;
-            };
-            if let Some(q) = load_queue(&cfg, &cq_root, &topic, qid, c, first).await? {
-                queues.insert((topic.clone(), qid), q);
-            }
-        }
-    }
-    let mut rebuild = false;
-    if let Some(cp) = &cp {
-        for (t, qid, m) in &cp.queues {
-            let have = queues
-                .get(&(t.clone(), *qid))
-                .map_or(0, |q: &ConsumeQueue| q.max);
-            if have < *m {
-                tracing::warn!(topic = %t, queue = qid, have, expected = m, "consume queue missing or behind; rebuilding");
-                rebuild = true;
-                report.rebuilt_queues += 1;
-            }
-        }
-    }
+    let mut queues = load_queues(&cfg, &cq_root, c, first).await?;
+    report.rebuilt_queues = queues_behind(cp.as_ref(), &queues);
+    let rebuild = report.rebuilt_queues > 0;
 
-    // Where to start scanning.
-    let idx_ok = |b: u64| idx_files.contains(&b) && b != last;
-    let mut start = c.min(last);
-    if rebuild {
-        start = first;
-    }
-    for &b in &bases {
-        if !idx_ok(b) {
-            start = start.min(b);
-            break;
-        }
-    }
-    // `start` must be a record boundary: C is one, so is every segment start.
-    let indexed_from = bases.iter().copied().find(|&b| !idx_ok(b)).unwrap_or(last);
+    let (start, indexed_from) = scan_start(&bases, &idx_files, c, rebuild);
     report.scanned_from = start;
 
     let mut scan = Scan {
@@ -171,41 +103,12 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     let max_garbage = (cfg.max_dirty_bytes + cfg.write_chunk_bytes) as u64 + BLOCK;
     let tail = scrub_after(&cl, active, end, max_garbage, &cfg).await?;
     for &b in bases.iter().filter(|&&b| b > active) {
-        let path = cl.segment_path(b);
-        let f = Rc::new(File::open(&path, false).await?);
-        f.zero_range(
-            0,
-            max_garbage.min(seg),
-            cfg.write_chunk_bytes,
-            cfg.write_depth,
-        )
-        .await?;
-        f.fdatasync().await?;
-        drop(f);
-        if free_segments.len() < cfg.recycle_segments {
-            let to = free_dir.join(format!("recycled-{b:020}"));
-            io::rename(&path, &to)?;
-            free_segments.push(to);
-        } else {
-            io::remove_file(&path)?;
-        }
-        io::remove_file(&cl.idx_path(b))?;
-        tracing::warn!(segment = b, "segment beyond the recovered end retired");
+        retire_segment(&cfg, &cl, b, max_garbage, &mut free_segments).await?;
     }
 
     // Segment table and indexes.
     for &b in bases.iter().filter(|&&b| b < active) {
-        let info = match indexes.remove(&b) {
-            Some(idx) => {
-                write_index_file(&cl.idx_path(b), &idx)?;
-                SealedInfo {
-                    min_ts: idx.min_ts,
-                    max_ts: idx.max_ts,
-                    idx_on_disk: true,
-                }
-            }
-            None => read_idx_header(&cl.idx_path(b)).await?,
-        };
+        let info = sealed_info(&disk, &cl, b, indexes.remove(&b)).await?;
         cl.segments.insert(b, Some(info));
     }
     cl.segments.insert(active, None);
@@ -219,11 +122,39 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
             })
         }
     };
-    for &b in &bases {
-        if b >= indexed_from {
-            io::remove_file(&cl.sums_path(b))?;
+    for &b in bases.iter().filter(|&&b| b >= indexed_from) {
+        disk.remove_file(&cl.sums_path(b))?;
+    }
+    set_end(&disk, &mut cl, end, tail).await?;
+
+    // Queues in the manifest that the scan did not bring back keep their end offset.
+    if let Some(cp) = &cp {
+        for (t, qid, m) in &cp.queues {
+            let key = (t.clone(), *qid);
+            if !queues.contains_key(&key) && *m > 0 {
+                let q = ConsumeQueue::new(&cq_root, t, *qid, cfg.cq_file_entries, *m);
+                queues.insert(key, q);
+            }
         }
     }
+    report.elapsed = t0.elapsed();
+    log_report(&report);
+    Ok(new_state(cfg, cl, queues, free_segments, report))
+}
+
+/// Where the scan starts (a record boundary: the checkpoint, or a segment's start) and the first
+/// segment whose index it rebuilds: the first without a usable `.idx` (the active one has none).
+fn scan_start(bases: &[u64], idx_files: &[u64], c: u64, rebuild: bool) -> (u64, u64) {
+    let (first, last) = (bases[0], bases[bases.len() - 1]);
+    let idx_ok = |b: u64| idx_files.contains(&b) && b != last;
+    let indexed_from = bases.iter().copied().find(|&b| !idx_ok(b)).unwrap_or(last);
+    let start = if rebuild { first } else { c.min(last) };
+    (start.min(indexed_from), indexed_from)
+}
+
+/// The recovered end: everything below it is durable; the partial block's bytes (`tail`) are
+/// kept for the next flush, which rewrites that block.
+async fn set_end(disk: &Disk, cl: &mut CommitLog, end: u64, tail: Option<Piece>) -> Result<()> {
     cl.sums_written = 0;
     cl.write_pos = end;
     cl.flushed = end;
@@ -232,27 +163,158 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
         cl.cache_bytes += t.data.len();
         cl.pieces.push_back(t);
     }
+    let active = cl.active_base();
     let active_path = cl.segment_path(active);
-    if io::exists(&active_path) {
-        let f = Rc::new(File::open(&active_path, false).await?);
+    if disk.exists(&active_path) {
+        let f = Rc::new(File::open(disk, &active_path, false).await?);
         cl.files.insert(active, f);
     }
+    Ok(())
+}
 
-    // Queues in the manifest that the scan did not bring back keep their end offset.
-    if let Some(cp) = &cp {
-        for (t, qid, m) in &cp.queues {
-            let key = (t.clone(), *qid);
-            if !queues.contains_key(&key) && *m > 0 {
-                queues.insert(
-                    key,
-                    ConsumeQueue::new(&cq_root, t, *qid, cfg.cq_file_entries, *m),
-                );
+/// No segment: an empty store (consume queues of a lost log go).
+fn start_empty(
+    cfg: StoreConfig,
+    mut cl: CommitLog,
+    free_segments: Vec<std::path::PathBuf>,
+    mut report: RecoveryReport,
+    t0: Instant,
+) -> Result<State> {
+    let cq_root = cfg.dir.join("consumequeue");
+    cfg.disk.remove_dir_all(&cq_root)?;
+    cfg.disk.create_dir_all(&cq_root)?;
+    cl.segments.insert(0, None);
+    report.elapsed = t0.elapsed();
+    log_report(&report);
+    Ok(new_state(cfg, cl, HashMap::new(), free_segments, report))
+}
+
+/// Spare segments: finished recycled ones stay, half-prepared ones go.
+fn spare_segments(cfg: &StoreConfig, free_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut free_segments = Vec::new();
+    for name in cfg.disk.list_dir(free_dir)? {
+        let p = free_dir.join(&name);
+        if name.starts_with("recycled-") && free_segments.len() < cfg.recycle_segments {
+            free_segments.push(p);
+        } else {
+            cfg.disk.remove_file(&p)?;
+        }
+    }
+    Ok(free_segments)
+}
+
+/// Segment bases (sorted) and bases with an `.idx` file; leftover temporary files go.
+fn list_segments(disk: &Disk, cl_dir: &Path) -> Result<(Vec<u64>, Vec<u64>)> {
+    let mut bases = Vec::new();
+    let mut idx_files = Vec::new();
+    for name in disk.list_dir(cl_dir)? {
+        if let Some(b) = parse_name(&name) {
+            bases.push(b);
+        } else if let Some(b) = name.strip_suffix(".idx").and_then(parse_name) {
+            idx_files.push(b);
+        } else if name.ends_with(".tmp") {
+            disk.remove_file(&cl_dir.join(&name))?;
+        }
+    }
+    bases.sort_unstable();
+    Ok((bases, idx_files))
+}
+
+/// The segments from the first on up to a gap (anything after a gap is unreachable).
+fn contiguous(bases: &[u64], seg: u64) -> Vec<u64> {
+    let mut out = vec![bases[0]];
+    for &b in &bases[1..] {
+        if b == out[out.len() - 1] + seg {
+            out.push(b);
+        } else {
+            tracing::error!(segment = b, "commit-log segment after a gap; ignoring it");
+        }
+    }
+    out
+}
+
+/// Every consume queue on disk, cut back to the entries of records below `c`.
+async fn load_queues(
+    cfg: &StoreConfig,
+    cq_root: &Path,
+    c: u64,
+    first: u64,
+) -> Result<HashMap<(String, i32), ConsumeQueue>> {
+    let mut queues = HashMap::new();
+    for topic in cfg.disk.list_dir(cq_root)? {
+        for qname in cfg.disk.list_dir(&cq_root.join(&topic))? {
+            let Ok(qid) = qname.parse::<i32>() else {
+                continue;
+            };
+            if let Some(q) = load_queue(cfg, cq_root, &topic, qid, c, first).await? {
+                queues.insert((topic.clone(), qid), q);
             }
         }
     }
-    report.elapsed = t0.elapsed();
-    log_report(&report);
-    Ok(new_state(cfg, cl, queues, free_segments, report))
+    Ok(queues)
+}
+
+/// How many queues are missing or behind the checkpoint's manifest (they are rebuilt).
+fn queues_behind(cp: Option<&Checkpoint>, queues: &HashMap<(String, i32), ConsumeQueue>) -> usize {
+    let Some(cp) = cp else { return 0 };
+    let mut n = 0;
+    for (t, qid, m) in &cp.queues {
+        let have = queues.get(&(t.clone(), *qid)).map_or(0, |q| q.max);
+        if have < *m {
+            tracing::warn!(topic = %t, queue = qid, have, expected = m, "consume queue missing or behind; rebuilding");
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Zeros the start of a segment beyond the recovered end, then recycles or removes it.
+async fn retire_segment(
+    cfg: &StoreConfig,
+    cl: &CommitLog,
+    b: u64,
+    max_garbage: u64,
+    free_segments: &mut Vec<std::path::PathBuf>,
+) -> Result<()> {
+    let disk = &cfg.disk;
+    let path = cl.segment_path(b);
+    let f = Rc::new(File::open(disk, &path, false).await?);
+    let n = max_garbage.min(cfg.segment_size);
+    f.zero_range(0, n, cfg.write_chunk_bytes, cfg.write_depth)
+        .await?;
+    f.fdatasync().await?;
+    drop(f);
+    if free_segments.len() < cfg.recycle_segments {
+        let to = cl.dir.join("free").join(format!("recycled-{b:020}"));
+        disk.rename_durable(&path, &to)?;
+        free_segments.push(to);
+    } else {
+        disk.remove_durable(&path)?;
+    }
+    disk.remove_durable(&cl.idx_path(b))?;
+    tracing::warn!(segment = b, "segment beyond the recovered end retired");
+    Ok(())
+}
+
+/// A sealed segment's time bounds: from the index the scan rebuilt (written to its `.idx`
+/// now), or from its `.idx` header.
+async fn sealed_info(
+    disk: &Disk,
+    cl: &CommitLog,
+    b: u64,
+    rebuilt: Option<SegIndex>,
+) -> Result<SealedInfo> {
+    match rebuilt {
+        Some(idx) => {
+            write_index_file(disk, &cl.idx_path(b), &idx)?;
+            Ok(SealedInfo {
+                min_ts: idx.min_ts,
+                max_ts: idx.max_ts,
+                idx_on_disk: true,
+            })
+        }
+        None => read_idx_header(disk, &cl.idx_path(b)).await,
+    }
 }
 
 fn new_state(
@@ -262,17 +324,22 @@ fn new_state(
     free_segments: Vec<std::path::PathBuf>,
     recovery: RecoveryReport,
 ) -> State {
-    State {
+    let st = State {
         cfg,
         cl,
         queues,
         pending_visible: VecDeque::new(),
         failed: None,
+        full_enospc: None,
+        full_floor: None,
+        checkpointed: 0,
         closed: false,
         free_segments,
         preparing: false,
         recovery,
-    }
+    };
+    st.check();
+    st
 }
 
 fn log_report(r: &RecoveryReport) {
@@ -291,8 +358,8 @@ fn log_report(r: &RecoveryReport) {
     );
 }
 
-async fn read_idx_header(path: &Path) -> Result<SealedInfo> {
-    let f = File::open(path, false).await?;
+async fn read_idx_header(disk: &Disk, path: &Path) -> Result<SealedInfo> {
+    let f = File::open(disk, path, false).await?;
     let b = f.read_at(0, BLOCK as usize).await?;
     f.close().await?;
     Ok(match SegIndex::decode_header(&b) {
@@ -320,10 +387,10 @@ async fn scrub_after(
     cfg: &StoreConfig,
 ) -> Result<Option<Piece>> {
     let path = cl.segment_path(active);
-    if !io::exists(&path) {
+    if !cfg.disk.exists(&path) {
         return Ok(None);
     }
-    let f = Rc::new(File::open(&path, false).await?);
+    let f = Rc::new(File::open(&cfg.disk, &path, false).await?);
     let seg_end = active + cl.segment_size;
     let a = align_down(end);
     let z_end = (align_up(end) + max_garbage).min(seg_end);
@@ -361,7 +428,9 @@ async fn load_queue(
     cl_min: u64,
 ) -> Result<Option<ConsumeQueue>> {
     let dir = root.join(topic).join(qid.to_string());
-    let firsts: Vec<u64> = io::list_dir(&dir)?
+    let firsts: Vec<u64> = cfg
+        .disk
+        .list_dir(&dir)?
         .iter()
         .filter_map(|n| parse_name(n))
         .collect();
@@ -380,7 +449,7 @@ async fn load_queue(
             );
             continue;
         }
-        let file = File::open(&dir.join(file_name(f)), false).await?;
+        let file = File::open(&cfg.disk, &dir.join(file_name(f)), false).await?;
         q.files.insert((f - start) / fe, Rc::new(file));
     }
     // Written entries form a prefix of the last file.
@@ -512,8 +581,9 @@ impl Scan<'_> {
                 self.indexes.entry(base).or_default();
             }
             let path = self.cfg.dir.join("commitlog").join(segment_name(base));
-            let f = File::open(&path, false).await?;
+            let f = File::open(&self.cfg.disk, &path, false).await?;
             self.sums = read_sums(
+                &self.cfg.disk,
                 &self
                     .cfg
                     .dir
@@ -689,14 +759,9 @@ impl Scan<'_> {
                 crc32c::crc32c(rec),
                 v.store_timestamp,
             );
-            if let Some(u) = property_value(v.properties, properties::UNIQ_KEY) {
-                idx.add_key(key_hash(v.topic, u), pos);
-            }
-            if let Some(keys) = property_value(v.properties, properties::KEYS) {
-                for k in keys.split(' ').filter(|k| !k.is_empty()) {
-                    idx.add_key(key_hash(v.topic, k), pos);
-                }
-            }
+            let uniq = property_value(v.properties, properties::UNIQ_KEY);
+            let keys = property_value(v.properties, properties::KEYS).unwrap_or("");
+            index_keys(idx, v.topic, uniq, keys, pos);
         }
         if !sysflag::is_dispatched(v.sys_flag) {
             return;
@@ -747,8 +812,10 @@ enum SegEnd {
     Stop(u64),
 }
 
-/// Verifies a record read back from the commit log at offset `p`.
-fn check(rec: &[u8], p: u64) -> std::result::Result<(), String> {
+/// Verifies a record read back from the commit log at offset `p` without its CRC32C entry:
+/// parses whole, PHYSICALOFFSET equal to `p`, body CRC. The one structural verifier (recovery's
+/// scan, and reads of records whose sealed segment has no readable `.idx`).
+pub(crate) fn check(rec: &[u8], p: u64) -> std::result::Result<(), String> {
     let (v, n) = RecordView::parse(rec).map_err(|e| e.to_string())?;
     if n != rec.len() {
         return Err(format!("size {n} != {}", rec.len()));

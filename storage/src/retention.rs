@@ -1,12 +1,12 @@
 //! Retention: sealed segments are deleted oldest first while their newest record is older than
-//! `retention` or the disk is fuller than `disk_max_used_ratio`; never the active segment.
+//! `retention`, the disk is fuller than `disk_max_used_ratio` or has less free space than
+//! `disk_min_free_bytes`; never the active segment, nor one beyond the last checkpoint.
 //! Deleted segments are kept (up to `recycle_segments`) as spares for the next roll. Consume
 //! queues follow: their minimum moves past deleted records and whole files below it go.
 
 use std::rc::Rc;
 
 use crate::error::Result;
-use crate::io;
 use crate::store::{cq_entries, Shared};
 
 pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
@@ -18,17 +18,25 @@ pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
             let Some((&base, info)) = st.cl.segments.iter().next() else {
                 break;
             };
-            if base >= active {
+            // Never the active segment, nor one the last checkpoint does not cover: recovery
+            // rebuilds the consume-queue entries beyond the checkpoint from the commit log.
+            if base >= active || base + st.cfg.segment_size > st.checkpointed {
                 break;
             }
             let seg_path = st.cl.segment_path(base);
             let newest = match info {
                 Some(i) if i.max_ts != i64::MIN => i.max_ts,
-                _ => io::mtime_ms(&seg_path).unwrap_or(now_ms),
+                _ => st.cfg.disk.mtime_ms(&seg_path).unwrap_or(now_ms),
             };
             let expired = newest < now_ms - st.cfg.retention.as_millis() as i64;
-            let full = st.cfg.disk_max_used_ratio < 1.0
-                && io::disk_used_ratio(&st.cfg.dir).unwrap_or(0.0) > st.cfg.disk_max_used_ratio;
+            let full = (st.cfg.disk_max_used_ratio < 1.0
+                && st.cfg.disk.used_ratio(&st.cfg.dir).unwrap_or(0.0) > st.cfg.disk_max_used_ratio)
+                || (st.cfg.disk_min_free_bytes > 0
+                    && st
+                        .cfg
+                        .disk
+                        .space(&st.cfg.dir)
+                        .is_ok_and(|s| s.avail < st.cfg.disk_min_free_bytes));
             if !expired && !full {
                 break;
             }
@@ -53,14 +61,15 @@ pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
             st.cl.ra.retain(next, u64::MAX);
             drop(file);
         }
+        let disk = sh.st.borrow().cfg.disk.clone();
         match &recycle_to {
             Some(to) => {
-                io::rename(&seg_path, to)?;
+                disk.rename_durable(&seg_path, to)?;
                 sh.st.borrow_mut().free_segments.push(to.clone());
             }
-            None => io::remove_file(&seg_path)?,
+            None => disk.remove_durable(&seg_path)?,
         }
-        io::remove_file(&idx_path)?;
+        disk.remove_durable(&idx_path)?;
         tracing::info!(
             segment = base,
             recycled = recycle_to.is_some(),
@@ -71,6 +80,7 @@ pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
     if deleted > 0 {
         trim_queues(sh).await?;
     }
+    sh.st.borrow().check();
     Ok(deleted)
 }
 
@@ -78,6 +88,7 @@ pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
 /// queue files wholly below it.
 pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
     let keys: Vec<(String, i32)> = sh.st.borrow().queues.keys().cloned().collect();
+    let disk = sh.st.borrow().cfg.disk.clone();
     let cl_min = sh.st.borrow().cl.min_offset;
     for key in keys {
         let (lo0, hi0) = match sh.st.borrow().queues.get(&key) {
@@ -114,11 +125,11 @@ pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
             }
             // Files never opened in this run.
             let live_name = crate::cq::file_name(q.start + first_live_file * q.file_entries);
-            for name in io::list_dir(&q.dir)? {
+            for name in disk.list_dir(&q.dir)? {
                 if name.len() == 20 && name.as_str() < live_name.as_str() {
                     let p = q.dir.join(&name);
                     if !v.iter().any(|(_, _, vp)| *vp == p) {
-                        io::remove_file(&p)?;
+                        disk.remove_file(&p)?;
                     }
                 }
             }
@@ -126,7 +137,7 @@ pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
         };
         for (_, f, path) in doomed {
             drop(f);
-            io::remove_file(&path)?;
+            disk.remove_file(&path)?;
         }
     }
     Ok(())

@@ -17,6 +17,28 @@ pub struct RecEntry {
     pub crc: u32,
 }
 
+impl RecEntry {
+    /// The one 12-byte codec of a record-table entry (position, size, CRC32C; big-endian), in
+    /// `.idx` files and `.sums` journals.
+    pub fn encode(&self) -> [u8; REC_LEN] {
+        let mut e = [0u8; REC_LEN];
+        e[0..4].copy_from_slice(&self.pos.to_be_bytes());
+        e[4..8].copy_from_slice(&self.size.to_be_bytes());
+        e[8..12].copy_from_slice(&self.crc.to_be_bytes());
+        e
+    }
+
+    /// Decodes the first 12 bytes of `c` (at least 12 long).
+    pub fn decode(c: &[u8]) -> RecEntry {
+        let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        RecEntry {
+            pos: be32(&c[0..4]),
+            size: be32(&c[4..8]),
+            crc: be32(&c[8..12]),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     pub records: u32,
@@ -31,6 +53,17 @@ pub struct SegIndex {
     pub keys: Vec<(u64, u32)>,
     pub min_ts: i64,
     pub max_ts: i64,
+}
+
+/// Indexes a record's keys: its UNIQ_KEY and each space-separated token of its KEYS, as
+/// `topic#key`. The one key indexer, at append and when recovery rebuilds an index.
+pub fn index_keys(idx: &mut SegIndex, topic: &str, uniq: Option<&str>, keys: &str, pos: u32) {
+    if let Some(u) = uniq {
+        idx.add_key(key_hash(topic, u), pos);
+    }
+    for k in keys.split(' ').filter(|k| !k.is_empty()) {
+        idx.add_key(key_hash(topic, k), pos);
+    }
 }
 
 /// FNV-1a 64 of `topic#key`: stable across versions, as it is stored on disk.
@@ -168,11 +201,7 @@ impl SegIndex {
             first: &mut first,
         };
         for r in &self.records {
-            let mut e = [0u8; REC_LEN];
-            e[0..4].copy_from_slice(&r.pos.to_be_bytes());
-            e[4..8].copy_from_slice(&r.size.to_be_bytes());
-            e[8..12].copy_from_slice(&r.crc.to_be_bytes());
-            w.push(&e, &mut put)?;
+            w.push(&r.encode(), &mut put)?;
         }
         for (h, p) in &keys {
             let mut e = [0u8; KEY_LEN];
@@ -227,14 +256,7 @@ impl SegIndex {
         }
         let (recs, keys) = payload.split_at(h.records as usize * REC_LEN);
         let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        let records = recs
-            .chunks_exact(REC_LEN)
-            .map(|c| RecEntry {
-                pos: be32(&c[0..4]),
-                size: be32(&c[4..8]),
-                crc: be32(&c[8..12]),
-            })
-            .collect();
+        let records = recs.chunks_exact(REC_LEN).map(RecEntry::decode).collect();
         let keys = keys
             .chunks_exact(KEY_LEN)
             .map(|c| {

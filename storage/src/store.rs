@@ -16,9 +16,9 @@ use crate::commitlog::{CommitLog, SealedInfo};
 use crate::config::{FlushMode, SegmentInit, StoreConfig};
 use crate::cq::{ConsumeQueue, CqEntry, CQ_ENTRY, CQ_READ_AHEAD};
 use crate::error::{Result, StoreError};
-use crate::io::{self, align_down, align_up, File, BLOCK};
+use crate::io::{self, align_down, align_up, Disk, File, BLOCK};
 use crate::notify::{Notified, Notify};
-use crate::seg_index::{key_hash, SegIndex};
+use crate::seg_index::{index_keys, RecEntry, SegIndex};
 use crate::writer::{Op, Source, WriteJob, Writer};
 
 /// Size of the end-of-segment blank marker; a record is placed in a segment only if this much
@@ -169,11 +169,46 @@ pub(crate) struct State {
     /// SYNC_FLUSH: (commit-log end, queue, entries) made visible once `end` is durable.
     /// Consecutive records of one queue share an entry.
     pub pending_visible: VecDeque<(u64, Rc<QueueKey>, u64)>,
+    /// Set when a disk write or sync failed: the store is read-only until a restart.
     pub failed: Option<String>,
+    /// Set while a write or allocation met ENOSPC (cleared by the next successful flush and
+    /// checkpoint) ...
+    pub full_enospc: Option<String>,
+    /// ... and while free space is below `disk_min_free_bytes`: appends are refused.
+    pub full_floor: Option<String>,
+    /// Offset of the last checkpoint written: retention deletes only segments below it (the
+    /// consume-queue entries of records beyond it can only be rebuilt from the commit log).
+    pub checkpointed: u64,
     pub closed: bool,
     pub free_segments: Vec<std::path::PathBuf>,
     pub preparing: bool,
     pub recovery: RecoveryReport,
+}
+
+impl State {
+    /// Checks the commit log's and every consume queue's invariants, and that entries waiting
+    /// for durability lie below the append position in order. Debug builds only (the test
+    /// profile has them); a no-op otherwise.
+    pub(crate) fn check(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        self.cl.assert_invariants();
+        for q in self.queues.values() {
+            q.assert_invariants();
+        }
+        let mut prev = self
+            .cl
+            .flushed
+            .min(self.pending_visible.front().map_or(u64::MAX, |p| p.0));
+        for (end, _, _) in &self.pending_visible {
+            assert!(
+                *end >= prev && *end <= self.cl.write_pos,
+                "pending visibility out of order"
+            );
+            prev = *end;
+        }
+    }
 }
 
 pub(crate) struct Shared {
@@ -199,12 +234,6 @@ pub struct Store {
     checkpointer: Option<Task<()>>,
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Store {
     /// Opens (creating if needed) the store in `cfg.dir` and runs recovery.
     pub async fn open(cfg: StoreConfig) -> Result<Store> {
@@ -222,6 +251,7 @@ impl Store {
         });
         // Persist what recovery rebuilt (consume-queue entries) and its end offset.
         checkpoint(&sh).await?;
+        check_space(&sh).await;
         // The active segment is prepared now, while nothing waits on it.
         let active = sh.st.borrow().cl.active_base();
         ensure_segment_with(&sh, active, true).await?;
@@ -245,39 +275,11 @@ impl Store {
     pub fn append(&self, batch: &[MessageToStore]) -> Result<AppendResult> {
         let mut st = self.sh.st.borrow_mut();
         let st = &mut *st;
-        if let Some(f) = &st.failed {
-            return Err(StoreError::Failed(f.clone()));
-        }
-        if st.closed {
-            return Err(StoreError::Closed);
-        }
-        // A flush whose writes and syncs the writer thread finished is published here when
-        // the flusher has not run since (appends may keep the executor busy).
-        let mark = self.sh.writer.mark();
-        if mark > st.cl.flushed {
-            publish_state(st, &self.sh.durable, mark);
-        }
-        let dirty = st.cl.write_pos - st.cl.flushed;
-        if dirty > st.cfg.max_dirty_bytes as u64 {
-            return Err(StoreError::Busy {
-                dirty,
-                limit: st.cfg.max_dirty_bytes as u64,
-            });
-        }
+        self.admit(st, batch)?;
         let seg = st.cfg.segment_size;
         let store_host = st.cfg.store_host;
         let sync = st.cfg.flush == FlushMode::Sync;
-        // Validate everything first, so that a batch is appended whole or not at all.
-        for m in batch {
-            let size = input_of(m, store_host, 0, 0, 0).encoded_len()?;
-            if size as u64 + BLANK_LEN > seg {
-                return Err(StoreError::RecordTooLarge {
-                    size,
-                    segment_size: seg,
-                });
-            }
-        }
-        let now = now_ms();
+        let now = st.cfg.clock.now_ms();
         let mut records = Vec::with_capacity(batch.len());
         let mut piece_start = st.cl.write_pos;
         // Entries of `pending_visible` before `pending_mark` belong to earlier appends.
@@ -317,12 +319,8 @@ impl Store {
             let crc = crc32c::crc32c(out);
             let seg_pos = (pos - st.cl.base_of(pos)) as u32;
             st.cl.active.add_record(seg_pos, size as u32, crc, now);
-            if let Some(u) = &m.uniq_key {
-                st.cl.active.add_key(key_hash(&m.topic, u), seg_pos);
-            }
-            for k in m.keys.split(' ').filter(|k| !k.is_empty()) {
-                st.cl.active.add_key(key_hash(&m.topic, k), seg_pos);
-            }
+            let uniq = m.uniq_key.as_deref();
+            index_keys(&mut st.cl.active, &m.topic, uniq, &m.keys, seg_pos);
             st.cl.write_pos = pos + size as u64;
             if dispatch {
                 cq.push(CqEntry {
@@ -331,19 +329,11 @@ impl Store {
                     tags: m.tags_code,
                 });
                 if sync {
+                    // Merged only within this batch: a flush covers a batch whole, so merging
+                    // never delays an earlier append's visibility.
+                    let merge = pending_mark < n_pending;
                     let end = st.cl.write_pos;
-                    match st.pending_visible.back_mut() {
-                        // Only within this batch: a flush covers a batch whole, so merging
-                        // never delays an earlier append's visibility.
-                        Some(p) if pending_mark < n_pending && Rc::ptr_eq(&p.1, &cq.key) => {
-                            p.0 = end;
-                            p.2 = cq.max;
-                        }
-                        _ => {
-                            st.pending_visible.push_back((end, cq.key.clone(), cq.max));
-                            n_pending += 1;
-                        }
-                    }
+                    n_pending += pend_visible(&mut st.pending_visible, merge, end, cq) as usize;
                 } else {
                     cq.visible = cq.max;
                     cq.waiters.notify();
@@ -370,10 +360,50 @@ impl Store {
         if sync || dirty >= st.cfg.flush_dirty_bytes as u64 {
             self.sh.flush_wake.notify();
         }
+        st.check();
         Ok(AppendResult {
             records,
             end_offset,
         })
+    }
+
+    /// Whether the store takes `batch` now: writable, not full, not too much unflushed, every
+    /// record fitting a segment (a batch is appended whole or not at all).
+    #[inline]
+    fn admit(&self, st: &mut State, batch: &[MessageToStore]) -> Result<()> {
+        if let Some(f) = &st.failed {
+            return Err(StoreError::ReadOnly(f.clone()));
+        }
+        if st.closed {
+            return Err(StoreError::Closed);
+        }
+        if let Some(f) = st.full_enospc.as_ref().or(st.full_floor.as_ref()) {
+            return Err(StoreError::DiskFull(f.clone()));
+        }
+        // A flush whose writes and syncs the writer thread finished is published here when
+        // the flusher has not run since (appends may keep the executor busy).
+        let mark = self.sh.writer.mark();
+        if mark > st.cl.flushed {
+            publish_state(st, &self.sh.durable, mark);
+        }
+        let dirty = st.cl.write_pos - st.cl.flushed;
+        if dirty > st.cfg.max_dirty_bytes as u64 {
+            return Err(StoreError::Busy {
+                dirty,
+                limit: st.cfg.max_dirty_bytes as u64,
+            });
+        }
+        let seg = st.cfg.segment_size;
+        for m in batch {
+            let size = input_of(m, st.cfg.store_host, 0, 0, 0).encoded_len()?;
+            if size as u64 + BLANK_LEN > seg {
+                return Err(StoreError::RecordTooLarge {
+                    size,
+                    segment_size: seg,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Resolves once every record below `end_offset` is durable; `FlushTimeout` after
@@ -389,7 +419,7 @@ impl Store {
                     return Ok(());
                 }
                 if let Some(f) = &st.failed {
-                    return Err(StoreError::Failed(f.clone()));
+                    return Err(StoreError::ReadOnly(f.clone()));
                 }
                 let now = Instant::now();
                 let timeout = st.cfg.flush_timeout;
@@ -450,7 +480,7 @@ impl Store {
         seal_indexes(&self.sh).await?;
         let failed = self.sh.st.borrow().failed.clone();
         if let Some(f) = failed {
-            return Err(StoreError::Failed(f));
+            return Err(StoreError::ReadOnly(f));
         }
         checkpoint(&self.sh).await?;
         let files: Vec<Rc<File>> = {
@@ -539,8 +569,13 @@ impl Store {
             }
         }
         st.pending_visible.retain(|p| p.1 .0 != topic);
-        let dir = st.cfg.dir.join("consumequeue").join(topic);
-        if let Err(e) = io::remove_dir_all(&dir) {
+        let root = st.cfg.dir.join("consumequeue");
+        let dir = root.join(topic);
+        let disk = &st.cfg.disk;
+        if let Err(e) = disk
+            .remove_dir_all(&dir)
+            .and_then(|()| disk.sync_dir(&root))
+        {
             tracing::warn!(error = %e, "delete_topic: removing consume queue files");
         }
     }
@@ -658,6 +693,29 @@ fn input_of<'a>(
     }
 }
 
+/// SYNC_FLUSH: the queue's entries up to `cq.max` become visible once `end` is durable. With
+/// `merge`, a last entry of the same queue is extended instead of a new one added (returns
+/// whether one was added).
+#[inline]
+fn pend_visible(
+    pending: &mut VecDeque<(u64, Rc<QueueKey>, u64)>,
+    merge: bool,
+    end: u64,
+    cq: &ConsumeQueue,
+) -> bool {
+    match pending.back_mut() {
+        Some(p) if merge && Rc::ptr_eq(&p.1, &cq.key) => {
+            p.0 = end;
+            p.2 = cq.max;
+            false
+        }
+        _ => {
+            pending.push_back((end, cq.key.clone(), cq.max));
+            true
+        }
+    }
+}
+
 /// Ends a segment with the blank marker, followed by zeros up to the end of its block (so that
 /// block is written whole from the append memory; the segment's remaining blocks are zeroed by
 /// the flusher).
@@ -733,9 +791,27 @@ async fn flusher_loop(sh: Rc<Shared>) {
             future::or(wake, glommio::timer::sleep(dur)).await;
         }
         let _ = ret_interval;
-        if let Err(e) = flush_once(&sh).await {
-            fail(&sh, &e);
-            return;
+        match flush_once(&sh).await {
+            Ok(()) => {
+                sh.st.borrow_mut().full_enospc = None;
+            }
+            Err(e) if e.is_enospc() => {
+                // Nothing was lost: the records stay in memory and the flush is retried (the
+                // writes that did not happen are submitted again) once space is freed.
+                disk_full(&sh, &e);
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                // The writer skipped what followed the failed write: once it is idle, its
+                // error is cleared and every block not durable is submitted again.
+                while !sh.writer.reset_after_error() {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                let mut st = sh.st.borrow_mut();
+                st.cl.submitted = align_down(st.cl.flushed);
+            }
+            Err(e) => {
+                fail(&sh, &e);
+                return;
+            }
         }
     }
 }
@@ -757,20 +833,21 @@ async fn durable_ticker(sh: std::rc::Weak<Shared>) {
 }
 
 /// Background work that must not delay commits: sealed-segment index files, consume-queue
-/// flushes with checkpoints, retention.
+/// flushes with checkpoints, the free-space check, retention. Stops when the store closes or
+/// becomes read-only.
 async fn checkpointer_loop(sh: Rc<Shared>) {
     let mut last_retention = Instant::now();
     let mut last_checkpoint = Instant::now();
+    let stopped = |sh: &Shared| {
+        let st = sh.st.borrow();
+        st.closed || st.failed.is_some()
+    };
     loop {
-        let (cp_interval, ret_interval, closed) = {
+        let (cp_interval, ret_interval) = {
             let st = sh.st.borrow();
-            (
-                st.cfg.checkpoint_interval,
-                st.cfg.retention_interval,
-                st.closed,
-            )
+            (st.cfg.checkpoint_interval, st.cfg.retention_interval)
         };
-        if closed {
+        if stopped(&sh) {
             return;
         }
         // Woken at the checkpoint interval, at close, and when a sealed segment is durable (its
@@ -779,28 +856,97 @@ async fn checkpointer_loop(sh: Rc<Shared>) {
         let stop = sh.stop.notified();
         let sealed = sh.sealed.notified();
         future::or(future::or(stop, sealed), glommio::timer::sleep(left)).await;
-        if sh.st.borrow().closed {
-            return;
-        }
-        if let Err(e) = seal_indexes(&sh).await {
-            fail(&sh, &e);
+        if stopped(&sh) || !background_ok(&sh, seal_indexes(&sh).await) {
             return;
         }
         if last_checkpoint.elapsed() < cp_interval {
             continue;
         }
         last_checkpoint = Instant::now();
-        if let Err(e) = checkpoint(&sh).await {
-            fail(&sh, &e);
-            return;
-        }
-        if last_retention.elapsed() >= ret_interval {
-            last_retention = Instant::now();
-            let _permit = sh.cp_lock.acquire_permit(1).await;
-            if let Err(e) = crate::retention::run(&sh, now_ms()).await {
-                tracing::error!(error = %e, "retention failed");
+        check_space(&sh).await;
+        match checkpoint(&sh).await {
+            Ok(()) => sh.st.borrow_mut().full_enospc = None,
+            r => {
+                if !background_ok(&sh, r) {
+                    return;
+                }
             }
         }
+        let low = sh.st.borrow().full_floor.is_some();
+        if low || last_retention.elapsed() >= ret_interval {
+            last_retention = Instant::now();
+            let _permit = sh.cp_lock.acquire_permit(1).await;
+            let now = sh.st.borrow().cfg.clock.now_ms();
+            if let Err(e) = crate::retention::run(&sh, now).await {
+                tracing::error!(error = %e, "retention failed");
+            }
+            if low {
+                check_space(&sh).await;
+            }
+        }
+    }
+}
+
+/// Whether background work may go on after `r`: yes after success or a full disk (retried at
+/// the next round); any other error makes the store read-only.
+fn background_ok(sh: &Shared, r: Result<()>) -> bool {
+    match r {
+        Ok(()) => true,
+        Err(e) if e.is_enospc() => {
+            disk_full(sh, &e);
+            true
+        }
+        Err(e) => {
+            fail(sh, &e);
+            false
+        }
+    }
+}
+
+/// A write met ENOSPC: appends are refused until a flush and a checkpoint succeed again.
+fn disk_full(sh: &Shared, e: &StoreError) {
+    let mut st = sh.st.borrow_mut();
+    if st.full_enospc.is_none() {
+        tracing::error!(error = %e, "disk full; appends are refused until space is freed");
+    }
+    st.full_enospc = Some(e.to_string());
+}
+
+/// Compares free space with `disk_min_free_bytes`: appends are refused below it (and retention
+/// runs at once), accepted again above it.
+async fn check_space(sh: &Shared) {
+    let (disk, dir, floor) = {
+        let st = sh.st.borrow();
+        (
+            st.cfg.disk.clone(),
+            st.cfg.dir.clone(),
+            st.cfg.disk_min_free_bytes,
+        )
+    };
+    if floor == 0 {
+        return;
+    }
+    let avail = match disk.space(&dir) {
+        Ok(s) => s.avail,
+        Err(e) => {
+            tracing::warn!(error = %e, "free space unknown");
+            return;
+        }
+    };
+    let low = avail < floor;
+    let was = sh.st.borrow().full_floor.is_some();
+    if low {
+        let cause = format!("{avail} bytes free, below diskMinFreeBytes {floor}");
+        if !was {
+            tracing::error!(%cause, "disk full; appends are refused until space is freed");
+        }
+        sh.st.borrow_mut().full_floor = Some(cause);
+    } else if was {
+        tracing::info!(
+            avail,
+            "free space back above diskMinFreeBytes; appends accepted"
+        );
+        sh.st.borrow_mut().full_floor = None;
     }
 }
 
@@ -823,13 +969,14 @@ pub(crate) async fn ensure_segment(sh: &Shared, base: u64) -> Result<Rc<File>> {
 /// As [`ensure_segment`]; `full_init` prepares a new segment as configured even though that
 /// takes long (at open, before any append waits).
 async fn ensure_segment_with(sh: &Shared, base: u64, full_init: bool) -> Result<Rc<File>> {
+    let disk = sh.st.borrow().cfg.disk.clone();
     let (path, free, size, init, chunk, depth) = {
         let mut st = sh.st.borrow_mut();
         if let Some(f) = st.cl.files.get(&base) {
             return Ok(f.clone());
         }
         let path = st.cl.segment_path(base);
-        let free = if io::exists(&path) {
+        let free = if st.cfg.disk.exists(&path) {
             None
         } else {
             st.free_segments.pop()
@@ -843,11 +990,13 @@ async fn ensure_segment_with(sh: &Shared, base: u64, full_init: bool) -> Result<
             st.cfg.write_depth,
         )
     };
+    // The rename of a spare and the creation of a new file are made durable below, before the
+    // segment is written to: a power cut must not take the name of acknowledged data away.
     if let Some(free) = free {
-        io::rename(&free, &path)?;
+        disk.rename(&free, &path)?;
     }
-    let existed = io::exists(&path);
-    let f = Rc::new(File::open(&path, true).await?);
+    let existed = disk.exists(&path);
+    let f = Rc::new(File::open(&disk, &path, true).await?);
     if !existed {
         // No spare was ready: commits are waiting, so only allocate (pre-writing a whole
         // segment would stall them for seconds); spares prepared in the background get `init`.
@@ -859,7 +1008,7 @@ async fn ensure_segment_with(sh: &Shared, base: u64, full_init: bool) -> Result<
         prepare_segment(&f, size, init, chunk, depth).await?;
     }
     if let Some(dir) = path.parent() {
-        io::sync_dir(dir)?;
+        disk.sync_dir(dir)?;
     }
     sh.st.borrow_mut().cl.files.insert(base, f.clone());
     Ok(f)
@@ -883,6 +1032,7 @@ pub(crate) async fn prepare_segment(
 /// one is half full, so that a roll does not wait for it. The pre-write goes one 1 MiB write at
 /// a time, so that it does not crowd out commits.
 fn maybe_prepare_spare(sh: &Rc<Shared>) {
+    let disk = sh.st.borrow().cfg.disk.clone();
     let (path, size, init, chunk, depth) = {
         let mut st = sh.st.borrow_mut();
         let half = st.cl.write_pos - st.cl.active_base() > st.cfg.segment_size / 2;
@@ -905,8 +1055,8 @@ fn maybe_prepare_spare(sh: &Rc<Shared>) {
     let sh = sh.clone();
     glommio::spawn_local(async move {
         let r = async {
-            io::remove_file(&path)?;
-            let f = Rc::new(File::open(&path, true).await?);
+            disk.remove_file(&path)?;
+            let f = Rc::new(File::open(&disk, &path, true).await?);
             let _ = (chunk, depth);
             prepare_segment(&f, size, init, 1 << 20, 1).await?;
             if let Ok(f) = Rc::try_unwrap(f) {
@@ -1071,6 +1221,7 @@ fn publish_state(st: &mut State, durable: &Notify, to: u64) {
     }
     let budget = st.cfg.hot_cache_bytes;
     st.cl.evict(budget);
+    st.check();
     durable.notify();
 }
 
@@ -1087,14 +1238,16 @@ async fn seal_indexes(sh: &Shared) -> Result<()> {
             }
             (base, idx.clone(), st.cl.idx_path(base))
         };
+        let disk = sh.st.borrow().cfg.disk.clone();
         // A segment's index holds a million entries or more: sorting, encoding
         // and writing it takes tens of milliseconds, which would stall every
         // request of the shard. It is done on the blocking pool.
         glommio::executor()
-            .spawn_blocking(move || write_index_file(&path, &idx))
+            .spawn_blocking(move || write_index_file(&disk, &path, &idx))
             .await?;
         let mut st = sh.st.borrow_mut();
-        io::remove_file(&st.cl.sums_path(base))?;
+        let sums = st.cl.sums_path(base);
+        st.cfg.disk.remove_file(&sums)?;
         if let Some(idx) = st.cl.sealing.remove(&base) {
             // Unless a reader still holds it (it is then dropped when the reader is done).
             if let Ok(idx) = std::sync::Arc::try_unwrap(idx) {
@@ -1107,39 +1260,25 @@ async fn seal_indexes(sh: &Shared) -> Result<()> {
     }
 }
 
-/// Writes `<base>.idx` (through a temporary file, fdatasynced, then renamed) with plain
-/// blocking I/O: on the blocking pool when a segment is sealed, inline during recovery. The
-/// image goes out in 1 MiB direct writes from one buffer: a segment's tables are tens of MB,
-/// and neither a copy of them in memory nor in the page cache would be read again (indexes
+/// Writes `<base>.idx` (through a temporary file, fdatasynced, renamed, the directory fsynced)
+/// with blocking I/O: on the blocking pool when a segment is sealed, inline during recovery.
+/// The image goes out in 1 MiB direct writes from one buffer: a segment's tables are tens of
+/// MB, and neither a copy of them in memory nor in the page cache would be read again (indexes
 /// are loaded with direct reads).
-pub(crate) fn write_index_file(path: &std::path::Path, idx: &SegIndex) -> Result<()> {
-    use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+pub(crate) fn write_index_file(disk: &Disk, path: &std::path::Path, idx: &SegIndex) -> Result<()> {
     const CHUNK: usize = 1 << 20;
     let tmp = path.with_extension("idx.tmp");
-    io::remove_file(&tmp)?;
-    let open = |flags: i32| {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(flags)
-            .open(&tmp)
-    };
-    // Direct I/O where the file system has it (not on tmpfs, for one).
-    let f = match open(libc::O_DIRECT) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(0),
-        r => r,
-    }
-    .map_err(|e| StoreError::io("create", &tmp, None, e))?;
+    disk.remove_file(&tmp)?;
+    let f = disk.open_blocking(&tmp, true)?;
     let mut buf = io::AlignedBuf::zeroed(CHUNK.min(idx.image_len().max(8192)));
     // Every run comes from `buf`, whose memory is block-aligned.
     idx.write_image(buf.as_mut_slice(), |at, bytes| {
-        f.write_all_at(bytes, at)
-            .map_err(|e| StoreError::io("write", &tmp, Some(at), e))
+        io::write_all_at(&*f, &tmp, at, &[bytes])
     })?;
     f.sync_data()
         .map_err(|e| StoreError::io("fdatasync", &tmp, None, e))?;
     drop(f);
-    io::rename(&tmp, path)
+    disk.rename_durable(&tmp, path)
 }
 
 /// Writes the consume queues' new entries, then a checkpoint at the durable offset they cover.
@@ -1185,48 +1324,57 @@ pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
         if let Some(q) = st.queues.get_mut(&key) {
             q.flushed_to(max, cache);
         }
+        st.check();
     }
     write_sums(sh, c).await?;
-    let dir = sh.st.borrow().cfg.dir.clone();
+    let (disk, dir) = {
+        let st = sh.st.borrow();
+        (st.cfg.disk.clone(), st.cfg.dir.clone())
+    };
     Checkpoint {
         offset: c,
         min_offset: min,
         queues: manifest,
     }
-    .store(&dir)
-    .await
+    .store(&disk, &dir)
+    .await?;
+    let mut st = sh.st.borrow_mut();
+    st.checkpointed = st.checkpointed.max(c);
+    Ok(())
 }
 
 /// Appends the active segment's record-table entries of records below `c` to its journal.
 async fn write_sums(sh: &Shared, c: u64) -> Result<()> {
     const E: u64 = 12;
-    let (path, from, to, data, pos) = {
+    let (path, disk, to, data, pos) = {
         let st = sh.st.borrow();
         let base = st.cl.active_base();
         let recs = &st.cl.active.records;
         let to = recs.partition_point(|r| base + (r.pos as u64) < c);
-        let from = st.cl.sums_written.min(to);
-        if from == to {
+        if st.cl.sums_written.min(to) == to {
             return Ok(());
         }
-        let a = align_down(from as u64 * E);
+        let a = align_down(st.cl.sums_written.min(to) as u64 * E);
         let first = (a / E) as usize;
         let mut data = Vec::with_capacity((to - first + 1) * E as usize);
         for r in &recs[first..to] {
-            data.extend_from_slice(&r.pos.to_be_bytes());
-            data.extend_from_slice(&r.size.to_be_bytes());
-            data.extend_from_slice(&r.crc.to_be_bytes());
+            data.extend_from_slice(&r.encode());
         }
         let skip = (a - first as u64 * E) as usize;
-        (st.cl.sums_path(base), from, to, data[skip..].to_vec(), a)
+        let disk = st.cfg.disk.clone();
+        (st.cl.sums_path(base), disk, to, data[skip..].to_vec(), a)
     };
-    let _ = from;
-    let f = File::open(&path, true).await?;
+    let created = !disk.exists(&path);
+    let f = File::open(&disk, &path, true).await?;
     let mut buf = f.alloc(align_up(data.len() as u64) as usize);
     buf.as_bytes_mut()[..data.len()].copy_from_slice(&data);
     f.write_at(buf, pos).await?;
     f.fdatasync().await?;
     f.close().await?;
+    if created {
+        // The journal's name must outlive a power cut as its entries do.
+        disk.sync_dir(&sh.st.borrow().cl.dir)?;
+    }
     let mut st = sh.st.borrow_mut();
     if st.cl.sums_path(st.cl.active_base()) == path {
         st.cl.sums_written = to;
@@ -1235,21 +1383,24 @@ async fn write_sums(sh: &Shared, c: u64) -> Result<()> {
 }
 
 /// Reads a `.sums` journal: position → (size, CRC32C).
-pub(crate) async fn read_sums(path: &std::path::Path) -> Result<HashMap<u32, (u32, u32)>> {
+pub(crate) async fn read_sums(
+    disk: &Disk,
+    path: &std::path::Path,
+) -> Result<HashMap<u32, (u32, u32)>> {
     let mut out = HashMap::new();
-    if !io::exists(path) {
+    if !disk.exists(path) {
         return Ok(out);
     }
-    let f = File::open(path, false).await?;
+    let f = File::open(disk, path, false).await?;
     let size = f.size().await?;
     let b = f.read_at(0, size as usize).await?;
     f.close().await?;
     for c in b.chunks_exact(12) {
-        let be = |i: usize| u32::from_be_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]);
-        if be(4) == 0 {
+        let e = RecEntry::decode(c);
+        if e.size == 0 {
             break;
         }
-        out.insert(be(0), (be(4), be(8)));
+        out.insert(e.pos, (e.size, e.crc));
     }
     Ok(out)
 }
@@ -1270,14 +1421,21 @@ pub(crate) async fn cq_file(
             return Ok(Some(f.clone()));
         }
         if create {
-            io::create_dir_all(&q.dir)?;
+            st.cfg.disk.create_dir_all(&q.dir)?;
         }
-        q.file_path(file_no)
+        (q.file_path(file_no), st.cfg.disk.clone())
     };
-    if !create && !io::exists(&path) {
+    let (path, disk) = path;
+    let existed = disk.exists(&path);
+    if !create && !existed {
         return Ok(None);
     }
-    let f = Rc::new(File::open(&path, create).await?);
+    let f = Rc::new(File::open(&disk, &path, create).await?);
+    if !existed {
+        if let Some(dir) = path.parent() {
+            disk.sync_dir(dir)?;
+        }
+    }
     let mut st = sh.st.borrow_mut();
     let Some(q) = st.queues.get_mut(key) else {
         return Ok(None);

@@ -1,5 +1,6 @@
-//! The commit log's disk writer: one thread per store that writes block-aligned ranges of
-//! segments with `pwrite(2)` on the segments' O_DIRECT descriptors, straight from the append
+//! The commit log's disk writer: one thread per store (an I/O engine of [`crate::io`]) that
+//! writes block-aligned ranges of segments through the device's vectored write (`pwritev(2)`
+//! on the segments' O_DIRECT descriptors for the real disk), straight from the append
 //! memory (no copy into I/O buffers).
 //!
 //! Jobs are submitted from the shard's thread, by appends as soon as a `write_chunk_bytes` run of
@@ -16,13 +17,12 @@
 //! queued back to back that continue each other in one file go out as one `pwritev(2)`.
 
 use std::collections::VecDeque;
-use std::fs::File as StdFile;
-use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Result, StoreError};
+use crate::io::{write_all_at, DevFile};
 
 /// Bytes of one write; kept alive, and unchanged, until the write finished.
 pub type Source = Box<dyn AsRef<[u8]> + Send>;
@@ -36,7 +36,7 @@ pub enum Op {
 }
 
 pub struct WriteJob {
-    pub file: Arc<StdFile>,
+    pub file: Arc<dyn DevFile>,
     pub path: Arc<PathBuf>,
     pub op: Op,
 }
@@ -111,6 +111,18 @@ impl Writer {
     pub fn hold(&self) -> Hold<'_> {
         self.sh.lock().held = true;
         Hold { w: self }
+    }
+
+    /// After an error that may be retried (a write that met ENOSPC): once every job queued is
+    /// done (skipped), forgets the error so that jobs run again; false while jobs are queued.
+    /// The caller submits again whatever was not made durable.
+    pub fn reset_after_error(&self) -> bool {
+        let mut g = self.sh.lock();
+        if g.done < g.submitted {
+            return false;
+        }
+        g.error = None;
+        true
     }
 
     /// The last mark reached (0 before any).
@@ -245,7 +257,7 @@ fn run(sh: &Shared) {
 }
 
 /// A write job's file, position and length.
-fn write_span(job: &Job) -> Option<(&Arc<StdFile>, u64, usize)> {
+fn write_span(job: &Job) -> Option<(&Arc<dyn DevFile>, u64, usize)> {
     match job {
         Job::File(WriteJob {
             file,
@@ -290,67 +302,7 @@ fn run_op(job: &WriteJob) -> Result<()> {
     }
 }
 
-/// Writes `bufs`, one after the other, at `pos` of the job's file: `pwritev(2)` until all is
-/// written.
+/// Writes `bufs`, one after the other, at `pos` of the job's file.
 fn write_all(job: &WriteJob, pos: u64, bufs: &[&[u8]]) -> Result<()> {
-    let fd = job.file.as_raw_fd();
-    let total: usize = bufs.iter().map(|b| b.len()).sum();
-    // Position in `bufs`: buffer index and offset within it.
-    let (mut bi, mut off, mut done) = (0usize, 0usize, 0usize);
-    while done < total {
-        let iov: Vec<libc::iovec> = bufs[bi..]
-            .iter()
-            .enumerate()
-            .map(|(k, b)| {
-                let b = if k == 0 { &b[off..] } else { b };
-                libc::iovec {
-                    iov_base: b.as_ptr() as *mut libc::c_void,
-                    iov_len: b.len(),
-                }
-            })
-            .collect();
-        let at = pos + done as u64;
-        // SAFETY: every iovec points into a live, initialized buffer borrowed from a job's
-        // source for the whole call (the jobs own them and outlive the call; nothing writes to
-        // that memory meanwhile: frozen arena memory or a buffer the job owns), with its exact
-        // remaining length; pwritev only reads them. `iov` outlives the call and has at most
-        // MAX_MERGED entries (below IOV_MAX). `fd` is owned by `job.file`, alive for the call.
-        let n = unsafe {
-            libc::pwritev(
-                fd,
-                iov.as_ptr(),
-                iov.len() as libc::c_int,
-                at as libc::off_t,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(StoreError::io("write", &*job.path, Some(at), e));
-        }
-        if n == 0 {
-            return Err(StoreError::io(
-                "write",
-                &*job.path,
-                Some(at),
-                std::io::Error::new(std::io::ErrorKind::WriteZero, "pwritev wrote nothing"),
-            ));
-        }
-        let mut n = n as usize;
-        done += n;
-        while n > 0 && bi < bufs.len() {
-            let left = bufs[bi].len() - off;
-            if n >= left {
-                n -= left;
-                bi += 1;
-                off = 0;
-            } else {
-                off += n;
-                n = 0;
-            }
-        }
-    }
-    Ok(())
+    write_all_at(&*job.file, &job.path, pos, bufs)
 }

@@ -72,6 +72,7 @@ impl HandlerError {
             StoreError::RecordTooLarge { .. } | StoreError::Message(_) => {
                 HandlerError::MessageIllegal(e.to_string())
             }
+            StoreError::DiskFull(cause) => HandlerError::DiskFull(cause),
             e if is_disk_full(&e) => {
                 let text = e.to_string();
                 let cause = text.strip_prefix("disk full: ").unwrap_or(&text);

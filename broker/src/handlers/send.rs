@@ -252,6 +252,7 @@ async fn store_and_answer(
                 code = ResponseCode::FLUSH_DISK_TIMEOUT;
             }
             Err(e) => {
+                // A failed or full disk: SERVICE_NOT_AVAILABLE naming the cause.
                 tracing::warn!(error = %e, "sync flush failed");
                 return Err(HandlerError::from_store(e));
             }
