@@ -11,7 +11,7 @@
 //! Retries are the exception: a consumer whose CONSUMER_SEND_MSG_BACK failed re-sends the
 //! message to `%RETRY%<group>` with a DELAY level; it is stored and redelivered without delay.
 
-use protocol::message::{properties as prop, property_value};
+use protocol::message::properties::{self as prop, iter_pairs};
 
 use crate::metadata::RETRY_PREFIX;
 
@@ -19,8 +19,23 @@ use crate::metadata::RETRY_PREFIX;
 const TIMER_PROPERTIES: [&str; 3] = ["TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"];
 
 /// Why a message for `topic` with these encoded properties cannot be served; `None` when it can.
+///
+/// One pass over the properties (this runs for every message sent): for each property of
+/// interest the last occurrence counts, as in `property_value`.
 pub fn refusal(topic: &str, properties: &str) -> Option<String> {
-    if let Some(level) = property_value(properties, prop::DELAY) {
+    let mut delay = None;
+    let mut timers: [Option<&str>; TIMER_PROPERTIES.len()] = [None; TIMER_PROPERTIES.len()];
+    let mut reply = false;
+    for (name, value) in iter_pairs(properties) {
+        if name == prop::DELAY {
+            delay = Some(value);
+        } else if name == prop::REPLY_TO_CLIENT {
+            reply = true;
+        } else if let Some(i) = TIMER_PROPERTIES.iter().position(|t| *t == name) {
+            timers[i] = Some(value);
+        }
+    }
+    if let Some(level) = delay {
         let delayed = level.trim().parse::<i64>().map_or(true, |l| l > 0);
         if delayed && !topic.starts_with(RETRY_PREFIX) {
             return Some(format!(
@@ -29,15 +44,17 @@ pub fn refusal(topic: &str, properties: &str) -> Option<String> {
             ));
         }
     }
-    for name in TIMER_PROPERTIES {
-        if let Some(value) = property_value(properties, name) {
-            return Some(format!(
-                "timer messages ({name}={value}) are not served by this broker yet; \
-                 the message was not stored"
-            ));
-        }
+    if let Some((name, value)) = TIMER_PROPERTIES
+        .iter()
+        .zip(timers)
+        .find_map(|(name, value)| Some((name, value?)))
+    {
+        return Some(format!(
+            "timer messages ({name}={value}) are not served by this broker yet; \
+             the message was not stored"
+        ));
     }
-    if property_value(properties, prop::REPLY_TO_CLIENT).is_some() {
+    if reply {
         return Some(
             "request-reply messages (REPLY_TO_CLIENT) are not served by this broker yet; \
              the request was not stored"
@@ -80,5 +97,26 @@ mod tests {
             &props(&[("CORRELATION_ID", "c"), ("REPLY_TO_CLIENT", "id")]),
         );
         assert!(r.unwrap().contains("request-reply"));
+    }
+
+    #[test]
+    fn the_last_occurrence_counts_and_delay_comes_first() {
+        // A later DELAY=0 cancels an earlier level, as property_value reads it.
+        let p = props(&[("DELAY", "3"), ("TAGS", "a"), ("DELAY", "0")]);
+        assert_eq!(refusal("T", &p), None);
+        let p = props(&[
+            ("TIMER_DELAY_MS", "1"),
+            ("DELAY", "2"),
+            ("TIMER_DELIVER_MS", "9"),
+        ]);
+        assert!(refusal("T", &p).unwrap().contains("DELAY level 2"));
+        let p = props(&[
+            ("TIMER_DELAY_MS", "1"),
+            ("TIMER_DELIVER_MS", "9"),
+            ("TIMER_DELIVER_MS", "7"),
+        ]);
+        assert!(refusal("T", &p).unwrap().contains("TIMER_DELIVER_MS=7"));
+        let p = props(&[("REPLY_TO_CLIENT", "c"), ("TIMER_DELAY_SEC", "5")]);
+        assert!(refusal("T", &p).unwrap().contains("TIMER_DELAY_SEC=5"));
     }
 }
