@@ -721,10 +721,13 @@ def sc_split(ctx):
         ctx.produce(topic, n, "sync", "split", timeout=120, name="split-send")
         wait_for(lambda: len(of_prefix(cs[0].messages() + cs[1].messages(), "split")) >= n, 90)
         time.sleep(2)  # late duplicates
+        # What both consumers got while both ran. Stopping the first one hands its queues to the
+        # second, which resumes from the last committed offsets and may get the last uncommitted
+        # message of a queue again (at-least-once, as with RocketMQ): that is not a split failure.
+        m1, m2 = (of_prefix(c.messages(), "split") for c in cs)
     finally:
         for c in cs:
             c.stop()
-    m1, m2 = (of_prefix(c.messages(), "split") for c in cs)
     verify_messages(m1 + m2, "split", range(n))
     check(m1 and m2, "one consumer got nothing: %d / %d" % (len(m1), len(m2)))
     q1, q2 = ({(m.get("brokerName"), m["queueId"]) for m in ms} for ms in (m1, m2))
