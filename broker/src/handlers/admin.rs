@@ -273,7 +273,8 @@ pub fn producer_connections(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
     Reply::Cmd(req.success().with_body(encode_json(&body)))
 }
 
-fn mq(shard: &Shard, topic: &str, queue_id: i32) -> MessageQueue {
+/// A queue of this shard, as admin bodies name it.
+pub(super) fn mq(shard: &Shard, topic: &str, queue_id: i32) -> MessageQueue {
     MessageQueue {
         topic: topic.to_owned(),
         broker_name: shard.name.clone(),

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::rc::Rc;
 use std::time::Instant;
 
-use protocol::body::{encode_json, mq_keyed_map_json, KvTable, MessageQueue, OffsetWrapper};
+use protocol::body::{encode_json, mq_keyed_map_json, KvTable, OffsetWrapper};
 use protocol::header::{
     GetConsumeStatsInBrokerHeader, QueryConsumeQueueRequestHeader, ViewBrokerStatsDataRequestHeader,
 };
@@ -15,6 +15,7 @@ use protocol::message::StoredMessage;
 use protocol::{RemotingCommand, ResponseCode};
 use serde_json::json;
 
+use super::admin::mq;
 use super::{error, header, Reply};
 use crate::metadata::now_ms;
 use crate::shard::Shard;
@@ -137,14 +138,6 @@ pub fn view_stats(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
         "statsDay": item(&windows[2]),
     });
     Reply::Cmd(req.success().with_body(encode_json(&body)))
-}
-
-fn mq(shard: &Shard, topic: &str, queue_id: i32) -> MessageQueue {
-    MessageQueue {
-        topic: topic.to_owned(),
-        broker_name: shard.name.clone(),
-        queue_id,
-    }
 }
 
 /// One group's ConsumeStats of one topic as JSON, and its total lag.
