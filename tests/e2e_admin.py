@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -52,7 +53,7 @@ def step(name, fn):
         fn()
         RESULTS.append((name, "PASS", ""))
         E.log("PASS %s (%.1fs)" % (name, time.time() - t))
-    except (E.Fail, ValueError, KeyError, IndexError, TypeError, subprocess.TimeoutExpired) as e:
+    except (E.Fail, ValueError, KeyError, IndexError, TypeError, OSError, subprocess.TimeoutExpired) as e:
         RESULTS.append((name, "FAIL", str(e)))
         E.log("FAIL %s: %s" % (name, e))
 
@@ -75,8 +76,29 @@ def committed(broker, shard_addr, queue):
     return int(ext["offset"]) if code == 0 else None
 
 
+def scrape(port):
+    """{(family, frozenset(labels)): value} from the broker's Prometheus endpoint."""
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, value = line.rsplit(" ", 1)
+        name, _, rest = name_labels.partition("{")
+        pairs = [kv.split("=", 1) for kv in rest.rstrip("}").split('",') if kv]
+        out[(name, frozenset((k, v.strip('"')) for k, v in pairs))] = float(value)
+    return out
+
+
+def metric(samples, family, **want):
+    """Sum of a family's samples whose labels include `want`."""
+    return sum(v for (f, labels), v in samples.items()
+               if f == family and all((k, w) in labels for k, w in want.items()))
+
+
 class Scenario:
-    def __init__(self, broker, run_dir):
+    def __init__(self, broker, run_dir, metrics_port):
+        self.metrics_port = metrics_port
         self.b = broker
         self.cli = Cli(broker.namesrv)
         self.run_dir = run_dir
@@ -115,6 +137,17 @@ class Scenario:
         for r in rows:
             E.check(r["Max Offset"] == maxes[r["Broker Name"]][r["QID"]], "topicStatus %s vs %s" % (r, maxes))
         E.check(sum(r["Max Offset"] for r in rows) == 6, "topicStatus total %s" % rows)
+
+    def metrics_in(self):
+        m = scrape(self.metrics_port)
+        maxes = self.b.max_offsets(TOPIC)
+        for name, offs in maxes.items():
+            got = metric(m, "rocketmq_messages_in_total", topic=TOPIC, node_id=name, cluster=CLUSTER)
+            E.check(got == sum(offs), "messages_in_total of %s on %s: %s, stored %s" % (TOPIC, name, got, sum(offs)))
+        body = sum(len("adm-body-%d" % i) for i in range(6))
+        E.check(metric(m, "rocketmq_throughput_in_total", topic=TOPIC) == body, "throughput_in_total")
+        E.check(metric(m, "saturn_messages_put_total") >= 6, "saturn_messages_put_total")
+        E.check(metric(m, "rocketmq_topic_number", node_id="saturn-0") >= 1, "topic_number")
 
     # ------------------------------------------------------------------ messages
     def queries(self):
@@ -191,6 +224,17 @@ class Scenario:
         bcs = [r for r in self.cli.run("brokerConsumeStats", "-b", self.b.shards[0]) if r["Group"] == GROUP]
         E.check(len(bcs) == 4 and all(r["Diff"] == 0 for r in bcs), "brokerConsumeStats %s" % bcs)
 
+    def metrics_out(self):
+        m = scrape(self.metrics_port)
+        out = metric(m, "rocketmq_messages_out_total", topic=TOPIC, consumer_group=GROUP)
+        E.check(out >= 7, "messages_out_total of %s: %s, 7 consumed" % (GROUP, out))
+        E.check(metric(m, "rocketmq_messages_in_total", topic=TOPIC) == 7, "messages_in_total after the probe's send")
+        E.check(metric(m, "rocketmq_consumer_lag_messages", topic=TOPIC, consumer_group=GROUP) == 0, "lag not 0")
+        E.check(metric(m, "rocketmq_consumer_connections", consumer_group=GROUP, language="CPP") >= 1,
+                "consumer_connections %s" % [k for k in m if k[0] == "rocketmq_consumer_connections"])
+        E.check(metric(m, "rocketmq_producer_connections", language="CPP") >= 1, "producer_connections")
+        E.check(metric(m, "saturn_connections") >= 2, "saturn_connections")
+
     def reset_online(self):
         # The group is online: each shard resets it itself (INVOKE_BROKER_TO_RESET_OFFSET) and pushes
         # the offsets to the consumer. rocketmq 0.4.4 (client-cpp) does not act on that push, so
@@ -207,12 +251,16 @@ class Scenario:
             self.cli.run("sendMessage", "-t", TOPIC, "-p", "late-%d" % i, "-c", "TagA")
         rows = self.cli.run("consumerProgress", "-g", GROUP)
         E.check(sum(r["Diff"] for r in rows) == 3, "backlog before skip %s" % rows)
+        lag = metric(scrape(self.metrics_port), "rocketmq_consumer_lag_messages", topic=TOPIC, consumer_group=GROUP)
+        E.check(lag == 3, "consumer_lag_messages before skip: %s" % lag)
         code, _, err = self.cli.run("resetOffsetByTime", "-g", "NoSuchGroup", "-t", TOPIC, "-s", "now", ok=False)
         E.check(code == 1 and "SYSTEM_ERROR" in err, "reset of an unknown group: %s" % err)
         rows = self.cli.run("skipAccumulatedMessage", "-g", GROUP, "-t", TOPIC)
         E.check(len(rows) == 8 and all(r["Path"].startswith("offline") for r in rows), "skip %s" % rows)
         rows = self.cli.run("consumerProgress", "-g", GROUP)
         E.check(sum(r["Diff"] for r in rows) == 0, "backlog after skip %s" % rows)
+        lag = metric(scrape(self.metrics_port), "rocketmq_consumer_lag_messages", topic=TOPIC, consumer_group=GROUP)
+        E.check(lag == 0, "consumer_lag_messages after skip: %s" % lag)
 
     # ------------------------------------------------------------------ brokers and name server
     def broker_cmds(self):
@@ -258,11 +306,18 @@ def main():
     run_dir = os.path.join(E.REPO, "target", "test-data", "e2e-admin-%d" % os.getpid())
     os.makedirs(run_dir, exist_ok=True)
     broker = E.Broker(run_dir, "broker")
+    # The Prometheus endpoint on a port of the broker's free block (shard 1 ends at +9).
+    metrics_port = broker.namesrv_port + 14
+    conf = os.path.join(run_dir, "broker.conf")
+    with open(conf, "w") as f:
+        f.write("metricsExporterType=PROM\nmetricsPromExporterPort=%d\nmetricsPromExporterHost=127.0.0.1\n"
+                % metrics_port)
+    broker.extra_args = ["-c", conf]
     try:
         broker.start()
-        s = Scenario(broker, run_dir)
-        for name in ("cluster_list", "update_topic", "send", "queries", "sub_group", "start_client", "connections",
-                     "progress", "reset_online", "skip_offline", "broker_cmds", "write_perm", "deletes"):
+        s = Scenario(broker, run_dir, metrics_port)
+        for name in ("cluster_list", "update_topic", "send", "metrics_in", "queries", "sub_group", "start_client",
+                     "connections", "progress", "metrics_out", "reset_online", "skip_offline", "broker_cmds", "write_perm", "deletes"):
             step(name, getattr(s, name))
     finally:
         E.kill_all()

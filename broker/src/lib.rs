@@ -11,9 +11,11 @@
 //! broker/src` prints this graph and fails on a cycle; there is none):
 //!
 //! ```text
-//! server      ──► shard, control, config, metadata
+//! server      ──► shard, control, config, metadata, metrics
 //! shard       ──► conn, clients, control, outbound, stats, live_config, offsets, config,
-//!                 metadata
+//!                 metadata, metrics
+//! shard_metrics ──► shard, metrics (what a shard answers a scrape with)
+//! metrics     ──► config
 //! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata
 //! clients     ──► conn
 //! outbound    ──► conn
@@ -45,9 +47,11 @@ pub mod control;
 pub mod handlers;
 pub mod live_config;
 pub mod metadata;
+pub mod metrics;
 pub mod offsets;
 pub mod outbound;
 pub mod server;
 pub mod shard;
+pub mod shard_metrics;
 pub mod stats;
 pub mod storeext;

@@ -293,6 +293,22 @@ impl ShardStats {
         }
     }
 
+    /// Every topic's put totals: (topic, messages, bytes).
+    pub fn each_topic_put(&self, mut f: impl FnMut(&str, u64, u64)) {
+        for (topic, c) in self.topic_put.borrow().iter() {
+            f(topic, c.total_msgs(), c.total_bytes());
+        }
+    }
+
+    /// Every (topic, group)'s get totals: (topic, group, messages, bytes).
+    pub fn each_group_get(&self, mut f: impl FnMut(&str, &str, u64, u64)) {
+        for (topic, groups) in self.group_get.borrow().iter() {
+            for (group, c) in groups {
+                f(topic, group, c.total_msgs(), c.total_bytes());
+            }
+        }
+    }
+
     /// Takes a sample of every counter (the shard's timer, every `SAMPLE_INTERVAL_MS`).
     pub fn sample(&self, now_ms: i64) {
         self.last_sample_ms.set(now_ms);
