@@ -26,6 +26,9 @@ import e2e_clients as E  # noqa: E402
 ADMIN_BIN = os.environ.get("SATURN_ADMIN_BIN") or os.path.join(os.path.dirname(E.BROKER_BIN), "saturn-admin")
 CLUSTER = "DefaultCluster"
 TOPIC, GONE_TOPIC, GROUP = "AdmCliT", "AdmCliGone", "AdmCliG"
+TRACE_TOPIC, TRACED = "RMQ_SYS_TRACE_TOPIC", "AdmTraced"
+JAVA_LIB = os.path.join(E.REPO, ".cache", "java", "client-4.9.8", "lib")
+TRACE_SRC = os.path.join(HERE, "java", "trace", "TraceProbe.java")
 GET_ALL_SUBSCRIPTIONGROUP_CONFIG = 201
 GET_BROKER_CONFIG = 26
 QUERY_CONSUMER_OFFSET = 14
@@ -114,6 +117,61 @@ class Scenario:
         E.check(all(r["Version"] for r in rows), "clusterList versions %s" % rows)
         text = self.cli.run("clusterList", json_out=False)
         E.check(text.startswith("#Cluster Name") and "saturn-1" in text, "clusterList table:\n%s" % text)
+
+    def trace_topic(self):
+        # Created by the broker itself (traceTopicEnable, on by default), with topic auto-creation
+        # off in this run's broker.conf: one queue per shard, readable and writable.
+        route = self.b.wait_route(TRACE_TOPIC)
+        E.check(sorted((q["brokerName"], q["writeQueueNums"], q["perm"]) for q in route["queueDatas"])
+                == [("saturn-0", 1, 6), ("saturn-1", 1, 6)], "route of %s: %s" % (TRACE_TOPIC, route))
+
+    def java_trace(self):
+        """The Java client with enableMsgTrace=true and nothing else set up: its Pub and SubAfter
+        traces land in RMQ_SYS_TRACE_TOPIC and are found by message id (the trace messages' key)."""
+        classes = os.path.join(self.run_dir, "trace-classes")
+        os.makedirs(classes, exist_ok=True)
+        subprocess.run(["javac", "-nowarn", "-cp", JAVA_LIB + "/*", "-d", classes, TRACE_SRC], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+        self.cli.run("updateTopic", "-c", CLUSTER, "-t", TRACED, "-r", "2", "-w", "2")
+        self.b.wait_route(TRACED)
+        home = os.path.join(self.run_dir, "java-home")
+        cmd = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Duser.home=" + home,
+               "-Drocketmq.client.logRoot=" + os.path.join(home, "logs"), "-cp", classes + ":" + JAVA_LIB + "/*",
+               "TraceProbe", self.b.namesrv, TRACED, "3"]
+        jvm = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+        E.LIVE.add(jvm)
+        try:
+            sent = []
+            for raw in jvm.stdout:
+                line = raw.decode().split()
+                if line and line[0] == "SENT":
+                    sent.append(line[1])
+                if line and line[0] in ("ALL_CONSUMED", "NOT_ALL_CONSUMED"):
+                    E.check(line[0] == "ALL_CONSUMED" and len(sent) == 3, "java trace probe: %s %s" % (line, sent))
+                    break
+            found = {}
+            E.wait_for(lambda: self.traces_of(sent, found), 30, step=1.0)
+            E.check(len(found) == 3, "traces found for %d of 3 messages: %s" % (len(found), found))
+        finally:
+            jvm.stdin.close()
+            E.kill_proc(jvm, grace=10)
+
+    def traces_of(self, msg_ids, found):
+        """Fills found[msgId] with the trace record types seen; true once each has Pub and SubAfter."""
+        for mid in msg_ids:
+            kinds = set()
+            for row in self.cli.run("queryMsgByKey", "-t", TRACE_TOPIC, "-k", mid):
+                body = self.cli.run("queryMsgById", "-i", row["OffsetID"])["Message Body"]
+                for rec in body.split("\u0002"):
+                    f = rec.split("\u0001")
+                    if f[0] == "Pub" and len(f) > 13 and f[5] == mid and f[4] == TRACED and f[13] == "true":
+                        kinds.add("Pub")
+                    if f[0] == "SubAfter" and len(f) > 4 and f[2] == mid and f[4] == "true":
+                        kinds.add("SubAfter")
+            if kinds == {"Pub", "SubAfter"}:
+                found[mid] = sorted(kinds)
+        return len(found) == len(msg_ids)
 
     def update_topic(self):
         rows = self.cli.run("updateTopic", "-c", CLUSTER, "-t", TOPIC, "-r", "4", "-w", "4")
@@ -311,13 +369,19 @@ def main():
     conf = os.path.join(run_dir, "broker.conf")
     with open(conf, "w") as f:
         f.write("metricsExporterType=PROM\nmetricsPromExporterPort=%d\nmetricsPromExporterHost=127.0.0.1\n"
-                % metrics_port)
+                "autoCreateTopicEnable=false\n" % metrics_port)
     broker.extra_args = ["-c", conf]
     try:
         broker.start()
         s = Scenario(broker, run_dir, metrics_port)
-        for name in ("cluster_list", "update_topic", "send", "metrics_in", "queries", "sub_group", "start_client",
-                     "connections", "progress", "metrics_out", "reset_online", "skip_offline", "broker_cmds", "write_perm", "deletes"):
+        steps = ["cluster_list", "trace_topic", "update_topic", "send", "metrics_in", "queries", "sub_group", "start_client",
+                 "connections", "progress", "metrics_out", "reset_online", "skip_offline", "broker_cmds", "write_perm",
+                 "deletes"]
+        if os.environ.get("SATURN_SKIP_JAVA") == "1" or not os.path.isdir(JAVA_LIB):
+            E.log("java_trace skipped (SATURN_SKIP_JAVA=1 or no %s: scripts/install-java)" % JAVA_LIB)
+        else:
+            steps.insert(2, "java_trace")
+        for name in steps:
             step(name, getattr(s, name))
     finally:
         E.kill_all()
