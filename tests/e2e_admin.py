@@ -23,7 +23,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import e2e_clients as E  # noqa: E402
 
-ADMIN_BIN = os.environ.get("SATURN_ADMIN_BIN") or os.path.join(os.path.dirname(E.BROKER_BIN), "saturn-admin")
+# SATURN_ADMIN_BIN, else the saturn-admin beside the broker binary, else the test-opt build.
+ADMIN_BIN = os.environ.get("SATURN_ADMIN_BIN") or next(
+    (p for p in (os.path.join(os.path.dirname(E.BROKER_BIN), "saturn-admin"),
+                 os.path.join(E.REPO, "target", "test-opt", "saturn-admin")) if os.path.exists(p)), "saturn-admin")
 CLUSTER = "DefaultCluster"
 TOPIC, GONE_TOPIC, GROUP = "AdmCliT", "AdmCliGone", "AdmCliG"
 TRACE_TOPIC, TRACED = "RMQ_SYS_TRACE_TOPIC", "AdmTraced"
@@ -56,7 +59,8 @@ def step(name, fn):
         fn()
         RESULTS.append((name, "PASS", ""))
         E.log("PASS %s (%.1fs)" % (name, time.time() - t))
-    except (E.Fail, ValueError, KeyError, IndexError, TypeError, OSError, subprocess.TimeoutExpired) as e:
+    except (E.Fail, ValueError, KeyError, IndexError, TypeError, AttributeError, OSError,
+            subprocess.TimeoutExpired) as e:
         RESULTS.append((name, "FAIL", str(e)))
         E.log("FAIL %s: %s" % (name, e))
 
