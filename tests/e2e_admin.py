@@ -157,6 +157,16 @@ class Scenario:
             found = {}
             E.wait_for(lambda: self.traces_of(sent, found), 30, step=1.0)
             E.check(len(found) == 3, "traces found for %d of 3 messages: %s" % (len(found), found))
+            rows = self.cli.run("queryMsgTraceById", "-i", sent[0])
+            kinds = [r["Type"] for r in rows]
+            E.check("Pub" in kinds and "SubAfter" in kinds, "queryMsgTraceById %s" % rows)
+            pub = [r for r in rows if r["Type"] == "Pub"][0]
+            E.check(pub["Topic"] == TRACED and pub["Group"] == "TraceProbePG" and pub["Status"] == "true",
+                    "queryMsgTraceById Pub %s" % pub)
+            sub = [r for r in rows if r["Type"] == "SubAfter"][0]
+            E.check(sub["Status"] == "true", "queryMsgTraceById SubAfter %s" % sub)
+            code, _, err = self.cli.run("queryMsgTraceById", "-i", "00" * 16, ok=False)
+            E.check(code == 1 and "tracing is off" in err, "queryMsgTraceById of an untraced id: %s" % err)
         finally:
             jvm.stdin.close()
             E.kill_proc(jvm, grace=10)

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use admin::client::{Admin, AdminError, Result};
-use admin::cmd::{cluster, group, message, offset, send, topic};
+use admin::cmd::{cluster, group, message, offset, send, topic, trace};
 use admin::out::Output;
 use clap::{Parser, Subcommand};
 
@@ -196,6 +196,14 @@ enum Cmd {
         queue: i32,
         #[arg(short = 'o', long = "offset")]
         offset: i64,
+    },
+    /// A message's trace records (clients with tracing on)
+    #[command(name = "queryMsgTraceById")]
+    QueryMsgTraceById {
+        #[arg(short = 'i', long = "msgId")]
+        id: String,
+        #[arg(short = 't', long = "traceTopic", default_value = trace::DEFAULT_TRACE_TOPIC)]
+        trace_topic: String,
     },
     /// Print a topic's messages (optionally in a time range)
     #[command(name = "printMsg")]
@@ -462,6 +470,7 @@ fn run_more(a: &mut Admin, cmd: Cmd) -> Result<Output> {
             max,
         } => message::query_by_key(a, &topic, &key, max, (begin, end)),
         Cmd::QueryMsgByUniqueKey { id, topic } => message::query_by_unique_key(a, &topic, &id),
+        Cmd::QueryMsgTraceById { id, trace_topic } => trace::query_trace(a, &id, &trace_topic),
         Cmd::QueryMsgByOffset {
             topic,
             broker,

@@ -13,7 +13,7 @@ use crate::out::{Output, Table};
 /// The tools' own consumer group (RocketMQ's MixAll.TOOLS_CONSUMER_GROUP).
 pub const TOOLS_GROUP: &str = "TOOLS_CONSUMER";
 
-fn body_text(m: &StoredMessage) -> String {
+pub fn body_text(m: &StoredMessage) -> String {
     if m.sys_flag & 0x1 != 0 {
         let mut out = Vec::new();
         if flate2::read::ZlibDecoder::new(&m.body[..])
@@ -87,7 +87,7 @@ fn one_or_sections(mut s: Vec<(String, Output)>) -> Output {
 }
 
 /// QUERY_MESSAGE (12) on every master of the topic; QUERY_NOT_FOUND counts as none.
-fn query(
+pub fn query(
     admin: &mut Admin,
     topic: &str,
     key: &str,

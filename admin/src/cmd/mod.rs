@@ -6,3 +6,4 @@ pub mod message;
 pub mod offset;
 pub mod send;
 pub mod topic;
+pub mod trace;
