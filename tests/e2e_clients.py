@@ -224,6 +224,7 @@ class Broker:
         self.log_path = os.path.join(self.dir, "broker.log")
         self.proc = None
         self.shards = []
+        self.extra_args = []  # more broker arguments (tests/e2e_faults.py: --flush, -c)
 
     def start(self):
         env = dict(os.environ, RUST_LOG=os.environ.get("E2E_RUST_LOG", "info"))
