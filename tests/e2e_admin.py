@@ -220,6 +220,11 @@ class Scenario:
         E.check(metric(m, "rocketmq_throughput_in_total", topic=TOPIC) == body, "throughput_in_total")
         E.check(metric(m, "saturn_messages_put_total") >= 6, "saturn_messages_put_total")
         E.check(metric(m, "rocketmq_topic_number", node_id="saturn-0") >= 1, "topic_number")
+        sends = metric(m, "saturn_append_latency_seconds_count")
+        E.check(sends >= 6 and metric(m, "saturn_append_latency_seconds_bucket", le="+Inf") == sends
+                and metric(m, "saturn_append_latency_seconds_sum") > 0, "append latency histogram (%s sends)" % sends)
+        # ASYNC_FLUSH: no send waits for durability.
+        E.check(metric(m, "saturn_flush_wait_seconds_count") == 0, "flush wait histogram under ASYNC_FLUSH")
 
     # ------------------------------------------------------------------ messages
     def queries(self):

@@ -14,7 +14,7 @@
 //! server      ──► shard, control, config, metadata, metrics
 //! shard       ──► conn, clients, control, outbound, stats, live_config, offsets, config,
 //!                 metadata, fault_hook, metrics
-//! shard_metrics ──► shard, metrics (what a shard answers a scrape with)
+//! shard_metrics ──► shard, metrics, histogram (what a shard answers a scrape with)
 //! metrics     ──► config
 //! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata
 //! clients     ──► conn
@@ -24,7 +24,8 @@
 //! live_config ──► config
 //! metadata    ──► config
 //! config      ──► conn (the per-connection limits it hands out)
-//! conn, stats, storeext, fault_hook ──► nothing of this crate
+//! stats       ──► histogram
+//! conn, storeext, fault_hook, histogram ──► nothing of this crate
 //! ```
 //!
 //! * [`conn`]: one client connection, served for any [`conn::Service`]
@@ -46,6 +47,7 @@ pub mod conn;
 pub mod control;
 pub mod fault_hook;
 pub mod handlers;
+pub mod histogram;
 pub mod live_config;
 pub mod metadata;
 pub mod metrics;

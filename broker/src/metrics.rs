@@ -16,10 +16,12 @@ use std::time::Duration;
 
 use crate::config::BrokerConfig;
 
-/// One sample: a family from [`FAMILIES`], its labels (`k="v",...`) and value.
+/// One sample: a family from [`FAMILIES`], its labels (`k="v",...`) and value; a histogram's
+/// series add `_bucket`, `_sum` or `_count` to the family's name (`suffix`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub family: &'static str,
+    pub suffix: &'static str,
     pub labels: String,
     pub value: f64,
 }
@@ -109,6 +111,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "counter",
         "Messages handed to consumers by the shard, all topics.",
     ),
+    (
+        "saturn_append_latency_seconds",
+        "histogram",
+        "Time a send spends getting its records into the store, backpressure wait included.",
+    ),
+    (
+        "saturn_flush_wait_seconds",
+        "histogram",
+        "Time a SYNC_FLUSH send waits for its records to be durable.",
+    ),
 ];
 
 /// The scrape side of every shard's channel.
@@ -149,6 +161,11 @@ impl Hub {
 pub fn render(samples: &[Sample]) -> String {
     let mut by_family: BTreeMap<&str, Vec<&Sample>> = BTreeMap::new();
     for s in samples {
+        debug_assert!(
+            FAMILIES.iter().any(|f| f.0 == s.family),
+            "{} is not in FAMILIES",
+            s.family
+        );
         by_family.entry(s.family).or_default().push(s);
     }
     let mut out = String::new();
@@ -158,7 +175,12 @@ pub fn render(samples: &[Sample]) -> String {
         };
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
         for s in list {
-            out.push_str(&format!("{name}{{{}}} {}\n", s.labels, number(s.value)));
+            out.push_str(&format!(
+                "{name}{}{{{}}} {}\n",
+                s.suffix,
+                s.labels,
+                number(s.value)
+            ));
         }
     }
     out
@@ -253,6 +275,7 @@ mod tests {
     fn renders_families_once_with_escaped_labels() {
         let s = |family, l: &str, value| Sample {
             family,
+            suffix: "",
             labels: l.to_owned(),
             value,
         };

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use protocol::body::ConsumeType;
 
+use crate::histogram::{Histogram, BOUNDS};
 use crate::metrics::{labels, Sample, Source};
 use crate::shard::Shard;
 
@@ -40,9 +41,44 @@ impl Out<'_> {
         pairs.extend_from_slice(extra);
         self.samples.push(Sample {
             family,
+            suffix: "",
             labels: labels(&pairs),
             value,
         });
+    }
+
+    /// A histogram's `_bucket` series (cumulative, `le` in seconds), `_sum` and `_count`.
+    fn histogram(&mut self, family: &'static str, h: &Histogram) {
+        let (cumulative, sum) = h.cumulative();
+        let base = [
+            ("cluster", self.shard.config.cluster_name.as_str()),
+            ("node_type", "broker"),
+            ("node_id", self.shard.name.as_str()),
+        ];
+        let les: Vec<String> = BOUNDS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".into()])
+            .collect();
+        for (le, count) in les.iter().zip(cumulative) {
+            let mut pairs = base.to_vec();
+            pairs.push(("le", le));
+            self.samples.push(Sample {
+                family,
+                suffix: "_bucket",
+                labels: labels(&pairs),
+                value: count as f64,
+            });
+        }
+        let total = cumulative[BOUNDS.len()] as f64;
+        for (suffix, value) in [("_sum", sum), ("_count", total)] {
+            self.samples.push(Sample {
+                family,
+                suffix,
+                labels: labels(&base),
+                value,
+            });
+        }
     }
 }
 
@@ -86,6 +122,8 @@ impl Source for Shard {
             &[],
             self.stats.got.total_msgs() as f64,
         );
+        out.histogram("saturn_append_latency_seconds", &self.stats.append_latency);
+        out.histogram("saturn_flush_wait_seconds", &self.stats.flush_wait);
         out.samples
     }
 }

@@ -239,6 +239,10 @@ pub struct ShardStats {
     topic_put: RefCell<NameMap<Counter>>,
     /// topic → group → counter.
     group_get: RefCell<NameMap<NameMap<Counter>>>,
+    /// Time a send spends getting its records into the store (backpressure wait included).
+    pub append_latency: crate::histogram::Histogram,
+    /// Time a SYNC_FLUSH send waits for its records to be durable.
+    pub flush_wait: crate::histogram::Histogram,
 }
 
 impl ShardStats {
@@ -253,6 +257,8 @@ impl ShardStats {
             got: Counter::new(now_ms),
             topic_put: RefCell::new(NameMap::default()),
             group_get: RefCell::new(NameMap::default()),
+            append_latency: Default::default(),
+            flush_wait: Default::default(),
         }
     }
 
