@@ -477,6 +477,13 @@ fn run_more(a: &mut Admin, cmd: Cmd) -> Result<Output> {
             queue,
             offset,
         } => message::query_by_offset(a, &topic, &broker, queue, offset),
+        other => run_io(a, other),
+    }
+}
+
+/// The commands that read or write messages in bulk.
+fn run_io(a: &mut Admin, cmd: Cmd) -> Result<Output> {
+    match cmd {
         Cmd::PrintMsg {
             topic,
             begin,
