@@ -9,8 +9,7 @@
 //! constant labels `cluster`, `node_type`, `node_id`); Saturn's own carry a `saturn_` prefix.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -219,52 +218,8 @@ pub fn labels(pairs: &[(&str, &str)]) -> String {
 /// Binds the endpoint and serves it on a thread of its own for the life of the process.
 pub fn start_http(config: &BrokerConfig, hub: Hub) -> Result<SocketAddr, String> {
     let addr = SocketAddr::new(config.metrics_host, config.metrics_port);
-    let listener =
-        TcpListener::bind(addr).map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                if let Err(e) = answer(stream, &hub) {
-                    tracing::debug!(error = %e, "metrics request failed");
-                }
-            }
-        })
-        .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
-    tracing::info!(addr = %local, "Prometheus metrics on /metrics");
-    Ok(local)
-}
-
-/// Reads a request head (at most 8 KiB, 5 s) and answers it.
-fn answer(mut stream: TcpStream, hub: &Hub) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&head);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, body) = match (method, path.split('?').next().unwrap_or("")) {
-        ("GET", "/metrics") => ("200 OK", hub.gather()),
-        ("GET", _) => ("404 Not Found", "only /metrics is served here\n".to_owned()),
-        _ => (
-            "405 Method Not Allowed",
-            "only GET is served here\n".to_owned(),
-        ),
-    };
-    let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(resp.as_bytes())
+    namesrv::prom::serve(addr, "metrics", move || hub.gather())
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
 }
 
 #[cfg(test)]
