@@ -394,7 +394,11 @@ fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) ->
         let values = [
             (cluster, prop::CLUSTER, c.cluster_name.as_str()),
             (region, prop::MSG_REGION, c.region_id.as_str()),
-            (trace, prop::TRACE_ON, if c.trace_on { "true" } else { "false" }),
+            (
+                trace,
+                prop::TRACE_ON,
+                if c.trace_on { "true" } else { "false" },
+            ),
         ];
         for (_, name, value) in values.into_iter().filter(|(has, ..)| !has) {
             push_property(&mut props, name, value);
