@@ -55,7 +55,10 @@ def start(home, ns_port, port):
     def out(name):
         return open(os.path.join(home, "logs", "%s.out" % name), "wb")
 
-    base = ["java", "-server", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"] + JDK17 + ["-Duser.home=" + home,
+    # diskSpaceWarningLevelRatio: RocketMQ refuses sends above 90 % disk use by default (as "disk
+    # full"); a shared test machine's disk may be fuller than that.
+    base = ["java", "-server", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-Drocketmq.broker.diskSpaceWarningLevelRatio=0.99"] + JDK17 + ["-Duser.home=" + home,
                                                                                         "-cp", LIB + "/*"]
     ns = subprocess.Popen(base[:2] + ["-Xmx256m"] + base[2:] + ["org.apache.rocketmq.namesrv.NamesrvStartup", "-c",
                           os.path.join(home, "conf", "namesrv.conf")], env=env, stdout=out("namesrv"),
