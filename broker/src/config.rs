@@ -100,6 +100,8 @@ pub struct BrokerConfig {
     pub disk_max_used_ratio: f64,
     /// Sends are refused ("disk full") while a shard's disk has less free space than this.
     pub disk_min_free_bytes: u64,
+    /// SQL92 subscriptions are served (`enablePropertyFilter`; on by default, unlike RocketMQ).
+    pub enable_property_filter: bool,
 }
 
 /// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
@@ -145,6 +147,7 @@ impl Default for BrokerConfig {
             spin_before_park: Duration::ZERO,
             disk_max_used_ratio: 0.85,
             disk_min_free_bytes: 0,
+            enable_property_filter: true,
         }
     }
 }
@@ -258,6 +261,9 @@ impl BrokerConfig {
                     self.max_bytes_in_flight_per_connection = v.parse().map_err(|_| bad())?
                 }
                 "diskMinFreeBytes" => self.disk_min_free_bytes = v.parse().map_err(|_| bad())?,
+                "enablePropertyFilter" => {
+                    self.enable_property_filter = parse_bool(v).ok_or_else(bad)?
+                }
                 "saturnSpinBeforeParkMicros" => {
                     self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
                 }

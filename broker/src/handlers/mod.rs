@@ -6,6 +6,7 @@ mod admin_stats;
 mod client;
 mod consumer;
 mod error;
+mod filter;
 mod pull;
 mod send;
 mod unserved;
@@ -55,7 +56,7 @@ pub async fn dispatch(
         C::HEART_BEAT => Box::pin(client::heartbeat(shard, conn, &req)).await,
         C::UNREGISTER_CLIENT => client::unregister_client(shard, conn, &req),
         C::GET_CONSUMER_LIST_BY_GROUP => client::consumer_list(shard, &req),
-        C::CHECK_CLIENT_CONFIG => client::check_client_config(&req),
+        C::CHECK_CLIENT_CONFIG => client::check_client_config(shard, &req),
         C::LOCK_BATCH_MQ => client::lock_batch(shard, &req),
         C::UNLOCK_BATCH_MQ => client::unlock_batch(shard, &req),
         C::QUERY_CONSUMER_OFFSET => consumer::query_consumer_offset(shard, &req),
