@@ -8,6 +8,7 @@ mod consumer;
 mod error;
 mod filter;
 mod pull;
+mod reply;
 mod send;
 mod unserved;
 
@@ -52,6 +53,9 @@ pub async fn dispatch(
         }
         C::PULL_MESSAGE | C::LITE_PULL_MESSAGE => {
             Box::pin(pull::pull(shard, &req)).await.into_reply(&req)
+        }
+        C::SEND_REPLY_MESSAGE | C::SEND_REPLY_MESSAGE_V2 => {
+            Box::pin(reply::serve(shard, conn, &req)).await
         }
         C::HEART_BEAT => Box::pin(client::heartbeat(shard, conn, &req)).await,
         C::UNREGISTER_CLIENT => client::unregister_client(shard, conn, &req),

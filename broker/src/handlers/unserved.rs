@@ -1,9 +1,8 @@
 //! Messages asking for a feature Saturn does not serve yet.
 //!
 //! Storing such a message as a plain one would deliver it at once, which is a wrong result: a
-//! delayed or timer message must not be consumed before its time, and a request of
-//! request-reply waits for a reply Saturn cannot route. Until scheduled delivery (issue 13) and
-//! request-reply land, the send is refused with MESSAGE_ILLEGAL and a remark naming the
+//! delayed or timer message must not be consumed before its time. Until scheduled delivery
+//! (issue 13) lands, the send is refused with MESSAGE_ILLEGAL and a remark naming the
 //! feature. MESSAGE_ILLEGAL, not SYSTEM_ERROR (RocketMQ's answer when its timer wheel is off):
 //! the Java client retries SYSTEM_ERROR on the topic's other brokers, which refuse it too, while
 //! MESSAGE_ILLEGAL reaches the application at once.
@@ -25,12 +24,9 @@ const TIMER_PROPERTIES: [&str; 3] = ["TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIM
 pub fn refusal(topic: &str, properties: &str) -> Option<String> {
     let mut delay = None;
     let mut timers: [Option<&str>; TIMER_PROPERTIES.len()] = [None; TIMER_PROPERTIES.len()];
-    let mut reply = false;
     for (name, value) in iter_pairs(properties) {
         if name == prop::DELAY {
             delay = Some(value);
-        } else if name == prop::REPLY_TO_CLIENT {
-            reply = true;
         } else if let Some(i) = TIMER_PROPERTIES.iter().position(|t| *t == name) {
             timers[i] = Some(value);
         }
@@ -54,13 +50,6 @@ pub fn refusal(topic: &str, properties: &str) -> Option<String> {
              the message was not stored"
         ));
     }
-    if reply {
-        return Some(
-            "request-reply messages (REPLY_TO_CLIENT) are not served by this broker yet; \
-             the request was not stored"
-                .to_owned(),
-        );
-    }
     None
 }
 
@@ -80,10 +69,13 @@ mod tests {
         assert_eq!(refusal("T", &props(&[("TAGS", "a"), ("KEYS", "k")])), None);
         assert_eq!(refusal("T", &props(&[("DELAY", "0")])), None);
         assert_eq!(refusal("%RETRY%G", &props(&[("DELAY", "4")])), None);
+        // Requests of request-reply are served (handlers::reply).
+        let request = props(&[("CORRELATION_ID", "c"), ("REPLY_TO_CLIENT", "id")]);
+        assert_eq!(refusal("T", &request), None);
     }
 
     #[test]
-    fn delay_timer_and_request_are_refused() {
+    fn delay_and_timer_are_refused() {
         let r = refusal("T", &props(&[("DELAY", "3")])).unwrap();
         assert!(r.contains("delayed delivery (DELAY level 3)"), "{r}");
         let r = refusal("T", &props(&[("DELAY", "x")])).unwrap();
@@ -92,11 +84,6 @@ mod tests {
             let r = refusal("T", &props(&[(name, "5")])).unwrap();
             assert!(r.contains("timer messages") && r.contains(name), "{r}");
         }
-        let r = refusal(
-            "T",
-            &props(&[("CORRELATION_ID", "c"), ("REPLY_TO_CLIENT", "id")]),
-        );
-        assert!(r.unwrap().contains("request-reply"));
     }
 
     #[test]
