@@ -9,6 +9,7 @@ mod error;
 mod filter;
 mod pull;
 mod reply;
+mod reset;
 mod send;
 mod unserved;
 
@@ -91,7 +92,7 @@ pub async fn dispatch(
         C::CONSUME_MESSAGE_DIRECTLY => {
             Box::pin(admin_client::consume_message_directly(shard, &req)).await
         }
-        C::INVOKE_BROKER_TO_RESET_OFFSET => Box::pin(admin_client::reset_offset(shard, &req)).await,
+        C::INVOKE_BROKER_TO_RESET_OFFSET => Box::pin(reset::reset_offset(shard, &req)).await,
         C::UPDATE_BROKER_CONFIG => admin_client::update_broker_config(shard, &req),
         C::GET_BROKER_CONFIG => admin::broker_config(shard, &req),
         C::GET_ALL_CONSUMER_OFFSET => admin::all_consumer_offset(shard, &req),
