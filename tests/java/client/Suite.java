@@ -961,10 +961,31 @@ public class Suite {
                 "'" + expr + "' selected " + got + " (" + gots.get(k).list.size() + " deliveries), want " + wants.get(k));
             note.append(wants.get(k++).size()).append(' ');
         }
+        String lite = sqlLitePull(topic, "a BETWEEN 3 AND 17 AND TAGS = 'TagA'", wants.get(1));
         String bad = sqlRefused(topic, "a > ", "Invalid MessageSelector");
         String cmp = sqlRefused(topic, "a > 'x'", "cannot be compared");
         return table.size() + " selectors gave exactly their subsets (" + note.toString().trim() + " of " + n
-            + "); malformed refused: " + bad + "; " + cmp;
+            + "); " + lite + "; malformed refused: " + bad + "; " + cmp;
+    }
+
+    /** DefaultLitePullConsumer with bySql: its pulls carry the expression (subscription flag). */
+    static String sqlLitePull(String topic, String expr, Set<String> want) throws Exception {
+        DefaultLitePullConsumer c = new DefaultLitePullConsumer("CG_sqllite_" + RUN);
+        c.setNamesrvAddr(NS);
+        c.setInstanceName(instance());
+        c.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
+        c.setPollTimeoutMillis(500);
+        c.subscribe(topic, MessageSelector.bySql(expr));
+        c.start();
+        open.add(c::shutdown);
+        List<MessageExt> got = new ArrayList<>();
+        long end = System.currentTimeMillis() + 20000;
+        while (got.size() < want.size() && System.currentTimeMillis() < end) got.addAll(c.poll());
+        got.addAll(c.poll(1000));
+        Set<String> bodies = new TreeSet<>();
+        for (MessageExt m : got) bodies.add(body(m));
+        check(bodies.equals(want) && got.size() == want.size(), "lite pull '" + expr + "' got " + bodies + ", want " + want);
+        return "lite pull bySql got its " + want.size();
     }
 
     /** A push consumer subscribing with a bad SQL92 expression: start() fails with the broker's
@@ -1047,6 +1068,18 @@ public class Suite {
         Message cb = requestAsync(requester, new Message(topic, "TagA", "rpc-cb".getBytes(StandardCharsets.UTF_8)), 10000)
             .get(15, TimeUnit.SECONDS);
         check("reply-rpc-cb".equals(new String(cb.getBody(), StandardCharsets.UTF_8)), "callback got " + cb);
+        // A reply whose requester is not connected: SYSTEM_ERROR naming it (after the client's
+        // retries on the other shard).
+        Message orphan = new Message(org.apache.rocketmq.common.MixAll.getReplyTopic("DefaultCluster"), "x".getBytes(StandardCharsets.UTF_8));
+        org.apache.rocketmq.common.message.MessageAccessor.putProperty(orphan, "MSG_TYPE", "reply");
+        org.apache.rocketmq.common.message.MessageAccessor.putProperty(orphan, "CORRELATION_ID", "c-" + RUN);
+        org.apache.rocketmq.common.message.MessageAccessor.putProperty(orphan, "REPLY_TO_CLIENT", "gone-" + RUN);
+        try {
+            replier.send(orphan, 5000);
+            throw new Fail("a reply to nobody was accepted");
+        } catch (MQClientException | MQBrokerException e) {
+            note.append("reply to a gone requester: ").append(brokerRefusal(e, 1, "channel of <gone-" + RUN + "> not found")).append("; ");
+        }
         String quiet = t("rpcquiet");
         createTopic(quiet);
         long t0 = System.currentTimeMillis();
