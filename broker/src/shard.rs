@@ -46,6 +46,8 @@ pub struct Shard {
     pub outbound: crate::outbound::Outbound,
     /// Settings UPDATE_BROKER_CONFIG may change.
     pub live: crate::live_config::LiveConfig,
+    /// CLUSTER, MSG_REGION and TRACE_ON, encoded once: added to every stored message.
+    pub broker_properties: String,
 }
 
 impl Shard {
@@ -199,6 +201,7 @@ pub async fn run(setup: ShardSetup) {
         stats: crate::stats::ShardStats::new(crate::metadata::now_ms()),
         outbound: crate::outbound::Outbound::default(),
         live: crate::live_config::LiveConfig::new(&config),
+        broker_properties: crate::handlers::broker_properties(&config),
         config: config.clone(),
     });
     // The shard's own broker-name topic.
