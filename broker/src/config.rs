@@ -108,6 +108,8 @@ pub struct BrokerConfig {
     /// Create RMQ_SYS_TRACE_TOPIC (or `msgTraceTopicName`) at start (`traceTopicEnable`).
     pub trace_topic_enable: bool,
     pub trace_topic_name: String,
+    /// SQL92 subscriptions are served (`enablePropertyFilter`; on by default, unlike RocketMQ).
+    pub enable_property_filter: bool,
 }
 
 /// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
@@ -158,6 +160,7 @@ impl Default for BrokerConfig {
             spin_before_park: Duration::ZERO,
             disk_max_used_ratio: 0.85,
             disk_min_free_bytes: 0,
+            enable_property_filter: true,
         }
     }
 }
@@ -284,6 +287,9 @@ impl BrokerConfig {
                     self.max_bytes_in_flight_per_connection = v.parse().map_err(|_| bad())?
                 }
                 "diskMinFreeBytes" => self.disk_min_free_bytes = v.parse().map_err(|_| bad())?,
+                "enablePropertyFilter" => {
+                    self.enable_property_filter = parse_bool(v).ok_or_else(bad)?
+                }
                 "saturnSpinBeforeParkMicros" => {
                     self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
                 }

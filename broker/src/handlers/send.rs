@@ -306,8 +306,6 @@ pub(super) struct Scanned {
     pub(super) delay: Option<String>,
     /// TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS, in [`TIMER_PROPERTIES`]' order.
     pub(super) timers: [Option<String>; 3],
-    /// REPLY_TO_CLIENT: a request of request-reply.
-    pub(super) reply_to_client: Option<String>,
     /// TRAN_MSG=true: a transaction's half message.
     pub(super) tran_msg: bool,
 }
@@ -334,7 +332,6 @@ pub(super) fn scan(props: &str) -> Scanned {
             prop::TIMER_DELIVER_MS => found.timers[0] = Some(value.to_owned()),
             prop::TIMER_DELAY_SEC => found.timers[1] = Some(value.to_owned()),
             prop::TIMER_DELAY_MS => found.timers[2] = Some(value.to_owned()),
-            prop::REPLY_TO_CLIENT => found.reply_to_client = Some(value.to_owned()),
             prop::TRAN_MSG => found.tran_msg = value.eq_ignore_ascii_case("true"),
             _ => {}
         }
