@@ -211,10 +211,17 @@ def free_port_block(start, width):
 class Broker:
     """A `saturn-broker standalone --shards 2` with its own data dir and ports."""
 
-    def __init__(self, run_dir, name):
+    def __init__(self, run_dir, name, conf=None):
+        """conf: broker.conf properties ({key: value}) the broker reads with -c."""
         self.dir = os.path.join(run_dir, name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
+        self.conf_args = []
+        if conf:
+            path = os.path.join(self.dir, "broker.conf")
+            with open(path, "w") as f:
+                f.writelines("%s=%s\n" % kv for kv in conf.items())
+            self.conf_args = ["-c", path]
         seed = 30000 + (os.getpid() * 37 + int(time.time())) % 20000
         block = free_port_block(seed, 16)
         self.namesrv_port = block
@@ -229,7 +236,7 @@ class Broker:
         # E2E_BROKER_PREFIX: a command to run the broker under (e.g. strace), for debugging.
         cmd = os.environ.get("E2E_BROKER_PREFIX", "").split() + [BROKER_BIN, "standalone", "--namesrv-port", str(self.namesrv_port), "--port", str(self.base_port),
                "--shards", "2", "--no-pin", "--broker-ip", "127.0.0.1", "--segment-size", str(64 << 20),
-               "--data-dir", os.path.join(self.dir, "data")]
+               "--data-dir", os.path.join(self.dir, "data")] + self.conf_args
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.logf, env=env,
                                      start_new_session=True)

@@ -100,6 +100,8 @@ pub struct BrokerConfig {
     pub disk_max_used_ratio: f64,
     /// Sends are refused ("disk full") while a shard's disk has less free space than this.
     pub disk_min_free_bytes: u64,
+    /// transactionTimeOut, transactionCheckInterval, transactionCheckMax.
+    pub transaction: crate::transaction::TxConfig,
 }
 
 /// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
@@ -145,6 +147,7 @@ impl Default for BrokerConfig {
             spin_before_park: Duration::ZERO,
             disk_max_used_ratio: 0.85,
             disk_min_free_bytes: 0,
+            transaction: crate::transaction::TxConfig::default(),
         }
     }
 }
@@ -260,6 +263,19 @@ impl BrokerConfig {
                 "diskMinFreeBytes" => self.disk_min_free_bytes = v.parse().map_err(|_| bad())?,
                 "saturnSpinBeforeParkMicros" => {
                     self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
+                }
+                "transactionTimeOut" => {
+                    self.transaction.timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
+                }
+                "transactionCheckInterval" => {
+                    let ms: u64 = v.parse().map_err(|_| bad())?;
+                    if ms == 0 {
+                        return Err(bad());
+                    }
+                    self.transaction.interval = Duration::from_millis(ms)
+                }
+                "transactionCheckMax" => {
+                    self.transaction.max_checks = v.parse().map_err(|_| bad())?
                 }
                 _ => unknown.push(key.clone()),
             }

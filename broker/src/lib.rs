@@ -14,15 +14,16 @@
 //! server      ──► shard, control, config, metadata
 //! shard       ──► conn, clients, control, outbound, stats, live_config, offsets, config,
 //!                 metadata
-//! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata
+//! server      ──► handlers (the services a shard starts: the transaction check loop)
+//! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata, transaction
 //! clients     ──► conn
 //! outbound    ──► conn
 //! control     ──► config, metadata
 //! offsets     ──► metadata
 //! live_config ──► config
 //! metadata    ──► config
-//! config      ──► conn (the per-connection limits it hands out)
-//! conn, stats, storeext ──► nothing of this crate
+//! config      ──► conn (the per-connection limits it hands out), transaction (its settings)
+//! conn, stats, storeext, transaction ──► nothing of this crate
 //! ```
 //!
 //! * [`conn`]: one client connection, served for any [`conn::Service`]
@@ -51,3 +52,4 @@ pub mod server;
 pub mod shard;
 pub mod stats;
 pub mod storeext;
+pub mod transaction;

@@ -39,6 +39,7 @@ impl Broker {
                 control: ControlHandle::new(control_tx.clone()),
                 events: event_rx,
                 ready: ready_tx,
+                services: crate::handlers::start_services,
             };
             let placement = match cores.get(id % cores.len().max(1)) {
                 Some(core) if config.pin_cores => Placement::Fixed(core.id),

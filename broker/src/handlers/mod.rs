@@ -8,6 +8,7 @@ mod consumer;
 mod error;
 mod pull;
 mod send;
+mod transaction;
 mod unserved;
 
 use std::rc::Rc;
@@ -64,6 +65,9 @@ pub async fn dispatch(
         C::GET_MIN_OFFSET => consumer::min_offset(shard, &req),
         C::SEARCH_OFFSET_BY_TIMESTAMP => Box::pin(consumer::search_offset(shard, &req)).await,
         C::GET_EARLIEST_MSG_STORETIME => Box::pin(consumer::earliest_store_time(shard, &req)).await,
+        C::END_TRANSACTION => Box::pin(transaction::end_transaction(shard, &req))
+            .await
+            .into_reply(&req),
         C::CONSUMER_SEND_MSG_BACK => Box::pin(send::send_back(shard, conn, &req))
             .await
             .into_reply(&req),
@@ -125,6 +129,13 @@ pub async fn dispatch(
         Reply::Cmd(cmd) => Outgoing::command(&cmd),
         Reply::Parts(cmd, parts) => Outgoing::with_parts(&cmd, parts),
     })
+}
+
+/// The services a shard starts before it listens (see [`crate::shard::StartServices`]).
+pub fn start_services(
+    shard: Rc<Shard>,
+) -> futures_lite::future::BoxedLocal<Vec<glommio::task::JoinHandle<()>>> {
+    transaction::start(shard)
 }
 
 /// A handler's answer: a command, or a command whose body is stored records

@@ -35,17 +35,28 @@ pub async fn send(
     let mut h = SendMessageRequestHeader::decode_any(&req.ext_fields)?;
     let batch = req.request_code() == RequestCode::SEND_BATCH_MESSAGE || h.batch == Some(true);
     let properties = check_send(shard, req, &mut h, batch)?;
+    let half = !batch && super::transaction::is_half(&properties);
     let target = resolve_target(shard, conn, &mut h, batch).await?;
+    let real_queue = target.queue_id;
     let entries = if batch {
         batch_entries(shard, &target.topic, &req.body)?
     } else {
         vec![(h.flag, req.body.clone(), properties)]
     };
-    let (to_store, wait) = messages_to_store(shard, conn, &h, target, entries);
-    store_and_answer(shard, req, to_store, wait).await
+    let (mut to_store, wait) = messages_to_store(shard, conn, &h, target, entries);
+    if !half {
+        return store_and_answer(shard, req, to_store, wait).await;
+    }
+    // A transactional send: stored as its half message, answered with its real queue.
+    super::transaction::into_half(&mut to_store[0], &h.producer_group);
+    let mut reply = store_and_answer(shard, req, to_store, wait).await?;
+    if let Reply::Cmd(resp) = &mut reply {
+        resp.ext_fields.insert("queueId", real_queue.to_string());
+    }
+    Ok(reply)
 }
 
-/// What is checked before anything else: the topic's name, the sizes, no transactions.
+/// What is checked before anything else: the topic's name, the sizes, no transactional batch.
 /// Returns the properties, taken out of the header.
 fn check_send(
     shard: &Shard,
@@ -76,14 +87,10 @@ fn check_send(
             properties.len()
         )));
     }
-    if !batch
-        && property_value(&properties, prop::TRAN_MSG)
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
-        return Err(HandlerError::NoPermission(format!(
-            "the broker[{}] sending transaction message is forbidden",
-            shard.name
-        )));
+    if batch && super::transaction::is_half(&properties) {
+        return Err(HandlerError::MessageIllegal(
+            "a batch cannot be a transactional (half) message".into(),
+        ));
     }
     if let Some(reason) = super::unserved::refusal(&h.topic, &properties) {
         return Err(HandlerError::MessageIllegal(reason.to_string()));

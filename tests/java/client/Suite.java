@@ -865,35 +865,137 @@ public class Suite {
         return out.toString();
     }
 
-    static String transactionCase() throws Exception {
-        String topic = t("tx");
-        createTopic(topic);
-        TransactionMQProducer p = new TransactionMQProducer("PG_tx_" + RUN);
+    // ------------------------------------------------------------------------------ cases: transactions
+    // The broker of this suite runs with transactionTimeOut=1000, transactionCheckInterval=1000
+    // and transactionCheckMax=3 (tests/e2e_java.py's TX_CONF).
+    static final int TX_CHECK_MAX = 3;
+
+    /** A transactional producer whose local transaction answers `local` and whose check answers `check`. */
+    static TransactionMQProducer txProducer(String group, LocalTransactionState local, LocalTransactionState check,
+                                            AtomicInteger checks) throws MQClientException {
+        TransactionMQProducer p = new TransactionMQProducer(group);
         p.setNamesrvAddr(NS);
         p.setInstanceName(instance());
-        AtomicInteger executed = new AtomicInteger();
+        p.setSendMsgTimeout(10000);
+        p.setPollNameServerInterval(1000);
+        p.setHeartbeatBrokerInterval(1000);
         p.setTransactionListener(new TransactionListener() {
             public LocalTransactionState executeLocalTransaction(Message msg, Object arg) {
-                executed.incrementAndGet();
-                return LocalTransactionState.COMMIT_MESSAGE;
+                return local;
             }
 
             public LocalTransactionState checkLocalTransaction(MessageExt msg) {
-                return LocalTransactionState.COMMIT_MESSAGE;
+                checks.incrementAndGet();
+                return check;
             }
         });
         p.start();
         open.add(p::shutdown);
-        long before = totalMaxOffset(topic);
-        try {
-            TransactionSendResult r = p.sendMessageInTransaction(msg(topic, "TagA", "tx-k", "tx"), null);
-            throw new Fail("half message accepted: " + r.getSendStatus() + " " + r.getLocalTransactionState());
-        } catch (MQClientException e) {
-            String refusal = brokerRefusal(e, NO_PERMISSION, "transaction message is forbidden");
-            check(executed.get() == 0, "the local transaction ran");
-            check(totalMaxOffset(topic) == before, "something was stored anyway");
-            return "half message refused: " + refusal;
+        return p;
+    }
+
+    static TransactionSendResult sendTx(TransactionMQProducer p, String topic, String key, String body,
+                                        LocalTransactionState want) throws Exception {
+        TransactionSendResult r = p.sendMessageInTransaction(msg(topic, "TagA", key, body), null);
+        check(r.getSendStatus() == SendStatus.SEND_OK, key + ": half send " + r.getSendStatus());
+        check(r.getLocalTransactionState() == want, key + ": local state " + r.getLocalTransactionState());
+        // The producer learnt the topic's brokers with this send: register with them now rather
+        // than at the next heartbeat, so that the first check finds it.
+        Object factory = p.getDefaultMQProducerImpl().getMqClientFactory();
+        factory.getClass().getMethod("sendHeartbeatToAllBrokerWithLock").invoke(factory);
+        return r;
+    }
+
+    /** The bodies a push consumer of the topic got, each counted once (a duplicate fails). */
+    static Set<String> onceEach(Got got) {
+        Set<String> s = new TreeSet<>();
+        for (MessageExt m : got.list) check(s.add(body(m)), "delivered twice: " + body(m));
+        return s;
+    }
+
+    static String transactionCase() throws Exception {
+        String topic = t("tx");
+        createTopic(topic);
+        Got got = new Got();
+        startConcurrent(newPush("CG_tx_" + RUN, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false), got);
+        AtomicInteger checks = new AtomicInteger();
+        TransactionMQProducer commit = txProducer("PG_txc_" + RUN, LocalTransactionState.COMMIT_MESSAGE,
+            LocalTransactionState.COMMIT_MESSAGE, checks);
+        TransactionMQProducer rollback = txProducer("PG_txr_" + RUN, LocalTransactionState.ROLLBACK_MESSAGE,
+            LocalTransactionState.ROLLBACK_MESSAGE, checks);
+        List<TransactionSendResult> committed = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            committed.add(sendTx(commit, topic, "txc-k" + i, "txc" + BODY_INFIX + i, LocalTransactionState.COMMIT_MESSAGE));
+            sendTx(rollback, topic, "txr-k" + i, "txr" + BODY_INFIX + i, LocalTransactionState.ROLLBACK_MESSAGE);
         }
+        got.waitCount(4, 20000);
+        // Two check rounds beyond the timeout: nothing else arrives and nobody is asked.
+        Thread.sleep(3000);
+        check(onceEach(got).equals(expectedBodies("txc", 4)), "consumed " + got.bodies());
+        check(checks.get() == 0, checks.get() + " checks of decided transactions");
+        checkStored(topic, "txc", 4, "TagA");
+        for (MessageExt m : got.list) {
+            check(m.getProperty("TRAN_MSG") == null && m.getProperty("REAL_TOPIC") == null,
+                "committed message keeps " + m.getProperties());
+            check(m.getProperty("PGROUP") != null, "no PGROUP");
+        }
+        // Committed messages are found by key and by id, as sent.
+        TransactionSendResult first = committed.get(0);
+        QueryResult q = producer.queryMessage(topic, "txc-k0", 32, 0, System.currentTimeMillis() + 60000);
+        check(q.getMessageList().size() == 1 && body(q.getMessageList().get(0)).equals("txc" + BODY_INFIX + 0),
+            "query by key txc-k0: " + q.getMessageList().size());
+        MessageExt byId = producer.viewMessage(topic, first.getMsgId());
+        check(body(byId).equals("txc" + BODY_INFIX + 0), "view by id: " + body(byId));
+        try {
+            QueryResult none = producer.queryMessage(topic, "txr-k0", 32, 0, System.currentTimeMillis() + 60000);
+            check(none.getMessageList().isEmpty(), "a rolled-back message is found by key");
+        } catch (MQClientException e) {
+            check(e.getResponseCode() == 208, "query of a rolled-back key: " + e); // no message
+        }
+        return "4 committed consumed once each (by key and id too), 4 rolled back never, no checks";
+    }
+
+    static String transactionCheckCase() throws Exception {
+        String topic = t("txcheck");
+        createTopic(topic);
+        Got got = new Got();
+        startConcurrent(newPush("CG_txk_" + RUN, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false), got);
+        AtomicInteger toCommit = new AtomicInteger(), toRollback = new AtomicInteger(), silent = new AtomicInteger();
+        TransactionMQProducer c = txProducer("PG_txkc_" + RUN, LocalTransactionState.UNKNOW,
+            LocalTransactionState.COMMIT_MESSAGE, toCommit);
+        TransactionMQProducer r = txProducer("PG_txkr_" + RUN, LocalTransactionState.UNKNOW,
+            LocalTransactionState.ROLLBACK_MESSAGE, toRollback);
+        TransactionMQProducer u = txProducer("PG_txku_" + RUN, LocalTransactionState.UNKNOW,
+            LocalTransactionState.UNKNOW, silent);
+        long t0 = System.currentTimeMillis();
+        sendTx(c, topic, "txkc-k", "txkc" + BODY_INFIX + 0, LocalTransactionState.UNKNOW);
+        sendTx(r, topic, "txkr-k", "txkr" + BODY_INFIX + 0, LocalTransactionState.UNKNOW);
+        sendTx(u, topic, "txku-k", "txku" + BODY_INFIX + 0, LocalTransactionState.UNKNOW);
+        check(got.list.isEmpty(), "an undecided message was delivered");
+        got.waitCount(1, 20000);
+        long committedAfter = System.currentTimeMillis() - t0;
+        check(committedAfter >= 900, "committed after " + committedAfter + " ms, before transactionTimeOut");
+        // The silent producer's message goes to TRANS_CHECK_MAX_TIME_TOPIC after the maximum.
+        List<MessageExt> parked = new ArrayList<>();
+        waitFor(() -> {
+            try {
+                parked.clear();
+                for (MessageExt m : readAll("TRANS_CHECK_MAX_TIME_TOPIC"))
+                    if (("txku" + BODY_INFIX + 0).equals(body(m))) parked.add(m);
+            } catch (Exception e) {
+                return false;
+            }
+            return !parked.isEmpty();
+        }, 30000, "the unanswered half message in TRANS_CHECK_MAX_TIME_TOPIC");
+        check(parked.size() == 1, parked.size() + " copies in TRANS_CHECK_MAX_TIME_TOPIC");
+        check(topic.equals(parked.get(0).getProperty("REAL_TOPIC")), "REAL_TOPIC " + parked.get(0).getProperty("REAL_TOPIC"));
+        Thread.sleep(2500);
+        check(onceEach(got).equals(Set.of("txkc" + BODY_INFIX + 0)), "consumed " + got.bodies());
+        check(silent.get() == TX_CHECK_MAX, "the silent producer was checked " + silent.get() + " times, want " + TX_CHECK_MAX);
+        check(toCommit.get() == 1 && toRollback.get() == 1,
+            "checks: commit " + toCommit.get() + ", rollback " + toRollback.get() + " (want 1 each)");
+        return "unknown→check→commit consumed once after " + committedAfter + " ms; unknown→check→rollback never; "
+            + "unanswered checked " + silent.get() + "x then in TRANS_CHECK_MAX_TIME_TOPIC";
     }
 
     static String sql92Case() throws Exception {
@@ -975,6 +1077,7 @@ public class Suite {
         CASES.put("delay_level", Suite::delayLevelCase);
         CASES.put("timer", Suite::timerCase);
         CASES.put("transaction", Suite::transactionCase);
+        CASES.put("transaction_check", Suite::transactionCheckCase);
         CASES.put("sql92", Suite::sql92Case);
         CASES.put("request_reply", Suite::requestReplyCase);
     }
