@@ -19,11 +19,17 @@ const GROUP: &str = "pg_tx";
 
 /// A broker whose checks come 500 ms after a half message, every 300 ms, at most 50 times.
 fn tx_broker(name: &str) -> Broker {
+    tx_broker_with(name, 50)
+}
+
+fn tx_broker_with(name: &str, max_checks: u32) -> Broker {
     let dir = test_dir(&format!("{name}-conf"));
     let conf = dir.join("broker.conf");
     std::fs::write(
         &conf,
-        "transactionTimeOut=500\ntransactionCheckInterval=300\ntransactionCheckMax=50\n",
+        format!(
+            "transactionTimeOut=500\ntransactionCheckInterval=300\ntransactionCheckMax={max_checks}\n"
+        ),
     )
     .unwrap();
     let conf = conf.to_str().unwrap().to_owned();
@@ -199,10 +205,16 @@ fn kill_run(delay_ms: u64) {
         .collect();
     let want: BTreeSet<i64> = undecided.iter().map(|(h, _)| h.queue_offset).collect();
     assert_eq!(checked, want, "checked after the restart");
-    for (h, body) in &undecided {
-        let r = c.invoke(end_request(h, COMMIT, GROUP, true)).expect("end");
+    // The producer's answers to the checks: commit one, roll back the next.
+    for (i, (h, body)) in undecided.iter().enumerate() {
+        let decision = if i % 2 == 0 { COMMIT } else { ROLLBACK };
+        let r = c
+            .invoke(end_request(h, decision, GROUP, true))
+            .expect("end");
         assert_eq!(r.code, 0, "{:?}", r.remark);
-        committed.insert(body.clone());
+        if decision == COMMIT {
+            committed.insert(body.clone());
+        }
     }
     let got: BTreeSet<String> = bodies(&mut c, "Tx", 2).into_iter().collect();
     assert_eq!(got, committed, "committed after a kill -9, each once");
@@ -220,4 +232,34 @@ fn kill_run(delay_ms: u64) {
     assert_ne!(end(&mut c, &undecided[0].0, ROLLBACK).code, 0);
     let got: BTreeSet<String> = bodies(&mut c, "Tx", 2).into_iter().collect();
     assert_eq!(got, committed);
+}
+
+#[test]
+fn an_unanswered_half_message_reaches_the_check_max_topic_once_across_a_kill() {
+    let mut broker = tx_broker_with("tx-max", 3);
+    let mut c = broker.client(&broker.shards[0]);
+    create_topic(&mut c, "Tx", 1);
+    register_producer(&mut c);
+    let h = send_half(&mut c, "Tx", 0, "silent");
+    let before = checks_within(&mut c, Duration::from_millis(900));
+    assert!(
+        !before.is_empty() && before.len() < 3,
+        "checks before the kill: {before:?}"
+    );
+    drop(c);
+    broker.signal(libc::SIGKILL);
+    broker.launch();
+    let mut c = broker.client(&broker.shards[0]);
+    register_producer(&mut c);
+    // Check counts start again after a restart: three more, then the discard.
+    let after = checks_within(&mut c, Duration::from_secs(3));
+    assert_eq!(after, vec![h.queue_offset; 3], "checks after the restart");
+    let parked = bodies(&mut c, "TRANS_CHECK_MAX_TIME_TOPIC", 1);
+    assert_eq!(parked, vec!["silent".to_string()]);
+    assert!(
+        bodies(&mut c, "Tx", 1).is_empty(),
+        "an undecided message was delivered"
+    );
+    let r = end(&mut c, &h, COMMIT);
+    assert!(r.remark.unwrap_or_default().contains("already decided"));
 }
