@@ -102,6 +102,9 @@ pub struct BrokerConfig {
     pub disk_min_free_bytes: u64,
     /// transactionTimeOut, transactionCheckInterval, transactionCheckMax.
     pub transaction: crate::transaction::TxConfig,
+    /// An orderly consumer's queue lock not renewed for this long is free again (RocketMQ's
+    /// `rocketmq.broker.rebalance.lockMaxLiveTime`, 60 s).
+    pub rebalance_lock_max_live: Duration,
 }
 
 /// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
@@ -148,6 +151,7 @@ impl Default for BrokerConfig {
             disk_max_used_ratio: 0.85,
             disk_min_free_bytes: 0,
             transaction: crate::transaction::TxConfig::default(),
+            rebalance_lock_max_live: Duration::from_secs(60),
         }
     }
 }
@@ -276,6 +280,10 @@ impl BrokerConfig {
                 }
                 "transactionCheckMax" => {
                     self.transaction.max_checks = v.parse().map_err(|_| bad())?
+                }
+                "rocketmq.broker.rebalance.lockMaxLiveTime" => {
+                    self.rebalance_lock_max_live =
+                        Duration::from_millis(v.parse().map_err(|_| bad())?)
                 }
                 _ => unknown.push(key.clone()),
             }

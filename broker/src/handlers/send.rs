@@ -128,7 +128,10 @@ async fn resolve_target(
         let max = h
             .max_reconsume_times
             .unwrap_or(group_config.retry_max_times);
-        if h.reconsume_times.unwrap_or(0) > max {
+        // A group holding unexpired queue locks consumes in order: a message it sends back
+        // goes to the dead-letter queue at once (a retry topic would break the order).
+        if h.reconsume_times.unwrap_or(0) > max || super::client::group_has_live_lock(shard, group)
+        {
             let dlq = dlq_topic(shard, group).await?;
             target.topic = dlq.topic_name.clone();
             target.queue_id = 0;

@@ -998,6 +998,119 @@ public class Suite {
             + "unanswered checked " + silent.get() + "x then in TRANS_CHECK_MAX_TIME_TOPIC";
     }
 
+    // ------------------------------------------------------------------------------ cases: ordered, proven
+    static DefaultMQPushConsumer orderly(String group, String topic, ConcurrentLinkedQueue<String> seen) throws Exception {
+        DefaultMQPushConsumer c = newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false);
+        c.setPullBatchSize(64);
+        c.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
+            for (MessageExt m : msgs) seen.add(body(m));
+            return ConsumeOrderlyStatus.SUCCESS;
+        });
+        c.start();
+        open.add(c::shutdown);
+        return c;
+    }
+
+    /** 10,000 messages of 64 keys, each key on one queue in order; two orderly consumers, one restarted midway. */
+    static String orderly10kCase() throws Exception {
+        String topic = t("ord10k");
+        createTopic(topic);
+        String group = "CG_ord10k_" + RUN;
+        int n = 10000, keys = 64, perKey = n / keys + (n % keys == 0 ? 0 : 1);
+        ConcurrentLinkedQueue<String> seen = new ConcurrentLinkedQueue<>();
+        DefaultMQPushConsumer a = orderly(group, topic, seen);
+        DefaultMQPushConsumer b = orderly(group, topic, seen);
+        int all = QUEUES * SHARDS;
+        waitFor(() -> assigned(a, topic) + assigned(b, topic) == all && assigned(a, topic) > 0 && assigned(b, topic) > 0,
+            20000, "rebalance: queues " + assigned(a, topic) + " + " + assigned(b, topic));
+        List<MessageQueue> mqs = new ArrayList<>(publishQueues(topic));
+        Collections.sort(mqs);
+        CountDownLatch restarted = new CountDownLatch(1);
+        Thread sender = new Thread(() -> {
+            try {
+                Map<MessageQueue, List<Message>> batch = new HashMap<>();
+                for (int i = 0; i < n; i++) {
+                    int key = i % keys;
+                    MessageQueue mq = mqs.get(key % mqs.size());
+                    batch.computeIfAbsent(mq, q -> new ArrayList<>()).add(
+                        new Message(topic, "TagA", "k" + key, (key + ":" + (i / keys)).getBytes(StandardCharsets.UTF_8)));
+                    if (i % 800 == 799 || i == n - 1) {
+                        for (Map.Entry<MessageQueue, List<Message>> e : batch.entrySet())
+                            check(producer.send(e.getValue(), e.getKey()).getSendStatus() == SendStatus.SEND_OK, "batch send");
+                        batch.clear();
+                        // The rest is sent while a consumer restarts and the group rebalances.
+                        if (i == 3199) restarted.await(60, TimeUnit.SECONDS);
+                    }
+                }
+            } catch (Exception e) {
+                seen.add("send failed: " + e);
+            }
+        });
+        sender.start();
+        waitFor(() -> seen.size() >= 3200, 60000, "the first 3200 consumed (" + seen.size() + ")");
+        b.shutdown(); // releases its queues (UNLOCK_BATCH_MQ); a rebalance hands them over
+        int atRestart = seen.size();
+        DefaultMQPushConsumer b2 = orderly(group, topic, seen);
+        restarted.countDown();
+        waitFor(() -> assigned(b2, topic) > 0, 20000, "the restarted consumer's queues");
+        sender.join(60000);
+        Map<String, Integer> last = new HashMap<>();
+        waitFor(() -> new HashSet<>(seen).size() >= n, 60000, "distinct consumed " + new HashSet<>(seen).size() + " of " + n);
+        check(assigned(b2, topic) > 0, "the restarted consumer got no queue");
+        int replays = 0;
+        for (String m : seen) {
+            check(!m.startsWith("send failed"), m);
+            String[] kv = m.split(":");
+            int seq = Integer.parseInt(kv[1]);
+            int prev = last.getOrDefault(kv[0], -1);
+            if (seq <= prev) {
+                replays++; // redelivered after the hand-over: at least once, never out of order
+                continue;
+            }
+            check(seq == prev + 1, "key " + kv[0] + ": " + seq + " after " + prev);
+            last.put(kv[0], seq);
+        }
+        check(last.size() == keys, last.size() + " keys seen");
+        for (Map.Entry<String, Integer> e : last.entrySet()) {
+            int k = Integer.parseInt(e.getKey());
+            int want = (n - 1 - k) / keys;
+            check(e.getValue() == want, "key " + k + " ended at " + e.getValue() + ", want " + want);
+        }
+        return n + " messages, 64 keys each in order over 2 orderly consumers; one restarted after " + atRestart
+            + "; " + replays + " redelivered after the hand-over";
+    }
+
+    /** An orderly consumer's failing message: suspended locally, retried up to the maximum, then the DLQ; order kept. */
+    static String orderlyRetryDlqCase() throws Exception {
+        String topic = t("ordlq");
+        createTopic(topic);
+        String group = "CG_ordlq_" + RUN;
+        ConcurrentLinkedQueue<String> seen = new ConcurrentLinkedQueue<>();
+        DefaultMQPushConsumer c = newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false);
+        c.setMaxReconsumeTimes(2);
+        c.setSuspendCurrentQueueTimeMillis(100);
+        c.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
+            for (MessageExt m : msgs) seen.add(body(m) + "@" + m.getReconsumeTimes());
+            for (MessageExt m : msgs)
+                if (body(m).equals("poison")) return ConsumeOrderlyStatus.SUSPEND_CURRENT_QUEUE_A_MOMENT;
+            return ConsumeOrderlyStatus.SUCCESS;
+        });
+        c.start();
+        open.add(c::shutdown);
+        MessageQueue mq = publishQueues(topic).get(0);
+        for (String b : List.of("m0", "poison", "m1", "m2"))
+            check(producer.send(new Message(topic, "TagA", "ordlq", b.getBytes(StandardCharsets.UTF_8)), mq).getSendStatus()
+                == SendStatus.SEND_OK, "send " + b);
+        waitFor(() -> seen.stream().anyMatch(s -> s.startsWith("m2")), 30000, "m2 consumed: " + seen);
+        List<MessageExt> dead = readAtLeast("%DLQ%" + group, 1, 20000);
+        Thread.sleep(500);
+        List<String> want = List.of("m0@0", "poison@0", "poison@1", "poison@2", "m1@0", "m2@0");
+        check(new ArrayList<>(seen).equals(want), "consumed " + seen + ", want " + want);
+        check(dead.size() == 1 && body(dead.get(0)).equals("poison"), "DLQ holds " + dead.size());
+        check(readAll("%RETRY%" + group).isEmpty(), "the retry topic got the ordered message");
+        return "poison tried 3x (suspend 100 ms), then %DLQ% at once (group holds queue locks); m1, m2 after it";
+    }
+
     static String sql92Case() throws Exception {
         String topic = t("sql");
         createTopic(topic);
@@ -1078,6 +1191,8 @@ public class Suite {
         CASES.put("timer", Suite::timerCase);
         CASES.put("transaction", Suite::transactionCase);
         CASES.put("transaction_check", Suite::transactionCheckCase);
+        CASES.put("orderly_10k", Suite::orderly10kCase);
+        CASES.put("orderly_retry_dlq", Suite::orderlyRetryDlqCase);
         CASES.put("sql92", Suite::sql92Case);
         CASES.put("request_reply", Suite::requestReplyCase);
     }
