@@ -55,7 +55,7 @@ CLIENTS = {
 }
 CLIENT_TITLES = {"rocketmq-0.4.4": "rocketmq 0.4.4", "cvs": "python-cvs 2.1.0.3", "ons": "ali-ons 3.12.0"}
 SCENARIOS = ["route", "sync", "push", "group2", "async", "oneway", "resume", "tags", "split", "broadcast",
-             "pull"]
+             "pull", "orderly"]
 
 MAX_SEND_RETRIES = 3  # per produce run, Python sync sends only
 TAGS = ["TagA", "TagB", "TagC"]
@@ -744,6 +744,30 @@ def sc_split(ctx):
         len(m1), len(m2), n, rounds)
 
 
+def sc_orderly(ctx):
+    """The C++ clients' orderly path: send_orderly (queue = key % queues) and an orderly push
+    consumer (LOCK_BATCH_MQ); every key's messages arrive complete and in send order. ali-ons has
+    no orderly consumer: n/a."""
+    if not ctx.python:
+        return None
+    topic, group, n, keys = "E2E_orderly", "CG_orderly", 400, 8
+    ctx.broker.create_topic(topic)
+    args = produce_args(topic, n, "orderly", "ord", "PG_ord", 120, True) + ["--order-keys", str(keys)]
+    p = ctx.run(args, "orderly-send", 150)
+    rc, s = p.wait(), p.summary()
+    check(rc == 0 and s.get("acked") == n, "orderly send of %d: rc=%s acked=%s errors=%s" % (
+        n, rc, s.get("acked"), p.errors()))
+    c = ctx.consume(topic, group, "ord", range(n), 120, "orderly-recv", extra=["--orderly", "--grace", "2"])
+    last = {}
+    for m in c.messages():  # in delivery order: one queue is consumed by one thread at a time
+        i = int(m["props"]["i"])
+        k = i % keys
+        check(i > last.get(k, -1), "key %d: message %d delivered after %d" % (k, i, last.get(k, -1)))
+        last[k] = i
+    check(len(last) == keys, "%d keys delivered" % len(last))
+    return "%d messages of %d keys, each key in send order (orderly push consumer)" % (n, keys)
+
+
 def sc_broadcast(ctx):
     topic, group, n = "E2E_bcast", "CG_bcast", 1000
     ctx.broker.create_topic(topic)
@@ -810,6 +834,7 @@ def warm_up(ctx, topic, consumers, broadcast, timeout=60):
 
 RUNNERS = {"sync": sc_sync, "route": sc_route, "push": sc_push, "group2": sc_group2, "async": sc_async,
            "oneway": sc_oneway, "resume": sc_resume, "tags": sc_tags, "split": sc_split, "broadcast": sc_broadcast,
+           "orderly": sc_orderly,
            "pull": sc_pull}
 # Execution order: the send first; route, push, group2 and pull read what it stored.
 NEEDS_SYNC = ("route", "push", "group2", "pull")

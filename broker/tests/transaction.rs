@@ -100,8 +100,9 @@ fn register_producer(c: &mut BlockingClient) {
     assert_eq!(c.invoke(req).unwrap().code, 0);
 }
 
-/// The half-queue offsets of the CHECK_TRANSACTION_STATE requests read on `c` within `wait`.
-fn checks_within(c: &mut BlockingClient, wait: Duration) -> Vec<i64> {
+/// The CHECK_TRANSACTION_STATE requests read on `c` within `wait`: (half-queue offset,
+/// TRANSACTION_CHECK_TIMES).
+fn checks_within(c: &mut BlockingClient, wait: Duration) -> Vec<(i64, u32)> {
     c.set_timeout(Duration::from_millis(200)).unwrap();
     let deadline = Instant::now() + wait;
     let mut out = Vec::new();
@@ -115,7 +116,8 @@ fn checks_within(c: &mut BlockingClient, wait: Duration) -> Vec<i64> {
             let (msg, _) = protocol::message::StoredMessage::decode(&cmd.body).unwrap();
             assert_eq!(msg.topic, "Tx");
             assert_eq!(msg.property("PGROUP"), Some(GROUP));
-            out.push(offset);
+            let nth = msg.property("TRANSACTION_CHECK_TIMES").unwrap();
+            out.push((offset, nth.parse().unwrap()));
         }
     }
     c.set_timeout(Duration::from_secs(10)).unwrap();
@@ -202,6 +204,7 @@ fn kill_run(delay_ms: u64) {
     register_producer(&mut c);
     let checked: BTreeSet<i64> = checks_within(&mut c, Duration::from_secs(3))
         .into_iter()
+        .map(|(offset, _)| offset)
         .collect();
     let want: BTreeSet<i64> = undecided.iter().map(|(h, _)| h.queue_offset).collect();
     assert_eq!(checked, want, "checked after the restart");
@@ -253,7 +256,12 @@ fn an_unanswered_half_message_reaches_the_check_max_topic_once_across_a_kill() {
     register_producer(&mut c);
     // Check counts start again after a restart: three more, then the discard.
     let after = checks_within(&mut c, Duration::from_secs(3));
-    assert_eq!(after, vec![h.queue_offset; 3], "checks after the restart");
+    let q = h.queue_offset;
+    assert_eq!(
+        after,
+        vec![(q, 1), (q, 2), (q, 3)],
+        "checks after the restart"
+    );
     let parked = bodies(&mut c, "TRANS_CHECK_MAX_TIME_TOPIC", 1);
     assert_eq!(parked, vec!["silent".to_string()]);
     assert!(

@@ -25,6 +25,8 @@ use crate::transaction::{
 /// Records read per call while scanning the half and op queues.
 const SCAN_BATCH: usize = 256;
 const SCAN_BYTES: usize = 4 << 20;
+/// Half messages checked or discarded per round at most.
+const MAX_PER_ROUND: usize = 4096;
 
 /// Turns a send whose TRAN_MSG is true into its half message: stored in the half topic's queue
 /// 0, invisible to consumers, with REAL_TOPIC, REAL_QID, `__transactionId__` and PGROUP.
@@ -383,6 +385,8 @@ pub async fn run_checks(shard: Rc<Shard>) {
     }
 }
 
+/// Checks or discards the due half messages, oldest first, at most `MAX_PER_ROUND` of them (the
+/// rest wait for the next round). Failures are logged once per round.
 async fn check_round(shard: &Rc<Shard>) {
     let now = now_ms();
     let max = shard.config.transaction.max_checks;
@@ -392,25 +396,36 @@ async fn check_round(shard: &Rc<Shard>) {
         .pending()
         .map(|(q, p)| (q, p.clone(), p.due(now, max)))
         .filter(|(_, _, d)| *d != Due::Wait)
+        .take(MAX_PER_ROUND)
         .collect();
+    let (mut failed, mut first) = (0usize, None);
     for (offset, pending, due) in due {
         let outcome = match due {
             Due::Check => {
                 shard.tx.borrow_mut().count_check(offset);
-                send_check(shard, offset, &pending).await
+                send_check(shard, offset, &pending, pending.checks + 1).await
             }
             _ => discard(shard, offset, &pending).await,
         };
         if let Err(e) = outcome {
-            tracing::warn!(shard = shard.id, offset, error = %e, "transaction check");
+            failed += 1;
+            first.get_or_insert((offset, e));
         }
+    }
+    if let Some((offset, e)) = first {
+        tracing::warn!(shard = shard.id, failed, offset, error = %e, "transaction checks failed");
     }
 }
 
 /// CHECK_TRANSACTION_STATE (oneway) to one live producer of the half message's group; the
 /// producer answers with END_TRANSACTION (fromTransactionCheck). The check counts even when no
-/// producer of the group is connected.
-async fn send_check(shard: &Rc<Shard>, offset: i64, p: &Pending) -> Result<(), HandlerError> {
+/// producer of the group is connected. `nth`: this check's number, from 1.
+async fn send_check(
+    shard: &Rc<Shard>,
+    offset: i64,
+    p: &Pending,
+    nth: u32,
+) -> Result<(), HandlerError> {
     let half = read_half(shard, p.phys_offset, offset).await?;
     let group = half.property(prop::PGROUP).unwrap_or_default().to_owned();
     let conn = shard
@@ -429,20 +444,26 @@ async fn send_check(shard: &Rc<Shard>, offset: i64, p: &Pending) -> Result<(), H
             "no live producer of group {group} to check the half message with"
         )));
     };
-    let cmd = check_request(shard, offset, &half)?;
+    let cmd = check_request(shard, offset, &half, nth)?;
     conn.try_send_oneway(cmd);
     Ok(())
 }
 
 /// The check request: the header names the half message; the body is the message as the
-/// producer sent it (its real topic and queue), encoded as a stored record.
+/// producer sent it (its real topic and queue), encoded as a stored record, with
+/// TRANSACTION_CHECK_TIMES set to `nth` (the half message itself is never re-written).
 fn check_request(
     shard: &Shard,
     offset: i64,
     half: &StoredMessage,
+    nth: u32,
 ) -> Result<RemotingCommand, HandlerError> {
     let real_topic = half.property(prop::REAL_TOPIC).unwrap_or_default();
+    let mut props = decode_properties(&half.properties);
+    props.insert(prop::TRANSACTION_CHECK_TIMES, nth.to_string());
+    let props = props.encode();
     let mut input = half.as_input();
+    input.properties = &props;
     input.topic = real_topic;
     input.queue_id = half
         .property(prop::REAL_QID)
