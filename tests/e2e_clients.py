@@ -838,7 +838,8 @@ RUNNERS = {"sync": sc_sync, "route": sc_route, "push": sc_push, "group2": sc_gro
            "pull": sc_pull}
 # Execution order: the send first; route, push, group2 and pull read what it stored.
 NEEDS_SYNC = ("route", "push", "group2", "pull")
-ORDER = ["sync", "route", "push", "group2", "pull", "async", "oneway", "tags", "resume", "split", "broadcast"]
+ORDER = ["sync", "route", "push", "group2", "pull", "async", "oneway", "tags", "resume", "split", "broadcast",
+         "orderly"]
 
 
 def run_client(client, run_dir, args):
