@@ -550,6 +550,65 @@ pub fn start(
 ) -> futures_lite::future::BoxedLocal<Vec<glommio::task::JoinHandle<()>>> {
     Box::pin(async move {
         load(&shard).await;
+        scan_halves(&shard).await;
+        reconcile_committed(&shard).await;
         vec![glommio::spawn_local(run_checks(shard)).detach()]
     })
+}
+
+/// After a restart: an undecided half message whose committed copy is in its real topic (the
+/// process died between the two records of one commit's append, the op record lost) is decided
+/// with its op record now, so that a check answered COMMIT cannot store it twice. The copy is
+/// found by the half message's UNIQ_KEY and its prepared-transaction offset.
+async fn reconcile_committed(shard: &Rc<Shard>) {
+    let pending: Vec<(i64, Pending)> = shard
+        .tx
+        .borrow()
+        .pending()
+        .map(|(q, p)| (q, p.clone()))
+        .collect();
+    let mut found = 0usize;
+    for (offset, p) in pending {
+        let Ok(half) = read_half(shard, p.phys_offset, offset).await else {
+            continue;
+        };
+        let (Some(topic), Some(uniq)) = (
+            half.property(prop::REAL_TOPIC),
+            half.property(prop::UNIQ_KEY),
+        ) else {
+            continue;
+        };
+        let copies = shard
+            .store
+            .query_by_key(topic, uniq, 16, half.store_timestamp, i64::MAX)
+            .await;
+        let committed = copies.iter().any(|r| {
+            RecordView::parse(r)
+                .is_ok_and(|(v, _)| v.prepared_transaction_offset == half.phys_offset)
+        });
+        if !committed {
+            continue;
+        }
+        if shard.tx.borrow_mut().begin(offset).is_err() {
+            continue;
+        }
+        match store_decision(shard, &half, Decision::Rollback).await {
+            // The op record alone: the committed copy is already stored.
+            Ok(op) => {
+                shard.tx.borrow_mut().finish(offset, op);
+                found += 1;
+            }
+            Err(e) => {
+                shard.tx.borrow_mut().abort(offset, Some(p));
+                tracing::warn!(shard = shard.id, offset, error = %e, "transaction reconcile");
+            }
+        }
+    }
+    if found > 0 {
+        tracing::warn!(
+            shard = shard.id,
+            found,
+            "committed half messages without their op record: decided now"
+        );
+    }
 }
