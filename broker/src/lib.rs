@@ -13,7 +13,7 @@
 //! ```text
 //! server      ──► shard, control, config, metadata
 //! shard       ──► conn, clients, control, outbound, stats, live_config, offsets, config,
-//!                 metadata
+//!                 metadata, transaction
 //! server      ──► handlers (the services a shard starts: the transaction check loop)
 //! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata, transaction
 //! clients     ──► conn
@@ -38,6 +38,9 @@
 //! * [`shard`]: the per-core state, and the one place that asks the control
 //!   thread for a topic or group and adopts the answer
 //!   ([`shard::Shard::ensure_topic`], [`shard::Shard::ensure_group`]).
+//! * [`transaction`]: transactional messages' records and per-shard book; END_TRANSACTION and
+//!   the check loop are in `handlers::transaction`, started before the shard listens through
+//!   [`shard::ShardSetup::services`].
 
 pub mod clients;
 pub mod config;
