@@ -13,7 +13,7 @@
 //! ```text
 //! server      ──► shard, control, config, metadata
 //! shard       ──► conn, clients, control, outbound, stats, live_config, offsets, config,
-//!                 metadata, transaction
+//!                 metadata, fault_hook, transaction
 //! server      ──► handlers (the services a shard starts: the transaction check loop)
 //! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata, transaction
 //! clients     ──► conn
@@ -23,7 +23,7 @@
 //! live_config ──► config
 //! metadata    ──► config
 //! config      ──► conn (the per-connection limits it hands out), transaction (its settings)
-//! conn, stats, storeext, transaction ──► nothing of this crate
+//! conn, stats, storeext, fault_hook, transaction ──► nothing of this crate
 //! ```
 //!
 //! * [`conn`]: one client connection, served for any [`conn::Service`]
@@ -46,6 +46,7 @@ pub mod clients;
 pub mod config;
 pub mod conn;
 pub mod control;
+pub mod fault_hook;
 pub mod handlers;
 pub mod live_config;
 pub mod metadata;

@@ -48,11 +48,6 @@ pub fn into_half(m: &mut MessageToStore, producer_group: &str) {
     m.sys_flag = sysflag::reset_transaction_value(m.sys_flag, sysflag::TRANSACTION_NOT_TYPE);
 }
 
-/// Whether a send's properties make it a transactional (half) message.
-pub fn is_half(properties: &str) -> bool {
-    property_value(properties, prop::TRAN_MSG).is_some_and(|v| v.eq_ignore_ascii_case("true"))
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Decision {
     Commit,

@@ -11,31 +11,13 @@
 //! Retries are the exception: a consumer whose CONSUMER_SEND_MSG_BACK failed re-sends the
 //! message to `%RETRY%<group>` with a DELAY level; it is stored and redelivered without delay.
 
-use protocol::message::properties::{self as prop, iter_pairs};
-
+use super::send::{Scanned, TIMER_PROPERTIES};
 use crate::metadata::RETRY_PREFIX;
 
-/// 5.x timer properties (absolute delivery time, or delay from now).
-const TIMER_PROPERTIES: [&str; 3] = ["TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"];
-
-/// Why a message for `topic` with these encoded properties cannot be served; `None` when it can.
-///
-/// One pass over the properties (this runs for every message sent): for each property of
-/// interest the last occurrence counts, as in `property_value`.
-pub fn refusal(topic: &str, properties: &str) -> Option<String> {
-    let mut delay = None;
-    let mut timers: [Option<&str>; TIMER_PROPERTIES.len()] = [None; TIMER_PROPERTIES.len()];
-    let mut reply = false;
-    for (name, value) in iter_pairs(properties) {
-        if name == prop::DELAY {
-            delay = Some(value);
-        } else if name == prop::REPLY_TO_CLIENT {
-            reply = true;
-        } else if let Some(i) = TIMER_PROPERTIES.iter().position(|t| *t == name) {
-            timers[i] = Some(value);
-        }
-    }
-    if let Some(level) = delay {
+/// Why a message for `topic` whose properties' scan found `found` cannot be served; `None` when
+/// it can. The scan is the send path's one pass over the properties; this reads its result.
+pub fn refusal(topic: &str, found: &Scanned) -> Option<String> {
+    if let Some(level) = &found.delay {
         let delayed = level.trim().parse::<i64>().map_or(true, |l| l > 0);
         if delayed && !topic.starts_with(RETRY_PREFIX) {
             return Some(format!(
@@ -46,15 +28,15 @@ pub fn refusal(topic: &str, properties: &str) -> Option<String> {
     }
     if let Some((name, value)) = TIMER_PROPERTIES
         .iter()
-        .zip(timers)
-        .find_map(|(name, value)| Some((name, value?)))
+        .zip(&found.timers)
+        .find_map(|(name, value)| Some((name, value.as_ref()?)))
     {
         return Some(format!(
             "timer messages ({name}={value}) are not served by this broker yet; \
              the message was not stored"
         ));
     }
-    if reply {
+    if found.reply_to_client.is_some() {
         return Some(
             "request-reply messages (REPLY_TO_CLIENT) are not served by this broker yet; \
              the request was not stored"
@@ -66,7 +48,12 @@ pub fn refusal(topic: &str, properties: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::refusal;
+    use super::super::send::scan;
+
+    /// The refusal for a message with these properties, read through the send path's scan.
+    fn refusal(topic: &str, encoded: &str) -> Option<String> {
+        super::refusal(topic, &scan(encoded))
+    }
 
     fn props(pairs: &[(&str, &str)]) -> String {
         pairs
@@ -118,5 +105,25 @@ mod tests {
         assert!(refusal("T", &p).unwrap().contains("TIMER_DELIVER_MS=7"));
         let p = props(&[("REPLY_TO_CLIENT", "c"), ("TIMER_DELAY_SEC", "5")]);
         assert!(refusal("T", &p).unwrap().contains("TIMER_DELAY_SEC=5"));
+    }
+
+    #[test]
+    fn the_scan_finds_the_special_properties() {
+        let found = scan(&props(&[
+            ("TRAN_MSG", "TRUE"),
+            ("DELAY", "2"),
+            ("TIMER_DELAY_SEC", "5"),
+            ("REPLY_TO_CLIENT", "c1"),
+        ]));
+        assert!(found.tran_msg);
+        assert_eq!(found.delay.as_deref(), Some("2"));
+        assert_eq!(found.timers[1].as_deref(), Some("5"));
+        assert!(found.timers[0].is_none() && found.timers[2].is_none());
+        assert_eq!(found.reply_to_client.as_deref(), Some("c1"));
+        // The last TRAN_MSG counts, as in property_value.
+        let found = scan(&props(&[("TRAN_MSG", "true"), ("TRAN_MSG", "false")]));
+        assert!(!found.tran_msg);
+        let found = scan(&props(&[("TAGS", "a")]));
+        assert!(!found.tran_msg && found.delay.is_none() && found.reply_to_client.is_none());
     }
 }
