@@ -119,6 +119,20 @@ impl TxBook {
         self.read_to
     }
 
+    /// Moves the scanner past half messages decided before it read them (a commit that came
+    /// within the check interval, the usual case): they need no reading. Stops at a decision
+    /// still in flight, which may yet fail.
+    pub fn skip_decided(&mut self) {
+        while self
+            .decided
+            .get(&self.read_to)
+            .is_some_and(|op| *op != IN_FLIGHT)
+        {
+            self.read_to += 1;
+        }
+        self.prune();
+    }
+
     /// The half queue's head was removed by retention: nothing below `offset` can be read.
     pub fn skip_to(&mut self, offset: i64) {
         self.read_to = self.read_to.max(offset);
@@ -305,6 +319,29 @@ mod tests {
             "every decision below P is forgotten"
         );
         assert_eq!(b.begin(12), Err(DecisionError::AlreadyDecided(12)));
+    }
+
+    #[test]
+    fn decided_half_messages_are_skipped_unread() {
+        let mut b = TxBook::default();
+        for q in 0..3 {
+            b.begin(q).unwrap();
+        }
+        b.finish(0, 0);
+        b.finish(1, 1);
+        b.begin(4).unwrap();
+        b.finish(4, 2);
+        b.skip_decided();
+        assert_eq!(b.read_to(), 2, "2 is in flight");
+        b.finish(2, 3);
+        b.skip_decided();
+        assert_eq!(b.read_to(), 3, "3 is not decided");
+        assert!(b.on_half(3, p(3)));
+        b.skip_decided();
+        assert_eq!(b.read_to(), 5);
+        assert_eq!(b.low_watermark(), 3);
+        assert_eq!(b.begin(4), Err(DecisionError::AlreadyDecided(4)));
+        assert_eq!(b.begin(1), Err(DecisionError::AlreadyDecided(1)));
     }
 
     #[test]

@@ -338,7 +338,11 @@ pub async fn load(shard: &Rc<Shard>) {
 async fn scan_halves(shard: &Rc<Shard>) {
     let timeout = shard.config.transaction.timeout;
     loop {
-        let from = shard.tx.borrow().read_to();
+        let from = {
+            let mut book = shard.tx.borrow_mut();
+            book.skip_decided();
+            book.read_to()
+        };
         let r = shard
             .store
             .get_messages(HALF_TOPIC, 0, from, SCAN_BATCH, SCAN_BYTES, |_| true)
