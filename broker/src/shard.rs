@@ -48,6 +48,8 @@ pub struct Shard {
     pub live: crate::live_config::LiveConfig,
     /// Transactional messages: undecided half messages and recent decisions.
     pub tx: RefCell<crate::transaction::TxBook>,
+    /// CLUSTER, MSG_REGION and TRACE_ON, encoded once: added to every stored message.
+    pub broker_properties: String,
 }
 
 impl Shard {
@@ -211,6 +213,7 @@ pub async fn run(setup: ShardSetup) {
         outbound: crate::outbound::Outbound::default(),
         live: crate::live_config::LiveConfig::new(&config),
         tx: RefCell::new(Default::default()),
+        broker_properties: crate::handlers::broker_properties(&config),
         config: config.clone(),
     });
     // The shard's own broker-name topic.
