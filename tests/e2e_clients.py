@@ -211,7 +211,8 @@ def free_port_block(start, width):
 class Broker:
     """A `saturn-broker standalone --shards 2` with its own data dir and ports."""
 
-    def __init__(self, run_dir, name):
+    def __init__(self, run_dir, name, extra_args=()):
+        self.extra_args = list(extra_args)  # more broker flags (e.g. -c broker.conf)
         self.dir = os.path.join(run_dir, name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)

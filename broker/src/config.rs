@@ -100,6 +100,16 @@ pub struct BrokerConfig {
     pub disk_max_used_ratio: f64,
     /// Sends are refused ("disk full") while a shard's disk has less free space than this.
     pub disk_min_free_bytes: u64,
+    /// Prometheus text endpoint (`metricsExporterType=PROM`); other values: none.
+    pub metrics_prom: bool,
+    /// Its port and address (`metricsPromExporterPort`, `metricsPromExporterHost`).
+    pub metrics_port: u16,
+    pub metrics_host: IpAddr,
+    /// Create RMQ_SYS_TRACE_TOPIC (or `msgTraceTopicName`) at start (`traceTopicEnable`).
+    pub trace_topic_enable: bool,
+    pub trace_topic_name: String,
+    /// SQL92 subscriptions are served (`enablePropertyFilter`; on by default, unlike RocketMQ).
+    pub enable_property_filter: bool,
 }
 
 /// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
@@ -140,11 +150,17 @@ impl Default for BrokerConfig {
             idle_timeout: Duration::from_secs(120),
             region_id: "DefaultRegion".into(),
             trace_on: true,
+            metrics_prom: false,
+            metrics_port: 5557,
+            metrics_host: IpAddr::from([0, 0, 0, 0]),
+            trace_topic_enable: true,
+            trace_topic_name: "RMQ_SYS_TRACE_TOPIC".into(),
             pin_cores: true,
             io_memory: 1 << 20,
             spin_before_park: Duration::ZERO,
             disk_max_used_ratio: 0.85,
             disk_min_free_bytes: 0,
+            enable_property_filter: true,
         }
     }
 }
@@ -241,6 +257,19 @@ impl BrokerConfig {
                 }
                 "regionId" => self.region_id = v.to_owned(),
                 "traceOn" => self.trace_on = parse_bool(v).ok_or_else(bad)?,
+                "metricsExporterType" => match v {
+                    "PROM" => self.metrics_prom = true,
+                    "DISABLE" => self.metrics_prom = false,
+                    _ => {
+                        return Err(format!(
+                            "broker.conf: metricsExporterType={v}: Saturn serves PROM or DISABLE"
+                        ))
+                    }
+                },
+                "metricsPromExporterPort" => self.metrics_port = v.parse().map_err(|_| bad())?,
+                "metricsPromExporterHost" => self.metrics_host = v.parse().map_err(|_| bad())?,
+                "traceTopicEnable" => self.trace_topic_enable = parse_bool(v).ok_or_else(bad)?,
+                "msgTraceTopicName" => self.trace_topic_name = v.to_owned(),
                 "diskMaxUsedSpaceRatio" => {
                     let pct: f64 = v.parse().map_err(|_| bad())?;
                     if !(10.0..=95.0).contains(&pct) {
@@ -258,6 +287,9 @@ impl BrokerConfig {
                     self.max_bytes_in_flight_per_connection = v.parse().map_err(|_| bad())?
                 }
                 "diskMinFreeBytes" => self.disk_min_free_bytes = v.parse().map_err(|_| bad())?,
+                "enablePropertyFilter" => {
+                    self.enable_property_filter = parse_bool(v).ok_or_else(bad)?
+                }
                 "saturnSpinBeforeParkMicros" => {
                     self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
                 }

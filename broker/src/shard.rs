@@ -145,6 +145,8 @@ pub struct ShardSetup {
     pub events: flume::Receiver<ShardEvent>,
     /// Told once the shard listens (or failed to start).
     pub ready: flume::Sender<Result<(), String>>,
+    /// Metrics scrapes to answer ([`crate::metrics`]).
+    pub metrics: flume::Receiver<crate::metrics::Reply>,
 }
 
 /// Runs a shard to completion inside its executor.
@@ -156,6 +158,7 @@ pub async fn run(setup: ShardSetup) {
         control,
         events,
         ready,
+        metrics,
     } = setup;
     let port = config.shard_port(id);
     let store_host = SocketAddr::new(config.broker_ip, port);
@@ -220,6 +223,7 @@ pub async fn run(setup: ShardSetup) {
     }
     let sweeper = glommio::spawn_local(shard.connections.clone().run_sweeper()).detach();
     let housekeeping = glommio::spawn_local(housekeeping(shard.clone())).detach();
+    let scrapes = glommio::spawn_local(crate::metrics::serve(shard.clone(), metrics)).detach();
 
     tracing::info!(shard = id, name = %shard.name, addr = %store_host, "shard listening");
     let _ = ready.send(Ok(()));
@@ -231,6 +235,7 @@ pub async fn run(setup: ShardSetup) {
     }
     housekeeping.cancel();
     sweeper.cancel();
+    scrapes.cancel();
     shard.offsets.borrow_mut().persist();
     if let Err(e) = shard.store.flush().await {
         tracing::error!(shard = id, error = %e, "final flush failed");

@@ -229,6 +229,7 @@ async fn store_and_answer(
     wait: bool,
 ) -> Result<Reply, HandlerError> {
     let queue_id = batch[0].queue_id;
+    let started = std::time::Instant::now();
     // Backpressure: while the store has too much unflushed data, this
     // request waits (and with it, once its connection's window is full,
     // the reading of that socket) instead of being rejected.
@@ -237,13 +238,17 @@ async fn store_and_answer(
         .store
         .append(&batch)
         .map_err(HandlerError::from_store)?;
+    shard.stats.append_latency.record(started.elapsed());
     let body_bytes: usize = batch.iter().map(|m| m.body.len()).sum();
     shard
         .stats
         .on_put(&batch[0].topic, batch.len() as u64, body_bytes as u64);
     let mut code = ResponseCode::SUCCESS;
     if wait && shard.config.flush == crate::config::FlushDiskType::Sync {
-        match shard.store.wait_durable(appended.end_offset).await {
+        let waited = std::time::Instant::now();
+        let durable = shard.store.wait_durable(appended.end_offset).await;
+        shard.stats.flush_wait.record(waited.elapsed());
+        match durable {
             Ok(_) => {}
             Err(e @ storage::StoreError::FlushTimeout { .. }) => {
                 tracing::warn!(error = %e, "sync flush did not complete in time");
@@ -301,8 +306,6 @@ pub(super) struct Scanned {
     pub(super) delay: Option<String>,
     /// TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS, in [`TIMER_PROPERTIES`]' order.
     pub(super) timers: [Option<String>; 3],
-    /// REPLY_TO_CLIENT: a request of request-reply.
-    pub(super) reply_to_client: Option<String>,
     /// TRAN_MSG=true: a transaction's half message.
     pub(super) tran_msg: bool,
 }
@@ -329,7 +332,6 @@ pub(super) fn scan(props: &str) -> Scanned {
             prop::TIMER_DELIVER_MS => found.timers[0] = Some(value.to_owned()),
             prop::TIMER_DELAY_SEC => found.timers[1] = Some(value.to_owned()),
             prop::TIMER_DELAY_MS => found.timers[2] = Some(value.to_owned()),
-            prop::REPLY_TO_CLIENT => found.reply_to_client = Some(value.to_owned()),
             prop::TRAN_MSG => found.tran_msg = value.eq_ignore_ascii_case("true"),
             _ => {}
         }
