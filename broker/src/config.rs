@@ -173,6 +173,25 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// CLUSTER, MSG_REGION and TRACE_ON as a properties string: what the broker adds to every
+    /// message it stores (the send path's `complete_properties`); built once per shard.
+    pub fn stored_properties(&self) -> String {
+        use protocol::message::properties as prop;
+        let trace = if self.trace_on { "true" } else { "false" };
+        let mut out = String::new();
+        for (name, value) in [
+            (prop::CLUSTER, self.cluster_name.as_str()),
+            (prop::MSG_REGION, self.region_id.as_str()),
+            (prop::TRACE_ON, trace),
+        ] {
+            out.push_str(name);
+            out.push('\u{1}');
+            out.push_str(value);
+            out.push('\u{2}');
+        }
+        out
+    }
+
     /// What each connection is bounded by.
     pub fn conn_limits(&self) -> crate::conn::Limits {
         crate::conn::Limits {

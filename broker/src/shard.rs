@@ -216,7 +216,7 @@ pub async fn run(setup: ShardSetup) {
         outbound: crate::outbound::Outbound::default(),
         live: crate::live_config::LiveConfig::new(&config),
         tx: RefCell::new(Default::default()),
-        broker_properties: crate::handlers::broker_properties(&config),
+        broker_properties: config.stored_properties(),
         config: config.clone(),
     });
     // The shard's own broker-name topic.

@@ -387,7 +387,7 @@ fn message_to_store(
 /// producer sent none, and the CLUSTER, MSG_REGION and TRACE_ON properties
 /// (RocketMQ stores all three; the 5.x client drops a consumer's trace
 /// records when the consumed message has no MSG_REGION). The three are the
-/// shard's [`broker_properties`], appended in one piece when the producer set
+/// shard's [`BrokerConfig::stored_properties`](crate::config::BrokerConfig::stored_properties), appended in one piece when the producer set
 /// none of them (the usual case).
 fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) -> String {
     let needs_uniq = found.uniq_key.is_none();
@@ -422,17 +422,6 @@ fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) ->
     }
     (found.has_cluster, found.has_region, found.has_trace_on) = (true, true, true);
     props
-}
-
-/// CLUSTER, MSG_REGION and TRACE_ON as a properties string: what the broker adds to every
-/// message it stores (see [`complete_properties`]); built once per shard.
-pub(crate) fn broker_properties(config: &crate::config::BrokerConfig) -> String {
-    let mut out = String::new();
-    push_property(&mut out, prop::CLUSTER, &config.cluster_name);
-    push_property(&mut out, prop::MSG_REGION, &config.region_id);
-    let trace = if config.trace_on { "true" } else { "false" };
-    push_property(&mut out, prop::TRACE_ON, trace);
-    out
 }
 
 fn push_property(props: &mut String, name: &str, value: &str) {
