@@ -13,16 +13,16 @@
 //! ```text
 //! server      ──► shard, control, config, metadata
 //! shard       ──► conn, clients, control, outbound, stats, live_config, offsets, config,
-//!                 metadata
-//! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata
+//!                 metadata, timer
+//! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata, timer
 //! clients     ──► conn
 //! outbound    ──► conn
 //! control     ──► config, metadata
 //! offsets     ──► metadata
 //! live_config ──► config
 //! metadata    ──► config
-//! config      ──► conn (the per-connection limits it hands out)
-//! conn, stats, storeext ──► nothing of this crate
+//! config      ──► conn (the per-connection limits it hands out), timer (delay levels)
+//! conn, stats, storeext, timer ──► nothing of this crate
 //! ```
 //!
 //! * [`conn`]: one client connection, served for any [`conn::Service`]
@@ -51,3 +51,4 @@ pub mod server;
 pub mod shard;
 pub mod stats;
 pub mod storeext;
+pub mod timer;

@@ -46,6 +46,8 @@ pub struct Shard {
     pub outbound: crate::outbound::Outbound,
     /// Settings UPDATE_BROKER_CONFIG may change.
     pub live: crate::live_config::LiveConfig,
+    /// The timer engine's configuration and figures (the engine runs in `timer::engine::run`).
+    pub timers: crate::timer::Timers,
 }
 
 impl Shard {
@@ -145,6 +147,24 @@ pub struct ShardSetup {
     pub ready: flume::Sender<Result<(), String>>,
 }
 
+impl crate::timer::engine::Host for Shard {
+    fn store(&self) -> &storage::Store {
+        &self.store
+    }
+    fn timers(&self) -> &crate::timer::Timers {
+        &self.timers
+    }
+    fn store_host(&self) -> SocketAddr {
+        self.store_host
+    }
+    fn timer_dir(&self) -> std::path::PathBuf {
+        self.config.shard_dir(self.id).join("timer")
+    }
+    fn shard_id(&self) -> usize {
+        self.id
+    }
+}
+
 /// Runs a shard to completion inside its executor.
 pub async fn run(setup: ShardSetup) {
     let ShardSetup {
@@ -199,6 +219,10 @@ pub async fn run(setup: ShardSetup) {
         stats: crate::stats::ShardStats::new(crate::metadata::now_ms()),
         outbound: crate::outbound::Outbound::default(),
         live: crate::live_config::LiveConfig::new(&config),
+        timers: crate::timer::Timers::new(
+            config.message_delay_levels.clone(),
+            config.timer_max_delay.as_millis() as i64,
+        ),
         config: config.clone(),
     });
     // The shard's own broker-name topic.
@@ -217,6 +241,7 @@ pub async fn run(setup: ShardSetup) {
     }
     let sweeper = glommio::spawn_local(shard.connections.clone().run_sweeper()).detach();
     let housekeeping = glommio::spawn_local(housekeeping(shard.clone())).detach();
+    let timers = glommio::spawn_local(crate::timer::engine::run(shard.clone())).detach();
 
     tracing::info!(shard = id, name = %shard.name, addr = %store_host, "shard listening");
     let _ = ready.send(Ok(()));
@@ -227,6 +252,7 @@ pub async fn run(setup: ShardSetup) {
         }
     }
     housekeeping.cancel();
+    timers.cancel();
     sweeper.cancel();
     shard.offsets.borrow_mut().persist();
     if let Err(e) = shard.store.flush().await {

@@ -23,6 +23,10 @@ pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
             if base >= active || base + st.cfg.segment_size > st.checkpointed {
                 break;
             }
+            // Nor one holding data a user of the store still needs.
+            if base + st.cfg.segment_size > sh.retention_floor.get() {
+                break;
+            }
             let seg_path = st.cl.segment_path(base);
             let newest = match info {
                 Some(i) if i.max_ts != i64::MIN => i.max_ts,

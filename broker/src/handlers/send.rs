@@ -41,7 +41,10 @@ pub async fn send(
     } else {
         vec![(h.flag, req.body.clone(), properties)]
     };
-    let (to_store, wait) = messages_to_store(shard, conn, &h, target, entries);
+    let (mut to_store, wait) = messages_to_store(shard, conn, &h, target, entries);
+    if !batch {
+        schedule(shard, &mut to_store[0])?;
+    }
     store_and_answer(shard, req, to_store, wait).await
 }
 
@@ -170,6 +173,11 @@ fn batch_entries(
                 "batch messages cannot be delayed".into(),
             ));
         }
+        if crate::timer::has_timer_property(&entry.properties) {
+            return Err(HandlerError::MessageIllegal(
+                "batch messages cannot be timer messages".into(),
+            ));
+        }
         if let Some(reason) = super::unserved::refusal(topic, &entry.properties) {
             return Err(HandlerError::MessageIllegal(reason.to_string()));
         }
@@ -219,6 +227,24 @@ fn messages_to_store(
         ));
     }
     (to_store, wait)
+}
+
+/// A delayed or timer message goes to its timer topic instead (see [`crate::timer`]); nothing in
+/// a dead-letter queue is delayed.
+fn schedule(shard: &Shard, msg: &mut storage::MessageToStore) -> Result<(), HandlerError> {
+    if msg.topic.starts_with(DLQ_PREFIX) || !crate::timer::may_schedule(&msg.properties) {
+        return Ok(());
+    }
+    let t = &shard.timers;
+    let s = crate::timer::schedule_of(
+        &msg.properties,
+        &t.levels,
+        t.max_delay_ms,
+        metadata::now_ms(),
+    )
+    .map_err(HandlerError::MessageIllegal)?;
+    crate::timer::divert(msg, s);
+    Ok(())
 }
 
 /// Appends, waits for durability when asked, and builds the send response. A flush that did
@@ -492,18 +518,24 @@ pub async fn send_back(
         group.retry_max_times
     };
     let (topic, queue_id) = if msg.reconsume_times >= max || h.delay_level < 0 {
+        props.remove(prop::DELAY);
         (dlq_topic(shard, &h.group).await?.topic_name.clone(), 0)
     } else {
         let retry = format!("{RETRY_PREFIX}{}", h.group);
         let config = find_or_create_topic(shard, &retry, "", 1).await?;
-        // Delay levels are not scheduled yet: the retry is delivered at once.
-        props.remove(prop::DELAY);
+        // The retry schedule: level 3 + reconsumeTimes unless the client asks for a level.
+        let level = if h.delay_level > 0 {
+            h.delay_level
+        } else {
+            3 + msg.reconsume_times
+        };
+        props.insert(prop::DELAY, level.to_string());
         let q = pick_queue(shard, group.retry_queue_nums.min(config.write_queue_nums));
         (retry, q)
     };
     let props = props.encode();
     let found = scan(&props);
-    let stored = message_to_store(
+    let mut stored = message_to_store(
         topic,
         queue_id,
         msg.flag,
@@ -516,6 +548,7 @@ pub async fn send_back(
         msg.reconsume_times + 1,
     );
     let _ = conn;
+    schedule(shard, &mut stored)?;
     match store_and_answer(shard, req, vec![stored], false).await? {
         Reply::Cmd(mut resp) if resp.code == 0 => {
             resp.ext_fields.clear();

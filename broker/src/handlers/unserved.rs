@@ -1,60 +1,18 @@
 //! Messages asking for a feature Saturn does not serve yet.
 //!
-//! Storing such a message as a plain one would deliver it at once, which is a wrong result: a
-//! delayed or timer message must not be consumed before its time, and a request of
-//! request-reply waits for a reply Saturn cannot route. Until scheduled delivery (issue 13) and
-//! request-reply land, the send is refused with MESSAGE_ILLEGAL and a remark naming the
-//! feature. MESSAGE_ILLEGAL, not SYSTEM_ERROR (RocketMQ's answer when its timer wheel is off):
-//! the Java client retries SYSTEM_ERROR on the topic's other brokers, which refuse it too, while
+//! Storing such a message as a plain one would be a wrong result: a request of request-reply
+//! waits for a reply Saturn cannot route. Until request-reply lands, the send is refused with
+//! MESSAGE_ILLEGAL and a remark naming the feature. MESSAGE_ILLEGAL, not SYSTEM_ERROR: the Java
+//! client retries SYSTEM_ERROR on the topic's other brokers, which refuse it too, while
 //! MESSAGE_ILLEGAL reaches the application at once.
 //!
-//! Retries are the exception: a consumer whose CONSUMER_SEND_MSG_BACK failed re-sends the
-//! message to `%RETRY%<group>` with a DELAY level; it is stored and redelivered without delay.
+//! Delayed and timer messages are served (see [`crate::timer`]).
 
 use protocol::message::properties::{self as prop, iter_pairs};
 
-use crate::metadata::RETRY_PREFIX;
-
-/// 5.x timer properties (absolute delivery time, or delay from now).
-const TIMER_PROPERTIES: [&str; 3] = ["TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"];
-
 /// Why a message for `topic` with these encoded properties cannot be served; `None` when it can.
-///
-/// One pass over the properties (this runs for every message sent): for each property of
-/// interest the last occurrence counts, as in `property_value`.
-pub fn refusal(topic: &str, properties: &str) -> Option<String> {
-    let mut delay = None;
-    let mut timers: [Option<&str>; TIMER_PROPERTIES.len()] = [None; TIMER_PROPERTIES.len()];
-    let mut reply = false;
-    for (name, value) in iter_pairs(properties) {
-        if name == prop::DELAY {
-            delay = Some(value);
-        } else if name == prop::REPLY_TO_CLIENT {
-            reply = true;
-        } else if let Some(i) = TIMER_PROPERTIES.iter().position(|t| *t == name) {
-            timers[i] = Some(value);
-        }
-    }
-    if let Some(level) = delay {
-        let delayed = level.trim().parse::<i64>().map_or(true, |l| l > 0);
-        if delayed && !topic.starts_with(RETRY_PREFIX) {
-            return Some(format!(
-                "delayed delivery (DELAY level {level}) is not served by this broker yet; \
-                 the message was not stored"
-            ));
-        }
-    }
-    if let Some((name, value)) = TIMER_PROPERTIES
-        .iter()
-        .zip(timers)
-        .find_map(|(name, value)| Some((name, value?)))
-    {
-        return Some(format!(
-            "timer messages ({name}={value}) are not served by this broker yet; \
-             the message was not stored"
-        ));
-    }
-    if reply {
+pub fn refusal(_topic: &str, properties: &str) -> Option<String> {
+    if iter_pairs(properties).any(|(name, _)| name == prop::REPLY_TO_CLIENT) {
         return Some(
             "request-reply messages (REPLY_TO_CLIENT) are not served by this broker yet; \
              the request was not stored"
@@ -76,47 +34,18 @@ mod tests {
     }
 
     #[test]
-    fn plain_messages_and_retries_pass() {
+    fn plain_delayed_and_timer_messages_pass() {
         assert_eq!(refusal("T", &props(&[("TAGS", "a"), ("KEYS", "k")])), None);
-        assert_eq!(refusal("T", &props(&[("DELAY", "0")])), None);
-        assert_eq!(refusal("%RETRY%G", &props(&[("DELAY", "4")])), None);
+        assert_eq!(refusal("T", &props(&[("DELAY", "3")])), None);
+        assert_eq!(refusal("T", &props(&[("TIMER_DELAY_SEC", "5")])), None);
     }
 
     #[test]
-    fn delay_timer_and_request_are_refused() {
-        let r = refusal("T", &props(&[("DELAY", "3")])).unwrap();
-        assert!(r.contains("delayed delivery (DELAY level 3)"), "{r}");
-        let r = refusal("T", &props(&[("DELAY", "x")])).unwrap();
-        assert!(r.contains("delayed"), "{r}");
-        for name in ["TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"] {
-            let r = refusal("T", &props(&[(name, "5")])).unwrap();
-            assert!(r.contains("timer messages") && r.contains(name), "{r}");
-        }
+    fn requests_are_refused() {
         let r = refusal(
             "T",
             &props(&[("CORRELATION_ID", "c"), ("REPLY_TO_CLIENT", "id")]),
         );
         assert!(r.unwrap().contains("request-reply"));
-    }
-
-    #[test]
-    fn the_last_occurrence_counts_and_delay_comes_first() {
-        // A later DELAY=0 cancels an earlier level, as property_value reads it.
-        let p = props(&[("DELAY", "3"), ("TAGS", "a"), ("DELAY", "0")]);
-        assert_eq!(refusal("T", &p), None);
-        let p = props(&[
-            ("TIMER_DELAY_MS", "1"),
-            ("DELAY", "2"),
-            ("TIMER_DELIVER_MS", "9"),
-        ]);
-        assert!(refusal("T", &p).unwrap().contains("DELAY level 2"));
-        let p = props(&[
-            ("TIMER_DELAY_MS", "1"),
-            ("TIMER_DELIVER_MS", "9"),
-            ("TIMER_DELIVER_MS", "7"),
-        ]);
-        assert!(refusal("T", &p).unwrap().contains("TIMER_DELIVER_MS=7"));
-        let p = props(&[("REPLY_TO_CLIENT", "c"), ("TIMER_DELAY_SEC", "5")]);
-        assert!(refusal("T", &p).unwrap().contains("TIMER_DELAY_SEC=5"));
     }
 }
