@@ -178,7 +178,11 @@ pub async fn run(setup: ShardSetup) {
     let port = config.shard_port(id);
     let store_host = SocketAddr::new(config.broker_ip, port);
     let store = match open_store(&config, id, store_host).await {
-        Ok(s) => s,
+        Ok(s) => {
+            // Retention keeps everything until the timer engine has said what it needs.
+            s.set_retention_floor(0);
+            s
+        }
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id}: cannot open store: {e}")));
             return;
