@@ -33,6 +33,8 @@ pub struct ConsumeOpts {
     pub pull_batch: i32,
     /// Check every body and count distinct sequence numbers.
     pub verify: bool,
+    /// Timer workload: bodies hold due times; count records stored before them.
+    pub timers: bool,
 }
 
 pub struct Shared {
@@ -176,8 +178,14 @@ pub async fn run_broker(shared: Rc<Shared>, addr: String, queues: Vec<(Queue, i6
                         pos += size;
                         stats.messages += 1;
                         stats.bytes += rec.body.len() as u64;
+                        *stats.per_sec.entry(received / 1_000_000).or_default() += 1;
                         match check_body(rec.body) {
                             Some((seq, sent_us)) => {
+                                // A timer workload's body holds the due time: stored before it
+                                // is early.
+                                if opts.timers && (rec.store_timestamp as u64) * 1000 < sent_us {
+                                    stats.early += 1;
+                                }
                                 stats.record_latency(Duration::from_micros(
                                     received.saturating_sub(sent_us),
                                 ));
