@@ -136,19 +136,40 @@ fn delay_levels_timers_and_the_horizon() {
         .unwrap();
     let body = String::from_utf8(resp.body.to_vec()).unwrap();
     assert_eq!(body, "{\"offsetTable\":{1:0,2:1,3:0,4:1}}");
+    // The runtime figures (refreshed every 200 ms): a timer a minute ahead is pending.
+    let far = (now_ms() + 60_000).to_string();
+    send_ok(
+        &mut c,
+        "Delayed",
+        0,
+        b"later",
+        &[("TIMER_DELIVER_MS", &far)],
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let info = loop {
+        let info = runtime_info(&mut c);
+        if info.contains("\"timerPendingCount\":\"1\"") || Instant::now() > deadline {
+            break info;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for key in [
+        "\"timerPendingCount\":\"1\"",
+        "\"timerDueBacklog\":\"0\"",
+        "\"scheduleMessageOffset_2\":\"1,1\"",
+    ] {
+        assert!(info.contains(key), "{key} in {info}");
+    }
+}
+
+fn runtime_info(c: &mut BlockingClient) -> String {
     let resp = c
         .invoke(RemotingCommand::request(
             RequestCode::GET_BROKER_RUNTIME_INFO,
             0,
         ))
         .unwrap();
-    let info = String::from_utf8(resp.body.to_vec()).unwrap();
-    for key in [
-        "\"scheduleMessageOffset_2\":\"1,1\"",
-        "\"timerPendingCount\":\"0\"",
-    ] {
-        assert!(info.contains(key), "{key} in {info}");
-    }
+    String::from_utf8(resp.body.to_vec()).unwrap()
 }
 
 fn send_back(c: &mut BlockingClient, m: &StoredMessage, max: i32) -> RemotingCommand {

@@ -34,6 +34,8 @@ pub const PROGRESS_TOPIC: &str = "SATURN_TIMER_PROGRESS";
 pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
 pub const TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
 pub const TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+/// RocketMQ 5.x's timer cancellation (a tombstone naming the UNIQ_KEY to cancel): not served.
+pub const TIMER_DEL_UNIQKEY: &str = "TIMER_DEL_UNIQKEY";
 /// Set by the broker on a stored timer: its due time.
 pub const TIMER_OUT_MS: &str = "TIMER_OUT_MS";
 
@@ -72,11 +74,16 @@ pub fn may_schedule(props: &str) -> bool {
     props.contains("DELAY\u{1}") || props.contains("TIMER_")
 }
 
-/// Whether the properties carry a 5.x timer property.
+/// Whether the properties carry a 5.x timer property (or a cancellation).
 pub fn has_timer_property(props: &str) -> bool {
-    [TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS]
-        .iter()
-        .any(|n| prop::property_value(props, n).is_some())
+    [
+        TIMER_DELIVER_MS,
+        TIMER_DELAY_SEC,
+        TIMER_DELAY_MS,
+        TIMER_DEL_UNIQKEY,
+    ]
+    .iter()
+    .any(|n| prop::property_value(props, n).is_some())
 }
 
 /// What a sent message asks for.
@@ -106,6 +113,12 @@ pub fn schedule_of(
             TIMER_DELIVER_MS => timer[0] = Some(value),
             TIMER_DELAY_SEC => timer[1] = Some(value),
             TIMER_DELAY_MS => timer[2] = Some(value),
+            TIMER_DEL_UNIQKEY => {
+                return Err(format!(
+                    "timer cancellation ({TIMER_DEL_UNIQKEY}={value}) is not served by this \
+                     broker; the message was not stored"
+                ))
+            }
             _ => {}
         }
     }
@@ -268,6 +281,8 @@ mod tests {
         assert!(s(&[("TIMER_DELAY_MS", "y")])
             .unwrap_err()
             .contains("TIMER_DELAY_MS=y"));
+        let cancel = s(&[("TIMER_DELAY_SEC", "3"), ("TIMER_DEL_UNIQKEY", "X")]).unwrap_err();
+        assert!(cancel.contains("cancellation"), "{cancel}");
         let far = s(&[("TIMER_DELAY_SEC", "3456001")]).unwrap_err();
         assert!(
             far.contains("timerMaxDelaySec") && far.contains("3456000 s"),
