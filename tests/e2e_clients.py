@@ -227,6 +227,7 @@ class Broker:
         self.log_path = os.path.join(self.dir, "broker.log")
         self.proc = None
         self.shards = []
+        self.extra_args = []  # more broker arguments (tests/e2e_faults.py: --flush, -c)
         # Short delay levels, so that delayed messages and retries run fast (Suite.java LEVEL_MS).
         self.conf = os.path.join(self.dir, "broker.conf")
         with open(self.conf, "w") as f:
@@ -237,7 +238,9 @@ class Broker:
         # E2E_BROKER_PREFIX: a command to run the broker under (e.g. strace), for debugging.
         cmd = os.environ.get("E2E_BROKER_PREFIX", "").split() + [BROKER_BIN, "standalone", "--namesrv-port", str(self.namesrv_port), "--port", str(self.base_port),
                "--shards", "2", "--no-pin", "--broker-ip", "127.0.0.1", "--segment-size", str(64 << 20),
-               "--data-dir", os.path.join(self.dir, "data"), "-c", self.conf]
+               "--data-dir", os.path.join(self.dir, "data")] + self.extra_args
+        if "-c" not in self.extra_args:
+            cmd += ["-c", self.conf]
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.logf, env=env,
                                      start_new_session=True)

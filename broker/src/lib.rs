@@ -13,7 +13,7 @@
 //! ```text
 //! server      ──► shard, control, config, metadata
 //! shard       ──► conn, clients, control, outbound, stats, live_config, offsets, config,
-//!                 metadata, timer
+//!                 metadata, fault_hook, timer
 //! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata, timer
 //! clients     ──► conn
 //! outbound    ──► conn
@@ -22,7 +22,7 @@
 //! live_config ──► config
 //! metadata    ──► config
 //! config      ──► conn (the per-connection limits it hands out), timer (delay levels)
-//! conn, stats, storeext, timer ──► nothing of this crate
+//! conn, stats, storeext, fault_hook, timer ──► nothing of this crate
 //! ```
 //!
 //! * [`conn`]: one client connection, served for any [`conn::Service`]
@@ -42,6 +42,7 @@ pub mod clients;
 pub mod config;
 pub mod conn;
 pub mod control;
+pub mod fault_hook;
 pub mod handlers;
 pub mod live_config;
 pub mod metadata;

@@ -282,6 +282,9 @@ async fn open_store(
     store_config.disk_max_used_ratio = config.disk_max_used_ratio;
     store_config.disk_min_free_bytes = config.disk_min_free_bytes;
     store_config.retention = config.file_reserved_time;
+    if let Some(disk) = crate::fault_hook::disk_for_shard(id) {
+        store_config.disk = disk;
+    }
     storage::Store::open(store_config).await
 }
 

@@ -12,9 +12,15 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::arena::Arena;
-use crate::io::{align_down, File};
+use protocol::message::BLANK_MAGIC;
+
+use crate::io::{align_down, align_up, File};
 use crate::readcache::ReadCache;
 use crate::seg_index::SegIndex;
+
+/// Size of the end-of-segment blank marker; a record is placed in a segment only if this much
+/// room stays after it.
+pub const BLANK_LEN: u64 = 8;
 
 pub fn segment_name(base: u64) -> String {
     format!("{base:020}")
@@ -261,5 +267,43 @@ impl CommitLog {
                 _ => break,
             }
         }
+    }
+
+    /// Ends a segment with the blank marker, followed by zeros up to the end of its block (so that
+    /// block is written whole from the append memory; the segment's remaining blocks are zeroed by
+    /// the flusher).
+    pub fn write_blank(&mut self, pos: u64, seg_end: u64) {
+        let mut start = pos;
+        let n = (align_up(pos + BLANK_LEN).min(seg_end) - pos) as usize;
+        let out = self.space(&mut start, pos, n);
+        out[..4].copy_from_slice(&((seg_end - pos) as u32).to_be_bytes());
+        out[4..8].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
+        out[8..].fill(0);
+    }
+
+    /// Makes the segment starting at `next_base` the active one.
+    pub fn roll(&mut self, next_base: u64) {
+        let old_base = self.active_base();
+        let (records, keys) = self.active.next_capacity();
+        let next = match self.spare_index.take() {
+            Some(mut spare) => {
+                spare.reset(records, keys);
+                spare
+            }
+            None => SegIndex::with_capacity(records, keys),
+        };
+        let idx = std::mem::replace(&mut self.active, next);
+        self.segments.insert(
+            old_base,
+            Some(SealedInfo {
+                min_ts: idx.min_ts,
+                max_ts: idx.max_ts,
+                idx_on_disk: false,
+            }),
+        );
+        self.sealing.insert(old_base, std::sync::Arc::new(idx));
+        self.sums_written = 0;
+        self.segments.insert(next_base, None);
+        self.write_pos = next_base;
     }
 }

@@ -117,12 +117,14 @@
 
 mod arena;
 mod checkpoint;
+mod checkpointer;
 mod clock;
 mod commitlog;
 mod config;
 mod cq;
 mod error;
 pub mod fault;
+mod flusher;
 pub mod io;
 mod notify;
 mod read;
@@ -131,14 +133,17 @@ pub(crate) mod reader;
 pub mod recovery;
 mod retention;
 mod seg_index;
+mod state;
 mod store;
+mod types;
+mod verify;
 pub(crate) mod writer;
 
 pub use clock::Clock;
 pub use config::{FlushMode, SegmentInit, StoreConfig};
 pub use error::{Result, StoreError};
 pub use notify::Notified;
-pub use store::{
+pub use store::Store;
+pub use types::{
     AppendResult, AppendedRecord, GetResult, GetStatus, MessageToStore, QueueInfo, RecoveryReport,
-    Store,
 };

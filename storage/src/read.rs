@@ -10,7 +10,9 @@ use protocol::message::{property_value, RecordView};
 use crate::error::{Result, StoreError};
 use crate::io::{align_down, align_up, File};
 use crate::seg_index::{key_hash, RecEntry, SegIndex};
-use crate::store::{cq_entries, visible_end, GetResult, GetStatus, Shared};
+use crate::state::{cq_entries, visible_end, Shared};
+use crate::types::{GetResult, GetStatus};
+use crate::verify;
 
 /// A cold pull reads up to this many bytes of the queue's next records along.
 const READ_AHEAD_BYTES: u64 = 256 << 10;
@@ -289,14 +291,7 @@ async fn verify(sh: &Shared, phys: u64, b: &Bytes) -> Result<()> {
         reason,
     };
     match rec_entry(sh, phys).await? {
-        Some(r) if r.size as usize == b.len() => {
-            let c = crc32c::crc32c(b);
-            if c != r.crc {
-                return Err(corrupt(format!("crc32c {c:#x}, written {:#x}", r.crc)));
-            }
-            return Ok(());
-        }
-        Some(r) => return Err(corrupt(format!("size {}, written {}", b.len(), r.size))),
+        Some(e) => return verify::against_entry(b, &e).map_err(corrupt),
         None => {
             let st = sh.st.borrow();
             let base = st.cl.base_of(phys);
@@ -306,7 +301,7 @@ async fn verify(sh: &Shared, phys: u64, b: &Bytes) -> Result<()> {
             }
         }
     }
-    crate::recovery::check(b, phys).map_err(corrupt)
+    verify::structural(b, phys).map_err(corrupt)
 }
 
 /// Fetches records `(phys, size)`, from memory (hot tail, read-ahead cache) or disk, verifying

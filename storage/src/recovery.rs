@@ -30,8 +30,10 @@ use crate::config::StoreConfig;
 use crate::cq::{file_name, ConsumeQueue, CqEntry, CQ_ENTRY};
 use crate::error::{Result, StoreError};
 use crate::io::{align_down, align_up, Disk, File, BLOCK};
-use crate::seg_index::{index_keys, SegIndex};
-use crate::store::{read_sums, write_index_file, RecoveryReport, State};
+use crate::seg_index::{index_keys, read_sums, write_index_file, RecEntry, SegIndex};
+use crate::state::State;
+use crate::types::RecoveryReport;
+use crate::verify;
 
 /// Commit-log bytes read per scan step.
 const SCAN_CHUNK: usize = 8 << 20;
@@ -564,7 +566,7 @@ struct Scan<'a> {
     indexed_from: u64,
     report: &'a mut RecoveryReport,
     /// The record table journaled for the segment being scanned (position → size, CRC32C).
-    sums: HashMap<u32, (u32, u32)>,
+    sums: HashMap<u32, RecEntry>,
 }
 
 impl Scan<'_> {
@@ -631,7 +633,7 @@ impl Scan<'_> {
             }
             let o = (p - buf_start) as usize;
             let rec = plausible.then(|| buf.get(o..o + total as usize)).flatten();
-            match rec.map(|r| check(r, p).and_then(|()| self.check_sum(base, p, r))) {
+            match rec.map(|r| verify::structural(r, p).and_then(|()| self.check_sum(base, p, r))) {
                 Some(Ok(())) => {
                     let r = buf.slice(o..o + total as usize);
                     self.dispatch(base, p, &r);
@@ -675,14 +677,7 @@ impl Scan<'_> {
     /// Checks a record against the CRC32C journaled when it was written, if there is one.
     fn check_sum(&self, base: u64, p: u64, rec: &[u8]) -> std::result::Result<(), String> {
         match self.sums.get(&((p - base) as u32)) {
-            Some(&(size, crc)) if size as usize == rec.len() && crc == crc32c::crc32c(rec) => {
-                Ok(())
-            }
-            Some(&(size, crc)) => Err(format!(
-                "crc32c/size {:#x}/{} differ from those written, {crc:#x}/{size}",
-                crc32c::crc32c(rec),
-                rec.len()
-            )),
+            Some(e) => verify::against_entry(rec, e),
             None => Ok(()),
         }
     }
@@ -735,7 +730,7 @@ impl Scan<'_> {
                         .await?
                 };
                 if rec.len() == total
-                    && check(&rec, q).is_ok()
+                    && verify::structural(&rec, q).is_ok()
                     && self.check_sum(base, q, &rec).is_ok()
                 {
                     return Ok(Some(q));
@@ -810,18 +805,4 @@ impl Scan<'_> {
 enum SegEnd {
     Next,
     Stop(u64),
-}
-
-/// Verifies a record read back from the commit log at offset `p` without its CRC32C entry:
-/// parses whole, PHYSICALOFFSET equal to `p`, body CRC. The one structural verifier (recovery's
-/// scan, and reads of records whose sealed segment has no readable `.idx`).
-pub(crate) fn check(rec: &[u8], p: u64) -> std::result::Result<(), String> {
-    let (v, n) = RecordView::parse(rec).map_err(|e| e.to_string())?;
-    if n != rec.len() {
-        return Err(format!("size {n} != {}", rec.len()));
-    }
-    if v.phys_offset as u64 != p {
-        return Err(format!("PHYSICALOFFSET {} at {p}", v.phys_offset));
-    }
-    v.verify_body_crc(0).map_err(|e| e.to_string())
 }

@@ -7,7 +7,7 @@
 use std::rc::Rc;
 
 use crate::error::Result;
-use crate::store::{cq_entries, Shared};
+use crate::state::{cq_entries, Shared};
 
 pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
     let mut deleted = 0;

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use protocol::body::{perm, SubscriptionGroupConfig, TopicConfig};
 use protocol::header::{CommandHeader, ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader};
-use protocol::message::{self, properties as prop, property_value, sysflag};
+use protocol::message::{self, properties as prop, sysflag};
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 use super::{HandlerError, Reply};
@@ -34,12 +34,12 @@ pub async fn send(
 ) -> Result<Reply, HandlerError> {
     let mut h = SendMessageRequestHeader::decode_any(&req.ext_fields)?;
     let batch = req.request_code() == RequestCode::SEND_BATCH_MESSAGE || h.batch == Some(true);
-    let properties = check_send(shard, req, &mut h, batch)?;
+    let (properties, found) = check_send(shard, req, &mut h, batch)?;
     let target = resolve_target(shard, conn, &mut h, batch).await?;
     let entries = if batch {
         batch_entries(shard, &target.topic, &req.body)?
     } else {
-        vec![(h.flag, req.body.clone(), properties)]
+        vec![(h.flag, req.body.clone(), properties, found)]
     };
     let (mut to_store, wait) = messages_to_store(shard, conn, &h, target, entries);
     if !batch {
@@ -48,14 +48,15 @@ pub async fn send(
     store_and_answer(shard, req, to_store, wait).await
 }
 
-/// What is checked before anything else: the topic's name, the sizes, no transactions.
-/// Returns the properties, taken out of the header.
+/// What is checked before anything else: the topic's name, the sizes, no transactions, no
+/// feature that is not served. Returns the properties, taken out of the header, and what their
+/// one scan found (for a batch, the header's own properties; its entries are scanned apart).
 fn check_send(
     shard: &Shard,
     req: &RemotingCommand,
     h: &mut SendMessageRequestHeader,
     batch: bool,
-) -> Result<String, HandlerError> {
+) -> Result<(String, Scanned), HandlerError> {
     if let Some(reason) = topic_name_error(&h.topic) {
         return Err(HandlerError::Invalid(reason.to_string()));
     }
@@ -79,19 +80,17 @@ fn check_send(
             properties.len()
         )));
     }
-    if !batch
-        && property_value(&properties, prop::TRAN_MSG)
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
+    let found = scan(&properties);
+    if !batch && found.tran_msg {
         return Err(HandlerError::NoPermission(format!(
             "the broker[{}] sending transaction message is forbidden",
             shard.name
         )));
     }
-    if let Some(reason) = super::unserved::refusal(&h.topic, &properties) {
-        return Err(HandlerError::MessageIllegal(reason.to_string()));
+    if let Some(reason) = super::unserved::refusal(&h.topic, &found) {
+        return Err(HandlerError::MessageIllegal(reason));
     }
-    Ok(properties)
+    Ok((properties, found))
 }
 
 /// The topic (created from its template when allowed), the dead-letter queue for a retry that
@@ -150,12 +149,11 @@ async fn resolve_target(
     Ok(target)
 }
 
+/// One message to store: its flag, body, properties and what their scan found.
+type Entry = (i32, Bytes, String, Scanned);
+
 /// The entries of a batch body, each within the size bound and not delayed.
-fn batch_entries(
-    shard: &Shard,
-    topic: &str,
-    body: &Bytes,
-) -> Result<Vec<(i32, Bytes, String)>, HandlerError> {
+fn batch_entries(shard: &Shard, topic: &str, body: &Bytes) -> Result<Vec<Entry>, HandlerError> {
     let list = message::decode_batch_bytes(body)
         .map_err(|e| HandlerError::MessageIllegal(format!("bad batch body: {e}")))?;
     if list.is_empty() {
@@ -168,7 +166,8 @@ fn batch_entries(
                 "a message in the batch is over the size limit".into(),
             ));
         }
-        if property_value(&entry.properties, prop::DELAY).is_some_and(|d| d.trim() != "0") {
+        let found = scan(&entry.properties);
+        if found.delay.as_deref().is_some_and(|d| d.trim() != "0") {
             return Err(HandlerError::MessageIllegal(
                 "batch messages cannot be delayed".into(),
             ));
@@ -178,10 +177,10 @@ fn batch_entries(
                 "batch messages cannot be timer messages".into(),
             ));
         }
-        if let Some(reason) = super::unserved::refusal(topic, &entry.properties) {
-            return Err(HandlerError::MessageIllegal(reason.to_string()));
+        if let Some(reason) = super::unserved::refusal(topic, &found) {
+            return Err(HandlerError::MessageIllegal(reason));
         }
-        entries.push((entry.flag, entry.body, entry.properties));
+        entries.push((entry.flag, entry.body, entry.properties, found));
     }
     Ok(entries)
 }
@@ -193,7 +192,7 @@ fn messages_to_store(
     conn: &Conn,
     h: &SendMessageRequestHeader,
     target: Target,
-    entries: Vec<(i32, Bytes, String)>,
+    entries: Vec<Entry>,
 ) -> (Vec<storage::MessageToStore>, bool) {
     let mut sys_flag = h.sys_flag;
     if target.config.topic_filter_type == protocol::body::TopicFilterType::MULTI_TAG {
@@ -203,8 +202,7 @@ fn messages_to_store(
     let mut wait = true;
     let last = entries.len() - 1;
     let mut topic = Some(target.topic);
-    for (i, (flag, body, props)) in entries.into_iter().enumerate() {
-        let mut found = scan(&props);
+    for (i, (flag, body, props, mut found)) in entries.into_iter().enumerate() {
         let props = complete_properties(shard, props, &mut found);
         wait &= !found.wait_false;
         // The last message takes the topic; the others copy it.
@@ -313,9 +311,10 @@ async fn store_and_answer(
     Ok(Reply::Cmd(resp))
 }
 
-/// What the broker reads from a message's properties, found in one pass.
+/// What the broker reads from a message's properties, found in one pass (this runs for every
+/// message sent). For each property the last occurrence counts, as in `property_value`.
 #[derive(Default)]
-struct Scanned {
+pub(super) struct Scanned {
     tags_code: i64,
     keys: String,
     uniq_key: Option<String>,
@@ -323,9 +322,18 @@ struct Scanned {
     has_cluster: bool,
     has_region: bool,
     has_trace_on: bool,
+    /// The special properties: each asks for more than storing the message.
+    /// DELAY: a delay level (or, on a retry topic, the retry's level).
+    pub(super) delay: Option<String>,
+    /// TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS, in this order.
+    pub(super) timers: [Option<String>; 3],
+    /// REPLY_TO_CLIENT: a request of request-reply.
+    pub(super) reply_to_client: Option<String>,
+    /// TRAN_MSG=true: a transaction's half message.
+    pub(super) tran_msg: bool,
 }
 
-fn scan(props: &str) -> Scanned {
+pub(super) fn scan(props: &str) -> Scanned {
     let mut found = Scanned::default();
     for (name, value) in message::properties::iter_pairs(props) {
         match name {
@@ -336,6 +344,12 @@ fn scan(props: &str) -> Scanned {
             prop::CLUSTER => found.has_cluster = true,
             prop::MSG_REGION => found.has_region = true,
             prop::TRACE_ON => found.has_trace_on = true,
+            prop::DELAY => found.delay = Some(value.to_owned()),
+            prop::TIMER_DELIVER_MS => found.timers[0] = Some(value.to_owned()),
+            prop::TIMER_DELAY_SEC => found.timers[1] = Some(value.to_owned()),
+            prop::TIMER_DELAY_MS => found.timers[2] = Some(value.to_owned()),
+            prop::REPLY_TO_CLIENT => found.reply_to_client = Some(value.to_owned()),
+            prop::TRAN_MSG => found.tran_msg = value.eq_ignore_ascii_case("true"),
             _ => {}
         }
     }

@@ -8,11 +8,12 @@
 //!
 //! Delayed and timer messages are served (see [`crate::timer`]).
 
-use protocol::message::properties::{self as prop, iter_pairs};
+use super::send::Scanned;
 
-/// Why a message for `topic` with these encoded properties cannot be served; `None` when it can.
-pub fn refusal(_topic: &str, properties: &str) -> Option<String> {
-    if iter_pairs(properties).any(|(name, _)| name == prop::REPLY_TO_CLIENT) {
+/// Why a message for `topic` whose properties' scan found `found` cannot be served; `None` when
+/// it can. The scan is the send path's one pass over the properties; this reads its result.
+pub fn refusal(_topic: &str, found: &Scanned) -> Option<String> {
+    if found.reply_to_client.is_some() {
         return Some(
             "request-reply messages (REPLY_TO_CLIENT) are not served by this broker yet; \
              the request was not stored"
@@ -24,7 +25,12 @@ pub fn refusal(_topic: &str, properties: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::refusal;
+    use super::super::send::scan;
+
+    /// The refusal for a message with these properties, read through the send path's scan.
+    fn refusal(topic: &str, encoded: &str) -> Option<String> {
+        super::refusal(topic, &scan(encoded))
+    }
 
     fn props(pairs: &[(&str, &str)]) -> String {
         pairs
@@ -47,5 +53,25 @@ mod tests {
             &props(&[("CORRELATION_ID", "c"), ("REPLY_TO_CLIENT", "id")]),
         );
         assert!(r.unwrap().contains("request-reply"));
+    }
+
+    #[test]
+    fn the_scan_finds_the_special_properties() {
+        let found = scan(&props(&[
+            ("TRAN_MSG", "TRUE"),
+            ("DELAY", "2"),
+            ("TIMER_DELAY_SEC", "5"),
+            ("REPLY_TO_CLIENT", "c1"),
+        ]));
+        assert!(found.tran_msg);
+        assert_eq!(found.delay.as_deref(), Some("2"));
+        assert_eq!(found.timers[1].as_deref(), Some("5"));
+        assert!(found.timers[0].is_none() && found.timers[2].is_none());
+        assert_eq!(found.reply_to_client.as_deref(), Some("c1"));
+        // The last TRAN_MSG counts, as in property_value.
+        let found = scan(&props(&[("TRAN_MSG", "true"), ("TRAN_MSG", "false")]));
+        assert!(!found.tran_msg);
+        let found = scan(&props(&[("TAGS", "a")]));
+        assert!(!found.tran_msg && found.delay.is_none() && found.reply_to_client.is_none());
     }
 }
