@@ -215,7 +215,8 @@ E2E_DELAY_LEVELS = "200ms 400ms 600ms 800ms " + " ".join(["1s"] * 14)
 class Broker:
     """A `saturn-broker standalone --shards 2` with its own data dir and ports."""
 
-    def __init__(self, run_dir, name):
+    def __init__(self, run_dir, name, extra_args=()):
+        self.extra_args = list(extra_args)  # more broker flags (e.g. -c broker.conf)
         self.dir = os.path.join(run_dir, name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)

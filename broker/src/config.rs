@@ -104,6 +104,16 @@ pub struct BrokerConfig {
     pub message_delay_levels: Vec<i64>,
     /// timerMaxDelaySec: the farthest ahead a 5.x timer may be due.
     pub timer_max_delay: Duration,
+    /// Prometheus text endpoint (`metricsExporterType=PROM`); other values: none.
+    pub metrics_prom: bool,
+    /// Its port and address (`metricsPromExporterPort`, `metricsPromExporterHost`).
+    pub metrics_port: u16,
+    pub metrics_host: IpAddr,
+    /// Create RMQ_SYS_TRACE_TOPIC (or `msgTraceTopicName`) at start (`traceTopicEnable`).
+    pub trace_topic_enable: bool,
+    pub trace_topic_name: String,
+    /// SQL92 subscriptions are served (`enablePropertyFilter`; on by default, unlike RocketMQ).
+    pub enable_property_filter: bool,
 }
 
 /// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
@@ -144,6 +154,11 @@ impl Default for BrokerConfig {
             idle_timeout: Duration::from_secs(120),
             region_id: "DefaultRegion".into(),
             trace_on: true,
+            metrics_prom: false,
+            metrics_port: 5557,
+            metrics_host: IpAddr::from([0, 0, 0, 0]),
+            trace_topic_enable: true,
+            trace_topic_name: "RMQ_SYS_TRACE_TOPIC".into(),
             pin_cores: true,
             io_memory: 1 << 20,
             spin_before_park: Duration::ZERO,
@@ -155,6 +170,7 @@ impl Default for BrokerConfig {
             .unwrap_or_default(),
             // 40 days (RocketMQ: 3 days).
             timer_max_delay: Duration::from_secs(40 * 86_400),
+            enable_property_filter: true,
         }
     }
 }
@@ -251,6 +267,19 @@ impl BrokerConfig {
                 }
                 "regionId" => self.region_id = v.to_owned(),
                 "traceOn" => self.trace_on = parse_bool(v).ok_or_else(bad)?,
+                "metricsExporterType" => match v {
+                    "PROM" => self.metrics_prom = true,
+                    "DISABLE" => self.metrics_prom = false,
+                    _ => {
+                        return Err(format!(
+                            "broker.conf: metricsExporterType={v}: Saturn serves PROM or DISABLE"
+                        ))
+                    }
+                },
+                "metricsPromExporterPort" => self.metrics_port = v.parse().map_err(|_| bad())?,
+                "metricsPromExporterHost" => self.metrics_host = v.parse().map_err(|_| bad())?,
+                "traceTopicEnable" => self.trace_topic_enable = parse_bool(v).ok_or_else(bad)?,
+                "msgTraceTopicName" => self.trace_topic_name = v.to_owned(),
                 "diskMaxUsedSpaceRatio" => {
                     let pct: f64 = v.parse().map_err(|_| bad())?;
                     if !(10.0..=95.0).contains(&pct) {
@@ -268,6 +297,9 @@ impl BrokerConfig {
                     self.max_bytes_in_flight_per_connection = v.parse().map_err(|_| bad())?
                 }
                 "diskMinFreeBytes" => self.disk_min_free_bytes = v.parse().map_err(|_| bad())?,
+                "enablePropertyFilter" => {
+                    self.enable_property_filter = parse_bool(v).ok_or_else(bad)?
+                }
                 "saturnSpinBeforeParkMicros" => {
                     self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
                 }

@@ -11,9 +11,11 @@
 //! broker/src` prints this graph and fails on a cycle; there is none):
 //!
 //! ```text
-//! server      ──► shard, control, config, metadata
+//! server      ──► shard, control, config, metadata, metrics
 //! shard       ──► conn, clients, control, outbound, stats, live_config, offsets, config,
-//!                 metadata, fault_hook, timer
+//!                 metadata, fault_hook, metrics, timer
+//! shard_metrics ──► shard, metrics, histogram (what a shard answers a scrape with)
+//! metrics     ──► config
 //! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata, timer
 //! clients     ──► conn
 //! outbound    ──► conn
@@ -22,7 +24,8 @@
 //! live_config ──► config
 //! metadata    ──► config
 //! config      ──► conn (the per-connection limits it hands out), timer (delay levels)
-//! conn, stats, storeext, fault_hook, timer ──► nothing of this crate
+//! stats       ──► histogram
+//! conn, storeext, fault_hook, histogram, timer ──► nothing of this crate
 //! ```
 //!
 //! * [`conn`]: one client connection, served for any [`conn::Service`]
@@ -44,12 +47,15 @@ pub mod conn;
 pub mod control;
 pub mod fault_hook;
 pub mod handlers;
+pub mod histogram;
 pub mod live_config;
 pub mod metadata;
+pub mod metrics;
 pub mod offsets;
 pub mod outbound;
 pub mod server;
 pub mod shard;
+pub mod shard_metrics;
 pub mod stats;
 pub mod storeext;
 pub mod timer;

@@ -27,6 +27,7 @@ impl Broker {
         let mut shard_events = Vec::new();
         let mut shards = Vec::new();
         let mut ready = Vec::new();
+        let (metrics_hub, mut scrapes) = crate::metrics::channels(config.shards);
         for id in 0..config.shards {
             let (event_tx, event_rx) = flume::unbounded();
             shard_events.push(event_tx);
@@ -39,6 +40,7 @@ impl Broker {
                 control: ControlHandle::new(control_tx.clone()),
                 events: event_rx,
                 ready: ready_tx,
+                metrics: scrapes.remove(0),
             };
             let placement = match cores.get(id % cores.len().max(1)) {
                 Some(core) if config.pin_cores => Placement::Fixed(core.id),
@@ -61,6 +63,9 @@ impl Broker {
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(format!("shard {id} did not start")),
             }
+        }
+        if config.metrics_prom {
+            crate::metrics::start_http(&config, metrics_hub)?;
         }
         let registrar = Registrar::start(config.clone());
         let control_thread = std::thread::Builder::new()

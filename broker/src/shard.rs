@@ -48,6 +48,8 @@ pub struct Shard {
     pub live: crate::live_config::LiveConfig,
     /// The timer engine's configuration and figures (the engine runs in `timer::engine::run`).
     pub timers: crate::timer::Timers,
+    /// CLUSTER, MSG_REGION and TRACE_ON, encoded once: added to every stored message.
+    pub broker_properties: String,
 }
 
 impl Shard {
@@ -145,6 +147,8 @@ pub struct ShardSetup {
     pub events: flume::Receiver<ShardEvent>,
     /// Told once the shard listens (or failed to start).
     pub ready: flume::Sender<Result<(), String>>,
+    /// Metrics scrapes to answer ([`crate::metrics`]).
+    pub metrics: flume::Receiver<crate::metrics::Reply>,
 }
 
 impl crate::timer::engine::Host for Shard {
@@ -174,6 +178,7 @@ pub async fn run(setup: ShardSetup) {
         control,
         events,
         ready,
+        metrics,
     } = setup;
     let port = config.shard_port(id);
     let store_host = SocketAddr::new(config.broker_ip, port);
@@ -227,6 +232,7 @@ pub async fn run(setup: ShardSetup) {
             config.message_delay_levels.clone(),
             config.timer_max_delay.as_millis() as i64,
         ),
+        broker_properties: crate::handlers::broker_properties(&config),
         config: config.clone(),
     });
     // The shard's own broker-name topic.
@@ -246,6 +252,7 @@ pub async fn run(setup: ShardSetup) {
     let sweeper = glommio::spawn_local(shard.connections.clone().run_sweeper()).detach();
     let housekeeping = glommio::spawn_local(housekeeping(shard.clone())).detach();
     let timers = glommio::spawn_local(crate::timer::engine::run(shard.clone())).detach();
+    let scrapes = glommio::spawn_local(crate::metrics::serve(shard.clone(), metrics)).detach();
 
     tracing::info!(shard = id, name = %shard.name, addr = %store_host, "shard listening");
     let _ = ready.send(Ok(()));
@@ -258,6 +265,7 @@ pub async fn run(setup: ShardSetup) {
     housekeeping.cancel();
     timers.cancel();
     sweeper.cancel();
+    scrapes.cancel();
     shard.offsets.borrow_mut().persist();
     if let Err(e) = shard.store.flush().await {
         tracing::error!(shard = id, error = %e, "final flush failed");

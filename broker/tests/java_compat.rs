@@ -1,14 +1,13 @@
 //! What the official Java client relies on (found by tests/e2e_java.py), checked over the
 //! protocol: delayed and timer sends are stored under their timer topics, not the real one,
 //! until due (tests/timers.rs follows them to delivery), and so is a retry re-sent by a client
-//! with a DELAY level; request-reply is refused with MESSAGE_ILLEGAL and nothing is stored;
-//! stored messages carry MSG_REGION and TRACE_ON as RocketMQ's do.
+//! with a DELAY level; stored messages carry MSG_REGION and TRACE_ON as RocketMQ's do.
 
 mod common;
 
 use common::*;
 use namesrv::client::BlockingClient;
-use protocol::{RemotingCommand, RequestCode, ResponseCode};
+use protocol::{RemotingCommand, RequestCode};
 
 fn max_offset(client: &mut BlockingClient, topic: &str, queue: i32) -> i64 {
     let resp = client
@@ -23,7 +22,7 @@ fn max_offset(client: &mut BlockingClient, topic: &str, queue: i32) -> i64 {
 }
 
 #[test]
-fn delayed_and_timer_messages_wait_requests_are_refused() {
+fn delayed_and_timer_messages_wait_under_their_timer_topics() {
     let broker = Broker::start("unserved", &[]);
     let mut c = broker.client(&broker.shards[0]);
     create_topic(&mut c, "Later", 1);
@@ -43,13 +42,6 @@ fn delayed_and_timer_messages_wait_requests_are_refused() {
         let resp = send(&mut c, "Later", 0, b"not yet", props);
         assert_eq!(resp.code, 0, "{props:?}: {:?}", resp.remark);
     }
-    let request = [
-        ("CORRELATION_ID", "c-1"),
-        ("REPLY_TO_CLIENT", "127.0.0.1@1"),
-    ];
-    let resp = send(&mut c, "Later", 0, b"not yet", &request);
-    assert_eq!(resp.code, ResponseCode::MESSAGE_ILLEGAL.num());
-    assert!(resp.remark.unwrap_or_default().contains("request-reply"));
     assert_eq!(max_offset(&mut c, "Later", 0), 0, "delivered early");
     assert_eq!(max_offset(&mut c, "SCHEDULE_TOPIC_XXXX", 2), 1);
     assert_eq!(max_offset(&mut c, "rmq_sys_wheel_timer", 0), 3);

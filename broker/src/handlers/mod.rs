@@ -6,9 +6,11 @@ mod admin_stats;
 mod client;
 mod consumer;
 mod error;
+mod filter;
 mod pull;
+mod reply;
+mod reset;
 mod send;
-mod unserved;
 
 use std::rc::Rc;
 
@@ -16,6 +18,7 @@ use protocol::header::HeaderError;
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 pub use self::error::{HandlerError, IntoReply};
+pub(crate) use self::send::broker_properties;
 use crate::conn::{Conn, Outgoing};
 use crate::shard::Shard;
 
@@ -52,10 +55,13 @@ pub async fn dispatch(
         C::PULL_MESSAGE | C::LITE_PULL_MESSAGE => {
             Box::pin(pull::pull(shard, &req)).await.into_reply(&req)
         }
+        C::SEND_REPLY_MESSAGE | C::SEND_REPLY_MESSAGE_V2 => {
+            Box::pin(reply::serve(shard, conn, &req)).await
+        }
         C::HEART_BEAT => Box::pin(client::heartbeat(shard, conn, &req)).await,
         C::UNREGISTER_CLIENT => client::unregister_client(shard, conn, &req),
         C::GET_CONSUMER_LIST_BY_GROUP => client::consumer_list(shard, &req),
-        C::CHECK_CLIENT_CONFIG => client::check_client_config(&req),
+        C::CHECK_CLIENT_CONFIG => client::check_client_config(shard, &req),
         C::LOCK_BATCH_MQ => client::lock_batch(shard, &req),
         C::UNLOCK_BATCH_MQ => client::unlock_batch(shard, &req),
         C::QUERY_CONSUMER_OFFSET => consumer::query_consumer_offset(shard, &req),
@@ -90,7 +96,7 @@ pub async fn dispatch(
         C::CONSUME_MESSAGE_DIRECTLY => {
             Box::pin(admin_client::consume_message_directly(shard, &req)).await
         }
-        C::INVOKE_BROKER_TO_RESET_OFFSET => Box::pin(admin_client::reset_offset(shard, &req)).await,
+        C::INVOKE_BROKER_TO_RESET_OFFSET => Box::pin(reset::reset_offset(shard, &req)).await,
         C::UPDATE_BROKER_CONFIG => admin_client::update_broker_config(shard, &req),
         C::GET_BROKER_CONFIG => admin::broker_config(shard, &req),
         C::GET_ALL_CONSUMER_OFFSET => admin::all_consumer_offset(shard, &req),

@@ -37,7 +37,7 @@ pub async fn send(
     let (properties, found) = check_send(shard, req, &mut h, batch)?;
     let target = resolve_target(shard, conn, &mut h, batch).await?;
     let entries = if batch {
-        batch_entries(shard, &target.topic, &req.body)?
+        batch_entries(shard, &req.body)?
     } else {
         vec![(h.flag, req.body.clone(), properties, found)]
     };
@@ -86,9 +86,6 @@ fn check_send(
             "the broker[{}] sending transaction message is forbidden",
             shard.name
         )));
-    }
-    if let Some(reason) = super::unserved::refusal(&h.topic, &found) {
-        return Err(HandlerError::MessageIllegal(reason));
     }
     Ok((properties, found))
 }
@@ -153,7 +150,7 @@ async fn resolve_target(
 type Entry = (i32, Bytes, String, Scanned);
 
 /// The entries of a batch body, each within the size bound and not delayed.
-fn batch_entries(shard: &Shard, topic: &str, body: &Bytes) -> Result<Vec<Entry>, HandlerError> {
+fn batch_entries(shard: &Shard, body: &Bytes) -> Result<Vec<Entry>, HandlerError> {
     let list = message::decode_batch_bytes(body)
         .map_err(|e| HandlerError::MessageIllegal(format!("bad batch body: {e}")))?;
     if list.is_empty() {
@@ -176,9 +173,6 @@ fn batch_entries(shard: &Shard, topic: &str, body: &Bytes) -> Result<Vec<Entry>,
             return Err(HandlerError::MessageIllegal(
                 "batch messages cannot be timer messages".into(),
             ));
-        }
-        if let Some(reason) = super::unserved::refusal(topic, &found) {
-            return Err(HandlerError::MessageIllegal(reason));
         }
         entries.push((entry.flag, entry.body, entry.properties, found));
     }
@@ -255,6 +249,7 @@ async fn store_and_answer(
     wait: bool,
 ) -> Result<Reply, HandlerError> {
     let queue_id = batch[0].queue_id;
+    let started = std::time::Instant::now();
     // Backpressure: while the store has too much unflushed data, this
     // request waits (and with it, once its connection's window is full,
     // the reading of that socket) instead of being rejected.
@@ -263,13 +258,17 @@ async fn store_and_answer(
         .store
         .append(&batch)
         .map_err(HandlerError::from_store)?;
+    shard.stats.append_latency.record(started.elapsed());
     let body_bytes: usize = batch.iter().map(|m| m.body.len()).sum();
     shard
         .stats
         .on_put(&batch[0].topic, batch.len() as u64, body_bytes as u64);
     let mut code = ResponseCode::SUCCESS;
     if wait && shard.config.flush == crate::config::FlushDiskType::Sync {
-        match shard.store.wait_durable(appended.end_offset).await {
+        let waited = std::time::Instant::now();
+        let durable = shard.store.wait_durable(appended.end_offset).await;
+        shard.stats.flush_wait.record(waited.elapsed());
+        match durable {
             Ok(_) => {}
             Err(e @ storage::StoreError::FlushTimeout { .. }) => {
                 tracing::warn!(error = %e, "sync flush did not complete in time");
@@ -327,8 +326,6 @@ pub(super) struct Scanned {
     pub(super) delay: Option<String>,
     /// TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS, in this order.
     pub(super) timers: [Option<String>; 3],
-    /// REPLY_TO_CLIENT: a request of request-reply.
-    pub(super) reply_to_client: Option<String>,
     /// TRAN_MSG=true: a transaction's half message.
     pub(super) tran_msg: bool,
 }
@@ -348,7 +345,6 @@ pub(super) fn scan(props: &str) -> Scanned {
             prop::TIMER_DELIVER_MS => found.timers[0] = Some(value.to_owned()),
             prop::TIMER_DELAY_SEC => found.timers[1] = Some(value.to_owned()),
             prop::TIMER_DELAY_MS => found.timers[2] = Some(value.to_owned()),
-            prop::REPLY_TO_CLIENT => found.reply_to_client = Some(value.to_owned()),
             prop::TRAN_MSG => found.tran_msg = value.eq_ignore_ascii_case("true"),
             _ => {}
         }
@@ -389,10 +385,13 @@ fn message_to_store(
 /// Adds what the broker owes every stored message: a UNIQ_KEY when the
 /// producer sent none, and the CLUSTER, MSG_REGION and TRACE_ON properties
 /// (RocketMQ stores all three; the 5.x client drops a consumer's trace
-/// records when the consumed message has no MSG_REGION).
+/// records when the consumed message has no MSG_REGION). The three are the
+/// shard's [`broker_properties`], appended in one piece when the producer set
+/// none of them (the usual case).
 fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) -> String {
     let needs_uniq = found.uniq_key.is_none();
-    if !needs_uniq && found.has_cluster && found.has_region && found.has_trace_on {
+    let (cluster, region, trace) = (found.has_cluster, found.has_region, found.has_trace_on);
+    if !needs_uniq && cluster && region && trace {
         return props;
     }
     if !props.is_empty() && !props.ends_with('\u{2}') {
@@ -403,24 +402,36 @@ fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) ->
         push_property(&mut props, prop::UNIQ_KEY, &id);
         found.uniq_key = Some(id);
     }
-    if !found.has_cluster {
-        push_property(&mut props, prop::CLUSTER, &shard.config.cluster_name);
-        found.has_cluster = true;
+    if !cluster && !region && !trace {
+        props.push_str(&shard.broker_properties);
+    } else {
+        let c = &shard.config;
+        let values = [
+            (cluster, prop::CLUSTER, c.cluster_name.as_str()),
+            (region, prop::MSG_REGION, c.region_id.as_str()),
+            (
+                trace,
+                prop::TRACE_ON,
+                if c.trace_on { "true" } else { "false" },
+            ),
+        ];
+        for (_, name, value) in values.into_iter().filter(|(has, ..)| !has) {
+            push_property(&mut props, name, value);
+        }
     }
-    if !found.has_region {
-        push_property(&mut props, prop::MSG_REGION, &shard.config.region_id);
-        found.has_region = true;
-    }
-    if !found.has_trace_on {
-        let on = if shard.config.trace_on {
-            "true"
-        } else {
-            "false"
-        };
-        push_property(&mut props, prop::TRACE_ON, on);
-        found.has_trace_on = true;
-    }
+    (found.has_cluster, found.has_region, found.has_trace_on) = (true, true, true);
     props
+}
+
+/// CLUSTER, MSG_REGION and TRACE_ON as a properties string: what the broker adds to every
+/// message it stores (see [`complete_properties`]); built once per shard.
+pub(crate) fn broker_properties(config: &crate::config::BrokerConfig) -> String {
+    let mut out = String::new();
+    push_property(&mut out, prop::CLUSTER, &config.cluster_name);
+    push_property(&mut out, prop::MSG_REGION, &config.region_id);
+    let trace = if config.trace_on { "true" } else { "false" };
+    push_property(&mut out, prop::TRACE_ON, trace);
+    out
 }
 
 fn push_property(props: &mut String, name: &str, value: &str) {
