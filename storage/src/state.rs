@@ -120,6 +120,8 @@ pub(crate) struct Shared {
     pub stop: Rc<Notify>,
     /// Wakes the checkpointer: a sealed segment is durable, its index can be written.
     pub sealed: Rc<Notify>,
+    /// Woken by every append (the replication sender waits on it).
+    pub appended: Rc<Notify>,
     /// One checkpoint (or retention pass) at a time.
     pub cp_lock: glommio::sync::Semaphore,
     /// Writes commit-log blocks to disk (see [`crate::writer`]).

@@ -29,7 +29,7 @@ use crate::writer::Writer;
 
 /// One shard's store. Not `Send`: use it from the glommio executor that opened it.
 pub struct Store {
-    sh: Rc<Shared>,
+    pub(crate) sh: Rc<Shared>,
     flusher: Option<Task<()>>,
     checkpointer: Option<Task<()>>,
 }
@@ -45,6 +45,7 @@ impl Store {
             durable: Rc::new(Notify::default()),
             stop: Rc::new(Notify::default()),
             sealed: Rc::new(Notify::default()),
+            appended: Rc::new(Notify::default()),
             cp_lock: glommio::sync::Semaphore::new(1),
             writer: Writer::start("saturn-store-writer")?,
             reader: crate::reader::Reader::start("saturn-store-reader")?,
@@ -160,6 +161,7 @@ impl Store {
         if sync || dirty >= st.cfg.flush_dirty_bytes as u64 {
             self.sh.flush_wake.notify();
         }
+        self.sh.appended.notify();
         st.check();
         Ok(AppendResult {
             records,
@@ -345,6 +347,11 @@ impl Store {
         st.cl.write_pos - st.cl.flushed
     }
 
+    /// Resolves at the next append of any record (local or replicated).
+    pub fn wait_for_any_append(&self) -> Notified {
+        self.sh.appended.notified()
+    }
+
     /// Resolves at the next append to the queue that readers can see (for long polling).
     pub fn wait_for_append(&self, topic: &str, queue_id: i32) -> Notified {
         let mut st = self.sh.st.borrow_mut();
@@ -490,7 +497,7 @@ fn input_of<'a>(
 /// `merge`, a last entry of the same queue is extended instead of a new one added (returns
 /// whether one was added).
 #[inline]
-fn pend_visible(
+pub(crate) fn pend_visible(
     pending: &mut VecDeque<(u64, Rc<QueueKey>, u64)>,
     merge: bool,
     end: u64,
