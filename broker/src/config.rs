@@ -100,6 +100,21 @@ pub struct BrokerConfig {
     pub disk_max_used_ratio: f64,
     /// Sends are refused ("disk full") while a shard's disk has less free space than this.
     pub disk_min_free_bytes: u64,
+    /// Replication (module `ha`): a slave's master HA address, shard 0's (`haMasterAddress`,
+    /// `host:port`; shard i uses port + 4i); unset: learned from the name server's answer.
+    pub ha_master_address: Option<String>,
+    /// Shard 0's HA port (`haListenPort`); shard i uses it + 4i. Default: listenPort + 1.
+    pub ha_listen_port: Option<u16>,
+    /// SYNC_MASTER: a send is answered SLAVE_NOT_AVAILABLE when no slave is within this many
+    /// bytes of the master (`haMaxGapNotInSync`).
+    pub ha_max_gap: u64,
+    /// SYNC_MASTER: FLUSH_SLAVE_TIMEOUT when no slave has a send's bytes after this
+    /// (`slaveTimeout`).
+    pub slave_timeout: Duration,
+    /// Bytes per transfer frame (`haTransferBatchSize`).
+    pub ha_transfer_batch: usize,
+    /// Consumers may be told to read from a slave when they are far behind (`slaveReadEnable`).
+    pub slave_read_enable: bool,
 }
 
 /// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
@@ -145,6 +160,12 @@ impl Default for BrokerConfig {
             spin_before_park: Duration::ZERO,
             disk_max_used_ratio: 0.85,
             disk_min_free_bytes: 0,
+            ha_master_address: None,
+            ha_listen_port: None,
+            ha_max_gap: 256 << 20,
+            slave_timeout: Duration::from_secs(3),
+            ha_transfer_batch: 256 << 10,
+            slave_read_enable: false,
         }
     }
 }
@@ -169,6 +190,11 @@ impl BrokerConfig {
 
     pub fn shard_addr(&self, shard: usize) -> String {
         format!("{}:{}", self.broker_ip, self.shard_port(shard))
+    }
+
+    /// Shard i's HA port (replication): `haListenPort` + 4i, default its port + 1.
+    pub fn ha_port(&self, shard: usize) -> u16 {
+        self.ha_listen_port.unwrap_or(self.listen_port + 1) + PORT_STRIDE * shard as u16
     }
 
     pub fn shard_dir(&self, shard: usize) -> PathBuf {
@@ -261,6 +287,21 @@ impl BrokerConfig {
                 "saturnSpinBeforeParkMicros" => {
                     self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
                 }
+                "haMasterAddress" => {
+                    self.ha_master_address = Some(v.to_owned()).filter(|a| !a.is_empty())
+                }
+                "haListenPort" => self.ha_listen_port = Some(v.parse().map_err(|_| bad())?),
+                "haMaxGapNotInSync" => self.ha_max_gap = v.parse().map_err(|_| bad())?,
+                "slaveTimeout" => {
+                    self.slave_timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
+                }
+                "haTransferBatchSize" => {
+                    self.ha_transfer_batch = v.parse().map_err(|_| bad())?;
+                    if !(1024..=(64 << 20)).contains(&self.ha_transfer_batch) {
+                        return Err(bad());
+                    }
+                }
+                "slaveReadEnable" => self.slave_read_enable = parse_bool(v).ok_or_else(bad)?,
                 _ => unknown.push(key.clone()),
             }
         }

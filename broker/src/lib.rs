@@ -43,6 +43,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod fault_hook;
+pub mod ha;
 pub mod handlers;
 pub mod live_config;
 pub mod metadata;

@@ -27,6 +27,7 @@ impl Broker {
         let mut shard_events = Vec::new();
         let mut shards = Vec::new();
         let mut ready = Vec::new();
+        let learned_masters = crate::ha::learned_masters(config.shards);
         for id in 0..config.shards {
             let (event_tx, event_rx) = flume::unbounded();
             shard_events.push(event_tx);
@@ -39,6 +40,7 @@ impl Broker {
                 control: ControlHandle::new(control_tx.clone()),
                 events: event_rx,
                 ready: ready_tx,
+                learned_masters: learned_masters.clone(),
             };
             let placement = match cores.get(id % cores.len().max(1)) {
                 Some(core) if config.pin_cores => Placement::Fixed(core.id),
@@ -62,7 +64,7 @@ impl Broker {
                 Err(_) => return Err(format!("shard {id} did not start")),
             }
         }
-        let registrar = Registrar::start(config.clone());
+        let registrar = Registrar::start(config.clone(), learned_masters);
         let control_thread = std::thread::Builder::new()
             .name("control".into())
             .spawn(move || {

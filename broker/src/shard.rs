@@ -46,6 +46,8 @@ pub struct Shard {
     pub outbound: crate::outbound::Outbound,
     /// Settings UPDATE_BROKER_CONFIG may change.
     pub live: crate::live_config::LiveConfig,
+    /// Replication (master/slave).
+    pub ha: crate::ha::HaState,
 }
 
 impl Shard {
@@ -143,6 +145,8 @@ pub struct ShardSetup {
     pub events: flume::Receiver<ShardEvent>,
     /// Told once the shard listens (or failed to start).
     pub ready: flume::Sender<Result<(), String>>,
+    /// Master HA addresses learned at registration (a slave's).
+    pub learned_masters: crate::ha::LearnedMasters,
 }
 
 /// Runs a shard to completion inside its executor.
@@ -154,6 +158,7 @@ pub async fn run(setup: ShardSetup) {
         control,
         events,
         ready,
+        learned_masters,
     } = setup;
     let port = config.shard_port(id);
     let store_host = SocketAddr::new(config.broker_ip, port);
@@ -199,8 +204,13 @@ pub async fn run(setup: ShardSetup) {
         stats: crate::stats::ShardStats::new(crate::metadata::now_ms()),
         outbound: crate::outbound::Outbound::default(),
         live: crate::live_config::LiveConfig::new(&config),
+        ha: crate::ha::HaState::new(Some(learned_masters)),
         config: config.clone(),
     });
+    if let Err(e) = crate::ha::start(&shard) {
+        let _ = ready.send(Err(format!("shard {id}: {e}")));
+        return;
+    }
     // The shard's own broker-name topic.
     {
         let own = TopicConfig::new(&shard.name, 1, 1, 7);

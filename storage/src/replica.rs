@@ -113,8 +113,9 @@ impl Store {
         let wp = st.cl.write_pos;
         let mut out = ReplicaAppend::default();
         if offset != wp {
-            let padding =
-                wp % st.cl.segment_size == 0 && offset < wp && offset > wp - st.cfg.segment_size;
+            let padding = wp.is_multiple_of(st.cl.segment_size)
+                && offset < wp
+                && offset > wp - st.cfg.segment_size;
             if !padding {
                 return Err(StoreError::Diverged {
                     offset,
