@@ -40,6 +40,9 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Silence after which either side drops the connection (`haHousekeepingInterval`).
 const HOUSEKEEPING: Duration = Duration::from_secs(20);
 
+/// Bytes before a slave's end that the master ships again, for the slave to compare.
+const OVERLAP: u64 = 4096;
+
 /// HA addresses the name servers gave each shard at registration (index: shard).
 pub type LearnedMasters = Arc<Mutex<Vec<Option<String>>>>;
 
@@ -90,6 +93,10 @@ pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
     if shard.config.role == BrokerRole::Slave {
         glommio::spawn_local(follow(shard.clone())).detach();
         return Ok(());
+    }
+    if shard.config.role == BrokerRole::SyncMaster {
+        // Readers never see a record no slave has (the visibility bound is the slave's end).
+        shard.store.gate_on_replica();
     }
     let port = shard.config.ha_port(shard.id);
     let addr = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port);
@@ -152,7 +159,14 @@ async fn serve_slave(shard: Rc<Shard>, stream: TcpStream) {
              remove the slave's store to resynchronise");
         return;
     }
-    let from = if first == 0 { min } else { first };
+    let from = if first == 0 {
+        min
+    } else {
+        // Start up to OVERLAP bytes before the slave's end (within its segment): a Saturn slave
+        // compares them with its own and refuses a master whose history differs.
+        let in_segment = first % shard.config.segment_size;
+        (first - in_segment.min(OVERLAP)).max(min)
+    };
     let conn = shard.ha.next_conn.get();
     shard.ha.next_conn.set(conn + 1);
     shard.ha.report(conn, first);
@@ -177,7 +191,12 @@ async fn read_reports<R: futures_lite::AsyncRead + Unpin>(
             read_u64(&mut r).await.map_err(glommio::GlommioError::from)
         });
         match read.await {
-            Ok(v) => shard.ha.report(conn, v),
+            Ok(v) => {
+                shard.ha.report(conn, v);
+                if let Some(end) = shard.ha.acked() {
+                    shard.store.replica_acked(end);
+                }
+            }
             Err(_) => break,
         }
     }
@@ -361,6 +380,22 @@ async fn receive<R: futures_lite::AsyncRead + Unpin>(shard: &Rc<Shard>, r: &mut 
             return io_err(format!("frame of {size} bytes from the master"));
         }
         let expected = buf_off + buf.len() as u64;
+        if at < expected && buf.is_empty() {
+            // Bytes this slave has: they must be its own (else the master's history differs).
+            let mut frame = vec![0u8; size];
+            if let Err(e) = r.read_exact(&mut frame).await {
+                return io_err(format!("reading from the master: {e}"));
+            }
+            let n = ((expected - at) as usize).min(size);
+            if let Err(e) = same_bytes(store, at, &frame[..n]).await {
+                return e;
+            }
+            buf.extend_from_slice(&frame[n..]);
+            if let Err(e) = apply(shard, &mut buf, &mut buf_off).await {
+                return e;
+            }
+            continue;
+        }
         if at != expected {
             // Allowed only past the zeros after a blank marker: to this store's new segment.
             if !(at == store.write_end() && expected <= at) {
@@ -383,6 +418,27 @@ async fn receive<R: futures_lite::AsyncRead + Unpin>(shard: &Rc<Shard>, r: &mut 
             return e;
         }
     }
+}
+
+/// Checks that this store holds `bytes` at `at`.
+async fn same_bytes(store: &storage::Store, at: u64, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut done = 0usize;
+    while done < bytes.len() {
+        let from = at + done as u64;
+        let (got_at, own) = store.read_raw(from, bytes.len() - done).await?;
+        if got_at != from || own.is_empty() {
+            break; // zeros after a blank marker: nothing of ours to compare
+        }
+        if own[..] != bytes[done..done + own.len()] {
+            return Err(StoreError::Diverged {
+                offset: from,
+                reason: "the master's bytes differ from this slave's (the histories diverged)"
+                    .into(),
+            });
+        }
+        done += own.len();
+    }
+    Ok(())
 }
 
 /// Appends the whole records at the head of `buf` (which starts at commit-log offset

@@ -205,10 +205,11 @@ fn sync_master_waits_for_the_slave() {
     let master = Broker::start("repl-sync-master", &["-c", &conf]);
     let mut m = master.client(&master.shards[0]);
     create_topic(&mut m, "Sync", 2);
-    // No slave yet: SLAVE_NOT_AVAILABLE (the message is stored).
+    // No slave yet: SLAVE_NOT_AVAILABLE. The message is stored, but no consumer sees it
+    // until a slave has it.
     let resp = send(&mut m, "Sync", 0, b"alone", &[]);
     assert_eq!(resp.code, ResponseCode::SLAVE_NOT_AVAILABLE.num());
-    assert_eq!(max_offset(&mut m, "Sync", 0), 1);
+    assert_eq!(max_offset(&mut m, "Sync", 0), 0);
 
     let mut slave = Slave::start(
         "repl-sync-slave",
@@ -223,6 +224,7 @@ fn sync_master_waits_for_the_slave() {
     );
     let mut s = master.client(&slave.shards[0]);
     wait_offset(&mut s, "Sync", 0, 1);
+    wait_offset(&mut m, "Sync", 0, 1);
     // Each acknowledged send is already on the slave (and durable there: SYNC_FLUSH slave).
     for i in 0..50 {
         let r = send(&mut m, "Sync", 1, format!("m{i}").as_bytes(), &[]);
@@ -244,6 +246,11 @@ fn sync_master_waits_for_the_slave() {
             r.code
         );
     }
+    assert_eq!(
+        max_offset(&mut m, "Sync", 1),
+        50,
+        "unreplicated records are invisible"
+    );
     // It returns, catches up, and sends succeed again.
     slave.launch();
     let mut s = master.client(&slave.shards[0]);
@@ -252,4 +259,150 @@ fn sync_master_waits_for_the_slave() {
     assert_eq!(r.code, 0, "{:?}", r.remark);
     assert_eq!(max_offset(&mut s, "Sync", 1), 56);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sync_master_killed_every_acknowledged_message_is_on_the_slave() {
+    let dir = test_dir("repl-kill-conf");
+    let conf = conf_file(
+        &dir,
+        &["brokerRole=SYNC_MASTER", "flushDiskType=SYNC_FLUSH"],
+    );
+    let mut master = Broker::start("repl-kill-master", &["-c", &conf]);
+    let mut slave = Slave::start(
+        "repl-kill-slave",
+        &[
+            "brokerName=saturn".into(),
+            "brokerId=1".into(),
+            "brokerRole=SLAVE".into(),
+            "flushDiskType=SYNC_FLUSH".into(),
+            format!("namesrvAddr={}", master.namesrv),
+        ],
+    );
+    let mut m = master.client(&master.shards[0]);
+    create_topic(&mut m, "Kill", 4);
+    // Wait for the slave: a send answered 0 proves it follows.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while send(&mut m, "Kill", 0, b"warm", &[]).code != 0 {
+        assert!(Instant::now() < deadline, "slave never followed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producers: Vec<_> = (1..4)
+        .map(|q| {
+            let (addr, stop) = (master.shards[0].clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut c = BlockingClient::connect(&addr, Duration::from_secs(5)).unwrap();
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let req_body = format!("q{q}-{i}");
+                    let Ok(r) = try_send(&mut c, q, req_body.as_bytes()) else {
+                        break; // the master is gone
+                    };
+                    if r.0 == 0 {
+                        acked.push((r.1, req_body));
+                    }
+                }
+                (q, acked)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    master.signal(libc::SIGKILL);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut s = master.client(&slave.shards[0]);
+    let mut total = 0;
+    for p in producers {
+        let (q, acked) = p.join().unwrap();
+        assert!(!acked.is_empty(), "queue {q}: nothing acknowledged");
+        total += acked.len();
+        let resp = s
+            .invoke(pull_request("cg", "Kill", q, 0, 100_000, "*", 0))
+            .unwrap();
+        assert_eq!(resp.code, 0, "{:?}", resp.remark);
+        let msgs = protocol::message::decode_all(resp.body.clone()).unwrap();
+        for (offset, body) in acked {
+            let m = msgs.get(offset as usize).unwrap_or_else(|| {
+                panic!("acknowledged {body} (offset {offset}) not on the slave")
+            });
+            assert_eq!(m.body, body.as_bytes());
+        }
+    }
+    assert!(total > 50, "only {total} sends acknowledged");
+    eprintln!("{total} acknowledged sends (SYNC_MASTER + SYNC_FLUSH), every one on the slave");
+    slave.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One send; (code, queue offset) or the connection's error.
+fn try_send(c: &mut BlockingClient, queue: i32, body: &[u8]) -> Result<(i32, i64), String> {
+    use protocol::header::{CommandHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2};
+    let header = SendMessageRequestHeader {
+        producer_group: "pg".into(),
+        topic: "Kill".into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: queue,
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        flag: 0,
+        properties: None,
+        reconsume_times: Some(0),
+        unit_mode: Some(false),
+        max_reconsume_times: None,
+        batch: Some(false),
+        broker_name: None,
+    };
+    let mut req = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2, 0);
+    SendMessageRequestHeaderV2::from(header).encode(&mut req.ext_fields);
+    req.body = bytes::Bytes::copy_from_slice(body);
+    let r = c.invoke(req).map_err(|e| e.to_string())?;
+    let off = r
+        .ext("queueOffset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1);
+    Ok((r.code, off))
+}
+
+#[test]
+fn diverged_slave_is_refused_and_keeps_one_history() {
+    let mut master = Broker::start("repl-div-master", &[]);
+    let slave = Slave::start(
+        "repl-div-slave",
+        &[
+            "brokerName=saturn".into(),
+            "brokerId=1".into(),
+            "brokerRole=SLAVE".into(),
+            format!("namesrvAddr={}", master.namesrv),
+            format!("haMasterAddress=127.0.0.1:{}", master.base_port + 1),
+        ],
+    );
+    let mut m = master.client(&master.shards[0]);
+    create_topic(&mut m, "Div", 1);
+    for i in 0..20 {
+        send_ok(&mut m, "Div", 0, format!("old-{i}").as_bytes(), &[]);
+    }
+    let mut s = master.client(&slave.shards[0]);
+    wait_offset(&mut s, "Div", 0, 20);
+    // The master comes back from an older state (here: empty) and takes new messages.
+    master.signal(libc::SIGKILL);
+    std::fs::remove_dir_all(&master.data_dir).unwrap();
+    std::fs::create_dir_all(&master.data_dir).unwrap();
+    master.launch();
+    let mut m = master.client(&master.shards[0]);
+    create_topic(&mut m, "Div", 1);
+    for i in 0..30 {
+        send_ok(&mut m, "Div", 0, format!("new-{i}").as_bytes(), &[]);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // The slave serves its own history only: 20 old messages, none of the new.
+    let mut s = master.client(&slave.shards[0]);
+    assert_eq!(max_offset(&mut s, "Div", 0), 20);
+    let body = pull_body(&mut s, "Div", 0, 100);
+    let msgs = protocol::message::decode_all(body).unwrap();
+    assert_eq!(msgs.len(), 20);
+    assert!(msgs.iter().all(|m| m.body.starts_with(b"old-")));
 }

@@ -331,6 +331,7 @@ fn new_state(
         cl,
         queues,
         pending_visible: VecDeque::new(),
+        replica_gate: None,
         failed: None,
         full_enospc: None,
         full_floor: None,

@@ -47,6 +47,30 @@ impl Store {
         self.sh.st.borrow().cl.flushed
     }
 
+    /// Gates visibility on replication (a SYNC_MASTER): from now on a record becomes visible
+    /// to readers only once [`Store::replica_acked`] covers it (and, under SYNC_FLUSH, once it
+    /// is durable). Records appended before are visible already.
+    pub fn gate_on_replica(&self) {
+        let mut st = self.sh.st.borrow_mut();
+        if st.replica_gate.is_none() {
+            st.replica_gate = Some(st.cl.write_pos);
+        }
+    }
+
+    /// A slave has everything below `end`: gated records below it become visible.
+    pub fn replica_acked(&self, end: u64) {
+        let mut st = self.sh.st.borrow_mut();
+        let Some(gate) = st.replica_gate else {
+            return;
+        };
+        let end = end.min(st.cl.write_pos);
+        if end > gate {
+            st.replica_gate = Some(end);
+            let flushed = st.cl.flushed;
+            crate::state::publish_state(&mut st, &self.sh.durable, flushed);
+        }
+    }
+
     /// Raw commit-log bytes from `from`: at most `max`, never past the append end or the end of
     /// `from`'s segment. Returns the offset of the first byte, which is past `from` when `from`
     /// lies in the zeros after a segment's blank marker (the next segment's start then); empty

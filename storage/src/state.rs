@@ -70,6 +70,9 @@ pub(crate) struct State {
     /// SYNC_FLUSH: (commit-log end, queue, entries) made visible once `end` is durable.
     /// Consecutive records of one queue share an entry.
     pub pending_visible: VecDeque<(u64, Rc<QueueKey>, u64)>,
+    /// Replication gate (a SYNC_MASTER's): records are visible only below this offset (what a
+    /// slave has), in addition to the flush mode's bound. `None`: no gate.
+    pub replica_gate: Option<u64>,
     /// Set when a disk write or sync failed: the store is read-only until a restart.
     pub failed: Option<String>,
     /// Set while a write or allocation met ENOSPC (cleared by the next successful flush and
@@ -131,15 +134,17 @@ pub(crate) struct Shared {
 }
 
 pub(crate) fn visible_end(st: &State) -> u64 {
-    match st.cfg.flush {
+    let end = match st.cfg.flush {
         FlushMode::Sync => st.cl.flushed,
         FlushMode::Async => st.cl.write_pos,
-    }
+    };
+    end.min(st.replica_gate.unwrap_or(u64::MAX))
 }
 
 /// Everything below `to` is durable: readers may see it (SYNC_FLUSH), waiters are woken.
 pub(crate) fn publish_state(st: &mut State, durable: &Notify, to: u64) {
     st.cl.flushed = st.cl.flushed.max(to);
+    let to = visible_end(st);
     while let Some((end, _, _)) = st.pending_visible.front() {
         if *end > to {
             break;

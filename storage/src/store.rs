@@ -80,6 +80,8 @@ impl Store {
         let seg = st.cfg.segment_size;
         let store_host = st.cfg.store_host;
         let sync = st.cfg.flush == FlushMode::Sync;
+        // Visibility deferred: to the flush (SYNC_FLUSH) and/or to a slave (replication gate).
+        let defer = sync || st.replica_gate.is_some();
         let now = st.cfg.clock.now_ms();
         let mut records = Vec::with_capacity(batch.len());
         let mut piece_start = st.cl.write_pos;
@@ -129,7 +131,7 @@ impl Store {
                     size: size as i32,
                     tags: m.tags_code,
                 });
-                if sync {
+                if defer {
                     // Merged only within this batch: a flush covers a batch whole, so merging
                     // never delays an earlier append's visibility.
                     let merge = pending_mark < n_pending;
