@@ -157,71 +157,8 @@ pub async fn run_broker(shared: Rc<Shared>, addr: String, queues: Vec<(Queue, i6
                 continue;
             };
             let st = &mut states[i];
-            let next: i64 = cmd
-                .ext("nextBeginOffset")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(st.offset);
-            let code = ResponseCode::from_num(cmd.code);
-            match code {
-                ResponseCode::SUCCESS => {
-                    let received = now_us();
-                    let mut stats = shared.stats.borrow_mut();
-                    stats.requests += 1;
-                    let mut pos = 0;
-                    while pos < cmd.body.len() {
-                        let Ok((rec, size)) = RecordView::parse(&cmd.body[pos..]) else {
-                            stats.error(-2);
-                            break;
-                        };
-                        pos += size;
-                        stats.messages += 1;
-                        stats.bytes += rec.body.len() as u64;
-                        match check_body(rec.body) {
-                            Some((seq, sent_us)) => {
-                                stats.record_latency(Duration::from_micros(
-                                    received.saturating_sub(sent_us),
-                                ));
-                                if opts.verify && !shared.seen.borrow_mut().insert(seq) {
-                                    shared.duplicates.set(shared.duplicates.get() + 1);
-                                }
-                            }
-                            None => {
-                                let born_us = (rec.born_timestamp.max(0) as u64) * 1000;
-                                stats.record_latency(Duration::from_micros(
-                                    received.saturating_sub(born_us),
-                                ));
-                                if opts.verify {
-                                    shared.bad_bodies.set(shared.bad_bodies.get() + 1);
-                                }
-                            }
-                        }
-                    }
-                    st.offset = next;
-                }
-                ResponseCode::PULL_NOT_FOUND
-                | ResponseCode::PULL_RETRY_IMMEDIATELY
-                | ResponseCode::PULL_OFFSET_MOVED => {
-                    st.offset = next;
-                }
-                other => {
-                    shared.stats.borrow_mut().error(other.num());
-                    glommio::timer::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            let total = shared.stats.borrow().messages;
-            if opts.count.is_some_and(|c| total >= c) {
-                shared.stop.set(true);
-            }
-            if opts.drain && st.offset >= st.target {
-                shared
-                    .undrained
-                    .set(shared.undrained.get().saturating_sub(1));
-                if shared.undrained.get() == 0 {
-                    shared.stop.set(true);
-                }
-                continue;
-            }
-            if shared.stop.get() {
+            on_answer(&shared, st, &cmd).await;
+            if !pull_again(&shared, st) {
                 continue;
             }
             send_pull(&tx, opts, st, &mut by_opaque, i, opaque).await;
@@ -234,4 +171,81 @@ pub async fn run_broker(shared: Rc<Shared>, addr: String, queues: Vec<(Queue, i6
     }
     drop(tx);
     writer_task.cancel();
+}
+
+/// A pull's answer for `st`: its records counted, the queue's offset moved on; an error is
+/// counted and followed by a short pause.
+async fn on_answer(shared: &Shared, st: &mut QueueState, cmd: &RemotingCommand) {
+    let next: i64 = cmd
+        .ext("nextBeginOffset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(st.offset);
+    match ResponseCode::from_num(cmd.code) {
+        ResponseCode::SUCCESS => {
+            count_records(shared, &cmd.body);
+            st.offset = next;
+        }
+        ResponseCode::PULL_NOT_FOUND
+        | ResponseCode::PULL_RETRY_IMMEDIATELY
+        | ResponseCode::PULL_OFFSET_MOVED => {
+            st.offset = next;
+        }
+        other => {
+            shared.stats.borrow_mut().error(other.num());
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Counts the records of a pull's body: messages, bytes, latency (from the send time in a
+/// bench body, else the born timestamp), and with `verify` bad bodies and duplicates.
+fn count_records(shared: &Shared, body: &[u8]) {
+    let received = now_us();
+    let mut stats = shared.stats.borrow_mut();
+    stats.requests += 1;
+    let mut pos = 0;
+    while pos < body.len() {
+        let Ok((rec, size)) = RecordView::parse(&body[pos..]) else {
+            stats.error(-2);
+            break;
+        };
+        pos += size;
+        stats.messages += 1;
+        stats.bytes += rec.body.len() as u64;
+        let sent_us = match check_body(rec.body) {
+            Some((seq, sent_us)) => {
+                if shared.opts.verify && !shared.seen.borrow_mut().insert(seq) {
+                    shared.duplicates.set(shared.duplicates.get() + 1);
+                }
+                sent_us
+            }
+            None => {
+                if shared.opts.verify {
+                    shared.bad_bodies.set(shared.bad_bodies.get() + 1);
+                }
+                (rec.born_timestamp.max(0) as u64) * 1000
+            }
+        };
+        stats.record_latency(Duration::from_micros(received.saturating_sub(sent_us)));
+    }
+}
+
+/// After an answer for `st`: whether to pull it again (not once the run stops or, with
+/// `drain`, the queue reached its target; the last drained queue stops the run).
+fn pull_again(shared: &Shared, st: &QueueState) -> bool {
+    let opts = &shared.opts;
+    let total = shared.stats.borrow().messages;
+    if opts.count.is_some_and(|c| total >= c) {
+        shared.stop.set(true);
+    }
+    if opts.drain && st.offset >= st.target {
+        shared
+            .undrained
+            .set(shared.undrained.get().saturating_sub(1));
+        if shared.undrained.get() == 0 {
+            shared.stop.set(true);
+        }
+        return false;
+    }
+    !shared.stop.get()
 }

@@ -383,23 +383,7 @@ async fn run_consume(
     route: &protocol::body::TopicRouteData,
     stop_after_producer: Option<Rc<Cell<bool>>>,
 ) -> (Report, bool) {
-    let queues = route::queues(route, false);
-    if queues.is_empty() {
-        fail("the route has no readable queue");
-    }
-    for q in &queues {
-        check_loopback(&q.addr, c.common.allow_remote);
-    }
-    // Start and target offsets per queue.
-    let mut by_broker: BTreeMap<String, Vec<(route::Queue, i64, i64)>> = BTreeMap::new();
-    for q in queues {
-        let max = queue_max_offset(&q, &c.common.topic).unwrap_or_else(|e| fail(&e));
-        let start = if c.from_start { 0 } else { max };
-        by_broker
-            .entry(q.addr.clone())
-            .or_default()
-            .push((q, start, max));
-    }
+    let by_broker = consume_plan(&c, route);
     let undrained = by_broker
         .values()
         .flatten()
@@ -432,8 +416,47 @@ async fn run_consume(
             stop_flag.clone(),
         );
     }
+    spawn_stopper(shared.clone(), stop_after_producer);
+    let mut tasks = Vec::new();
+    for (addr, qs) in by_broker {
+        tasks.push(glommio::spawn_local(consume::run_broker(shared.clone(), addr, qs)).detach());
+    }
+    for t in tasks {
+        t.await;
+    }
+    stop_flag.set(true);
+    let elapsed = start.elapsed();
+    let ok = consume_verdict(&c, &shared);
+    let stats = shared.stats.borrow();
+    (Report::new("consume", &stats, elapsed, None), ok)
+}
+
+/// The queues to pull, by broker address, each with its start and target offsets.
+type ConsumePlan = BTreeMap<String, Vec<(route::Queue, i64, i64)>>;
+
+fn consume_plan(c: &ConsumeArgs, route: &protocol::body::TopicRouteData) -> ConsumePlan {
+    let queues = route::queues(route, false);
+    if queues.is_empty() {
+        fail("the route has no readable queue");
+    }
+    for q in &queues {
+        check_loopback(&q.addr, c.common.allow_remote);
+    }
+    let mut by_broker = ConsumePlan::new();
+    for q in queues {
+        let max = queue_max_offset(&q, &c.common.topic).unwrap_or_else(|e| fail(&e));
+        let start = if c.from_start { 0 } else { max };
+        by_broker
+            .entry(q.addr.clone())
+            .or_default()
+            .push((q, start, max));
+    }
+    by_broker
+}
+
+/// Stops the consumers at the deadline, or in mixed mode a while after the producer is done.
+fn spawn_stopper(shared: Rc<consume::Shared>, stop_after_producer: Option<Rc<Cell<bool>>>) {
     {
-        let shared = shared.clone();
         let duration = shared.opts.duration;
         glommio::spawn_local(async move {
             let deadline = duration.map(|d| Instant::now() + d);
@@ -457,15 +480,11 @@ async fn run_consume(
         })
         .detach();
     }
-    let mut tasks = Vec::new();
-    for (addr, qs) in by_broker {
-        tasks.push(glommio::spawn_local(consume::run_broker(shared.clone(), addr, qs)).detach());
-    }
-    for t in tasks {
-        t.await;
-    }
-    stop_flag.set(true);
-    let elapsed = start.elapsed();
+}
+
+/// Whether the consumption went right: no errors; with `--verify` no bad body or duplicate;
+/// with `--count` that many messages (distinct ones with `--verify`).
+fn consume_verdict(c: &ConsumeArgs, shared: &consume::Shared) -> bool {
     let stats = shared.stats.borrow();
     let mut ok = stats.errors.is_empty();
     if c.verify {
@@ -492,7 +511,7 @@ async fn run_consume(
             ok = false;
         }
     }
-    (Report::new("consume", &stats, elapsed, None), ok)
+    ok
 }
 
 fn queue_max_offset(q: &route::Queue, topic: &str) -> Result<i64, String> {

@@ -346,7 +346,7 @@ pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
         }
     };
     let _ = stream.set_nodelay(true);
-    let (reader, mut writer) = futures_lite::io::split(stream);
+    let (reader, writer) = futures_lite::io::split(stream);
     let window = Rc::new(Semaphore::new(shared.opts.in_flight as u64));
     let pending: Rc<RefCell<PendingMap>> = Rc::new(RefCell::new(PendingMap::default()));
     let writer_done = Rc::new(Cell::new(false));
@@ -359,126 +359,16 @@ pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
         writer_done.clone(),
     ))
     .detach();
-
-    let opts = &shared.opts;
-    let batch = opts.batch.max(1);
-    let templates: Vec<Template> = queues
-        .iter()
-        .map(|q| Template::new(&shared, q.queue_id, batch > 1))
-        .collect();
-    let per_conn_interval = opts
-        .rate
-        .map(|r| Duration::from_secs_f64(batch as f64 * opts.connections as f64 / r.max(1e-9)));
-    let mut next_due = Instant::now();
-    let mut out = BytesMut::with_capacity(512 * 1024);
-    let mut header = Vec::with_capacity(512);
-    let mut opaque: i32 = 1;
-    let mut qi = 0usize;
-    let single_body_len = opts.size.max(BODY_HEADER);
-    // Batch entries carry "UNIQ_KEY\x01<prefix><16 hex>\x02".
-    let props_len = "UNIQ_KEY".len() + 2 + shared.client_prefix.len() + 16;
-    'send: loop {
-        if shared.stop.get() {
-            break;
-        }
-        if window.acquire(1).await.is_err() {
-            break; // connection lost
-        }
-        out.clear();
-        // Fill the write buffer with as many requests as the window, the
-        // budget and the rate allow, then write them at once.
-        loop {
-            let n = if opts.count.is_some() {
-                let left = shared.remaining.get();
-                let n = left.min(batch as u64);
-                if n == 0 {
-                    window.signal(1); // the permit this request would have used
-                    if !out.is_empty() {
-                        let _ = writer.write_all(&out).await;
-                    }
-                    break 'send;
-                }
-                shared.remaining.set(left - n);
-                n
-            } else {
-                batch as u64
-            };
-            let due = match per_conn_interval {
-                Some(interval) => {
-                    next_due += interval;
-                    let now = Instant::now();
-                    if next_due > now {
-                        if !out.is_empty() {
-                            // Send what is due before sleeping.
-                            if writer.write_all(&out).await.is_err() {
-                                break 'send;
-                            }
-                            out.clear();
-                        }
-                        glommio::timer::sleep(next_due - now).await;
-                    }
-                    next_due
-                }
-                None => Instant::now(),
-            };
-            let seq0 = shared.next_seq.get();
-            shared.next_seq.set(seq0 + n);
-            let born_ms = now_us() / 1000;
-            let template = &templates[qi % templates.len()];
-            qi += 1;
-            // The frame is written straight into the output buffer: no
-            // per-message allocation.
-            let uniq = (batch == 1).then(|| uniq_key(&shared.client_prefix, seq0));
-            template.header(born_ms, uniq.as_deref(), opaque, &mut header);
-            let body_len = if batch > 1 {
-                n as usize * (BATCH_ENTRY_OVERHEAD + single_body_len + props_len)
-            } else {
-                single_body_len
-            };
-            out.reserve(8 + header.len() + body_len);
-            out.put_u32((4 + header.len() + body_len) as u32);
-            out.put_u32(header.len() as u32);
-            out.put_slice(&header);
-            if batch > 1 {
-                for k in 0..n {
-                    out.put_i32((BATCH_ENTRY_OVERHEAD + single_body_len + props_len) as i32);
-                    out.put_i32(0); // magic code: not checked
-                    out.put_i32(0); // body CRC: the broker computes its own
-                    out.put_i32(0); // flag
-                    out.put_i32(single_body_len as i32);
-                    put_body(&mut out, seq0 + k, opts.size);
-                    out.put_i16(props_len as i16);
-                    out.put_slice(b"UNIQ_KEY\x01");
-                    out.put_slice(shared.client_prefix.as_bytes());
-                    let _ = write!(HexSink(&mut out), "{:016X}", seq0 + k);
-                    out.put_u8(2);
-                }
-            } else {
-                put_body(&mut out, seq0, opts.size);
-            }
-            pending.borrow_mut().insert(
-                opaque,
-                Pending {
-                    due,
-                    messages: n,
-                    bytes: n * single_body_len as u64,
-                },
-            );
-            opaque = opaque.wrapping_add(1).max(1);
-            if out.len() >= 256 * 1024
-                || shared.stop.get()
-                || !window.try_acquire(1).unwrap_or(false)
-            {
-                break;
-            }
-        }
-        if !out.is_empty() && writer.write_all(&out).await.is_err() {
-            break;
-        }
-    }
+    let mut conn = ConnWriter::new(shared.clone(), &queues, writer, pending.clone());
+    conn.run(&window).await;
     writer_done.set(true);
-    let _ = writer.flush().await;
-    // Wait for the answers still out, bounded.
+    let _ = conn.writer.flush().await;
+    wait_for_answers(&shared, &pending, &addr).await;
+    reader_task.cancel();
+}
+
+/// Waits (at most 30 s) for the answers still out; counts the missing ones as errors.
+async fn wait_for_answers(shared: &Shared, pending: &RefCell<PendingMap>, addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !pending.borrow().is_empty() && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(2)).await;
@@ -491,7 +381,175 @@ pub async fn run_connection(shared: Rc<Shared>, queues: Vec<Queue>) {
             st.error(-1);
         }
     }
-    reader_task.cancel();
+}
+
+type TcpWriter = futures_lite::io::WriteHalf<TcpStream>;
+
+/// The writing side of one connection: requests written straight into one output buffer
+/// (no per-message allocation), flushed when the window, the budget or the rate says so.
+struct ConnWriter {
+    shared: Rc<Shared>,
+    writer: TcpWriter,
+    pending: Rc<RefCell<PendingMap>>,
+    templates: Vec<Template>,
+    /// Time between two requests of this connection at a fixed rate.
+    interval: Option<Duration>,
+    next_due: Instant,
+    out: BytesMut,
+    header: Vec<u8>,
+    opaque: i32,
+    qi: usize,
+}
+
+impl ConnWriter {
+    fn new(
+        shared: Rc<Shared>,
+        queues: &[Queue],
+        writer: TcpWriter,
+        pending: Rc<RefCell<PendingMap>>,
+    ) -> Self {
+        let opts = &shared.opts;
+        let batch = opts.batch.max(1);
+        let templates = queues
+            .iter()
+            .map(|q| Template::new(&shared, q.queue_id, batch > 1))
+            .collect();
+        let interval = opts
+            .rate
+            .map(|r| Duration::from_secs_f64(batch as f64 * opts.connections as f64 / r.max(1e-9)));
+        ConnWriter {
+            shared,
+            writer,
+            pending,
+            templates,
+            interval,
+            next_due: Instant::now(),
+            out: BytesMut::with_capacity(512 * 1024),
+            header: Vec::with_capacity(512),
+            opaque: 1,
+            qi: 0,
+        }
+    }
+
+    /// Sends until the budget or the time is used up, or the connection is lost.
+    async fn run(&mut self, window: &Semaphore) {
+        loop {
+            if self.shared.stop.get() || window.acquire(1).await.is_err() {
+                return; // stopped, or the connection is lost
+            }
+            self.out.clear();
+            // Fill the write buffer with as many requests as the window, the budget and the
+            // rate allow, then write them at once.
+            loop {
+                let n = self.take_budget();
+                if n == 0 {
+                    window.signal(1); // the permit this request would have used
+                    if !self.out.is_empty() {
+                        let _ = self.writer.write_all(&self.out).await;
+                    }
+                    return;
+                }
+                let Some(due) = self.pace().await else {
+                    return;
+                };
+                self.put_request(n, due);
+                if self.out.len() >= 256 * 1024
+                    || self.shared.stop.get()
+                    || !window.try_acquire(1).unwrap_or(false)
+                {
+                    break;
+                }
+            }
+            if !self.out.is_empty() && self.writer.write_all(&self.out).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Messages of the next request: the batch, or what is left of `--count`; 0 when none.
+    fn take_budget(&self) -> u64 {
+        let batch = self.shared.opts.batch.max(1) as u64;
+        if self.shared.opts.count.is_none() {
+            return batch;
+        }
+        let left = self.shared.remaining.get();
+        let n = left.min(batch);
+        self.shared.remaining.set(left - n);
+        n
+    }
+
+    /// When the next request is due: now, or at a fixed rate its slot (sleeping until then
+    /// after writing what is due). `None` when the connection is lost.
+    async fn pace(&mut self) -> Option<Instant> {
+        let Some(interval) = self.interval else {
+            return Some(Instant::now());
+        };
+        self.next_due += interval;
+        let now = Instant::now();
+        if self.next_due > now {
+            if !self.out.is_empty() {
+                // Send what is due before sleeping.
+                self.writer.write_all(&self.out).await.ok()?;
+                self.out.clear();
+            }
+            glommio::timer::sleep(self.next_due - now).await;
+        }
+        Some(self.next_due)
+    }
+
+    /// Appends one request of `n` messages (a single send, or a batch) to the output buffer
+    /// and records it as pending.
+    fn put_request(&mut self, n: u64, due: Instant) {
+        let shared = &*self.shared;
+        let opts = &shared.opts;
+        let batch = opts.batch.max(1);
+        let single_body_len = opts.size.max(BODY_HEADER);
+        // Batch entries carry "UNIQ_KEY\x01<prefix><16 hex>\x02".
+        let props_len = "UNIQ_KEY".len() + 2 + shared.client_prefix.len() + 16;
+        let seq0 = shared.next_seq.get();
+        shared.next_seq.set(seq0 + n);
+        let born_ms = now_us() / 1000;
+        let template = &self.templates[self.qi % self.templates.len()];
+        self.qi += 1;
+        let uniq = (batch == 1).then(|| uniq_key(&shared.client_prefix, seq0));
+        template.header(born_ms, uniq.as_deref(), self.opaque, &mut self.header);
+        let entry_len = BATCH_ENTRY_OVERHEAD + single_body_len + props_len;
+        let body_len = if batch > 1 {
+            n as usize * entry_len
+        } else {
+            single_body_len
+        };
+        let out = &mut self.out;
+        out.reserve(8 + self.header.len() + body_len);
+        out.put_u32((4 + self.header.len() + body_len) as u32);
+        out.put_u32(self.header.len() as u32);
+        out.put_slice(&self.header);
+        if batch > 1 {
+            for k in 0..n {
+                out.put_i32(entry_len as i32);
+                out.put_i32(0); // magic code: not checked
+                out.put_i32(0); // body CRC: the broker computes its own
+                out.put_i32(0); // flag
+                out.put_i32(single_body_len as i32);
+                put_body(out, seq0 + k, opts.size);
+                out.put_i16(props_len as i16);
+                out.put_slice(b"UNIQ_KEY\x01");
+                out.put_slice(shared.client_prefix.as_bytes());
+                let _ = write!(HexSink(out), "{:016X}", seq0 + k);
+                out.put_u8(2);
+            }
+        } else {
+            put_body(out, seq0, opts.size);
+        }
+        let bytes = n * single_body_len as u64;
+        let p = Pending {
+            due,
+            messages: n,
+            bytes,
+        };
+        self.pending.borrow_mut().insert(self.opaque, p);
+        self.opaque = self.opaque.wrapping_add(1).max(1);
+    }
 }
 
 #[cfg(test)]

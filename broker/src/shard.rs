@@ -46,6 +46,8 @@ pub struct Shard {
     pub outbound: crate::outbound::Outbound,
     /// Settings UPDATE_BROKER_CONFIG may change.
     pub live: crate::live_config::LiveConfig,
+    /// CLUSTER, MSG_REGION and TRACE_ON, encoded once: added to every stored message.
+    pub broker_properties: String,
     /// Replication (master/slave).
     pub ha: crate::ha::HaState,
 }
@@ -204,6 +206,7 @@ pub async fn run(setup: ShardSetup) {
         stats: crate::stats::ShardStats::new(crate::metadata::now_ms()),
         outbound: crate::outbound::Outbound::default(),
         live: crate::live_config::LiveConfig::new(&config),
+        broker_properties: crate::handlers::broker_properties(&config),
         ha: crate::ha::HaState::new(Some(learned_masters)),
         config: config.clone(),
     });

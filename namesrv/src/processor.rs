@@ -129,62 +129,21 @@ impl Processor {
             C::GET_BROKER_CLUSTER_INFO => req
                 .success()
                 .with_body(encode_json(&self.routes().cluster_info())),
-            C::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => req
-                .success()
-                .with_body(encode_json(&self.routes().all_topics())),
-            C::GET_TOPICS_BY_CLUSTER => {
-                let h = header!(GetTopicsByClusterRequestHeader, req);
-                req.success()
-                    .with_body(encode_json(&self.routes().topics_of_cluster(&h.cluster)))
-            }
-            C::GET_SYSTEM_TOPIC_LIST_FROM_NS => req
-                .success()
-                .with_body(encode_json(&self.routes().system_topics())),
-            C::GET_UNIT_TOPIC_LIST => req
-                .success()
-                .with_body(encode_json(&self.routes().unit_topics(RouteTable::is_unit))),
-            C::GET_HAS_UNIT_SUB_TOPIC_LIST => req.success().with_body(encode_json(
-                &self.routes().unit_topics(RouteTable::is_unit_sub),
-            )),
-            C::GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST => req.success().with_body(encode_json(
-                &self.routes().unit_topics(RouteTable::is_unit_sub_not_unit),
-            )),
+            C::GET_ALL_TOPIC_LIST_FROM_NAMESERVER
+            | C::GET_TOPICS_BY_CLUSTER
+            | C::GET_SYSTEM_TOPIC_LIST_FROM_NS
+            | C::GET_UNIT_TOPIC_LIST
+            | C::GET_HAS_UNIT_SUB_TOPIC_LIST
+            | C::GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST => self.topic_list(req),
             C::DELETE_TOPIC_IN_NAMESRV => {
                 let h = header!(DeleteTopicFromNamesrvRequestHeader, req);
                 self.routes()
                     .delete_topic(&h.topic, h.cluster_name.as_deref());
                 req.success()
             }
-            C::REGISTER_TOPIC_IN_NAMESRV => {
-                let h = header!(TopicRequestHeader, req);
-                match decode_json::<TopicRouteData>(&req.body) {
-                    Ok(route) => {
-                        self.routes().register_topic(&h.topic, &route.queue_datas);
-                        req.success()
-                    }
-                    Err(e) => req.reply(ResponseCode::SYSTEM_ERROR, Some(e.to_string())),
-                }
-            }
-            C::WIPE_WRITE_PERM_OF_BROKER => {
-                let h = header!(BrokerPermRequestHeader, req);
-                let count = self.routes().set_write_perm(&h.broker_name, false);
-                let mut resp = req.success();
-                WipeWritePermResponseHeader {
-                    wipe_topic_count: count,
-                }
-                .encode(&mut resp.ext_fields);
-                resp
-            }
-            C::ADD_WRITE_PERM_OF_BROKER => {
-                let h = header!(BrokerPermRequestHeader, req);
-                let count = self.routes().set_write_perm(&h.broker_name, true);
-                let mut resp = req.success();
-                AddWritePermResponseHeader {
-                    add_topic_count: count,
-                }
-                .encode(&mut resp.ext_fields);
-                resp
-            }
+            C::REGISTER_TOPIC_IN_NAMESRV => self.register_topic(req),
+            C::WIPE_WRITE_PERM_OF_BROKER => self.write_perm(req, false),
+            C::ADD_WRITE_PERM_OF_BROKER => self.write_perm(req, true),
             C::GET_BROKER_MEMBER_GROUP => {
                 let h = header!(GetBrokerMemberGroupRequestHeader, req);
                 let group = self.routes().member_group(&h.cluster_name, &h.broker_name);
@@ -193,6 +152,75 @@ impl Processor {
                         broker_member_group: group,
                     }))
             }
+            C::PUT_KV_CONFIG
+            | C::GET_KV_CONFIG
+            | C::DELETE_KV_CONFIG
+            | C::GET_KVLIST_BY_NAMESPACE => self.kv_request(req),
+            C::UPDATE_NAMESRV_CONFIG | C::GET_NAMESRV_CONFIG => self.config_request(req),
+            other => req.reply(
+                ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
+                Some(format!(" request type {} not supported", other.num())),
+            ),
+        }
+    }
+
+    /// The topic lists: all, of a cluster, system, unit and unit-subscription ones.
+    fn topic_list(&self, req: &RemotingCommand) -> RemotingCommand {
+        use RequestCode as C;
+        let routes = self.routes();
+        let body = match req.request_code() {
+            C::GET_TOPICS_BY_CLUSTER => {
+                let h = header!(GetTopicsByClusterRequestHeader, req);
+                encode_json(&routes.topics_of_cluster(&h.cluster))
+            }
+            C::GET_SYSTEM_TOPIC_LIST_FROM_NS => encode_json(&routes.system_topics()),
+            C::GET_UNIT_TOPIC_LIST => encode_json(&routes.unit_topics(RouteTable::is_unit)),
+            C::GET_HAS_UNIT_SUB_TOPIC_LIST => {
+                encode_json(&routes.unit_topics(RouteTable::is_unit_sub))
+            }
+            C::GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST => {
+                encode_json(&routes.unit_topics(RouteTable::is_unit_sub_not_unit))
+            }
+            _ => encode_json(&routes.all_topics()),
+        };
+        req.success().with_body(body)
+    }
+
+    fn register_topic(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h = header!(TopicRequestHeader, req);
+        match decode_json::<TopicRouteData>(&req.body) {
+            Ok(route) => {
+                self.routes().register_topic(&h.topic, &route.queue_datas);
+                req.success()
+            }
+            Err(e) => req.reply(ResponseCode::SYSTEM_ERROR, Some(e.to_string())),
+        }
+    }
+
+    /// WIPE_WRITE_PERM_OF_BROKER (`add` false) and ADD_WRITE_PERM_OF_BROKER: the number of
+    /// topics changed.
+    fn write_perm(&self, req: &RemotingCommand, add: bool) -> RemotingCommand {
+        let h = header!(BrokerPermRequestHeader, req);
+        let count = self.routes().set_write_perm(&h.broker_name, add);
+        let mut resp = req.success();
+        if add {
+            AddWritePermResponseHeader {
+                add_topic_count: count,
+            }
+            .encode(&mut resp.ext_fields);
+        } else {
+            WipeWritePermResponseHeader {
+                wipe_topic_count: count,
+            }
+            .encode(&mut resp.ext_fields);
+        }
+        resp
+    }
+
+    /// PUT_KV_CONFIG, GET_KV_CONFIG, DELETE_KV_CONFIG, GET_KVLIST_BY_NAMESPACE.
+    fn kv_request(&self, req: &RemotingCommand) -> RemotingCommand {
+        use RequestCode as C;
+        match req.request_code() {
             C::PUT_KV_CONFIG => {
                 let h = header!(PutKvConfigRequestHeader, req);
                 self.kv().put(&h.namespace, &h.key, &h.value);
@@ -221,7 +249,7 @@ impl Processor {
                 self.kv().delete(&h.namespace, &h.key);
                 req.success()
             }
-            C::GET_KVLIST_BY_NAMESPACE => {
+            _ => {
                 let h = header!(GetKvListByNamespaceRequestHeader, req);
                 match self.kv().namespace(&h.namespace) {
                     Some(table) => req.success().with_body(encode_json(&KvTable { table })),
@@ -231,24 +259,21 @@ impl Processor {
                     ),
                 }
             }
-            C::UPDATE_NAMESRV_CONFIG => {
-                let text = String::from_utf8_lossy(&req.body);
-                let mut props = self.properties.lock().unwrap_or_else(|p| p.into_inner());
-                for (k, v) in parse_properties(&text) {
-                    props.insert(k, v);
-                }
-                req.success()
-            }
-            C::GET_NAMESRV_CONFIG => {
-                let props = self.properties.lock().unwrap_or_else(|p| p.into_inner());
-                let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-                req.success().with_body(text.into_bytes())
-            }
-            other => req.reply(
-                ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
-                Some(format!(" request type {} not supported", other.num())),
-            ),
         }
+    }
+
+    /// UPDATE_NAMESRV_CONFIG and GET_NAMESRV_CONFIG.
+    fn config_request(&self, req: &RemotingCommand) -> RemotingCommand {
+        let mut props = self.properties.lock().unwrap_or_else(|p| p.into_inner());
+        if req.request_code() == RequestCode::UPDATE_NAMESRV_CONFIG {
+            let text = String::from_utf8_lossy(&req.body);
+            for (k, v) in parse_properties(&text) {
+                props.insert(k, v);
+            }
+            return req.success();
+        }
+        let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        req.success().with_body(text.into_bytes())
     }
 
     fn register_broker(&self, req: &RemotingCommand, conn: ConnId) -> RemotingCommand {

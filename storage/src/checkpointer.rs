@@ -131,7 +131,7 @@ pub(crate) async fn seal_indexes(sh: &Shared) -> Result<()> {
             let Some((&base, idx)) = st.cl.sealing.iter().next() else {
                 return Ok(());
             };
-            if base + st.cfg.segment_size > st.cl.flushed {
+            if base + st.cfg.segment_size > st.cl.flushed() {
                 return Ok(());
             }
             (base, idx.clone(), st.cl.idx_path(base))
@@ -152,9 +152,7 @@ pub(crate) async fn seal_indexes(sh: &Shared) -> Result<()> {
                 st.cl.spare_index = Some(idx);
             }
         }
-        if let Some(Some(info)) = st.cl.segments.get_mut(&base) {
-            info.idx_on_disk = true;
-        }
+        st.cl.mark_idx_on_disk(base);
     }
 }
 
@@ -163,13 +161,13 @@ pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
     let _permit = sh.cp_lock.acquire_permit(1).await;
     let (c, min, manifest, writes) = {
         let st = sh.st.borrow();
-        let c = st.cl.flushed;
+        let c = st.cl.flushed();
         let mut manifest = Vec::with_capacity(st.queues.len());
         let mut writes = Vec::new();
         for (key, q) in &st.queues {
             // Entries of records below the checkpoint offset.
-            let mut n = q.max;
-            while n > q.mem_start {
+            let mut n = q.max();
+            while n > q.mem_start() {
                 match q.mem_entry(n - 1) {
                     Some(e) if e.phys as u64 >= c => n -= 1,
                     _ => break,
@@ -178,10 +176,10 @@ pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
             manifest.push((key.0.clone(), key.1, n));
             let w = q.pending_writes();
             if !w.is_empty() {
-                writes.push((key.clone(), q.max, w));
+                writes.push((key.clone(), q.max(), w));
             }
         }
-        (c, st.cl.min_offset, manifest, writes)
+        (c, st.cl.min_offset(), manifest, writes)
     };
     for (key, max, ws) in writes {
         let mut touched: BTreeMap<u64, Rc<File>> = BTreeMap::new();
@@ -227,11 +225,11 @@ async fn write_sums(sh: &Shared, c: u64) -> Result<()> {
         let st = sh.st.borrow();
         let base = st.cl.active_base();
         let recs = &st.cl.active.records;
-        let to = recs.partition_point(|r| base + (r.pos as u64) < c);
-        if st.cl.sums_written.min(to) == to {
+        let to = recs.partition_point(|r| r.pos.at(base) < c);
+        if st.cl.sums_written().min(to) == to {
             return Ok(());
         }
-        let a = align_down(st.cl.sums_written.min(to) as u64 * E);
+        let a = align_down(st.cl.sums_written().min(to) as u64 * E);
         let first = (a / E) as usize;
         let mut data = Vec::with_capacity((to - first + 1) * E as usize);
         for r in &recs[first..to] {
@@ -250,11 +248,11 @@ async fn write_sums(sh: &Shared, c: u64) -> Result<()> {
     f.close().await?;
     if created {
         // The journal's name must outlive a power cut as its entries do.
-        disk.sync_dir(&sh.st.borrow().cl.dir)?;
+        disk.sync_dir(sh.st.borrow().cl.dir())?;
     }
     let mut st = sh.st.borrow_mut();
     if st.cl.sums_path(st.cl.active_base()) == path {
-        st.cl.sums_written = to;
+        st.cl.set_sums_written(to);
     }
     Ok(())
 }

@@ -12,11 +12,14 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::arena::Arena;
-use protocol::message::BLANK_MAGIC;
+use protocol::message::{RecordInput, BLANK_MAGIC};
 
-use crate::io::{align_down, align_up, File};
+use crate::error::Result;
+use crate::io::{align_down, align_up, AlignedBuf, File};
+use crate::offsets::SegPos;
 use crate::readcache::ReadCache;
-use crate::seg_index::SegIndex;
+use crate::seg_index::{index_keys, SegIndex};
+use crate::writer::Source;
 
 /// Size of the end-of-segment blank marker; a record is placed in a segment only if this much
 /// room stays after it.
@@ -68,24 +71,29 @@ pub struct SealedInfo {
     pub idx_on_disk: bool,
 }
 
+/// The commit log's offsets (`min_offset <= write_pos`, `align_down(flushed) <= submitted <=
+/// write_pos`, `flushed <= write_pos`), its segment table and its append memory are private:
+/// they change only through the methods below, which keep the invariants
+/// [`CommitLog::assert_invariants`] checks. The tables of files and indexes are the store's
+/// caches, open to its modules.
 pub struct CommitLog {
-    pub dir: PathBuf,
-    pub segment_size: u64,
+    dir: PathBuf,
+    segment_size: u64,
     /// Open segment files by base offset (only those the flusher or readers touched).
     pub files: BTreeMap<u64, Rc<File>>,
     /// Bases of all segments in use, oldest first; the last is active.
-    pub segments: BTreeMap<u64, Option<SealedInfo>>,
+    segments: BTreeMap<u64, Option<SealedInfo>>,
     /// Next append offset.
-    pub write_pos: u64,
+    write_pos: u64,
     /// Everything below is durable.
-    pub flushed: u64,
+    flushed: u64,
     /// Every complete block below this was handed to the disk writer in its final form.
-    pub submitted: u64,
+    submitted: u64,
     /// Oldest offset still stored.
-    pub min_offset: u64,
-    pub pieces: VecDeque<Piece>,
-    pub cache_bytes: usize,
-    pub arena: Arena,
+    min_offset: u64,
+    pieces: VecDeque<Piece>,
+    cache_bytes: usize,
+    arena: Arena,
     /// Index of the active segment.
     pub active: SegIndex,
     /// Indexes of sealed segments whose `.idx` file is not written yet.
@@ -98,7 +106,7 @@ pub struct CommitLog {
     /// Sealed indexes being loaded, with the signal given when each is done.
     pub loading: Vec<(u64, Rc<crate::notify::Notify>)>,
     /// Record-table entries of the active segment already in its `.sums` journal.
-    pub sums_written: usize,
+    sums_written: usize,
     /// Cold bytes read ahead for readers.
     pub ra: ReadCache,
 }
@@ -130,6 +138,137 @@ impl CommitLog {
             sums_written: 0,
             ra: ReadCache::new(0),
         }
+    }
+
+    /// Next append offset.
+    #[inline]
+    pub fn write_pos(&self) -> u64 {
+        self.write_pos
+    }
+
+    /// Everything below is durable.
+    #[inline]
+    pub fn flushed(&self) -> u64 {
+        self.flushed
+    }
+
+    /// Every complete block below this was handed to the disk writer in its final form.
+    #[inline]
+    pub fn submitted(&self) -> u64 {
+        self.submitted
+    }
+
+    /// Oldest offset still stored.
+    #[inline]
+    pub fn min_offset(&self) -> u64 {
+        self.min_offset
+    }
+
+    #[inline]
+    pub fn segment_size(&self) -> u64 {
+        self.segment_size
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bases of all segments in use, oldest first (the last is active), with what is known of
+    /// the sealed ones.
+    pub fn segments(&self) -> &BTreeMap<u64, Option<SealedInfo>> {
+        &self.segments
+    }
+
+    /// Record-table entries of the active segment already in its `.sums` journal.
+    pub fn sums_written(&self) -> usize {
+        self.sums_written
+    }
+
+    /// `n` record-table entries of the active segment are journaled (from a checkpoint).
+    pub fn set_sums_written(&mut self, n: usize) {
+        self.sums_written = n;
+    }
+
+    /// A sealed segment's `.idx` file is on disk.
+    pub fn mark_idx_on_disk(&mut self, base: u64) {
+        if let Some(Some(info)) = self.segments.get_mut(&base) {
+            info.idx_on_disk = true;
+        }
+    }
+
+    /// Everything below `to` is durable (the durable offset never goes back); drops durable
+    /// pieces beyond the hot-cache `budget`.
+    pub fn mark_durable(&mut self, to: u64, budget: usize) {
+        self.flushed = self.flushed.max(to);
+        self.evict(budget);
+    }
+
+    /// The blocks up to `p` were handed to the disk writer; append memory below them can go.
+    pub fn set_submitted(&mut self, p: u64) {
+        debug_assert!(p >= self.submitted && p <= self.write_pos);
+        self.submitted = p;
+        self.arena.release_below(p);
+    }
+
+    /// After a failed write: every block not durable is to be submitted again.
+    pub fn resubmit_unflushed(&mut self) {
+        self.submitted = align_down(self.flushed);
+    }
+
+    /// The write source for the blocks `[p, limit)` (`p` block-aligned, `limit` within `p`'s
+    /// segment), with the end of the run it covers: the append memory itself when one chunk
+    /// holds the run, else a copy from the pieces (zeros where none covers, after a blank marker).
+    pub fn write_source(&self, p: u64, limit: u64) -> (Source, u64) {
+        match self.arena.write_run(p, limit) {
+            Some((f, end)) => (Box::new(f), end),
+            None => {
+                let mut b = AlignedBuf::zeroed((limit - p) as usize);
+                self.image_into(p, p, limit, b.as_mut_slice());
+                (Box::new(b), limit)
+            }
+        }
+    }
+
+    /// Recovery found segments from `first` on.
+    pub fn set_min_offset(&mut self, first: u64) {
+        self.min_offset = first;
+    }
+
+    /// Recovery adds a segment to the table (sealed ones with their `info`).
+    pub fn insert_segment(&mut self, base: u64, info: Option<SealedInfo>) {
+        self.segments.insert(base, info);
+    }
+
+    /// Recovery's end: everything below `end` is durable; the partial block's bytes (`tail`)
+    /// are kept for the next flush, which rewrites that block.
+    pub fn set_recovered_end(&mut self, end: u64, tail: Option<Piece>) {
+        self.sums_written = 0;
+        self.write_pos = end;
+        self.flushed = end;
+        self.submitted = align_down(end);
+        if let Some(t) = tail {
+            self.cache_bytes += t.data.len();
+            self.pieces.push_back(t);
+        }
+    }
+
+    /// Retention: forgets the oldest segment (`base`) and what is cached of it; the log now
+    /// starts at the next one. Returns its open file, if any.
+    pub fn remove_oldest(&mut self, base: u64) -> Option<Rc<File>> {
+        debug_assert_eq!(self.segments.keys().next(), Some(&base));
+        self.segments.remove(&base);
+        let file = self.files.remove(&base);
+        self.loaded.retain(|(b, _)| *b != base);
+        self.sealing.remove(&base);
+        let next = self
+            .segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.write_pos);
+        self.min_offset = next;
+        self.ra.retain(next, u64::MAX);
+        file
     }
 
     pub fn segment_path(&self, base: u64) -> PathBuf {
@@ -256,7 +395,7 @@ impl CommitLog {
     }
 
     /// Drops durable pieces beyond the cache budget, keeping the block the next flush rewrites.
-    pub fn evict(&mut self, budget: usize) {
+    fn evict(&mut self, budget: usize) {
         let keep = align_down(self.flushed);
         while self.cache_bytes > budget {
             match self.pieces.front() {
@@ -267,6 +406,111 @@ impl CommitLog {
                 _ => break,
             }
         }
+    }
+
+    /// Ends the active segment (blank marker, roll to the next) when a record of `size` bytes
+    /// would not leave [`BLANK_LEN`] bytes free in it. `piece_start` as for [`Self::space`].
+    #[inline]
+    pub fn make_room(&mut self, piece_start: &mut u64, size: u64) {
+        let pos = self.write_pos;
+        let seg_end = self.base_of(pos) + self.segment_size;
+        if pos + size + BLANK_LEN > seg_end {
+            self.close_segment(piece_start);
+        }
+    }
+
+    /// Ends the active segment at the append position with the blank marker and rolls to the
+    /// next one. `piece_start` as for [`Self::space`].
+    pub fn close_segment(&mut self, piece_start: &mut u64) {
+        let pos = self.write_pos;
+        let seg_end = self.base_of(pos) + self.segment_size;
+        self.seal_piece(*piece_start);
+        self.write_blank(pos, seg_end);
+        self.seal_piece(pos);
+        self.roll(seg_end);
+        *piece_start = seg_end;
+    }
+
+    /// Places a record's bytes verbatim at the append position (a replica's append), with its
+    /// CRC32C, store time and keys as [`Self::append_record`] does.
+    pub fn append_verbatim(
+        &mut self,
+        piece_start: &mut u64,
+        rec: &[u8],
+        store_ts: i64,
+        keys: (&str, Option<&str>, &str),
+    ) {
+        let pos = self.write_pos;
+        self.space(piece_start, pos, rec.len()).copy_from_slice(rec);
+        let seg_pos = SegPos::of(pos, self.base_of(pos));
+        let crc = crc32c::crc32c(rec);
+        self.active
+            .add_record(seg_pos, rec.len() as u32, crc, store_ts);
+        index_keys(&mut self.active, keys.0, keys.1, keys.2, seg_pos);
+        self.write_pos = pos + rec.len() as u64;
+    }
+
+    /// `[from, end)` cut to the hot-tail piece that holds `from`, if one does.
+    pub fn hot_slice(&self, from: u64, end: u64) -> Option<Bytes> {
+        let i = self
+            .pieces
+            .partition_point(|p| p.start <= from)
+            .checked_sub(1)?;
+        let p = self.pieces.get(i)?;
+        if from >= p.end() {
+            return None;
+        }
+        let lo = (from - p.start) as usize;
+        let hi = (end.min(p.end()) - p.start) as usize;
+        Some(p.data.slice(lo..hi))
+    }
+
+    /// Where the hot tail starts (everything before it is durable, on disk).
+    pub fn hot_start(&self) -> Option<u64> {
+        self.pieces.front().map(|p| p.start)
+    }
+
+    /// `from`, or the next segment's start when `from` lies in the zeros after the blank
+    /// marker of a segment that is no longer the active one (in the hot tail, no piece holds
+    /// them).
+    pub fn skip_blank_gap(&self, from: u64) -> u64 {
+        let base = self.base_of(from);
+        if base == self.active_base() || from == base {
+            return from;
+        }
+        let covered = self
+            .pieces
+            .iter()
+            .any(|p| p.start <= from && from < p.end());
+        let in_tail = self.pieces.front().is_some_and(|p| p.start <= from);
+        if !covered && in_tail {
+            base + self.segment_size
+        } else {
+            from
+        }
+    }
+
+    /// Encodes a record of `size` bytes at the append position, records its CRC32C and store
+    /// time in the active segment's table, indexes its keys (`(topic, UNIQ_KEY, KEYS)`) and
+    /// moves the append position past it.
+    #[inline]
+    pub fn append_record(
+        &mut self,
+        piece_start: &mut u64,
+        input: &RecordInput<'_>,
+        size: usize,
+        now: i64,
+        keys: (&str, Option<&str>, &str),
+    ) -> Result<()> {
+        let pos = self.write_pos;
+        let out = self.space(piece_start, pos, size);
+        input.encode_into(out)?;
+        let crc = crc32c::crc32c(out);
+        let seg_pos = SegPos::of(pos, self.base_of(pos));
+        self.active.add_record(seg_pos, size as u32, crc, now);
+        index_keys(&mut self.active, keys.0, keys.1, keys.2, seg_pos);
+        self.write_pos = pos + size as u64;
+        Ok(())
     }
 
     /// Ends a segment with the blank marker, followed by zeros up to the end of its block (so that

@@ -55,6 +55,10 @@ pub fn file_name(first_entry: u64) -> String {
     format!("{first_entry:020}")
 }
 
+/// A queue's offsets (`start <= mem_start <= flushed <= max`, `min, visible <= max`) and its
+/// entries in memory (exactly `[mem_start, max)`) are private: they change only through the
+/// methods below, which keep the invariants [`ConsumeQueue::assert_invariants`] checks. Its
+/// identity, files and waiters are open to the store's modules.
 pub struct ConsumeQueue {
     /// `(topic, queue_id)`, shared with the store's records of entries not yet visible.
     pub key: Rc<(String, i32)>,
@@ -65,22 +69,22 @@ pub struct ConsumeQueue {
     /// Open files by file number (first entry / file_entries).
     pub files: BTreeMap<u64, Rc<File>>,
     /// First entry whose record still exists.
-    pub min: u64,
+    min: u64,
     /// Next entry index to append.
-    pub max: u64,
+    max: u64,
     /// Entries readers may see (lags `max` under SYNC_FLUSH until the records are durable).
-    pub visible: u64,
+    visible: u64,
     /// Entries `[mem_start, max)` are in memory.
-    pub mem: VecDeque<CqEntry>,
-    pub mem_start: u64,
+    mem: VecDeque<CqEntry>,
+    mem_start: u64,
     /// Entries `[0, flushed)` are durable on disk.
-    pub flushed: u64,
+    flushed: u64,
     /// First entry index this queue ever had on disk (entries before it are zeros).
-    pub start: u64,
+    start: u64,
     pub waiters: Rc<Notify>,
     /// Read-ahead window of durable entries read from disk: the raw entries from index `.0` on
     /// (at most [`CQ_READ_AHEAD`] of them).
-    pub ra: Option<(u64, bytes::Bytes)>,
+    ra: Option<(u64, bytes::Bytes)>,
 }
 
 /// A block-aligned write of one queue file.
@@ -109,6 +113,87 @@ impl ConsumeQueue {
             waiters: Rc::new(Notify::default()),
             ra: None,
         }
+    }
+
+    /// First entry whose record still exists.
+    #[inline]
+    pub fn min(&self) -> u64 {
+        self.min
+    }
+
+    /// Next entry index to append.
+    #[inline]
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// Entries readers may see (lags `max` under SYNC_FLUSH until the records are durable).
+    #[inline]
+    pub fn visible(&self) -> u64 {
+        self.visible
+    }
+
+    /// The first entry readers may see: `min`, or `visible` when that is lower.
+    #[inline]
+    pub fn readable_min(&self) -> u64 {
+        self.min.min(self.visible)
+    }
+
+    /// Entries from here on are in memory.
+    #[inline]
+    pub fn mem_start(&self) -> u64 {
+        self.mem_start
+    }
+
+    /// First entry index this queue ever had on disk.
+    #[inline]
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Entries below `upto` become visible to readers (never fewer than before); waiters are
+    /// woken when that is news.
+    #[inline]
+    pub fn publish(&mut self, upto: u64) {
+        debug_assert!(upto <= self.max);
+        if upto > self.visible {
+            self.visible = upto;
+            self.waiters.notify();
+        }
+    }
+
+    /// No entry, no file, nothing in memory: a queue recovery may start over at another offset.
+    pub fn is_blank(&self) -> bool {
+        self.max == self.start && self.files.is_empty() && self.mem.is_empty()
+    }
+
+    /// The first entry of the block holding entry `n` (what recovery keeps in memory).
+    pub fn block_start(&self, n: u64) -> u64 {
+        self.start + align_down((n - self.start) * CQ_ENTRY) / CQ_ENTRY
+    }
+
+    /// Recovery: the queue ends at `n`, all of it durable and visible; `mem` holds the entries
+    /// `[block_start(n), n)`.
+    pub fn restore(&mut self, n: u64, mem: VecDeque<CqEntry>) {
+        self.mem_start = self.block_start(n);
+        debug_assert_eq!(self.mem_start + mem.len() as u64, n);
+        self.mem = mem;
+        self.max = n;
+        self.visible = n;
+        self.flushed = n;
+        self.min = self.min.min(n);
+    }
+
+    /// The first entry whose record still exists is `min` (recovery), or later than before
+    /// (retention).
+    pub fn set_min(&mut self, min: u64) {
+        debug_assert!(min <= self.max);
+        self.min = min;
+    }
+
+    /// Keeps `b`, raw entries read from disk from index `first` on, as the read-ahead window.
+    pub fn keep_read_ahead(&mut self, first: u64, b: bytes::Bytes) {
+        self.ra = Some((first, b));
     }
 
     pub fn file_path(&self, file_no: u64) -> PathBuf {

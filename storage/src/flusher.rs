@@ -11,13 +11,13 @@ use crate::config::{FlushMode, SegmentInit};
 use crate::error::{Result, StoreError};
 use crate::io::{align_down, File, BLOCK};
 use crate::state::{disk_full, fail, publish_state, Shared, State};
-use crate::writer::{Op, Source, WriteJob, Writer};
+use crate::writer::{Op, WriteJob, Writer};
 
 pub(crate) async fn flusher_loop(sh: Rc<Shared>) {
     loop {
         let (mode, interval, cp_interval, ret_interval, idle, over, closed) = {
             let st = sh.st.borrow();
-            let dirty = st.cl.write_pos - st.cl.flushed;
+            let dirty = st.cl.write_pos() - st.cl.flushed();
             (
                 st.cfg.flush,
                 st.cfg.flush_interval,
@@ -62,7 +62,7 @@ pub(crate) async fn flusher_loop(sh: Rc<Shared>) {
                     glommio::timer::sleep(Duration::from_millis(1)).await;
                 }
                 let mut st = sh.st.borrow_mut();
-                st.cl.submitted = align_down(st.cl.flushed);
+                st.cl.resubmit_unflushed();
             }
             Err(e) => {
                 fail(&sh, &e);
@@ -166,7 +166,7 @@ fn maybe_prepare_spare(sh: &Rc<Shared>) {
     let disk = sh.st.borrow().cfg.disk.clone();
     let (path, size, init, chunk, depth) = {
         let mut st = sh.st.borrow_mut();
-        let half = st.cl.write_pos - st.cl.active_base() > st.cfg.segment_size / 2;
+        let half = st.cl.write_pos() - st.cl.active_base() > st.cfg.segment_size / 2;
         if !half || st.preparing || !st.free_segments.is_empty() || st.closed {
             return;
         }
@@ -176,7 +176,7 @@ fn maybe_prepare_spare(sh: &Rc<Shared>) {
         }
         st.preparing = true;
         (
-            st.cl.dir.join("free").join(format!("prep-{next:020}")),
+            st.cl.dir().join("free").join(format!("prep-{next:020}")),
             st.cfg.segment_size,
             st.cfg.segment_init.resolve(st.cfg.flush),
             st.cfg.write_chunk_bytes,
@@ -206,7 +206,7 @@ fn maybe_prepare_spare(sh: &Rc<Shared>) {
     .detach();
 }
 
-/// Hands the complete blocks of `[cl.submitted, upto)` to the disk writer, in runs of at most
+/// Hands the complete blocks of `[cl.submitted(), upto)` to the disk writer, in runs of at most
 /// `write_chunk_bytes` within one segment: from the append memory when one chunk holds the
 /// run, else copied from the pieces (what none covers, after a blank marker, is zeros).
 /// `eager` (from an append): only full `write_chunk_bytes` runs, and only into segment files
@@ -214,21 +214,14 @@ fn maybe_prepare_spare(sh: &Rc<Shared>) {
 pub(crate) fn submit_blocks(st: &mut State, writer: &Writer, upto: u64, eager: bool) -> Result<()> {
     let chunk = st.cfg.write_chunk_bytes as u64;
     let seg = st.cfg.segment_size;
-    let mut p = st.cl.submitted;
+    let mut p = st.cl.submitted();
     while p < upto {
         let base = st.cl.base_of(p);
         let Some(file) = st.cl.files.get(&base) else {
             break;
         };
         let limit = upto.min(base + seg).min(p + chunk);
-        let (src, end): (Source, u64) = match st.cl.arena.write_run(p, limit) {
-            Some((f, end)) => (Box::new(f), end),
-            None => {
-                let mut b = crate::io::AlignedBuf::zeroed((limit - p) as usize);
-                st.cl.image_into(p, p, limit, b.as_mut_slice());
-                (Box::new(b), limit)
-            }
-        };
+        let (src, end) = st.cl.write_source(p, limit);
         if eager && end - p < chunk {
             break;
         }
@@ -239,9 +232,8 @@ pub(crate) fn submit_blocks(st: &mut State, writer: &Writer, upto: u64, eager: b
             op: Op::Write { pos: p - base, src },
         });
         p = end;
-        st.cl.submitted = p;
+        st.cl.set_submitted(p);
     }
-    st.cl.arena.release_below(st.cl.submitted);
     Ok(())
 }
 
@@ -251,7 +243,7 @@ pub(crate) fn submit_blocks(st: &mut State, writer: &Writer, upto: u64, eager: b
 pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
     let (from, to, bases) = {
         let st = sh.st.borrow();
-        let (from, to) = (st.cl.flushed, st.cl.write_pos);
+        let (from, to) = (st.cl.flushed(), st.cl.write_pos());
         if from == to {
             return Ok(());
         }
@@ -266,50 +258,13 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
     let t_start = Instant::now();
     let mut files = Vec::with_capacity(bases.len());
     for &base in &bases {
-        files.push(ensure_segment(sh, base).await?);
+        files.push((base, ensure_segment(sh, base).await?));
     }
     let seq = {
         // The writer thread sees the flush's jobs together: the whole blocks and the partial
         // last block go out as one vectored write.
         let _hold = sh.writer.hold();
-        let mut st = sh.st.borrow_mut();
-        let st = &mut *st;
-        let a = align_down(to);
-        submit_blocks(st, &sh.writer, a, false)?;
-        if st.cl.submitted < a {
-            return Err(StoreError::Failed(format!(
-                "flush: blocks from commit-log offset {} could not be submitted",
-                st.cl.submitted
-            )));
-        }
-        if a < to && st.cl.submitted == a {
-            // The partial last block, from a copy (its memory is still being appended to).
-            let base = st.cl.base_of(a);
-            let file = &files[bases.iter().position(|&b| b == base).unwrap_or(0)];
-            let mut b = crate::io::AlignedBuf::zeroed(BLOCK as usize);
-            st.cl.image_into(a, a, to, b.as_mut_slice());
-            let (fd, path) = file.writer_handle()?;
-            sh.writer.submit(WriteJob {
-                file: fd,
-                path,
-                op: Op::Write {
-                    pos: a - base,
-                    src: Box::new(b),
-                },
-            });
-        }
-        // The syncs run on the writer thread too, right after the writes, so the flush
-        // completes with a single wake-up of this task (and appends see the new durable
-        // offset through the mark even before that).
-        for f in &files {
-            let (fd, path) = f.writer_handle()?;
-            sh.writer.submit(WriteJob {
-                file: fd,
-                path,
-                op: Op::Sync,
-            });
-        }
-        sh.writer.submit_mark(to)
+        submit_flush(&mut sh.st.borrow_mut(), &sh.writer, &files, to)?
     };
     sh.writer.wait(seq).await?;
     tracing::trace!(bytes = to - from, total = ?t_start.elapsed(), "flushed");
@@ -320,13 +275,59 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
             .sealing
             .keys()
             .next()
-            .is_some_and(|&b| b + st.cfg.segment_size <= st.cl.flushed)
+            .is_some_and(|&b| b + st.cfg.segment_size <= st.cl.flushed())
     };
     if sealed_durable {
         sh.sealed.notify();
     }
     maybe_prepare_spare(sh);
     Ok(())
+}
+
+/// Submits a flush up to `to` to the writer: the complete blocks, the partial last block from
+/// a copy (its memory is still being appended to), a sync of each of `files` (by segment
+/// base), and the mark the flush waits for (returned).
+fn submit_flush(
+    st: &mut State,
+    writer: &Writer,
+    files: &[(u64, Rc<File>)],
+    to: u64,
+) -> Result<u64> {
+    let a = align_down(to);
+    submit_blocks(st, writer, a, false)?;
+    if st.cl.submitted() < a {
+        return Err(StoreError::Failed(format!(
+            "flush: blocks from commit-log offset {} could not be submitted",
+            st.cl.submitted()
+        )));
+    }
+    if a < to && st.cl.submitted() == a {
+        let base = st.cl.base_of(a);
+        let file = &files[files.iter().position(|f| f.0 == base).unwrap_or(0)].1;
+        let mut b = crate::io::AlignedBuf::zeroed(BLOCK as usize);
+        st.cl.image_into(a, a, to, b.as_mut_slice());
+        let (fd, path) = file.writer_handle()?;
+        writer.submit(WriteJob {
+            file: fd,
+            path,
+            op: Op::Write {
+                pos: a - base,
+                src: Box::new(b),
+            },
+        });
+    }
+    // The syncs run on the writer thread too, right after the writes, so the flush completes
+    // with a single wake-up of the flusher (and appends see the new durable offset through the
+    // mark even before that).
+    for (_, f) in files {
+        let (fd, path) = f.writer_handle()?;
+        writer.submit(WriteJob {
+            file: fd,
+            path,
+            op: Op::Sync,
+        });
+    }
+    Ok(writer.submit_mark(to))
 }
 
 fn publish_durable(sh: &Shared, to: u64) {

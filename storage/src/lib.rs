@@ -108,12 +108,41 @@
 //! memory holding exactly `[mem_start, max)`) are checked after every append, flush,
 //! checkpoint, retention pass and recovery in debug builds (the test profile has them).
 //!
-//! **Modules.** `store` (the API, appends, the flusher and checkpointer loops, the shared
-//! `State`) calls `read`, `recovery` and `retention`, which use the commit log (`commitlog`,
-//! `arena`, `readcache`), consume queues (`cq`), segment indexes (`seg_index`), `checkpoint`,
-//! and `io` with its engines (`writer`, `reader`). Not one-way yet: `read`, `recovery` and
-//! `retention` still call helpers that live in `store` (`cq_entries`, `write_index_file`,
-//! `read_sums`, `ensure_segment`).
+//! **Modules.** Dependencies point one way (`scripts/modcycles storage/src` checks there is no
+//! cycle): the API on top, the parts of the store below it, the state they share below them,
+//! the data structures and the disk at the bottom.
+//!
+//! ```text
+//!                               store  (Store: open, append, the public API)
+//!        ┌──────────┬─────────────┼───────────┬───────────┐
+//!     flusher  checkpointer ──→ retention   read      recovery
+//!        └──────────┴─────────────┼───────────┴───────────┘
+//!                               state  (State, Shared: commit log + queues + flags + engines;
+//!        ┌──────────┬─────────────┼─────┐      consume-queue file/entry helpers, publish, fail)
+//!    commitlog      cq         seg_index  verify      types (public value types), checkpoint
+//!    (arena,     (entries,    (record table,  (one record verifier)
+//!    readcache)   windows)     keys, .idx, .sums)
+//!        └──────────┴─────────────┴─────┬───────────────────┐
+//!                                      io (Disk, Device, File, durable rename/remove)
+//!                                 writer, reader (I/O threads)   fault (test device)
+//! ```
+//!
+//! * `store`: [`Store`]; `open` runs recovery and starts the background tasks; `append` encodes
+//!   records into the commit log (`CommitLog::make_room`, `CommitLog::append_record`) and
+//!   queues them.
+//! * `flusher`: group commit (`flush_once`), the write submission of complete blocks, segment
+//!   files and spares. `checkpointer`: sealed-segment `.idx` files, consume-queue writes, the
+//!   `.sums` journal, the checkpoint, the free-space check, the retention trigger.
+//! * `read`: pulls, lookups by offset, time and key, cold reads and read-ahead. `recovery`: the
+//!   scan at open. `retention`: segment deletion and queue trimming.
+//! * `state`: what they share (`State`, `Shared`) and the helpers on it they all use.
+//! * `commitlog`: `CommitLog`, its offsets (`write_pos`, `submitted`, `flushed`, `min_offset`)
+//!   and segment table private behind methods that keep its invariants; `cq`: `ConsumeQueue`,
+//!   likewise for `min`, `visible`, `max`, `mem_start`, `flushed`, `start` and its entries in
+//!   memory; `seg_index`: the record table and key index of a segment, the one 12-byte
+//!   (position, size, CRC32C) entry codec (`RecEntry`, in `.idx` files and `.sums` journals)
+//!   and the one key indexer (`index_keys`); `verify`: the one record verifier (against the
+//!   entry, or structurally); `offsets`: `SegPos`, a position within a segment.
 
 mod arena;
 mod checkpoint;
@@ -127,6 +156,7 @@ pub mod fault;
 mod flusher;
 pub mod io;
 mod notify;
+mod offsets;
 mod read;
 mod readcache;
 pub(crate) mod reader;

@@ -9,8 +9,9 @@ use protocol::message::{property_value, RecordView};
 
 use crate::error::{Result, StoreError};
 use crate::io::{align_down, align_up, File};
+use crate::offsets::SegPos;
 use crate::seg_index::{key_hash, RecEntry, SegIndex};
-use crate::state::{cq_entries, visible_end, Shared};
+use crate::state::{cq_entries, visible_end, QueueKey, Shared};
 use crate::types::{GetResult, GetStatus};
 use crate::verify;
 
@@ -40,24 +41,14 @@ pub(crate) async fn get_messages(
     filter: &dyn Fn(i64) -> bool,
 ) -> GetResult {
     let key = (topic.to_string(), queue_id);
-    let (min, max, cl_min) = {
-        let st = sh.st.borrow();
-        match st.queues.get(&key) {
-            None => {
-                return GetResult {
-                    status: GetStatus::NoMatchedLogicQueue,
-                    records: Vec::new(),
-                    next_begin_offset: 0,
-                    min_offset: 0,
-                    max_offset: 0,
-                }
-            }
-            Some(q) => (
-                q.min.min(q.visible) as i64,
-                q.visible as i64,
-                st.cl.min_offset,
-            ),
-        }
+    let Some((min, max, cl_min)) = queue_bounds(sh, &key) else {
+        return GetResult {
+            status: GetStatus::NoMatchedLogicQueue,
+            records: Vec::new(),
+            next_begin_offset: 0,
+            min_offset: 0,
+            max_offset: 0,
+        };
     };
     let result = |status, next| GetResult {
         status,
@@ -66,96 +57,24 @@ pub(crate) async fn get_messages(
         min_offset: min,
         max_offset: max,
     };
-    if max == 0 {
-        return result(GetStatus::NoMessageInQueue, 0);
+    if let Some((status, next)) = offset_status(offset, min, max) {
+        return result(status, next);
     }
-    if offset < min {
-        return result(GetStatus::OffsetTooSmall, min);
-    }
-    if offset == max {
-        return result(GetStatus::OffsetOverflowOne, offset);
-    }
-    if offset > max {
-        return result(
-            GetStatus::OffsetOverflowBadly,
-            if min == 0 { min } else { max },
-        );
-    }
-    // Entries are examined in growing steps, starting with what the pull can take, up to
-    // `scan` of them (more only matter when the filter skips entries).
-    let scan = ((max - offset) as u64).min(SCAN_MIN.max(max_count as u64));
-    let mut picked: Vec<(u64, u32)> = Vec::new();
-    let mut bytes = 0usize;
-    let mut consumed = 0i64;
-    let mut removed = 0usize;
-    let mut step = (max_count.max(1) as u64).min(scan);
-    let mut next = offset as u64;
-    let scan_end = offset as u64 + scan;
-    'scan: while next < scan_end {
-        let n = step.min(scan_end - next);
-        let entries = match cq_entries(sh, &key, next, n).await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, topic, queue_id, offset, "reading consume queue");
-                if consumed == 0 {
-                    return result(GetStatus::OffsetFoundNull, offset);
-                }
-                break;
-            }
-        };
-        if entries.is_empty() && consumed == 0 {
-            return result(GetStatus::OffsetFoundNull, offset);
-        }
-        for e in &entries {
-            if picked.len() >= max_count.max(1) || e.is_empty() {
-                break 'scan;
-            }
-            let size = e.size as usize;
-            if !picked.is_empty() && bytes + size > max_bytes {
-                break 'scan;
-            }
-            consumed += 1;
-            if (e.phys as u64) < cl_min {
-                removed += 1;
-                continue;
-            }
-            if !filter(e.tags) {
-                continue;
-            }
-            bytes += size;
-            picked.push((e.phys as u64, e.size as u32));
-        }
-        if (entries.len() as u64) < n {
-            break;
-        }
-        next += n;
-        step = step.saturating_mul(2);
-    }
-    // Cold pull: the queue's next records are read along with these when they are near.
-    let cold = picked.last().is_some_and(|&(p, n)| {
-        let st = sh.st.borrow();
-        p + n as u64 <= align_down(st.cl.flushed) && st.cl.cached(p, n as usize).is_none()
-    });
-    let npicked = picked.len();
-    let mut ahead = picked;
-    if cold && consumed > 0 {
-        let from = offset as u64 + consumed as u64;
-        let n = ((max as u64).saturating_sub(from)).min(max_count.clamp(32, 256) as u64);
-        if let Ok(es) = cq_entries(sh, &key, from, n).await {
-            let mut b = 0u64;
-            for e in es.iter().take_while(|e| !e.is_empty()) {
-                if b >= READ_AHEAD_BYTES || (e.phys as u64) < cl_min {
-                    break;
-                }
-                b += e.size as u64;
-                ahead.push((e.phys as u64, e.size as u32));
-            }
-        }
-    }
+    let limits = (max_count, max_bytes, cl_min);
+    let Some(pick) = pick_entries(sh, &key, offset, max, limits, filter).await else {
+        return result(GetStatus::OffsetFoundNull, offset);
+    };
+    let Picked {
+        list,
+        consumed,
+        removed,
+    } = pick;
+    let npicked = list.len();
+    let from = (offset + consumed) as u64;
+    let ahead = with_next_records(sh, &key, list, from, max, limits).await;
     let fetched = fetch_ahead(sh, &ahead, npicked).await;
-    let picked = &ahead[..npicked];
     let mut records = Vec::with_capacity(fetched.len());
-    for (r, (phys, _)) in fetched.into_iter().zip(picked) {
+    for (r, (phys, _)) in fetched.into_iter().zip(&ahead[..npicked]) {
         match r {
             Ok(b) => records.push(b),
             Err(e) => {
@@ -179,6 +98,131 @@ pub(crate) async fn get_messages(
     }
 }
 
+/// The queue's (min, max) offsets as readers see them and the commit log's minimum; None for
+/// an unknown queue.
+fn queue_bounds(sh: &Shared, key: &QueueKey) -> Option<(i64, i64, u64)> {
+    let st = sh.st.borrow();
+    let q = st.queues.get(key)?;
+    Some((
+        q.readable_min() as i64,
+        q.visible() as i64,
+        st.cl.min_offset(),
+    ))
+}
+
+/// The answer to a pull at `offset` that finds nothing to read (status, next offset), if so.
+fn offset_status(offset: i64, min: i64, max: i64) -> Option<(GetStatus, i64)> {
+    if max == 0 {
+        Some((GetStatus::NoMessageInQueue, 0))
+    } else if offset < min {
+        Some((GetStatus::OffsetTooSmall, min))
+    } else if offset == max {
+        Some((GetStatus::OffsetOverflowOne, offset))
+    } else if offset > max {
+        let next = if min == 0 { min } else { max };
+        Some((GetStatus::OffsetOverflowBadly, next))
+    } else {
+        None
+    }
+}
+
+/// The records a pull takes: (position, size) of each, and how many entries it went past
+/// (`consumed`), of which `removed` point below the commit log's start.
+struct Picked {
+    list: Vec<(u64, u32)>,
+    consumed: i64,
+    removed: usize,
+}
+
+/// Examines the queue's entries from `offset` in growing steps, starting with what the pull
+/// can take, up to [`SCAN_MIN`] (or `max_count`) of them (more only matter when the filter skips
+/// entries). `limits`: (max_count, max_bytes, commit-log minimum). None when the first entries
+/// cannot be read.
+async fn pick_entries(
+    sh: &Shared,
+    key: &QueueKey,
+    offset: i64,
+    max: i64,
+    limits: (usize, usize, u64),
+    filter: &dyn Fn(i64) -> bool,
+) -> Option<Picked> {
+    let (max_count, max_bytes, cl_min) = limits;
+    let take = max_count.max(1);
+    let scan = ((max - offset) as u64).min(SCAN_MIN.max(max_count as u64));
+    let mut p = Picked {
+        list: Vec::new(),
+        consumed: 0,
+        removed: 0,
+    };
+    let mut bytes = 0usize;
+    let mut step = (take as u64).min(scan);
+    let mut next = offset as u64;
+    let scan_end = offset as u64 + scan;
+    while next < scan_end {
+        let n = step.min(scan_end - next);
+        let entries = match cq_entries(sh, key, next, n).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, topic = %key.0, queue_id = key.1, offset, "reading consume queue");
+                break;
+            }
+        };
+        for e in &entries {
+            let size = e.size as usize;
+            let full = !p.list.is_empty() && bytes + size > max_bytes;
+            if p.list.len() >= take || e.is_empty() || full {
+                return Some(p);
+            }
+            p.consumed += 1;
+            if (e.phys as u64) < cl_min {
+                p.removed += 1;
+            } else if filter(e.tags) {
+                bytes += size;
+                p.list.push((e.phys as u64, e.size as u32));
+            }
+        }
+        if (entries.len() as u64) < n {
+            break;
+        }
+        next += n;
+        step = step.saturating_mul(2);
+    }
+    (p.consumed > 0 || !p.list.is_empty()).then_some(p)
+}
+
+/// A cold pull (its last record neither in the hot tail nor about to be rewritten) gets the
+/// queue's next records appended to `list`, up to [`READ_AHEAD_BYTES`]: they are read along
+/// with these when they are near.
+async fn with_next_records(
+    sh: &Shared,
+    key: &QueueKey,
+    mut list: Vec<(u64, u32)>,
+    from: u64,
+    max: i64,
+    limits: (usize, usize, u64),
+) -> Vec<(u64, u32)> {
+    let (max_count, _, cl_min) = limits;
+    let cold = list.last().is_some_and(|&(p, n)| {
+        let st = sh.st.borrow();
+        p + n as u64 <= align_down(st.cl.flushed()) && st.cl.cached(p, n as usize).is_none()
+    });
+    if !cold {
+        return list;
+    }
+    let n = ((max as u64).saturating_sub(from)).min(max_count.clamp(32, 256) as u64);
+    if let Ok(es) = cq_entries(sh, key, from, n).await {
+        let mut b = 0u64;
+        for e in es.iter().take_while(|e| !e.is_empty()) {
+            if b >= READ_AHEAD_BYTES || (e.phys as u64) < cl_min {
+                break;
+            }
+            b += e.size as u64;
+            list.push((e.phys as u64, e.size as u32));
+        }
+    }
+    list
+}
+
 /// Opens an existing segment file for reading.
 pub(crate) async fn segment_file(sh: &Shared, base: u64) -> Result<Rc<File>> {
     let path = {
@@ -186,7 +230,7 @@ pub(crate) async fn segment_file(sh: &Shared, base: u64) -> Result<Rc<File>> {
         if let Some(f) = st.cl.files.get(&base) {
             return Ok(f.clone());
         }
-        if !st.cl.segments.contains_key(&base) {
+        if !st.cl.segments().contains_key(&base) {
             return Err(StoreError::NotFound {
                 offset: base,
                 reason: "segment deleted",
@@ -205,7 +249,7 @@ async fn rec_entry(sh: &Shared, phys: u64) -> Result<Option<RecEntry>> {
         let wait = {
             let st = sh.st.borrow();
             let base = st.cl.base_of(phys);
-            let pos = (phys - base) as u32;
+            let pos = SegPos::of(phys, base);
             if base == st.cl.active_base() {
                 return Ok(st.cl.active.record(pos));
             }
@@ -325,124 +369,144 @@ async fn fetch_ahead(sh: &Rc<Shared>, all: &[(u64, u32)], n: usize) -> Vec<Resul
     let mut i = 0;
     while i < list.len() {
         let (p, s) = list[i];
-        let end = p + s as u64;
-        let (hot, ra, wait, uf) = {
-            let mut st = sh.st.borrow_mut();
-            match st.cl.cached(p, s as usize) {
-                Some(b) => (Some(b), None, None, 0),
-                None => match st.cl.ra.get(p, s as usize) {
-                    Some(b) => (None, Some(b), None, 0),
-                    None => {
-                        let uf = st.cl.ra.cached_to(p);
-                        (None, None, st.cl.ra.loading(uf), uf)
-                    }
-                },
+        match look_up(sh, p, s) {
+            InMemory::Hot(b) => {
+                out.push(Ok(b));
+                i += 1;
             }
-        };
-        if let Some(b) = hot {
-            out.push(Ok(b));
-            i += 1;
-            continue;
-        }
-        if let Some(b) = ra {
-            if i + 1 == list.len() {
-                let base = sh.st.borrow().cl.base_of(p);
-                read_ahead(sh, base, end);
+            InMemory::ReadAhead(b) => {
+                if i + 1 == list.len() {
+                    let base = sh.st.borrow().cl.base_of(p);
+                    read_ahead(sh, base, p + s as u64);
+                }
+                out.push(verify(sh, p, &b).await.map(|_| b));
+                i += 1;
             }
-            out.push(verify(sh, p, &b).await.map(|_| b));
-            i += 1;
-            continue;
-        }
-        if let Some(w) = wait {
             // Another pull (or a prefetch) is reading these bytes: look again once it is done.
-            w.await;
-            continue;
-        }
-        let Run {
-            j,
-            base,
-            from,
-            to,
-            keep,
-        } = plan_run(sh, all, i, uf);
-        let j = j.min(list.len());
-        if keep {
-            // The later runs of this pull that are not in memory: read in the background, so
-            // the disk works on them while this one is read and served.
-            let mut k = j;
-            while k < list.len() && list[k].0 + list[k].1 as u64 - p <= READ_SPAN_MAX {
-                let (q, n) = list[k];
-                let uf = {
-                    let st = sh.st.borrow();
-                    if st.cl.cached(q, n as usize).is_some() {
-                        k += 1;
-                        continue;
-                    }
-                    let uf = st.cl.ra.cached_to(q);
-                    if uf >= q + n as u64 || st.cl.ra.loading(uf).is_some() {
-                        k += 1;
-                        continue;
-                    }
-                    uf
+            InMemory::Loading(w) => w.await,
+            InMemory::No { uncached_from } => {
+                let run = plan_run(sh, all, i, uncached_from);
+                let j = run.j.min(list.len());
+                let data = if run.keep {
+                    // The later runs of this pull that are not in memory: read in the
+                    // background, so the disk works on them while this one is read and served.
+                    prefetch_runs(sh, list, j, p);
+                    read_ahead(sh, run.base, run.to);
+                    read_extent(sh, run.base, run.from, run.to).await
+                } else {
+                    read_span(sh, run.base, run.from, run.to).await
                 };
-                let r = plan_run(sh, list, k, uf);
-                if !r.keep {
-                    break;
-                }
-                let token = sh.st.borrow_mut().cl.ra.begin(r.from, r.to);
-                let sh2 = sh.clone();
-                glommio::spawn_local(async move {
-                    if let Err(e) = read_into_cache(&sh2, r.base, r.from, r.to, token).await {
-                        tracing::warn!(error = %e, offset = r.from, "commit-log read failed");
-                    }
-                })
-                .detach();
-                k = r.j;
+                i += serve_run(sh, &list[i..j], &run, data, &mut out).await;
             }
         }
-        let data = if keep {
-            read_ahead(sh, base, to);
-            read_extent(sh, base, from, to).await
-        } else {
-            read_span(sh, base, from, to).await
-        };
-        let mut served = 0;
-        for (k, &(p, s)) in list[i..j].iter().enumerate() {
-            let end = p + s as u64;
-            let r = match &data {
-                Ok(d) if p >= from && end <= to => {
-                    let lo = (p - from) as usize;
-                    Ok(d.slice(lo..lo + s as usize))
-                }
-                // The first record may begin in the cached bytes before `from` (read whole
-                // if they were evicted meanwhile).
-                Ok(_) if k == 0 => {
-                    let cached = sh.st.borrow_mut().cl.ra.get(p, s as usize);
-                    match cached {
-                        Some(b) => Ok(b),
-                        None => read_span(sh, base, align_down(p), align_up(end))
-                            .await
-                            .map(|d| d.slice((p - align_down(p)) as usize..).slice(..s as usize)),
-                    }
-                }
-                // Beyond the span read (cached already): looked up again.
-                Ok(_) => break,
-                Err(e) => Err(StoreError::Corrupt {
-                    offset: p,
-                    reason: format!("read failed: {e}"),
-                }),
-            };
-            let r = match r {
-                Ok(b) => verify(sh, p, &b).await.map(|_| b),
-                Err(e) => Err(e),
-            };
-            out.push(r);
-            served += 1;
-        }
-        let j = i + served;
-        i = j;
     }
     out
+}
+
+/// Where a record's bytes are in memory, if they are.
+enum InMemory {
+    Hot(Bytes),
+    ReadAhead(Bytes),
+    /// Being read by another pull: resolves when that read is done.
+    Loading(crate::notify::Notified),
+    /// Not in memory; the read-ahead cache holds the bytes before `uncached_from`.
+    No {
+        uncached_from: u64,
+    },
+}
+
+fn look_up(sh: &Shared, p: u64, s: u32) -> InMemory {
+    let mut st = sh.st.borrow_mut();
+    if let Some(b) = st.cl.cached(p, s as usize) {
+        return InMemory::Hot(b);
+    }
+    if let Some(b) = st.cl.ra.get(p, s as usize) {
+        return InMemory::ReadAhead(b);
+    }
+    let uf = st.cl.ra.cached_to(p);
+    match st.cl.ra.loading(uf) {
+        Some(w) => InMemory::Loading(w),
+        None => InMemory::No { uncached_from: uf },
+    }
+}
+
+/// Starts background reads into the read-ahead cache for the records of `list` from `k` on
+/// that are not in memory, run by run, within [`READ_SPAN_MAX`] of `p`.
+fn prefetch_runs(sh: &Rc<Shared>, list: &[(u64, u32)], mut k: usize, p: u64) {
+    while k < list.len() && list[k].0 + list[k].1 as u64 - p <= READ_SPAN_MAX {
+        let (q, n) = list[k];
+        let uf = {
+            let st = sh.st.borrow();
+            let uf = st.cl.ra.cached_to(q);
+            let in_memory = st.cl.cached(q, n as usize).is_some()
+                || uf >= q + n as u64
+                || st.cl.ra.loading(uf).is_some();
+            if in_memory {
+                k += 1;
+                continue;
+            }
+            uf
+        };
+        let r = plan_run(sh, list, k, uf);
+        if !r.keep {
+            break;
+        }
+        let token = sh.st.borrow_mut().cl.ra.begin(r.from, r.to);
+        let sh2 = sh.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = read_into_cache(&sh2, r.base, r.from, r.to, token).await {
+                tracing::warn!(error = %e, offset = r.from, "commit-log read failed");
+            }
+        })
+        .detach();
+        k = r.j;
+    }
+}
+
+/// Serves the records of `recs` (the records `run` planned) from the bytes read, verified, into
+/// `out`; returns how many it served (the rest, beyond the span read, are looked up again).
+async fn serve_run(
+    sh: &Shared,
+    recs: &[(u64, u32)],
+    run: &Run,
+    data: Result<Bytes>,
+    out: &mut Vec<Result<Bytes>>,
+) -> usize {
+    let (base, from, to) = (run.base, run.from, run.to);
+    let mut served = 0;
+    for (k, &(p, s)) in recs.iter().enumerate() {
+        let end = p + s as u64;
+        let r = match &data {
+            Ok(d) if p >= from && end <= to => {
+                let lo = (p - from) as usize;
+                Ok(d.slice(lo..lo + s as usize))
+            }
+            // The first record may begin in the cached bytes before `from` (read whole
+            // if they were evicted meanwhile).
+            Ok(_) if k == 0 => {
+                let cached = sh.st.borrow_mut().cl.ra.get(p, s as usize);
+                match cached {
+                    Some(b) => Ok(b),
+                    None => read_span(sh, base, align_down(p), align_up(end))
+                        .await
+                        .map(|d| d.slice((p - align_down(p)) as usize..).slice(..s as usize)),
+                }
+            }
+            // Beyond the span read (cached already): looked up again.
+            Ok(_) => break,
+            Err(e) => Err(StoreError::Corrupt {
+                offset: p,
+                reason: format!("read failed: {e}"),
+            }),
+        };
+        let r = match r {
+            Ok(b) => verify(sh, p, &b).await.map(|_| b),
+            Err(e) => Err(e),
+        };
+        out.push(r);
+        served += 1;
+    }
+    served
 }
 
 /// Keeps the commit log read ahead of a pull that read (or found in the read-ahead cache) the
@@ -453,7 +517,7 @@ async fn fetch_ahead(sh: &Rc<Shared>, all: &[(u64, u32)], n: usize) -> Vec<Resul
 fn read_ahead(sh: &Rc<Shared>, base: u64, to: u64) {
     let (at, end, token) = {
         let mut st = sh.st.borrow_mut();
-        let limit = align_down(st.cl.flushed).min(base + st.cl.segment_size);
+        let limit = align_down(st.cl.flushed()).min(base + st.cl.segment_size());
         let mut at = to;
         loop {
             let c = st.cl.ra.cached_to(at);
@@ -503,9 +567,9 @@ fn plan_run(sh: &Shared, list: &[(u64, u32)], i: usize, uf: u64) -> Run {
     let st = sh.st.borrow();
     let (p, _) = list[i];
     let base = st.cl.base_of(p);
-    let seg_end = base + st.cl.segment_size;
+    let seg_end = base + st.cl.segment_size();
     let chunk = st.cfg.read_chunk_bytes as u64;
-    let limit = align_down(st.cl.flushed);
+    let limit = align_down(st.cl.flushed());
     let mut j = i + 1;
     while j < list.len()
         && list[j].0 >= list[j - 1].0 + list[j - 1].1 as u64
@@ -591,7 +655,7 @@ pub(crate) async fn read_record(sh: &Rc<Shared>, phys: i64) -> Result<Bytes> {
     let phys = phys as u64;
     {
         let st = sh.st.borrow();
-        if phys < st.cl.min_offset {
+        if phys < st.cl.min_offset() {
             return Err(not_found("deleted by retention"));
         }
         if phys >= visible_end(&st) {
@@ -606,7 +670,7 @@ pub(crate) async fn read_record(sh: &Rc<Shared>, phys: i64) -> Result<Bytes> {
             u32::from_be_bytes([b[0], b[1], b[2], b[3]])
         }
     };
-    if size as u64 > sh.st.borrow().cl.segment_size {
+    if size as u64 > sh.st.borrow().cl.segment_size() {
         return Err(not_found("no record starts here"));
     }
     fetch(sh, &[(phys, size)])
@@ -644,7 +708,7 @@ pub(crate) async fn offset_by_timestamp(
     let (min, max) = {
         let st = sh.st.borrow();
         match st.queues.get(&key) {
-            Some(q) => (q.min.min(q.visible), q.visible),
+            Some(q) => (q.readable_min(), q.visible()),
             None => return 0,
         }
     };
@@ -679,7 +743,7 @@ pub(crate) async fn earliest_store_time(sh: &Rc<Shared>, topic: &str, queue_id: 
     let min = {
         let st = sh.st.borrow();
         match st.queues.get(&key) {
-            Some(q) if q.min < q.visible => q.min,
+            Some(q) if q.min() < q.visible() => q.min(),
             _ => return -1,
         }
     };
@@ -695,26 +759,7 @@ pub(crate) async fn query_by_key(
     end: i64,
 ) -> Vec<Bytes> {
     let h = key_hash(topic, key);
-    // (base, positions, min_ts, max_ts), newest segment first.
-    let (mut cands, sealed) = {
-        let st = sh.st.borrow();
-        let a = &st.cl.active;
-        let mut c = vec![(st.cl.active_base(), a.lookup(h), a.min_ts, a.max_ts)];
-        for (b, i) in st.cl.sealing.iter().rev() {
-            c.push((*b, i.lookup(h), i.min_ts, i.max_ts));
-        }
-        let sealed: Vec<(u64, i64, i64)> = st
-            .cl
-            .segments
-            .iter()
-            .rev()
-            .filter_map(|(b, info)| match info {
-                Some(i) if i.idx_on_disk => Some((*b, i.min_ts, i.max_ts)),
-                _ => None,
-            })
-            .collect();
-        (c, sealed)
-    };
+    let (mut cands, sealed) = key_candidates(sh, h);
     let mut out = Vec::new();
     let mut sealed = sealed.into_iter();
     loop {
@@ -726,22 +771,10 @@ pub(crate) async fn query_by_key(
                 if out.len() >= max {
                     return out;
                 }
-                let Ok(b) = read_record(sh, (base + pos as u64) as i64).await else {
+                let Ok(b) = read_record(sh, pos.at(base) as i64).await else {
                     continue;
                 };
-                let Ok((v, _)) = RecordView::parse(&b) else {
-                    continue;
-                };
-                let keys_match =
-                    property_value(v.properties, protocol::message::properties::UNIQ_KEY)
-                        == Some(key)
-                        || property_value(v.properties, protocol::message::properties::KEYS)
-                            .is_some_and(|ks| ks.split(' ').any(|k| k == key));
-                if v.topic == topic
-                    && keys_match
-                    && v.store_timestamp >= begin
-                    && v.store_timestamp <= end
-                {
+                if record_matches(&b, topic, key, begin, end) {
                     out.push(b);
                 }
             }
@@ -752,21 +785,65 @@ pub(crate) async fn query_by_key(
         if max_ts < begin || min_ts > end {
             continue;
         }
-        let path = sh.st.borrow().cl.idx_path(base);
-        let loaded = {
-            let st = sh.st.borrow();
-            st.cl
-                .loaded
-                .iter()
-                .find(|(b, _)| *b == base)
-                .map(|(_, i)| i.clone())
-        };
-        let idx = match loaded {
-            Some(i) => Some(i),
-            None => load_index(sh, base, &path).await.ok().flatten(),
-        };
-        if let Some(i) = idx {
+        if let Some(i) = sealed_index(sh, base).await {
             cands.push((base, i.lookup(h), min_ts, max_ts));
         }
     }
+}
+
+/// Candidates for a key hash: (segment base, positions, min store time, max store time) from
+/// the indexes in memory, newest segment first; and the sealed segments whose index is on disk,
+/// (base, min store time, max store time), newest first.
+#[allow(clippy::type_complexity)]
+fn key_candidates(
+    sh: &Shared,
+    h: u64,
+) -> (Vec<(u64, Vec<SegPos>, i64, i64)>, Vec<(u64, i64, i64)>) {
+    let st = sh.st.borrow();
+    let a = &st.cl.active;
+    let mut c = vec![(st.cl.active_base(), a.lookup(h), a.min_ts, a.max_ts)];
+    for (b, i) in st.cl.sealing.iter().rev() {
+        c.push((*b, i.lookup(h), i.min_ts, i.max_ts));
+    }
+    let sealed = st
+        .cl
+        .segments()
+        .iter()
+        .rev()
+        .filter_map(|(b, info)| match info {
+            Some(i) if i.idx_on_disk => Some((*b, i.min_ts, i.max_ts)),
+            _ => None,
+        })
+        .collect();
+    (c, sealed)
+}
+
+/// Whether a record found under a key hash is of `topic`, has `key` as its UNIQ_KEY or among
+/// its KEYS, and was stored within `[begin, end]`.
+fn record_matches(b: &[u8], topic: &str, key: &str, begin: i64, end: i64) -> bool {
+    let Ok((v, _)) = RecordView::parse(b) else {
+        return false;
+    };
+    let keys_match = property_value(v.properties, protocol::message::properties::UNIQ_KEY)
+        == Some(key)
+        || property_value(v.properties, protocol::message::properties::KEYS)
+            .is_some_and(|ks| ks.split(' ').any(|k| k == key));
+    v.topic == topic && keys_match && v.store_timestamp >= begin && v.store_timestamp <= end
+}
+
+/// A sealed segment's index: loaded already, or loaded from its `.idx` now.
+async fn sealed_index(sh: &Shared, base: u64) -> Option<Rc<SegIndex>> {
+    let loaded = {
+        let st = sh.st.borrow();
+        st.cl
+            .loaded
+            .iter()
+            .find(|(b, _)| *b == base)
+            .map(|(_, i)| i.clone())
+    };
+    if loaded.is_some() {
+        return loaded;
+    }
+    let path = sh.st.borrow().cl.idx_path(base);
+    load_index(sh, base, &path).await.ok().flatten()
 }

@@ -30,8 +30,9 @@ use crate::config::StoreConfig;
 use crate::cq::{file_name, ConsumeQueue, CqEntry, CQ_ENTRY};
 use crate::error::{Result, StoreError};
 use crate::io::{align_down, align_up, Disk, File, BLOCK};
+use crate::offsets::SegPos;
 use crate::seg_index::{index_keys, read_sums, write_index_file, RecEntry, SegIndex};
-use crate::state::State;
+use crate::state::{QueueKey, State};
 use crate::types::RecoveryReport;
 use crate::verify;
 
@@ -72,9 +73,8 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
         return start_empty(cfg, cl, free_segments, report, t0);
     }
     let bases = contiguous(&bases, seg);
-    let first = bases[0];
-    let last = bases[bases.len() - 1];
-    cl.min_offset = first;
+    let (first, last) = (bases[0], bases[bases.len() - 1]);
+    cl.set_min_offset(first);
     let c = cp
         .as_ref()
         .map_or(first, |c| c.offset.clamp(first, last + seg));
@@ -82,10 +82,8 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     let mut queues = load_queues(&cfg, &cq_root, c, first).await?;
     report.rebuilt_queues = queues_behind(cp.as_ref(), &queues);
     let rebuild = report.rebuilt_queues > 0;
-
     let (start, indexed_from) = scan_start(&bases, &idx_files, c, rebuild);
     report.scanned_from = start;
-
     let mut scan = Scan {
         cfg: &cfg,
         c,
@@ -96,27 +94,55 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
         sums: HashMap::new(),
     };
     let end = scan.run(&bases, start).await?;
-    let mut indexes = std::mem::take(&mut scan.indexes);
-    drop(scan);
+    let indexes = std::mem::take(&mut scan.indexes);
     report.end_offset = end;
+    let log_end = LogEnd {
+        bases: &bases,
+        end,
+        indexed_from,
+    };
+    set_log_end(&cfg, &mut cl, &log_end, indexes, &mut free_segments).await?;
+    if let Some(cp) = &cp {
+        keep_manifest_queues(&cfg, cp, &mut queues);
+    }
+    report.elapsed = t0.elapsed();
+    log_report(&report);
+    Ok(new_state(cfg, cl, queues, free_segments, report))
+}
 
-    // Zero what a crashed flush may have left after the end, and retire later segments.
-    let active = end - end % seg;
+/// Where the scan ended: the segments found, the recovered end, the first segment whose
+/// index the scan rebuilt.
+struct LogEnd<'a> {
+    bases: &'a [u64],
+    end: u64,
+    indexed_from: u64,
+}
+
+/// Makes `e.end` the commit log's end: zeros what a crashed flush may have left after it,
+/// retires later segments, fills the segment table (writing the `.idx` files the scan rebuilt),
+/// takes the active segment's rebuilt index and drops the journals the indexes replace.
+async fn set_log_end(
+    cfg: &StoreConfig,
+    cl: &mut CommitLog,
+    e: &LogEnd<'_>,
+    mut indexes: BTreeMap<u64, SegIndex>,
+    free_segments: &mut Vec<std::path::PathBuf>,
+) -> Result<()> {
+    let disk = &cfg.disk;
+    let active = e.end - e.end % cfg.segment_size;
     let max_garbage = (cfg.max_dirty_bytes + cfg.write_chunk_bytes) as u64 + BLOCK;
-    let tail = scrub_after(&cl, active, end, max_garbage, &cfg).await?;
-    for &b in bases.iter().filter(|&&b| b > active) {
-        retire_segment(&cfg, &cl, b, max_garbage, &mut free_segments).await?;
+    let tail = scrub_after(cl, active, e.end, max_garbage, cfg).await?;
+    for &b in e.bases.iter().filter(|&&b| b > active) {
+        retire_segment(cfg, cl, b, max_garbage, free_segments).await?;
     }
-
-    // Segment table and indexes.
-    for &b in bases.iter().filter(|&&b| b < active) {
-        let info = sealed_info(&disk, &cl, b, indexes.remove(&b)).await?;
-        cl.segments.insert(b, Some(info));
+    for &b in e.bases.iter().filter(|&&b| b < active) {
+        let info = sealed_info(disk, cl, b, indexes.remove(&b)).await?;
+        cl.insert_segment(b, Some(info));
     }
-    cl.segments.insert(active, None);
+    cl.insert_segment(active, None);
     cl.active = match indexes.remove(&active) {
         Some(i) => i,
-        None if end == active => SegIndex::new(),
+        None if e.end == active => SegIndex::new(),
         None => {
             return Err(StoreError::Corrupt {
                 offset: active,
@@ -124,24 +150,26 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
             })
         }
     };
-    for &b in bases.iter().filter(|&&b| b >= indexed_from) {
+    for &b in e.bases.iter().filter(|&&b| b >= e.indexed_from) {
         disk.remove_file(&cl.sums_path(b))?;
     }
-    set_end(&disk, &mut cl, end, tail).await?;
+    set_end(disk, cl, e.end, tail).await
+}
 
-    // Queues in the manifest that the scan did not bring back keep their end offset.
-    if let Some(cp) = &cp {
-        for (t, qid, m) in &cp.queues {
-            let key = (t.clone(), *qid);
-            if !queues.contains_key(&key) && *m > 0 {
-                let q = ConsumeQueue::new(&cq_root, t, *qid, cfg.cq_file_entries, *m);
-                queues.insert(key, q);
-            }
+/// Queues in the checkpoint's manifest that the scan did not bring back keep their end offset.
+fn keep_manifest_queues(
+    cfg: &StoreConfig,
+    cp: &Checkpoint,
+    queues: &mut HashMap<QueueKey, ConsumeQueue>,
+) {
+    let cq_root = cfg.dir.join("consumequeue");
+    for (t, qid, m) in &cp.queues {
+        let key = (t.clone(), *qid);
+        if !queues.contains_key(&key) && *m > 0 {
+            let q = ConsumeQueue::new(&cq_root, t, *qid, cfg.cq_file_entries, *m);
+            queues.insert(key, q);
         }
     }
-    report.elapsed = t0.elapsed();
-    log_report(&report);
-    Ok(new_state(cfg, cl, queues, free_segments, report))
 }
 
 /// Where the scan starts (a record boundary: the checkpoint, or a segment's start) and the first
@@ -157,14 +185,7 @@ fn scan_start(bases: &[u64], idx_files: &[u64], c: u64, rebuild: bool) -> (u64, 
 /// The recovered end: everything below it is durable; the partial block's bytes (`tail`) are
 /// kept for the next flush, which rewrites that block.
 async fn set_end(disk: &Disk, cl: &mut CommitLog, end: u64, tail: Option<Piece>) -> Result<()> {
-    cl.sums_written = 0;
-    cl.write_pos = end;
-    cl.flushed = end;
-    cl.submitted = align_down(end);
-    if let Some(t) = tail {
-        cl.cache_bytes += t.data.len();
-        cl.pieces.push_back(t);
-    }
+    cl.set_recovered_end(end, tail);
     let active = cl.active_base();
     let active_path = cl.segment_path(active);
     if disk.exists(&active_path) {
@@ -185,7 +206,7 @@ fn start_empty(
     let cq_root = cfg.dir.join("consumequeue");
     cfg.disk.remove_dir_all(&cq_root)?;
     cfg.disk.create_dir_all(&cq_root)?;
-    cl.segments.insert(0, None);
+    cl.insert_segment(0, None);
     report.elapsed = t0.elapsed();
     log_report(&report);
     Ok(new_state(cfg, cl, HashMap::new(), free_segments, report))
@@ -261,7 +282,7 @@ fn queues_behind(cp: Option<&Checkpoint>, queues: &HashMap<(String, i32), Consum
     let Some(cp) = cp else { return 0 };
     let mut n = 0;
     for (t, qid, m) in &cp.queues {
-        let have = queues.get(&(t.clone(), *qid)).map_or(0, |q| q.max);
+        let have = queues.get(&(t.clone(), *qid)).map_or(0, |q| q.max());
         if have < *m {
             tracing::warn!(topic = %t, queue = qid, have, expected = m, "consume queue missing or behind; rebuilding");
             n += 1;
@@ -287,7 +308,7 @@ async fn retire_segment(
     f.fdatasync().await?;
     drop(f);
     if free_segments.len() < cfg.recycle_segments {
-        let to = cl.dir.join("free").join(format!("recycled-{b:020}"));
+        let to = cl.dir().join("free").join(format!("recycled-{b:020}"));
         disk.rename_durable(&path, &to)?;
         free_segments.push(to);
     } else {
@@ -394,7 +415,7 @@ async fn scrub_after(
         return Ok(None);
     }
     let f = Rc::new(File::open(&cfg.disk, &path, false).await?);
-    let seg_end = active + cl.segment_size;
+    let seg_end = active + cl.segment_size();
     let a = align_down(end);
     let z_end = (align_up(end) + max_garbage).min(seg_end);
     let look = f.read_at(end - active, (z_end - end) as usize).await?;
@@ -430,6 +451,47 @@ async fn load_queue(
     c: u64,
     cl_min: u64,
 ) -> Result<Option<ConsumeQueue>> {
+    let Some(mut q) = open_queue(cfg, root, topic, qid).await? else {
+        return Ok(None);
+    };
+    let Some((&last_no, last)) = q.files.iter().next_back() else {
+        return Ok(None);
+    };
+    // Written entries form a prefix of the last file.
+    let slots = (last.size().await? / CQ_ENTRY).min(q.file_entries);
+    let (mut lo, mut hi) = (0u64, slots);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if read_entry(last, mid).await?.is_empty() {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let on_disk = q.start() + last_no * q.file_entries + lo;
+    // Drop entries of records at or beyond the checkpoint.
+    let n = first_entry_from(&q, q.start(), on_disk, c).await?;
+    if n < on_disk {
+        zero_entries(&q, n, on_disk).await?;
+    }
+    let mut mem = VecDeque::new();
+    for i in q.block_start(n)..n {
+        mem.push_back(entry(&q, i).await?);
+    }
+    q.restore(n, mem);
+    // Minimum: first entry whose record still exists.
+    let min = first_entry_from(&q, q.start(), n, cl_min).await?;
+    q.set_min(min);
+    Ok(Some(q))
+}
+
+/// A queue with its files opened (None when it has none): its start is its first file's name.
+async fn open_queue(
+    cfg: &StoreConfig,
+    root: &Path,
+    topic: &str,
+    qid: i32,
+) -> Result<Option<ConsumeQueue>> {
     let dir = root.join(topic).join(qid.to_string());
     let firsts: Vec<u64> = cfg
         .disk
@@ -455,60 +517,25 @@ async fn load_queue(
         let file = File::open(&cfg.disk, &dir.join(file_name(f)), false).await?;
         q.files.insert((f - start) / fe, Rc::new(file));
     }
-    // Written entries form a prefix of the last file.
-    let Some((&last_no, last)) = q.files.iter().next_back() else {
-        return Ok(None);
-    };
-    let slots = (last.size().await? / CQ_ENTRY).min(fe);
-    let (mut lo, mut hi) = (0u64, slots);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if read_entry(last, mid).await?.is_empty() {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    let on_disk = start + last_no * fe + lo;
-    q.max = on_disk;
-    // Drop entries of records at or beyond the checkpoint.
-    let (mut lo, mut hi) = (start, on_disk);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if (entry(&q, mid).await?.phys as u64) < c {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    let n = lo;
-    if n < on_disk {
-        zero_entries(&q, n, on_disk, cfg).await?;
-    }
-    q.max = n;
-    q.visible = n;
-    q.flushed = n;
-    q.mem_start = start + align_down((n - start) * CQ_ENTRY) / CQ_ENTRY;
-    q.mem.clear();
-    for i in q.mem_start..n {
-        q.mem.push_back(entry(&q, i).await?);
-    }
-    // Minimum: first entry whose record still exists.
-    let (mut lo, mut hi) = (start, n);
+    Ok(Some(q))
+}
+
+/// The first entry in `[lo, hi)` whose record lies at or beyond commit-log offset `at` (`hi`
+/// if none does); entries are in commit-log order.
+async fn first_entry_from(q: &ConsumeQueue, mut lo: u64, mut hi: u64, at: u64) -> Result<u64> {
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         let e = match q.mem_entry(mid) {
             Some(e) => e,
-            None => entry(&q, mid).await?,
+            None => entry(q, mid).await?,
         };
-        if (e.phys as u64) < cl_min {
+        if (e.phys as u64) < at {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
-    q.min = lo;
-    Ok(Some(q))
+    Ok(lo)
 }
 
 async fn read_entry(f: &File, slot: u64) -> Result<CqEntry> {
@@ -536,8 +563,7 @@ async fn entry(q: &ConsumeQueue, idx: u64) -> Result<CqEntry> {
 }
 
 /// Zeros entries `[from, to)` on disk (they point at records the log no longer has).
-async fn zero_entries(q: &ConsumeQueue, from: u64, to: u64, cfg: &StoreConfig) -> Result<()> {
-    let _ = cfg;
+async fn zero_entries(q: &ConsumeQueue, from: u64, to: u64) -> Result<()> {
     let mut idx = from;
     while idx < to {
         let (file_no, pos) = q.locate(idx);
@@ -567,7 +593,7 @@ struct Scan<'a> {
     indexed_from: u64,
     report: &'a mut RecoveryReport,
     /// The record table journaled for the segment being scanned (position → size, CRC32C).
-    sums: HashMap<u32, RecEntry>,
+    sums: HashMap<SegPos, RecEntry>,
 }
 
 impl Scan<'_> {
@@ -646,38 +672,58 @@ impl Scan<'_> {
                         Some(Err(e)) => e,
                         _ => format!("bad header (magic {magic:#x}, size {total})"),
                     };
-                    if p >= self.c {
-                        // Zeros: the clean end of what was written. Anything else: a torn tail.
-                        if buf.get(o..o + 8).is_some_and(|h| h.iter().all(|&b| b == 0)) {
-                            return Ok(self.stop(p, "end"));
-                        }
-                        return Ok(self.stop_invalid(p, &reason));
-                    }
-                    // Corruption below the checkpoint: skip to the next record that verifies.
-                    let limit = self.c.min(seg_end);
-                    match self.resync(f, base, p + 1, limit).await? {
-                        Some(q) => {
-                            tracing::error!(offset = p, skipped = q - p, reason = %reason, "corrupt record in the commit log; skipped");
-                            self.report.corrupt.push((p, q));
+                    // Zeros: the clean end of what was written.
+                    let zeros = buf.get(o..o + 8).is_some_and(|h| h.iter().all(|&b| b == 0));
+                    match self.invalid(f, base, p, zeros, &reason).await? {
+                        Ok(q) => {
                             p = q;
                             buf = Bytes::new();
                             buf_start = p;
                         }
-                        None if self.c > seg_end => {
-                            tracing::error!(offset = p, reason = %reason, "corrupt record in the commit log; rest of the segment skipped");
-                            self.report.corrupt.push((p, seg_end));
-                            return Ok(SegEnd::Next);
-                        }
-                        None => return Ok(self.stop_invalid(p, &reason)),
+                        Err(end) => return Ok(end),
                     }
                 }
             }
         }
     }
 
+    /// An invalid record at `p`: at or beyond the checkpoint the log ends there (a torn tail,
+    /// or the clean end when its header is all `zeros`); below it, corruption is skipped to the
+    /// next record that verifies (`Ok`), or to the end of the segment.
+    async fn invalid(
+        &mut self,
+        f: &File,
+        base: u64,
+        p: u64,
+        zeros: bool,
+        reason: &str,
+    ) -> Result<std::result::Result<u64, SegEnd>> {
+        let seg_end = base + self.cfg.segment_size;
+        if p >= self.c {
+            if zeros {
+                return Ok(Err(self.stop(p, "end")));
+            }
+            return Ok(Err(self.stop_invalid(p, reason)));
+        }
+        let limit = self.c.min(seg_end);
+        match self.resync(f, base, p + 1, limit).await? {
+            Some(q) => {
+                tracing::error!(offset = p, skipped = q - p, reason = %reason, "corrupt record in the commit log; skipped");
+                self.report.corrupt.push((p, q));
+                Ok(Ok(q))
+            }
+            None if self.c > seg_end => {
+                tracing::error!(offset = p, reason = %reason, "corrupt record in the commit log; rest of the segment skipped");
+                self.report.corrupt.push((p, seg_end));
+                Ok(Err(SegEnd::Next))
+            }
+            None => Ok(Err(self.stop_invalid(p, reason))),
+        }
+    }
+
     /// Checks a record against the CRC32C journaled when it was written, if there is one.
     fn check_sum(&self, base: u64, p: u64, rec: &[u8]) -> std::result::Result<(), String> {
-        match self.sums.get(&((p - base) as u32)) {
+        match self.sums.get(&SegPos::of(p, base)) {
             Some(e) => verify::against_entry(rec, e),
             None => Ok(()),
         }
@@ -748,7 +794,7 @@ impl Scan<'_> {
         };
         self.report.records += 1;
         if let Some(idx) = self.indexes.get_mut(&base) {
-            let pos = (p - base) as u32;
+            let pos = SegPos::of(p, base);
             idx.add_record(
                 pos,
                 rec.len() as u32,
@@ -781,19 +827,19 @@ impl Scan<'_> {
             size: rec.len() as i32,
             tags,
         };
-        if qo == q.max {
+        if qo == q.max() {
             q.push(entry);
-            q.visible = q.max;
-        } else if qo > q.max {
-            if q.max == q.start && q.files.is_empty() && q.mem.is_empty() {
+            q.publish(q.max());
+        } else if qo > q.max() {
+            if q.is_blank() {
                 *q = ConsumeQueue::new(&root, v.topic, v.queue_id, fe, qo);
                 q.push(entry);
-                q.visible = q.max;
+                q.publish(q.max());
             } else {
                 tracing::error!(
                     topic = v.topic,
                     queue = v.queue_id,
-                    expected = q.max,
+                    expected = q.max(),
                     found = qo,
                     offset = p,
                     "gap in queue offsets; record not queued"

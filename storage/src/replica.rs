@@ -22,7 +22,6 @@ use crate::commitlog::BLANK_LEN;
 use crate::config::FlushMode;
 use crate::cq::{ConsumeQueue, CqEntry};
 use crate::error::{Result, StoreError};
-use crate::seg_index::index_keys;
 use crate::state::{QueueKeyRef, State};
 use crate::store::{pend_visible, Store};
 
@@ -39,12 +38,12 @@ impl Store {
     /// End of the appended commit log (in memory): what a slave reports to its master, and how
     /// far a master ships.
     pub fn write_end(&self) -> u64 {
-        self.sh.st.borrow().cl.write_pos
+        self.sh.st.borrow().cl.write_pos()
     }
 
     /// End of the durable commit log.
     pub fn durable_end(&self) -> u64 {
-        self.sh.st.borrow().cl.flushed
+        self.sh.st.borrow().cl.flushed()
     }
 
     /// Gates visibility on replication (a SYNC_MASTER): from now on a record becomes visible
@@ -53,7 +52,7 @@ impl Store {
     pub fn gate_on_replica(&self) {
         let mut st = self.sh.st.borrow_mut();
         if st.replica_gate.is_none() {
-            st.replica_gate = Some(st.cl.write_pos);
+            st.replica_gate = Some(st.cl.write_pos());
         }
     }
 
@@ -63,10 +62,10 @@ impl Store {
         let Some(gate) = st.replica_gate else {
             return;
         };
-        let end = end.min(st.cl.write_pos);
+        let end = end.min(st.cl.write_pos());
         if end > gate {
             st.replica_gate = Some(end);
-            let flushed = st.cl.flushed;
+            let flushed = st.cl.flushed();
             crate::state::publish_state(&mut st, &self.sh.durable, flushed);
         }
     }
@@ -79,27 +78,27 @@ impl Store {
         let (from, end, hot) = {
             let st = self.sh.st.borrow();
             let cl = &st.cl;
-            if from < cl.min_offset {
+            if from < cl.min_offset() {
                 return Err(StoreError::NotFound {
                     offset: from,
                     reason: "deleted by retention",
                 });
             }
-            if from > cl.write_pos {
+            if from > cl.write_pos() {
                 return Err(StoreError::Diverged {
                     offset: from,
-                    reason: format!("beyond the end of the commit log ({})", cl.write_pos),
+                    reason: format!("beyond the end of the commit log ({})", cl.write_pos()),
                 });
             }
-            let from = skip_padding(&st, from);
+            let from = cl.skip_blank_gap(from);
             let end = cl
-                .write_pos
-                .min(cl.base_of(from) + cl.segment_size)
+                .write_pos()
+                .min(cl.base_of(from) + cl.segment_size())
                 .min(from + max as u64);
             if end <= from {
                 return Ok((from, Bytes::new()));
             }
-            (from, end, hot_slice(&st, from, end))
+            (from, end, cl.hot_slice(from, end))
         };
         if let Some(b) = hot {
             return Ok((from, b));
@@ -107,7 +106,7 @@ impl Store {
         // Below the hot tail: durable, on disk.
         let (base, end) = {
             let st = self.sh.st.borrow();
-            let first = st.cl.pieces.front().map_or(end, |p| p.start);
+            let first = st.cl.hot_start().unwrap_or(end);
             (st.cl.base_of(from), end.min(first.max(from + 1)))
         };
         let f = crate::read::segment_file(&self.sh, base).await?;
@@ -134,10 +133,10 @@ impl Store {
         if let Some(f) = st.full_enospc.as_ref().or(st.full_floor.as_ref()) {
             return Err(StoreError::DiskFull(f.clone()));
         }
-        let wp = st.cl.write_pos;
+        let wp = st.cl.write_pos();
         let mut out = ReplicaAppend::default();
         if offset != wp {
-            let padding = wp.is_multiple_of(st.cl.segment_size)
+            let padding = wp.is_multiple_of(st.cl.segment_size())
                 && offset < wp
                 && offset > wp - st.cfg.segment_size;
             if !padding {
@@ -148,11 +147,11 @@ impl Store {
             }
             out.used = ((wp - offset) as usize).min(data.len());
         }
-        let dirty = st.cl.write_pos - st.cl.flushed;
+        let dirty = st.cl.write_pos() - st.cl.flushed();
         if dirty > st.cfg.max_dirty_bytes as u64 {
             return Ok(out);
         }
-        let mut piece_start = st.cl.write_pos;
+        let mut piece_start = st.cl.write_pos();
         let pending_mark = st.pending_visible.len();
         loop {
             let rest = &data[out.used..];
@@ -177,11 +176,11 @@ impl Store {
             }
         }
         st.cl.seal_piece(piece_start);
-        let ready = crate::io::align_down(st.cl.write_pos);
-        if ready - st.cl.submitted >= st.cfg.write_chunk_bytes as u64 {
+        let ready = crate::io::align_down(st.cl.write_pos());
+        if ready - st.cl.submitted() >= st.cfg.write_chunk_bytes as u64 {
             let _ = crate::flusher::submit_blocks(st, &self.sh.writer, ready, true);
         }
-        let dirty = st.cl.write_pos - st.cl.flushed;
+        let dirty = st.cl.write_pos() - st.cl.flushed();
         if st.cfg.flush == FlushMode::Sync || dirty >= st.cfg.flush_dirty_bytes as u64 {
             self.sh.flush_wake.notify();
         }
@@ -189,37 +188,6 @@ impl Store {
         st.check();
         Ok(out)
     }
-}
-
-/// `from`, or the next segment's start when `from` lies after the blank marker of a segment
-/// that is no longer the active one (nothing but zeros follow it).
-fn skip_padding(st: &State, from: u64) -> u64 {
-    let cl = &st.cl;
-    let base = cl.base_of(from);
-    if base == cl.active_base() || from == base {
-        return from;
-    }
-    let covered = cl.pieces.iter().any(|p| p.start <= from && from < p.end());
-    let next_base = base + cl.segment_size;
-    let gap = cl.pieces.iter().any(|p| p.start == next_base) || cl.write_pos >= next_base;
-    if !covered && gap && cl.pieces.front().is_some_and(|p| p.start <= from) {
-        next_base
-    } else {
-        from
-    }
-}
-
-/// `[from, end)` cut to the hot-tail piece that holds `from`, if one does.
-fn hot_slice(st: &State, from: u64, end: u64) -> Option<Bytes> {
-    let pieces = &st.cl.pieces;
-    let i = pieces.partition_point(|p| p.start <= from).checked_sub(1)?;
-    let p = pieces.get(i)?;
-    if from >= p.end() {
-        return None;
-    }
-    let lo = (from - p.start) as usize;
-    let hi = (end.min(p.end()) - p.start) as usize;
-    Some(p.data.slice(lo..hi))
 }
 
 /// Places the record (or blank marker) at the head of `data` at the append end; `None` when
@@ -234,7 +202,7 @@ fn place_one(
     if data.len() < 8 {
         return Ok(None);
     }
-    let pos = st.cl.write_pos;
+    let pos = st.cl.write_pos();
     let seg_end = st.cl.base_of(pos) + st.cfg.segment_size;
     let total = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as u64;
     let magic = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
@@ -249,11 +217,7 @@ fn place_one(
                 seg_end - pos
             )));
         }
-        st.cl.seal_piece(*piece_start);
-        st.cl.write_blank(pos, seg_end);
-        st.cl.seal_piece(pos);
-        st.cl.roll(seg_end);
-        *piece_start = seg_end;
+        st.cl.close_segment(piece_start);
         // The zeros after the marker are skipped by the next call.
         return Ok(Some(BLANK_LEN as usize));
     }
@@ -273,17 +237,10 @@ fn place_one(
     crate::verify::structural(rec, pos).map_err(diverged)?;
     let (v, _) = RecordView::parse(rec).map_err(|e| diverged(e.to_string()))?;
     check_queue_offset(st, &v).map_err(diverged)?;
-    let out = st.cl.space(piece_start, pos, rec.len());
-    out.copy_from_slice(rec);
-    let seg_pos = (pos - st.cl.base_of(pos)) as u32;
-    let crc = crc32c::crc32c(rec);
-    st.cl
-        .active
-        .add_record(seg_pos, total as u32, crc, v.store_timestamp);
     let uniq = property_value(v.properties, properties::UNIQ_KEY);
     let keys = property_value(v.properties, properties::KEYS).unwrap_or("");
-    index_keys(&mut st.cl.active, v.topic, uniq, keys, seg_pos);
-    st.cl.write_pos = pos + total;
+    st.cl
+        .append_verbatim(piece_start, rec, v.store_timestamp, (v.topic, uniq, keys));
     if sysflag::is_dispatched(v.sys_flag) {
         dispatch(st, &v, pos, total as i32, pending_mark, new_queues);
     }
@@ -298,9 +255,12 @@ fn check_queue_offset(st: &State, v: &RecordView<'_>) -> std::result::Result<(),
     }
     let lookup: &dyn QueueKeyRef = &(v.topic, v.queue_id);
     match st.queues.get(lookup) {
-        Some(q) if q.max != v.queue_offset as u64 => Err(format!(
+        Some(q) if q.max() != v.queue_offset as u64 => Err(format!(
             "{}:{} QUEUEOFFSET {}, the replica's queue is at {}",
-            v.topic, v.queue_id, v.queue_offset, q.max
+            v.topic,
+            v.queue_id,
+            v.queue_offset,
+            q.max()
         )),
         None if v.queue_offset < 0 => Err(format!("QUEUEOFFSET {}", v.queue_offset)),
         _ => Ok(()),
@@ -342,10 +302,9 @@ fn dispatch(
     });
     if st.cfg.flush == FlushMode::Sync {
         let merge = st.pending_visible.len() > pending_mark;
-        let end = st.cl.write_pos;
+        let end = st.cl.write_pos();
         pend_visible(&mut st.pending_visible, merge, end, cq);
     } else {
-        cq.visible = cq.max;
-        cq.waiters.notify();
+        cq.publish(cq.max());
     }
 }

@@ -4,75 +4,30 @@
 //! Deleted segments are kept (up to `recycle_segments`) as spares for the next roll. Consume
 //! queues follow: their minimum moves past deleted records and whole files below it go.
 
+use std::path::PathBuf;
 use std::rc::Rc;
 
+use crate::config::StoreConfig;
 use crate::error::Result;
 use crate::state::{cq_entries, Shared};
 
 pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
     let mut deleted = 0;
-    loop {
-        let (base, seg_path, idx_path, recycle_to) = {
-            let st = sh.st.borrow();
-            let active = st.cl.active_base();
-            let Some((&base, info)) = st.cl.segments.iter().next() else {
-                break;
-            };
-            // Never the active segment, nor one the last checkpoint does not cover: recovery
-            // rebuilds the consume-queue entries beyond the checkpoint from the commit log.
-            if base >= active || base + st.cfg.segment_size > st.checkpointed {
-                break;
-            }
-            let seg_path = st.cl.segment_path(base);
-            let newest = match info {
-                Some(i) if i.max_ts != i64::MIN => i.max_ts,
-                _ => st.cfg.disk.mtime_ms(&seg_path).unwrap_or(now_ms),
-            };
-            let expired = newest < now_ms - st.cfg.retention.as_millis() as i64;
-            let full = (st.cfg.disk_max_used_ratio < 1.0
-                && st.cfg.disk.used_ratio(&st.cfg.dir).unwrap_or(0.0) > st.cfg.disk_max_used_ratio)
-                || (st.cfg.disk_min_free_bytes > 0
-                    && st
-                        .cfg
-                        .disk
-                        .space(&st.cfg.dir)
-                        .is_ok_and(|s| s.avail < st.cfg.disk_min_free_bytes));
-            if !expired && !full {
-                break;
-            }
-            let recycle_to = (st.free_segments.len() < st.cfg.recycle_segments)
-                .then(|| st.cl.dir.join("free").join(format!("recycled-{base:020}")));
-            (base, seg_path, st.cl.idx_path(base), recycle_to)
-        };
-        {
-            let mut st = sh.st.borrow_mut();
-            st.cl.segments.remove(&base);
-            let file = st.cl.files.remove(&base);
-            st.cl.loaded.retain(|(b, _)| *b != base);
-            st.cl.sealing.remove(&base);
-            let next = st
-                .cl
-                .segments
-                .keys()
-                .next()
-                .copied()
-                .unwrap_or(st.cl.write_pos);
-            st.cl.min_offset = next;
-            st.cl.ra.retain(next, u64::MAX);
-            drop(file);
-        }
+    while let Some(d) = next_expired(sh, now_ms) {
+        let file = sh.st.borrow_mut().cl.remove_oldest(d.base);
+        drop(file);
         let disk = sh.st.borrow().cfg.disk.clone();
-        match &recycle_to {
+        match &d.recycle_to {
             Some(to) => {
-                disk.rename_durable(&seg_path, to)?;
+                disk.rename_durable(&d.seg_path, to)?;
                 sh.st.borrow_mut().free_segments.push(to.clone());
             }
-            None => disk.remove_durable(&seg_path)?,
+            None => disk.remove_durable(&d.seg_path)?,
         }
-        disk.remove_durable(&idx_path)?;
+        disk.remove_durable(&d.idx_path)?;
         tracing::info!(
-            segment = base,
-            recycled = recycle_to.is_some(),
+            segment = d.base,
+            recycled = d.recycle_to.is_some(),
             "retention deleted a segment"
         );
         deleted += 1;
@@ -84,15 +39,69 @@ pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
     Ok(deleted)
 }
 
+/// The oldest segment, to delete, and where its file goes.
+struct Expired {
+    base: u64,
+    seg_path: PathBuf,
+    idx_path: PathBuf,
+    /// The spare it becomes, if one more spare is kept.
+    recycle_to: Option<PathBuf>,
+}
+
+/// The oldest segment if it is to go: expired, or the disk is too full; never the active
+/// segment, nor one the last checkpoint does not cover (recovery rebuilds the consume-queue
+/// entries beyond the checkpoint from the commit log).
+fn next_expired(sh: &Shared, now_ms: i64) -> Option<Expired> {
+    let st = sh.st.borrow();
+    let active = st.cl.active_base();
+    let (&base, info) = st.cl.segments().iter().next()?;
+    if base >= active || base + st.cfg.segment_size > st.checkpointed {
+        return None;
+    }
+    let seg_path = st.cl.segment_path(base);
+    let newest = match info {
+        Some(i) if i.max_ts != i64::MIN => i.max_ts,
+        _ => st.cfg.disk.mtime_ms(&seg_path).unwrap_or(now_ms),
+    };
+    let expired = newest < now_ms - st.cfg.retention.as_millis() as i64;
+    if !expired && !disk_too_full(&st.cfg) {
+        return None;
+    }
+    let recycle_to = (st.free_segments.len() < st.cfg.recycle_segments).then(|| {
+        st.cl
+            .dir()
+            .join("free")
+            .join(format!("recycled-{base:020}"))
+    });
+    Some(Expired {
+        base,
+        seg_path,
+        idx_path: st.cl.idx_path(base),
+        recycle_to,
+    })
+}
+
+/// Whether the disk is fuller than `disk_max_used_ratio` or has less free space than
+/// `disk_min_free_bytes`.
+fn disk_too_full(cfg: &StoreConfig) -> bool {
+    let disk = &cfg.disk;
+    (cfg.disk_max_used_ratio < 1.0
+        && disk.used_ratio(&cfg.dir).unwrap_or(0.0) > cfg.disk_max_used_ratio)
+        || (cfg.disk_min_free_bytes > 0
+            && disk
+                .space(&cfg.dir)
+                .is_ok_and(|s| s.avail < cfg.disk_min_free_bytes))
+}
+
 /// Moves each queue's minimum past records no longer in the commit log and deletes consume
 /// queue files wholly below it.
 pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
     let keys: Vec<(String, i32)> = sh.st.borrow().queues.keys().cloned().collect();
     let disk = sh.st.borrow().cfg.disk.clone();
-    let cl_min = sh.st.borrow().cl.min_offset;
+    let cl_min = sh.st.borrow().cl.min_offset();
     for key in keys {
         let (lo0, hi0) = match sh.st.borrow().queues.get(&key) {
-            Some(q) => (q.min, q.max),
+            Some(q) => (q.min(), q.max()),
             None => continue,
         };
         // First entry whose record still exists (entries are in commit-log order).
@@ -110,12 +119,12 @@ pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
             let Some(q) = st.queues.get_mut(&key) else {
                 continue;
             };
-            q.min = lo.max(q.min);
+            q.set_min(lo.max(q.min()));
             // The file holding the newest entry stays, so a restart still knows the queue's end.
-            if q.max == q.start {
+            if q.max() == q.start() {
                 continue;
             }
-            let (first_live_file, _) = q.locate(q.min.min(q.max - 1).max(q.start));
+            let (first_live_file, _) = q.locate(q.min().min(q.max() - 1).max(q.start()));
             let dead: Vec<u64> = q.files.range(..first_live_file).map(|(k, _)| *k).collect();
             let mut v = Vec::new();
             for n in dead {
@@ -124,7 +133,7 @@ pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
                 }
             }
             // Files never opened in this run.
-            let live_name = crate::cq::file_name(q.start + first_live_file * q.file_entries);
+            let live_name = crate::cq::file_name(q.start() + first_live_file * q.file_entries);
             for name in disk.list_dir(&q.dir)? {
                 if name.len() == 20 && name.as_str() < live_name.as_str() {
                     let p = q.dir.join(&name);

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use crate::error::{Result, StoreError};
 use crate::io::{self, Disk, File};
+use crate::offsets::SegPos;
 
 const MAGIC: &[u8; 8] = b"SATIDX01";
 pub const HEADER_LEN: usize = 64;
@@ -15,7 +16,7 @@ const KEY_LEN: usize = 12;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecEntry {
-    pub pos: u32,
+    pub pos: SegPos,
     pub size: u32,
     pub crc: u32,
 }
@@ -25,7 +26,7 @@ impl RecEntry {
     /// `.idx` files and `.sums` journals.
     pub fn encode(&self) -> [u8; REC_LEN] {
         let mut e = [0u8; REC_LEN];
-        e[0..4].copy_from_slice(&self.pos.to_be_bytes());
+        e[0..4].copy_from_slice(&self.pos.0.to_be_bytes());
         e[4..8].copy_from_slice(&self.size.to_be_bytes());
         e[8..12].copy_from_slice(&self.crc.to_be_bytes());
         e
@@ -35,7 +36,7 @@ impl RecEntry {
     pub fn decode(c: &[u8]) -> RecEntry {
         let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         RecEntry {
-            pos: be32(&c[0..4]),
+            pos: SegPos(be32(&c[0..4])),
             size: be32(&c[4..8]),
             crc: be32(&c[8..12]),
         }
@@ -60,7 +61,7 @@ pub struct SegIndex {
 
 /// Indexes a record's keys: its UNIQ_KEY and each space-separated token of its KEYS, as
 /// `topic#key`. The one key indexer, at append and when recovery rebuilds an index.
-pub fn index_keys(idx: &mut SegIndex, topic: &str, uniq: Option<&str>, keys: &str, pos: u32) {
+pub fn index_keys(idx: &mut SegIndex, topic: &str, uniq: Option<&str>, keys: &str, pos: SegPos) {
     if let Some(u) = uniq {
         idx.add_key(key_hash(topic, u), pos);
     }
@@ -128,18 +129,18 @@ impl SegIndex {
         (self.records.len() * 5 / 4, self.keys.len() * 5 / 4)
     }
 
-    pub fn add_record(&mut self, pos: u32, size: u32, crc: u32, store_ts: i64) {
+    pub fn add_record(&mut self, pos: SegPos, size: u32, crc: u32, store_ts: i64) {
         debug_assert!(self.records.last().is_none_or(|r| r.pos < pos));
         self.records.push(RecEntry { pos, size, crc });
         self.min_ts = self.min_ts.min(store_ts);
         self.max_ts = self.max_ts.max(store_ts);
     }
 
-    pub fn add_key(&mut self, hash: u64, pos: u32) {
-        self.keys.push((hash, pos));
+    pub fn add_key(&mut self, hash: u64, pos: SegPos) {
+        self.keys.push((hash, pos.0));
     }
 
-    pub fn record(&self, pos: u32) -> Option<RecEntry> {
+    pub fn record(&self, pos: SegPos) -> Option<RecEntry> {
         self.records
             .binary_search_by_key(&pos, |r| r.pos)
             .ok()
@@ -147,12 +148,12 @@ impl SegIndex {
     }
 
     /// Positions of records indexed under `hash`, newest first.
-    pub fn lookup(&self, hash: u64) -> Vec<u32> {
-        let mut v: Vec<u32> = self
+    pub fn lookup(&self, hash: u64) -> Vec<SegPos> {
+        let mut v: Vec<SegPos> = self
             .keys
             .iter()
             .filter(|k| k.0 == hash)
-            .map(|k| k.1)
+            .map(|k| SegPos(k.1))
             .collect();
         v.sort_unstable_by(|a, b| b.cmp(a));
         v
@@ -365,7 +366,7 @@ pub(crate) fn write_index_file(disk: &Disk, path: &std::path::Path, idx: &SegInd
 pub(crate) async fn read_sums(
     disk: &Disk,
     path: &std::path::Path,
-) -> Result<HashMap<u32, RecEntry>> {
+) -> Result<HashMap<SegPos, RecEntry>> {
     let mut out = HashMap::new();
     if !disk.exists(path) {
         return Ok(out);
@@ -409,17 +410,17 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut s = SegIndex::new();
-        s.add_record(0, 100, 7, 5);
-        s.add_record(100, 50, 8, 9);
-        s.add_key(key_hash("t", "k"), 100);
-        s.add_key(key_hash("t", "a"), 0);
+        s.add_record(SegPos(0), 100, 7, 5);
+        s.add_record(SegPos(100), 50, 8, 9);
+        s.add_key(key_hash("t", "k"), SegPos(100));
+        s.add_key(key_hash("t", "a"), SegPos(0));
         let b = s.encode();
         assert_eq!(b.len() % 4096, 0);
         let d = SegIndex::decode(&b, std::path::Path::new("x")).unwrap();
         assert_eq!(d.records, s.records);
-        assert_eq!(d.lookup(key_hash("t", "k")), vec![100]);
+        assert_eq!(d.lookup(key_hash("t", "k")), vec![SegPos(100)]);
         assert_eq!((d.min_ts, d.max_ts), (5, 9));
-        assert_eq!(d.record(100).unwrap().crc, 8);
+        assert_eq!(d.record(SegPos(100)).unwrap().crc, 8);
         let mut bad = b.clone();
         bad[HEADER_LEN] ^= 1;
         assert!(SegIndex::decode(&bad, std::path::Path::new("x")).is_err());
@@ -430,10 +431,15 @@ mod tests {
         // Tables far larger than the buffer: entries cross block boundaries, runs are many.
         let mut s = SegIndex::new();
         for i in 0..5000u32 {
-            s.add_record(i * 100, 100, i.wrapping_mul(2_654_435_761), i64::from(i));
+            s.add_record(
+                SegPos(i * 100),
+                100,
+                i.wrapping_mul(2_654_435_761),
+                i64::from(i),
+            );
         }
         for i in (0..3001u32).rev() {
-            s.add_key(key_hash("t", &i.to_string()), i * 100);
+            s.add_key(key_hash("t", &i.to_string()), SegPos(i * 100));
         }
         let mut runs = Vec::new();
         let mut image = vec![0u8; s.image_len()];
@@ -457,7 +463,7 @@ mod tests {
         let d = SegIndex::decode(&image, std::path::Path::new("x")).unwrap();
         assert_eq!(d.records, s.records);
         assert_eq!(d.keys.len(), 3001);
-        assert_eq!(d.lookup(key_hash("t", "1234")), vec![123_400]);
+        assert_eq!(d.lookup(key_hash("t", "1234")), vec![SegPos(123_400)]);
         assert_eq!((d.min_ts, d.max_ts), (0, 4999));
         assert_eq!(image, s.encode());
     }

@@ -103,11 +103,11 @@ impl State {
         }
         let mut prev = self
             .cl
-            .flushed
+            .flushed()
             .min(self.pending_visible.front().map_or(u64::MAX, |p| p.0));
         for (end, _, _) in &self.pending_visible {
             assert!(
-                *end >= prev && *end <= self.cl.write_pos,
+                *end >= prev && *end <= self.cl.write_pos(),
                 "pending visibility out of order"
             );
             prev = *end;
@@ -135,31 +135,31 @@ pub(crate) struct Shared {
 
 pub(crate) fn visible_end(st: &State) -> u64 {
     let end = match st.cfg.flush {
-        FlushMode::Sync => st.cl.flushed,
-        FlushMode::Async => st.cl.write_pos,
+        FlushMode::Sync => st.cl.flushed(),
+        FlushMode::Async => st.cl.write_pos(),
     };
     end.min(st.replica_gate.unwrap_or(u64::MAX))
 }
 
 /// Everything below `to` is durable: readers may see it (SYNC_FLUSH), waiters are woken.
 pub(crate) fn publish_state(st: &mut State, durable: &Notify, to: u64) {
-    st.cl.flushed = st.cl.flushed.max(to);
-    let to = visible_end(st);
+    let limit = match st.cfg.flush {
+        FlushMode::Sync => to,
+        FlushMode::Async => u64::MAX,
+    };
+    let limit = limit.min(st.replica_gate.unwrap_or(u64::MAX));
     while let Some((end, _, _)) = st.pending_visible.front() {
-        if *end > to {
+        if *end > limit {
             break;
         }
         if let Some((_, key, max)) = st.pending_visible.pop_front() {
             if let Some(q) = st.queues.get_mut(&*key) {
-                if max > q.visible {
-                    q.visible = max;
-                    q.waiters.notify();
-                }
+                q.publish(max);
             }
         }
     }
     let budget = st.cfg.hot_cache_bytes;
-    st.cl.evict(budget);
+    st.cl.mark_durable(to, budget);
     st.check();
     durable.notify();
 }
@@ -238,16 +238,16 @@ pub(crate) async fn cq_entries(
             let Some(q) = st.queues.get(key) else {
                 return Ok(out);
             };
-            if idx >= q.max {
+            if idx >= q.max() {
                 return Ok(out);
             }
-            let mem = if idx >= q.mem_start {
-                let hi = end.min(q.max);
+            let mem = if idx >= q.mem_start() {
+                let hi = end.min(q.max());
                 Some((idx..hi).filter_map(|i| q.mem_entry(i)).collect::<Vec<_>>())
             } else {
                 None
             };
-            let durable = q.max.min(q.mem_start);
+            let durable = q.max().min(q.mem_start());
             let next = q.ra_entries(idx, end.min(durable), &mut out);
             if next != idx {
                 idx = next;
@@ -277,7 +277,7 @@ pub(crate) async fn cq_entries(
                 .map(CqEntry::decode),
         );
         if let Some(q) = sh.st.borrow_mut().queues.get_mut(key) {
-            q.ra = Some((idx, b));
+            q.keep_read_ahead(idx, b);
         }
         if got < hi - idx {
             return Ok(out);

@@ -3,7 +3,7 @@
 //! work live in their own modules (see the crate docs' module diagram).
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
@@ -20,7 +20,6 @@ use crate::error::{Result, StoreError};
 use crate::flusher::{durable_ticker, ensure_segment_with, flusher_loop, submit_blocks};
 use crate::io::{align_down, File};
 use crate::notify::{Notified, Notify};
-use crate::seg_index::index_keys;
 use crate::state::{publish_state, visible_end, QueueKey, QueueKeyRef, Shared, State};
 use crate::types::{
     AppendResult, AppendedRecord, GetResult, MessageToStore, QueueInfo, RecoveryReport,
@@ -77,90 +76,28 @@ impl Store {
         let mut st = self.sh.st.borrow_mut();
         let st = &mut *st;
         self.admit(st, batch)?;
-        let seg = st.cfg.segment_size;
-        let store_host = st.cfg.store_host;
-        let sync = st.cfg.flush == FlushMode::Sync;
-        // Visibility deferred: to the flush (SYNC_FLUSH) and/or to a slave (replication gate).
-        let defer = sync || st.replica_gate.is_some();
         let now = st.cfg.clock.now_ms();
         let mut records = Vec::with_capacity(batch.len());
-        let mut piece_start = st.cl.write_pos;
-        // Entries of `pending_visible` before `pending_mark` belong to earlier appends.
-        let pending_mark = st.pending_visible.len();
-        let mut n_pending = pending_mark;
+        let mut piece_start = st.cl.write_pos();
+        // Entries of `pending_visible` before the first belong to earlier appends; the second
+        // counts them with this batch's.
+        let n = st.pending_visible.len();
+        let mut pending = (n, n);
         for m in batch {
-            let size = input_of(m, store_host, now, 0, 0).encoded_len()?;
-            let pos = st.cl.write_pos;
-            let seg_end = st.cl.base_of(pos) + seg;
-            if pos + size as u64 + BLANK_LEN > seg_end {
-                st.cl.seal_piece(piece_start);
-                st.cl.write_blank(pos, seg_end);
-                st.cl.seal_piece(pos);
-                st.cl.roll(seg_end);
-                piece_start = seg_end;
-            }
-            let pos = st.cl.write_pos;
-            let dispatch = sysflag::is_dispatched(m.sys_flag);
-            let lookup: &dyn QueueKeyRef = &(m.topic.as_str(), m.queue_id);
-            if !st.queues.contains_key(lookup) {
-                let q = ConsumeQueue::new(
-                    &st.cfg.dir.join("consumequeue"),
-                    &m.topic,
-                    m.queue_id,
-                    st.cfg.cq_file_entries,
-                    0,
-                );
-                st.queues.insert((m.topic.clone(), m.queue_id), q);
-            }
-            let Some(cq) = st.queues.get_mut(lookup) else {
-                unreachable!("queue inserted above");
-            };
-            let queue_offset = if dispatch { cq.max as i64 } else { 0 };
-            let input = input_of(m, store_host, now, queue_offset, pos as i64);
-            let out = st.cl.space(&mut piece_start, pos, size);
-            input.encode_into(out)?;
-            let crc = crc32c::crc32c(out);
-            let seg_pos = (pos - st.cl.base_of(pos)) as u32;
-            st.cl.active.add_record(seg_pos, size as u32, crc, now);
-            let uniq = m.uniq_key.as_deref();
-            index_keys(&mut st.cl.active, &m.topic, uniq, &m.keys, seg_pos);
-            st.cl.write_pos = pos + size as u64;
-            if dispatch {
-                cq.push(CqEntry {
-                    phys: pos as i64,
-                    size: size as i32,
-                    tags: m.tags_code,
-                });
-                if defer {
-                    // Merged only within this batch: a flush covers a batch whole, so merging
-                    // never delays an earlier append's visibility.
-                    let merge = pending_mark < n_pending;
-                    let end = st.cl.write_pos;
-                    n_pending += pend_visible(&mut st.pending_visible, merge, end, cq) as usize;
-                } else {
-                    cq.visible = cq.max;
-                    cq.waiters.notify();
-                }
-            }
-            records.push(AppendedRecord {
-                phys_offset: pos as i64,
-                size: size as i32,
-                queue_offset,
-                store_timestamp: now,
-            });
+            records.push(append_one(st, m, now, &mut piece_start, &mut pending)?);
         }
         st.cl.seal_piece(piece_start);
-        let end_offset = st.cl.write_pos;
+        let end_offset = st.cl.write_pos();
         // Whole blocks go to the disk writer as soon as a write's worth is ready, so the disk
         // is kept busy however rarely the flusher gets to run; the flusher writes the rest.
         let ready = align_down(end_offset);
-        if ready - st.cl.submitted >= st.cfg.write_chunk_bytes as u64 {
+        if ready - st.cl.submitted() >= st.cfg.write_chunk_bytes as u64 {
             // An error here (the descriptor could not be duplicated) is the flusher's to report:
             // it submits the same blocks again.
             let _ = submit_blocks(st, &self.sh.writer, ready, true);
         }
-        let dirty = end_offset - st.cl.flushed;
-        if sync || dirty >= st.cfg.flush_dirty_bytes as u64 {
+        let dirty = end_offset - st.cl.flushed();
+        if st.cfg.flush == FlushMode::Sync || dirty >= st.cfg.flush_dirty_bytes as u64 {
             self.sh.flush_wake.notify();
         }
         self.sh.appended.notify();
@@ -187,10 +124,10 @@ impl Store {
         // A flush whose writes and syncs the writer thread finished is published here when
         // the flusher has not run since (appends may keep the executor busy).
         let mark = self.sh.writer.mark();
-        if mark > st.cl.flushed {
+        if mark > st.cl.flushed() {
             publish_state(st, &self.sh.durable, mark);
         }
-        let dirty = st.cl.write_pos - st.cl.flushed;
+        let dirty = st.cl.write_pos() - st.cl.flushed();
         if dirty > st.cfg.max_dirty_bytes as u64 {
             return Err(StoreError::Busy {
                 dirty,
@@ -219,7 +156,7 @@ impl Store {
         loop {
             let notified = {
                 let st = self.sh.st.borrow();
-                if st.cl.flushed >= end_offset {
+                if st.cl.flushed() >= end_offset {
                     return Ok(());
                 }
                 if let Some(f) = &st.failed {
@@ -246,7 +183,7 @@ impl Store {
             let notified = {
                 let st = self.sh.st.borrow();
                 if st.failed.is_some()
-                    || st.cl.write_pos - st.cl.flushed <= st.cfg.max_dirty_bytes as u64
+                    || st.cl.write_pos() - st.cl.flushed() <= st.cfg.max_dirty_bytes as u64
                 {
                     return;
                 }
@@ -259,7 +196,7 @@ impl Store {
 
     /// Flushes everything appended so far.
     pub async fn flush(&self) -> Result<()> {
-        let end = self.sh.st.borrow().cl.write_pos;
+        let end = self.sh.st.borrow().cl.write_pos();
         loop {
             match self.wait_durable(end).await {
                 Err(StoreError::FlushTimeout { .. }) => continue,
@@ -308,14 +245,14 @@ impl Store {
         let st = self.sh.st.borrow();
         st.queues
             .get(&(topic.to_string(), queue_id))
-            .map_or(0, |q| q.visible as i64)
+            .map_or(0, |q| q.visible() as i64)
     }
 
     pub fn min_offset(&self, topic: &str, queue_id: i32) -> i64 {
         let st = self.sh.st.borrow();
         st.queues
             .get(&(topic.to_string(), queue_id))
-            .map_or(0, |q| q.min.min(q.visible) as i64)
+            .map_or(0, |q| q.readable_min() as i64)
     }
 
     pub fn queues(&self) -> Vec<QueueInfo> {
@@ -326,8 +263,8 @@ impl Store {
             .map(|q| QueueInfo {
                 topic: q.topic.clone(),
                 queue_id: q.queue_id,
-                min_offset: q.min.min(q.visible) as i64,
-                max_offset: q.visible as i64,
+                min_offset: q.readable_min() as i64,
+                max_offset: q.visible() as i64,
             })
             .collect();
         v.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
@@ -335,7 +272,7 @@ impl Store {
     }
 
     pub fn commit_log_min_offset(&self) -> i64 {
-        self.sh.st.borrow().cl.min_offset as i64
+        self.sh.st.borrow().cl.min_offset() as i64
     }
 
     /// End of what readers may see: the durable end under SYNC_FLUSH, the append end otherwise.
@@ -346,7 +283,7 @@ impl Store {
     /// Unflushed bytes.
     pub fn dirty_bytes(&self) -> u64 {
         let st = self.sh.st.borrow();
-        st.cl.write_pos - st.cl.flushed
+        st.cl.write_pos() - st.cl.flushed()
     }
 
     /// Resolves at the next append of any record (local or replicated).
@@ -495,7 +432,72 @@ fn input_of<'a>(
     }
 }
 
-/// SYNC_FLUSH: the queue's entries up to `cq.max` become visible once `end` is durable. With
+/// Appends one record of a batch (see [`Store::append`]): ends the segment first if it does
+/// not fit, encodes it into the commit log, queues it.
+#[inline]
+fn append_one(
+    st: &mut State,
+    m: &MessageToStore,
+    now: i64,
+    piece_start: &mut u64,
+    pending: &mut (usize, usize),
+) -> Result<AppendedRecord> {
+    let store_host = st.cfg.store_host;
+    let size = input_of(m, store_host, now, 0, 0).encoded_len()?;
+    st.cl.make_room(piece_start, size as u64);
+    let pos = st.cl.write_pos();
+    let dispatch = sysflag::is_dispatched(m.sys_flag);
+    let cq = queue_of(&mut st.queues, &st.cfg, &m.topic, m.queue_id);
+    let queue_offset = if dispatch { cq.max() as i64 } else { 0 };
+    let input = input_of(m, store_host, now, queue_offset, pos as i64);
+    let keys = (m.topic.as_str(), m.uniq_key.as_deref(), m.keys.as_str());
+    st.cl.append_record(piece_start, &input, size, now, keys)?;
+    if dispatch {
+        cq.push(CqEntry {
+            phys: pos as i64,
+            size: size as i32,
+            tags: m.tags_code,
+        });
+        // Visibility deferred: to the flush (SYNC_FLUSH) and/or to a slave (replication gate).
+        if st.cfg.flush == FlushMode::Sync || st.replica_gate.is_some() {
+            // Merged only within this batch: a flush covers a batch whole, so merging never
+            // delays an earlier append's visibility.
+            let merge = pending.0 < pending.1;
+            let end = st.cl.write_pos();
+            pending.1 += pend_visible(&mut st.pending_visible, merge, end, cq) as usize;
+        } else {
+            cq.publish(cq.max());
+        }
+    }
+    Ok(AppendedRecord {
+        phys_offset: pos as i64,
+        size: size as i32,
+        queue_offset,
+        store_timestamp: now,
+    })
+}
+
+/// The queue of `(topic, queue_id)`, created if new (looked up without allocating).
+#[inline]
+fn queue_of<'a>(
+    queues: &'a mut HashMap<QueueKey, ConsumeQueue>,
+    cfg: &StoreConfig,
+    topic: &str,
+    queue_id: i32,
+) -> &'a mut ConsumeQueue {
+    let lookup: &dyn QueueKeyRef = &(topic, queue_id);
+    if !queues.contains_key(lookup) {
+        let root = cfg.dir.join("consumequeue");
+        let q = ConsumeQueue::new(&root, topic, queue_id, cfg.cq_file_entries, 0);
+        queues.insert((topic.to_string(), queue_id), q);
+    }
+    match queues.get_mut(lookup) {
+        Some(q) => q,
+        None => unreachable!("queue inserted above"),
+    }
+}
+
+/// SYNC_FLUSH: the queue's entries up to `cq.max()` become visible once `end` is durable. With
 /// `merge`, a last entry of the same queue is extended instead of a new one added (returns
 /// whether one was added).
 #[inline]
@@ -508,11 +510,11 @@ pub(crate) fn pend_visible(
     match pending.back_mut() {
         Some(p) if merge && Rc::ptr_eq(&p.1, &cq.key) => {
             p.0 = end;
-            p.2 = cq.max;
+            p.2 = cq.max();
             false
         }
         _ => {
-            pending.push_back((end, cq.key.clone(), cq.max));
+            pending.push_back((end, cq.key.clone(), cq.max()));
             true
         }
     }

@@ -16,6 +16,7 @@ use protocol::header::HeaderError;
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 pub use self::error::{HandlerError, IntoReply};
+pub(crate) use self::send::broker_properties;
 use crate::conn::{Conn, Outgoing};
 use crate::shard::Shard;
 

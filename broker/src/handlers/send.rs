@@ -376,10 +376,13 @@ fn message_to_store(
 /// Adds what the broker owes every stored message: a UNIQ_KEY when the
 /// producer sent none, and the CLUSTER, MSG_REGION and TRACE_ON properties
 /// (RocketMQ stores all three; the 5.x client drops a consumer's trace
-/// records when the consumed message has no MSG_REGION).
+/// records when the consumed message has no MSG_REGION). The three are the
+/// shard's [`broker_properties`], appended in one piece when the producer set
+/// none of them (the usual case).
 fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) -> String {
     let needs_uniq = found.uniq_key.is_none();
-    if !needs_uniq && found.has_cluster && found.has_region && found.has_trace_on {
+    let (cluster, region, trace) = (found.has_cluster, found.has_region, found.has_trace_on);
+    if !needs_uniq && cluster && region && trace {
         return props;
     }
     if !props.is_empty() && !props.ends_with('\u{2}') {
@@ -390,24 +393,36 @@ fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) ->
         push_property(&mut props, prop::UNIQ_KEY, &id);
         found.uniq_key = Some(id);
     }
-    if !found.has_cluster {
-        push_property(&mut props, prop::CLUSTER, &shard.config.cluster_name);
-        found.has_cluster = true;
+    if !cluster && !region && !trace {
+        props.push_str(&shard.broker_properties);
+    } else {
+        let c = &shard.config;
+        let values = [
+            (cluster, prop::CLUSTER, c.cluster_name.as_str()),
+            (region, prop::MSG_REGION, c.region_id.as_str()),
+            (
+                trace,
+                prop::TRACE_ON,
+                if c.trace_on { "true" } else { "false" },
+            ),
+        ];
+        for (_, name, value) in values.into_iter().filter(|(has, ..)| !has) {
+            push_property(&mut props, name, value);
+        }
     }
-    if !found.has_region {
-        push_property(&mut props, prop::MSG_REGION, &shard.config.region_id);
-        found.has_region = true;
-    }
-    if !found.has_trace_on {
-        let on = if shard.config.trace_on {
-            "true"
-        } else {
-            "false"
-        };
-        push_property(&mut props, prop::TRACE_ON, on);
-        found.has_trace_on = true;
-    }
+    (found.has_cluster, found.has_region, found.has_trace_on) = (true, true, true);
     props
+}
+
+/// CLUSTER, MSG_REGION and TRACE_ON as a properties string: what the broker adds to every
+/// message it stores (see [`complete_properties`]); built once per shard.
+pub(crate) fn broker_properties(config: &crate::config::BrokerConfig) -> String {
+    let mut out = String::new();
+    push_property(&mut out, prop::CLUSTER, &config.cluster_name);
+    push_property(&mut out, prop::MSG_REGION, &config.region_id);
+    let trace = if config.trace_on { "true" } else { "false" };
+    push_property(&mut out, prop::TRACE_ON, trace);
+    out
 }
 
 fn push_property(props: &mut String, name: &str, value: &str) {

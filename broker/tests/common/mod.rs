@@ -43,7 +43,8 @@ fn free(port: u16) -> bool {
     TcpListener::bind(("0.0.0.0", port)).is_ok()
 }
 
-/// A base port with base-2 .. base+8 free (two shards), and a name server port.
+/// A base port with base-2 .. base+8 free (two shards), and a name server port (base+10),
+/// checked free too.
 pub fn pick_ports() -> (u16, u16) {
     if NEXT_PORT.load(Ordering::Relaxed) == 0 {
         let seed = 20_000 + (std::process::id() % 2_000) as u16 * 16;
@@ -51,7 +52,7 @@ pub fn pick_ports() -> (u16, u16) {
     }
     loop {
         let base = NEXT_PORT.fetch_add(16, Ordering::Relaxed);
-        if (base - 2..base + 10).all(free) {
+        if (base - 2..=base + 10).all(free) {
             return (base, base + 10);
         }
     }

@@ -99,6 +99,28 @@ impl<'a> Reader<'a> {
         Ok(i64::from_be_bytes(a))
     }
 
+    /// A length written as an int; negative is [`MessageError::BadLength`].
+    fn len_i32(&mut self, field: &'static str) -> Result<usize, MessageError> {
+        let offset = self.base + self.pos;
+        let n = self.i32(field)?;
+        usize::try_from(n).map_err(|_| MessageError::BadLength {
+            field,
+            offset,
+            value: i64::from(n),
+        })
+    }
+
+    /// A length written as a short; negative is [`MessageError::BadLength`].
+    fn len_i16(&mut self, field: &'static str) -> Result<usize, MessageError> {
+        let offset = self.base + self.pos;
+        let n = self.i16(field)?;
+        usize::try_from(n).map_err(|_| MessageError::BadLength {
+            field,
+            offset,
+            value: i64::from(n),
+        })
+    }
+
     fn host(&mut self, v6: bool, field: &'static str) -> Result<SocketAddr, MessageError> {
         let ip = if v6 {
             let b = self.take(16, field)?;
@@ -154,8 +176,9 @@ impl<'a> RecordView<'a> {
         Self::parse_at(buf, 0)
     }
 
-    /// As [`RecordView::parse`], with error offsets counted from `base`.
-    pub fn parse_at(buf: &'a [u8], base: usize) -> Result<(RecordView<'a>, usize), MessageError> {
+    /// TOTALSIZE and MAGICCODE of the record at the start of `buf`, checked: a known magic, a
+    /// length no shorter than the shortest record and within `buf`.
+    fn head(buf: &[u8], base: usize) -> Result<(u32, u32), MessageError> {
         let mut head = Reader { buf, pos: 0, base };
         let total_size = head.i32("TOTALSIZE")? as u32;
         let magic = head.i32("MAGICCODE")? as u32;
@@ -190,6 +213,13 @@ impl<'a> RecordView<'a> {
                 available: buf.len(),
             });
         }
+        Ok((total_size, magic))
+    }
+
+    /// As [`RecordView::parse`], with error offsets counted from `base`.
+    pub fn parse_at(buf: &'a [u8], base: usize) -> Result<(RecordView<'a>, usize), MessageError> {
+        let (total_size, magic) = Self::head(buf, base)?;
+        let total = total_size as usize;
         // From here on reads are bounded by the record, so a field that runs past TOTALSIZE is
         // reported as truncated rather than read from the next record.
         let mut r = Reader {
@@ -209,42 +239,17 @@ impl<'a> RecordView<'a> {
         let store_host = r.host(store_host_v6(sys_flag), "STOREHOST")?;
         let reconsume_times = r.i32("RECONSUMETIMES")?;
         let prepared_transaction_offset = r.i64("PREPARED_TRANSACTION_OFFSET")?;
-        let body_len_at = base + r.pos;
-        let body_len = r.i32("BODYLEN")?;
-        if body_len < 0 {
-            return Err(MessageError::BadLength {
-                field: "BODYLEN",
-                offset: body_len_at,
-                value: i64::from(body_len),
-            });
-        }
+        let body_len = r.len_i32("BODYLEN")?;
         let body_offset = r.pos;
-        let body = r.take(body_len as usize, "BODY")?;
-        let topic_len_at = base + r.pos;
+        let body = r.take(body_len, "BODY")?;
         let topic_len = if magic == MESSAGE_MAGIC_V1 {
             usize::from(r.u8("TOPICLEN")?)
         } else {
-            let n = r.i16("TOPICLEN")?;
-            if n < 0 {
-                return Err(MessageError::BadLength {
-                    field: "TOPICLEN",
-                    offset: topic_len_at,
-                    value: i64::from(n),
-                });
-            }
-            n as usize
+            r.len_i16("TOPICLEN")?
         };
         let topic = r.str(topic_len, "TOPIC")?;
-        let props_len_at = base + r.pos;
-        let props_len = r.i16("PROPERTIESLEN")?;
-        if props_len < 0 {
-            return Err(MessageError::BadLength {
-                field: "PROPERTIESLEN",
-                offset: props_len_at,
-                value: i64::from(props_len),
-            });
-        }
-        let properties = r.str(props_len as usize, "PROPERTIES")?;
+        let props_len = r.len_i16("PROPERTIESLEN")?;
+        let properties = r.str(props_len, "PROPERTIES")?;
         if r.pos != total {
             return Err(MessageError::SizeMismatch {
                 offset: base,
@@ -734,5 +739,36 @@ mod tests {
             msgs.iter().map(|m| m.queue_offset).collect::<Vec<_>>(),
             vec![0, 1, 2]
         );
+    }
+
+    #[test]
+    fn negative_lengths_are_bad_lengths_at_their_offset() {
+        let good = sample("TopicTest", b"hello", "TAGS\u{1}TagA\u{2}")
+            .to_bytes()
+            .unwrap();
+        let mut b = good.to_vec();
+        b[84..88].copy_from_slice(&(-1i32).to_be_bytes());
+        match RecordView::parse_at(&b, 1000) {
+            Err(MessageError::BadLength {
+                field,
+                offset,
+                value,
+            }) => {
+                assert_eq!((field, offset, value), ("BODYLEN", 1084, -1));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut b = good.to_vec();
+        b[103..105].copy_from_slice(&(-2i16).to_be_bytes());
+        match RecordView::parse_at(&b, 0) {
+            Err(MessageError::BadLength {
+                field,
+                offset,
+                value,
+            }) => {
+                assert_eq!((field, offset, value), ("PROPERTIESLEN", 103, -2));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
