@@ -113,8 +113,6 @@ pub struct BrokerConfig {
     pub slave_timeout: Duration,
     /// Bytes per transfer frame (`haTransferBatchSize`).
     pub ha_transfer_batch: usize,
-    /// Consumers may be told to read from a slave when they are far behind (`slaveReadEnable`).
-    pub slave_read_enable: bool,
 }
 
 /// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
@@ -165,7 +163,6 @@ impl Default for BrokerConfig {
             ha_max_gap: 256 << 20,
             slave_timeout: Duration::from_secs(3),
             ha_transfer_batch: 256 << 10,
-            slave_read_enable: false,
         }
     }
 }
@@ -301,7 +298,6 @@ impl BrokerConfig {
                         return Err(bad());
                     }
                 }
-                "slaveReadEnable" => self.slave_read_enable = parse_bool(v).ok_or_else(bad)?,
                 _ => unknown.push(key.clone()),
             }
         }
