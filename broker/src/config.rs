@@ -113,6 +113,21 @@ pub struct BrokerConfig {
     pub slave_timeout: Duration,
     /// Bytes per transfer frame (`haTransferBatchSize`).
     pub ha_transfer_batch: usize,
+    /// Prometheus text endpoint (`metricsExporterType=PROM`); other values: none.
+    pub metrics_prom: bool,
+    /// Its port and address (`metricsPromExporterPort`, `metricsPromExporterHost`).
+    pub metrics_port: u16,
+    pub metrics_host: IpAddr,
+    /// Create RMQ_SYS_TRACE_TOPIC (or `msgTraceTopicName`) at start (`traceTopicEnable`).
+    pub trace_topic_enable: bool,
+    pub trace_topic_name: String,
+    /// SQL92 subscriptions are served (`enablePropertyFilter`; on by default, unlike RocketMQ).
+    pub enable_property_filter: bool,
+    /// transactionTimeOut, transactionCheckInterval, transactionCheckMax.
+    pub transaction: crate::transaction::TxConfig,
+    /// An orderly consumer's queue lock not renewed for this long is free again (RocketMQ's
+    /// `rocketmq.broker.rebalance.lockMaxLiveTime`, 60 s).
+    pub rebalance_lock_max_live: Duration,
 }
 
 /// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
@@ -153,6 +168,11 @@ impl Default for BrokerConfig {
             idle_timeout: Duration::from_secs(120),
             region_id: "DefaultRegion".into(),
             trace_on: true,
+            metrics_prom: false,
+            metrics_port: 5557,
+            metrics_host: IpAddr::from([0, 0, 0, 0]),
+            trace_topic_enable: true,
+            trace_topic_name: "RMQ_SYS_TRACE_TOPIC".into(),
             pin_cores: true,
             io_memory: 1 << 20,
             spin_before_park: Duration::ZERO,
@@ -163,6 +183,9 @@ impl Default for BrokerConfig {
             ha_max_gap: 256 << 20,
             slave_timeout: Duration::from_secs(3),
             ha_transfer_batch: 256 << 10,
+            enable_property_filter: true,
+            transaction: crate::transaction::TxConfig::default(),
+            rebalance_lock_max_live: Duration::from_secs(60),
         }
     }
 }
@@ -264,6 +287,19 @@ impl BrokerConfig {
                 }
                 "regionId" => self.region_id = v.to_owned(),
                 "traceOn" => self.trace_on = parse_bool(v).ok_or_else(bad)?,
+                "metricsExporterType" => match v {
+                    "PROM" => self.metrics_prom = true,
+                    "DISABLE" => self.metrics_prom = false,
+                    _ => {
+                        return Err(format!(
+                            "broker.conf: metricsExporterType={v}: Saturn serves PROM or DISABLE"
+                        ))
+                    }
+                },
+                "metricsPromExporterPort" => self.metrics_port = v.parse().map_err(|_| bad())?,
+                "metricsPromExporterHost" => self.metrics_host = v.parse().map_err(|_| bad())?,
+                "traceTopicEnable" => self.trace_topic_enable = parse_bool(v).ok_or_else(bad)?,
+                "msgTraceTopicName" => self.trace_topic_name = v.to_owned(),
                 "diskMaxUsedSpaceRatio" => {
                     let pct: f64 = v.parse().map_err(|_| bad())?;
                     if !(10.0..=95.0).contains(&pct) {
@@ -281,6 +317,9 @@ impl BrokerConfig {
                     self.max_bytes_in_flight_per_connection = v.parse().map_err(|_| bad())?
                 }
                 "diskMinFreeBytes" => self.disk_min_free_bytes = v.parse().map_err(|_| bad())?,
+                "enablePropertyFilter" => {
+                    self.enable_property_filter = parse_bool(v).ok_or_else(bad)?
+                }
                 "saturnSpinBeforeParkMicros" => {
                     self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
                 }
@@ -297,6 +336,23 @@ impl BrokerConfig {
                     if !(1024..=(64 << 20)).contains(&self.ha_transfer_batch) {
                         return Err(bad());
                     }
+                }
+                "transactionTimeOut" => {
+                    self.transaction.timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
+                }
+                "transactionCheckInterval" => {
+                    let ms: u64 = v.parse().map_err(|_| bad())?;
+                    if ms == 0 {
+                        return Err(bad());
+                    }
+                    self.transaction.interval = Duration::from_millis(ms)
+                }
+                "transactionCheckMax" => {
+                    self.transaction.max_checks = v.parse().map_err(|_| bad())?
+                }
+                "rocketmq.broker.rebalance.lockMaxLiveTime" => {
+                    self.rebalance_lock_max_live =
+                        Duration::from_millis(v.parse().map_err(|_| bad())?)
                 }
                 _ => unknown.push(key.clone()),
             }

@@ -29,6 +29,11 @@ pub const NOT_ALLOWED_SEND_TOPICS: &[&str] = &[
     OFFSET_MOVED_EVENT,
 ];
 
+/// The topic replies go to: `<cluster>_REPLY_TOPIC`.
+pub fn reply_topic(cluster: &str) -> String {
+    format!("{cluster}_REPLY_TOPIC")
+}
+
 /// Why a topic name is refused, or `None` when it is valid.
 pub fn topic_name_error(topic: &str) -> Option<String> {
     if topic.trim().is_empty() {
@@ -92,11 +97,21 @@ impl Metadata {
         };
         let rw = perm::READ | perm::WRITE;
         let rwi = rw | perm::INHERIT;
-        let builtin = [
+        let mut builtin = vec![
             TopicConfig::new(SELF_TEST_TOPIC, 1, 1, rw),
             TopicConfig::new(OFFSET_MOVED_EVENT, 1, 1, rw),
             TopicConfig::new(&config.cluster_name, 16, 16, rwi),
+            // Replies of request-reply (DefaultMQProducer.request()), as RocketMQ creates it.
+            TopicConfig::new(reply_topic(&config.cluster_name), 1, 1, rw),
         ];
+        // Client-side message trace writes here (traceTopicEnable, msgTraceTopicName).
+        if config.trace_topic_enable {
+            let name = &config.trace_topic_name;
+            if let Some(why) = topic_name_error(name) {
+                return Err(format!("msgTraceTopicName: {why}"));
+            }
+            builtin.push(TopicConfig::new(name, 1, 1, rw));
+        }
         for t in builtin {
             meta.topics.entry(t.topic_name.clone()).or_insert(t);
         }
@@ -189,6 +204,36 @@ mod tests {
         assert!(topic_name_error("a b").unwrap().contains("illegal"));
         assert!(topic_name_error(&"x".repeat(128)).is_some());
         assert!(topic_name_error(&format!("%RETRY%{}", "x".repeat(200))).is_none());
+    }
+
+    #[test]
+    fn trace_topic_is_created_unless_turned_off() {
+        let base =
+            std::env::var_os("SATURN_TEST_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+        let dir = base.join(format!("saturn-meta-trace-{}", std::process::id()));
+        let with = |pairs: &[(&str, &str)]| {
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut c = BrokerConfig {
+                data_dir: dir.clone(),
+                ..Default::default()
+            };
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            c.apply_properties(&pairs).unwrap();
+            Metadata::load(&c)
+        };
+        let m = with(&[]).unwrap();
+        let t = &m.topics["RMQ_SYS_TRACE_TOPIC"];
+        assert_eq!((t.read_queue_nums, t.write_queue_nums, t.perm), (1, 1, 6));
+        let m = with(&[("msgTraceTopicName", "MyTrace")]).unwrap();
+        assert!(m.topics.contains_key("MyTrace") && !m.topics.contains_key("RMQ_SYS_TRACE_TOPIC"));
+        let m = with(&[("traceTopicEnable", "false")]).unwrap();
+        assert!(!m.topics.contains_key("RMQ_SYS_TRACE_TOPIC"));
+        let err = with(&[("msgTraceTopicName", "bad name")]).unwrap_err();
+        assert!(err.contains("msgTraceTopicName"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn test_dir(name: &str) -> PathBuf {

@@ -28,6 +28,7 @@ impl Broker {
         let mut shards = Vec::new();
         let mut ready = Vec::new();
         let learned_masters = crate::ha::learned_masters(config.shards);
+        let (metrics_hub, mut scrapes) = crate::metrics::channels(config.shards);
         for id in 0..config.shards {
             let (event_tx, event_rx) = flume::unbounded();
             shard_events.push(event_tx);
@@ -41,6 +42,8 @@ impl Broker {
                 events: event_rx,
                 ready: ready_tx,
                 learned_masters: learned_masters.clone(),
+                metrics: scrapes.remove(0),
+                services: crate::handlers::start_services,
             };
             let placement = match cores.get(id % cores.len().max(1)) {
                 Some(core) if config.pin_cores => Placement::Fixed(core.id),
@@ -65,6 +68,9 @@ impl Broker {
             }
         }
         let registrar = Registrar::start(config.clone(), learned_masters);
+        if config.metrics_prom {
+            crate::metrics::start_http(&config, metrics_hub)?;
+        }
         let control_thread = std::thread::Builder::new()
             .name("control".into())
             .spawn(move || {

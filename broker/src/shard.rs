@@ -46,6 +46,8 @@ pub struct Shard {
     pub outbound: crate::outbound::Outbound,
     /// Settings UPDATE_BROKER_CONFIG may change.
     pub live: crate::live_config::LiveConfig,
+    /// Transactional messages: undecided half messages and recent decisions.
+    pub tx: RefCell<crate::transaction::TxBook>,
     /// CLUSTER, MSG_REGION and TRACE_ON, encoded once: added to every stored message.
     pub broker_properties: String,
     /// Replication (master/slave).
@@ -149,7 +151,17 @@ pub struct ShardSetup {
     pub ready: flume::Sender<Result<(), String>>,
     /// Master HA addresses learned at registration (a slave's).
     pub learned_masters: crate::ha::LearnedMasters,
+    /// Metrics scrapes to answer ([`crate::metrics`]).
+    pub metrics: flume::Receiver<crate::metrics::Reply>,
+    /// Services started before the shard listens (the transaction book rebuilt from its
+    /// queues, then its check loop); their tasks are cancelled when the shard stops.
+    pub services: StartServices,
 }
+
+/// What [`ShardSetup::services`] is: given the shard, rebuild what must be rebuilt and return
+/// the background tasks started.
+pub type StartServices =
+    fn(Rc<Shard>) -> futures_lite::future::BoxedLocal<Vec<glommio::task::JoinHandle<()>>>;
 
 /// Runs a shard to completion inside its executor.
 pub async fn run(setup: ShardSetup) {
@@ -161,6 +173,8 @@ pub async fn run(setup: ShardSetup) {
         events,
         ready,
         learned_masters,
+        metrics,
+        services,
     } = setup;
     let port = config.shard_port(id);
     let store_host = SocketAddr::new(config.broker_ip, port);
@@ -206,6 +220,7 @@ pub async fn run(setup: ShardSetup) {
         stats: crate::stats::ShardStats::new(crate::metadata::now_ms()),
         outbound: crate::outbound::Outbound::default(),
         live: crate::live_config::LiveConfig::new(&config),
+        tx: RefCell::new(Default::default()),
         broker_properties: crate::handlers::broker_properties(&config),
         ha: crate::ha::HaState::new(Some(learned_masters)),
         config: config.clone(),
@@ -222,6 +237,7 @@ pub async fn run(setup: ShardSetup) {
             .borrow_mut()
             .insert(own.topic_name.clone(), Rc::new(own));
     }
+    let services = services(shard.clone()).await;
 
     for listener in listeners {
         let (service, table) = (shard.clone(), shard.connections.clone());
@@ -230,6 +246,7 @@ pub async fn run(setup: ShardSetup) {
     }
     let sweeper = glommio::spawn_local(shard.connections.clone().run_sweeper()).detach();
     let housekeeping = glommio::spawn_local(housekeeping(shard.clone())).detach();
+    let scrapes = glommio::spawn_local(crate::metrics::serve(shard.clone(), metrics)).detach();
 
     tracing::info!(shard = id, name = %shard.name, addr = %store_host, "shard listening");
     let _ = ready.send(Ok(()));
@@ -240,7 +257,11 @@ pub async fn run(setup: ShardSetup) {
         }
     }
     housekeeping.cancel();
+    for task in services {
+        task.cancel();
+    }
     sweeper.cancel();
+    scrapes.cancel();
     shard.offsets.borrow_mut().persist();
     if let Err(e) = shard.store.flush().await {
         tracing::error!(shard = id, error = %e, "final flush failed");

@@ -239,6 +239,10 @@ pub struct ShardStats {
     topic_put: RefCell<NameMap<Counter>>,
     /// topic → group → counter.
     group_get: RefCell<NameMap<NameMap<Counter>>>,
+    /// Time a send spends getting its records into the store (backpressure wait included).
+    pub append_latency: crate::histogram::Histogram,
+    /// Time a SYNC_FLUSH send waits for its records to be durable.
+    pub flush_wait: crate::histogram::Histogram,
 }
 
 impl ShardStats {
@@ -253,6 +257,8 @@ impl ShardStats {
             got: Counter::new(now_ms),
             topic_put: RefCell::new(NameMap::default()),
             group_get: RefCell::new(NameMap::default()),
+            append_latency: Default::default(),
+            flush_wait: Default::default(),
         }
     }
 
@@ -289,6 +295,22 @@ impl ShardStats {
                 let c = Counter::new(self.last_sample_ms.get());
                 c.add(msgs, bytes);
                 groups.insert(group.to_owned(), c);
+            }
+        }
+    }
+
+    /// Every topic's put totals: (topic, messages, bytes).
+    pub fn each_topic_put(&self, mut f: impl FnMut(&str, u64, u64)) {
+        for (topic, c) in self.topic_put.borrow().iter() {
+            f(topic, c.total_msgs(), c.total_bytes());
+        }
+    }
+
+    /// Every (topic, group)'s get totals: (topic, group, messages, bytes).
+    pub fn each_group_get(&self, mut f: impl FnMut(&str, &str, u64, u64)) {
+        for (topic, groups) in self.group_get.borrow().iter() {
+            for (group, c) in groups {
+                f(topic, group, c.total_msgs(), c.total_bytes());
             }
         }
     }

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod kv;
 pub mod processor;
+pub mod prom;
 pub mod route;
 pub mod server;
 

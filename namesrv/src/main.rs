@@ -29,6 +29,9 @@ struct Args {
     /// Put orderTopicConf from the ORDER_TOPIC_CONFIG namespace into routes.
     #[arg(long)]
     order_message_enable: bool,
+    /// Serve Prometheus metrics (GET /metrics) on this address.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
     /// Largest frame accepted, in bytes.
     #[arg(long, default_value_t = protocol::DEFAULT_MAX_FRAME_SIZE)]
     max_frame_size: usize,
@@ -53,6 +56,7 @@ fn main() {
         },
         scan_interval: Duration::from_millis(args.scan_interval_ms),
         max_frame_size: args.max_frame_size,
+        metrics_listen: args.metrics_listen,
         ..ServerConfig::default()
     };
     let server = match NameServer::start(config) {

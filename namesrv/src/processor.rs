@@ -54,6 +54,8 @@ pub struct Processor {
     kv: Mutex<KvStore>,
     /// UPDATE_NAMESRV_CONFIG / GET_NAMESRV_CONFIG properties.
     properties: Mutex<BTreeMap<String, String>>,
+    /// Requests answered (the metrics endpoint).
+    requests: std::sync::atomic::AtomicU64,
 }
 
 fn header_error(request: &RemotingCommand, err: HeaderError) -> RemotingCommand {
@@ -87,6 +89,7 @@ impl Processor {
             routes: Mutex::new(RouteTable::default()),
             kv: Mutex::new(kv),
             properties: Mutex::new(properties),
+            requests: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -108,8 +111,31 @@ impl Processor {
         self.routes().connection_closed(conn)
     }
 
+    /// Broker addresses per cluster, topics with a route, requests answered (for metrics).
+    pub fn figures(&self) -> (Vec<(String, usize)>, usize, u64) {
+        let routes = self.routes();
+        let info = routes.cluster_info();
+        let clusters = info
+            .cluster_addr_table
+            .iter()
+            .map(|(cluster, names)| {
+                let addrs = names
+                    .iter()
+                    .filter_map(|n| info.broker_addr_table.get(n))
+                    .map(|b| b.broker_addrs.len())
+                    .sum();
+                (cluster.clone(), addrs)
+            })
+            .collect();
+        let topics = routes.all_topics().topic_list.len();
+        let requests = self.requests.load(std::sync::atomic::Ordering::Relaxed);
+        (clusters, topics, requests)
+    }
+
     /// Handles one request; `None` for oneway requests.
     pub fn handle(&self, request: &RemotingCommand, conn: ConnId) -> Option<RemotingCommand> {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let response = self.dispatch(request, conn);
         if request.is_oneway() {
             None

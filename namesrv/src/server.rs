@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// A connection silent this long is closed (brokers register every 30 s).
     pub idle_timeout: Duration,
+    /// Where to serve Prometheus metrics (`GET /metrics`); none when `None`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +38,7 @@ impl Default for ServerConfig {
             max_frame_size: protocol::DEFAULT_MAX_FRAME_SIZE,
             max_connections: 4096,
             idle_timeout: Duration::from_secs(120),
+            metrics_listen: None,
         }
     }
 }
@@ -53,6 +56,12 @@ impl NameServer {
         let local_addr = listener.local_addr()?;
         let processor = Arc::new(Processor::new(config.namesrv.clone()));
         let stop = Arc::new(AtomicBool::new(false));
+        if let Some(addr) = config.metrics_listen {
+            let p = processor.clone();
+            crate::prom::serve(addr, "namesrv-metrics", move || {
+                crate::prom::namesrv_text(&p)
+            })?;
+        }
 
         let scanner = {
             let processor = processor.clone();

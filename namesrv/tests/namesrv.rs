@@ -426,3 +426,61 @@ fn bad_input_closes_only_that_connection() {
         assert_eq!(route(&mut good, "Nope").code, 17);
     }
 }
+
+fn scrape(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    text
+}
+
+#[test]
+fn metrics_endpoint_counts_brokers_topics_and_requests() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = start(&["--metrics-listen", &listen]);
+    let before = scrape(port);
+    assert!(
+        before.contains("saturn_namesrv_topics{node_type=\"namesrv\"} 0\n"),
+        "{before}"
+    );
+    let mut c = client(&server.addr);
+    register(
+        &mut c,
+        "b-a",
+        "10.0.0.1:10911",
+        0,
+        &[("T1", 4), ("T2", 2)],
+        false,
+    );
+    register(
+        &mut c,
+        "b-a",
+        "10.0.0.2:10911",
+        1,
+        &[("T1", 4), ("T2", 2)],
+        false,
+    );
+    let text = scrape(port);
+    assert!(
+        text.contains("saturn_namesrv_topics{node_type=\"namesrv\"} 2\n"),
+        "{text}"
+    );
+    let brokers = "saturn_namesrv_brokers{node_type=\"namesrv\",cluster=\"DefaultCluster\"} 2\n";
+    assert!(text.contains(brokers), "{text}");
+    assert!(
+        text.contains("saturn_namesrv_requests_total{node_type=\"namesrv\"} 2\n"),
+        "{text}"
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut other = String::new();
+    s.read_to_string(&mut other).unwrap();
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+}
