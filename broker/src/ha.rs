@@ -91,6 +91,8 @@ impl HaState {
 /// slave.
 pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
     if shard.config.role == BrokerRole::Slave {
+        // Nothing local (transaction checks, timers, send-backs) may write into its log.
+        shard.store.set_replica_only();
         glommio::spawn_local(follow(shard.clone())).detach();
         return Ok(());
     }

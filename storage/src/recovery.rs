@@ -353,6 +353,7 @@ fn new_state(
         queues,
         pending_visible: VecDeque::new(),
         replica_gate: None,
+        replica_only: false,
         failed: None,
         full_enospc: None,
         full_floor: None,

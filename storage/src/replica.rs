@@ -46,6 +46,12 @@ impl Store {
         self.sh.st.borrow().cl.flushed()
     }
 
+    /// Makes this store a slave's: local appends ([`Store::append`]) are refused from now on,
+    /// so that its log stays its master's, byte for byte.
+    pub fn set_replica_only(&self) {
+        self.sh.st.borrow_mut().replica_only = true;
+    }
+
     /// Gates visibility on replication (a SYNC_MASTER): from now on a record becomes visible
     /// to readers only once [`Store::replica_acked`] covers it (and, under SYNC_FLUSH, once it
     /// is durable). Records appended before are visible already.

@@ -78,6 +78,8 @@ pub(crate) struct State {
     /// Replication gate (a SYNC_MASTER's): records are visible only below this offset (what a
     /// slave has), in addition to the flush mode's bound. `None`: no gate.
     pub replica_gate: Option<u64>,
+    /// A slave's store: takes only its master's log ([`crate::Store::append_replica`]).
+    pub replica_only: bool,
     /// Set when a disk write or sync failed: the store is read-only until a restart.
     pub failed: Option<String>,
     /// Set while a write or allocation met ENOSPC (cleared by the next successful flush and

@@ -118,6 +118,11 @@ impl Store {
         if st.closed {
             return Err(StoreError::Closed);
         }
+        if st.replica_only {
+            return Err(StoreError::ReadOnly(
+                "this store is a slave's: it takes only its master's log".into(),
+            ));
+        }
         if let Some(f) = st.full_enospc.as_ref().or(st.full_floor.as_ref()) {
             return Err(StoreError::DiskFull(f.clone()));
         }
