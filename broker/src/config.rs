@@ -104,6 +104,19 @@ pub struct BrokerConfig {
     pub message_delay_levels: Vec<i64>,
     /// timerMaxDelaySec: the farthest ahead a 5.x timer may be due.
     pub timer_max_delay: Duration,
+    /// Replication (module `ha`): a slave's master HA address, shard 0's (`haMasterAddress`,
+    /// `host:port`; shard i uses port + 4i); unset: learned from the name server's answer.
+    pub ha_master_address: Option<String>,
+    /// Shard 0's HA port (`haListenPort`); shard i uses it + 4i. Default: listenPort + 1.
+    pub ha_listen_port: Option<u16>,
+    /// SYNC_MASTER: a send is answered SLAVE_NOT_AVAILABLE when no slave is within this many
+    /// bytes of the master (`haMaxGapNotInSync`).
+    pub ha_max_gap: u64,
+    /// SYNC_MASTER: FLUSH_SLAVE_TIMEOUT when no slave has a send's bytes after this
+    /// (`slaveTimeout`).
+    pub slave_timeout: Duration,
+    /// Bytes per transfer frame (`haTransferBatchSize`).
+    pub ha_transfer_batch: usize,
     /// Prometheus text endpoint (`metricsExporterType=PROM`); other values: none.
     pub metrics_prom: bool,
     /// Its port and address (`metricsPromExporterPort`, `metricsPromExporterHost`).
@@ -175,6 +188,11 @@ impl Default for BrokerConfig {
             .unwrap_or_default(),
             // 40 days (RocketMQ: 3 days).
             timer_max_delay: Duration::from_secs(40 * 86_400),
+            ha_master_address: None,
+            ha_listen_port: None,
+            ha_max_gap: 256 << 20,
+            slave_timeout: Duration::from_secs(3),
+            ha_transfer_batch: 256 << 10,
             enable_property_filter: true,
             transaction: crate::transaction::TxConfig::default(),
             rebalance_lock_max_live: Duration::from_secs(60),
@@ -221,6 +239,11 @@ impl BrokerConfig {
 
     pub fn shard_addr(&self, shard: usize) -> String {
         format!("{}:{}", self.broker_ip, self.shard_port(shard))
+    }
+
+    /// Shard i's HA port (replication): `haListenPort` + 4i, default its port + 1.
+    pub fn ha_port(&self, shard: usize) -> u16 {
+        self.ha_listen_port.unwrap_or(self.listen_port + 1) + PORT_STRIDE * shard as u16
     }
 
     pub fn shard_dir(&self, shard: usize) -> PathBuf {
@@ -328,6 +351,20 @@ impl BrokerConfig {
                 }
                 "saturnSpinBeforeParkMicros" => {
                     self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
+                }
+                "haMasterAddress" => {
+                    self.ha_master_address = Some(v.to_owned()).filter(|a| !a.is_empty())
+                }
+                "haListenPort" => self.ha_listen_port = Some(v.parse().map_err(|_| bad())?),
+                "haMaxGapNotInSync" => self.ha_max_gap = v.parse().map_err(|_| bad())?,
+                "slaveTimeout" => {
+                    self.slave_timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
+                }
+                "haTransferBatchSize" => {
+                    self.ha_transfer_batch = v.parse().map_err(|_| bad())?;
+                    if !(1024..=(64 << 20)).contains(&self.ha_transfer_batch) {
+                        return Err(bad());
+                    }
                 }
                 "transactionTimeOut" => {
                     self.transaction.timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)

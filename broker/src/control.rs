@@ -203,7 +203,7 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    pub fn start(config: Arc<BrokerConfig>) -> Self {
+    pub fn start(config: Arc<BrokerConfig>, learned: crate::ha::LearnedMasters) -> Self {
         let snapshot: Arc<Mutex<Option<Metadata>>> = Arc::new(Mutex::new(None));
         let (wake, wake_rx) = flume::bounded::<()>(1);
         let (stop, stop_rx) = flume::bounded::<()>(1);
@@ -211,7 +211,7 @@ impl Registrar {
             let snapshot = snapshot.clone();
             std::thread::Builder::new()
                 .name("registrar".into())
-                .spawn(move || registrar_loop(config, snapshot, wake_rx, stop_rx))
+                .spawn(move || registrar_loop(config, snapshot, wake_rx, stop_rx, learned))
                 .expect("spawn registrar thread")
         };
         Self {
@@ -241,6 +241,7 @@ fn registrar_loop(
     snapshot: Arc<Mutex<Option<Metadata>>>,
     wake: flume::Receiver<()>,
     stop: flume::Receiver<()>,
+    learned: crate::ha::LearnedMasters,
 ) {
     let mut clients: Vec<Option<BlockingClient>> =
         config.namesrv_addrs.iter().map(|_| None).collect();
@@ -258,7 +259,7 @@ fn registrar_loop(
         }
         let meta = snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(meta) = meta {
-            register_all(&config, &meta, &mut clients);
+            register_all(&config, &meta, &mut clients, &learned);
         }
         next = Instant::now() + config.register_interval;
     }
@@ -281,7 +282,12 @@ fn with_client<T>(
     result
 }
 
-fn register_all(config: &BrokerConfig, meta: &Metadata, clients: &mut [Option<BlockingClient>]) {
+fn register_all(
+    config: &BrokerConfig,
+    meta: &Metadata,
+    clients: &mut [Option<BlockingClient>],
+    learned: &crate::ha::LearnedMasters,
+) {
     for shard in 0..config.shards {
         let mut wrapper = meta.wrapper();
         // Each shard also serves a topic named after itself, as RocketMQ brokers do.
@@ -298,7 +304,7 @@ fn register_all(config: &BrokerConfig, meta: &Metadata, clients: &mut [Option<Bl
             broker_name: own.clone(),
             broker_addr: config.shard_addr(shard),
             cluster_name: config.cluster_name.clone(),
-            ha_server_addr: format!("{}:{}", config.broker_ip, config.shard_port(shard) + 1),
+            ha_server_addr: format!("{}:{}", config.broker_ip, config.ha_port(shard)),
             broker_id: config.broker_id,
             heartbeat_timeout_millis: None,
             enable_acting_master: None,
@@ -311,7 +317,8 @@ fn register_all(config: &BrokerConfig, meta: &Metadata, clients: &mut [Option<Bl
             req.body = body.clone().into();
             match with_client(&mut clients[i], addr, |c| c.invoke(req)) {
                 Ok(resp) if resp.code == 0 => {
-                    tracing::debug!(shard, namesrv = %addr, "registered")
+                    tracing::debug!(shard, namesrv = %addr, "registered");
+                    crate::ha::learn_master(learned, shard, &resp);
                 }
                 Ok(resp) => {
                     tracing::warn!(shard, namesrv = %addr, code = resp.code, remark = ?resp.remark, "registration refused")

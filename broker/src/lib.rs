@@ -51,6 +51,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod fault_hook;
+pub mod ha;
 pub mod handlers;
 pub mod histogram;
 pub mod live_config;

@@ -27,6 +27,7 @@ impl Broker {
         let mut shard_events = Vec::new();
         let mut shards = Vec::new();
         let mut ready = Vec::new();
+        let learned_masters = crate::ha::learned_masters(config.shards);
         let (metrics_hub, mut scrapes) = crate::metrics::channels(config.shards);
         for id in 0..config.shards {
             let (event_tx, event_rx) = flume::unbounded();
@@ -40,6 +41,7 @@ impl Broker {
                 control: ControlHandle::new(control_tx.clone()),
                 events: event_rx,
                 ready: ready_tx,
+                learned_masters: learned_masters.clone(),
                 metrics: scrapes.remove(0),
                 services: crate::handlers::start_services,
             };
@@ -65,10 +67,10 @@ impl Broker {
                 Err(_) => return Err(format!("shard {id} did not start")),
             }
         }
+        let registrar = Registrar::start(config.clone(), learned_masters);
         if config.metrics_prom {
             crate::metrics::start_http(&config, metrics_hub)?;
         }
-        let registrar = Registrar::start(config.clone());
         let control_thread = std::thread::Builder::new()
             .name("control".into())
             .spawn(move || {

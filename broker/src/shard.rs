@@ -52,6 +52,8 @@ pub struct Shard {
     pub timers: crate::timer::Timers,
     /// CLUSTER, MSG_REGION and TRACE_ON, encoded once: added to every stored message.
     pub broker_properties: String,
+    /// Replication (master/slave).
+    pub ha: crate::ha::HaState,
 }
 
 impl Shard {
@@ -149,6 +151,8 @@ pub struct ShardSetup {
     pub events: flume::Receiver<ShardEvent>,
     /// Told once the shard listens (or failed to start).
     pub ready: flume::Sender<Result<(), String>>,
+    /// Master HA addresses learned at registration (a slave's).
+    pub learned_masters: crate::ha::LearnedMasters,
     /// Metrics scrapes to answer ([`crate::metrics`]).
     pub metrics: flume::Receiver<crate::metrics::Reply>,
     /// Services started before the shard listens (the transaction book rebuilt from its
@@ -188,6 +192,7 @@ pub async fn run(setup: ShardSetup) {
         control,
         events,
         ready,
+        learned_masters,
         metrics,
         services,
     } = setup;
@@ -245,8 +250,13 @@ pub async fn run(setup: ShardSetup) {
             config.timer_max_delay.as_millis() as i64,
         ),
         broker_properties: config.stored_properties(),
+        ha: crate::ha::HaState::new(Some(learned_masters)),
         config: config.clone(),
     });
+    if let Err(e) = crate::ha::start(&shard) {
+        let _ = ready.send(Err(format!("shard {id}: {e}")));
+        return;
+    }
     // The shard's own broker-name topic.
     {
         let own = TopicConfig::new(&shard.name, 1, 1, 7);

@@ -415,11 +415,78 @@ impl CommitLog {
         let pos = self.write_pos;
         let seg_end = self.base_of(pos) + self.segment_size;
         if pos + size + BLANK_LEN > seg_end {
-            self.seal_piece(*piece_start);
-            self.write_blank(pos, seg_end);
-            self.seal_piece(pos);
-            self.roll(seg_end);
-            *piece_start = seg_end;
+            self.close_segment(piece_start);
+        }
+    }
+
+    /// Ends the active segment at the append position with the blank marker and rolls to the
+    /// next one. `piece_start` as for [`Self::space`].
+    pub fn close_segment(&mut self, piece_start: &mut u64) {
+        let pos = self.write_pos;
+        let seg_end = self.base_of(pos) + self.segment_size;
+        self.seal_piece(*piece_start);
+        self.write_blank(pos, seg_end);
+        self.seal_piece(pos);
+        self.roll(seg_end);
+        *piece_start = seg_end;
+    }
+
+    /// Places a record's bytes verbatim at the append position (a replica's append), with its
+    /// CRC32C, store time and keys as [`Self::append_record`] does.
+    pub fn append_verbatim(
+        &mut self,
+        piece_start: &mut u64,
+        rec: &[u8],
+        store_ts: i64,
+        keys: (&str, Option<&str>, &str),
+    ) {
+        let pos = self.write_pos;
+        self.space(piece_start, pos, rec.len()).copy_from_slice(rec);
+        let seg_pos = SegPos::of(pos, self.base_of(pos));
+        let crc = crc32c::crc32c(rec);
+        self.active
+            .add_record(seg_pos, rec.len() as u32, crc, store_ts);
+        index_keys(&mut self.active, keys.0, keys.1, keys.2, seg_pos);
+        self.write_pos = pos + rec.len() as u64;
+    }
+
+    /// `[from, end)` cut to the hot-tail piece that holds `from`, if one does.
+    pub fn hot_slice(&self, from: u64, end: u64) -> Option<Bytes> {
+        let i = self
+            .pieces
+            .partition_point(|p| p.start <= from)
+            .checked_sub(1)?;
+        let p = self.pieces.get(i)?;
+        if from >= p.end() {
+            return None;
+        }
+        let lo = (from - p.start) as usize;
+        let hi = (end.min(p.end()) - p.start) as usize;
+        Some(p.data.slice(lo..hi))
+    }
+
+    /// Where the hot tail starts (everything before it is durable, on disk).
+    pub fn hot_start(&self) -> Option<u64> {
+        self.pieces.front().map(|p| p.start)
+    }
+
+    /// `from`, or the next segment's start when `from` lies in the zeros after the blank
+    /// marker of a segment that is no longer the active one (in the hot tail, no piece holds
+    /// them).
+    pub fn skip_blank_gap(&self, from: u64) -> u64 {
+        let base = self.base_of(from);
+        if base == self.active_base() || from == base {
+            return from;
+        }
+        let covered = self
+            .pieces
+            .iter()
+            .any(|p| p.start <= from && from < p.end());
+        let in_tail = self.pieces.front().is_some_and(|p| p.start <= from);
+        if !covered && in_tail {
+            base + self.segment_size
+        } else {
+            from
         }
     }
 

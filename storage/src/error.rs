@@ -43,6 +43,10 @@ pub enum StoreError {
     NotFound { offset: u64, reason: &'static str },
     #[error("bad configuration: {0}")]
     Config(String),
+    /// A replica's commit log and its master's disagree (offsets or bytes): see
+    /// [`crate::Store::append_replica`].
+    #[error("replica diverged from its master at commit-log offset {offset}: {reason}")]
+    Diverged { offset: u64, reason: String },
     #[error("store is closed")]
     Closed,
 }

@@ -161,6 +161,7 @@ mod read;
 mod readcache;
 pub(crate) mod reader;
 pub mod recovery;
+mod replica;
 mod retention;
 mod seg_index;
 mod state;
@@ -172,7 +173,8 @@ pub(crate) mod writer;
 pub use clock::Clock;
 pub use config::{FlushMode, SegmentInit, StoreConfig};
 pub use error::{Result, StoreError};
-pub use notify::Notified;
+pub use notify::{Notified, Notify};
+pub use replica::ReplicaAppend;
 pub use store::Store;
 pub use types::{
     AppendResult, AppendedRecord, GetResult, GetStatus, MessageToStore, QueueInfo, RecoveryReport,

@@ -224,7 +224,7 @@ async fn with_next_records(
 }
 
 /// Opens an existing segment file for reading.
-async fn segment_file(sh: &Shared, base: u64) -> Result<Rc<File>> {
+pub(crate) async fn segment_file(sh: &Shared, base: u64) -> Result<Rc<File>> {
     let path = {
         let st = sh.st.borrow();
         if let Some(f) = st.cl.files.get(&base) {

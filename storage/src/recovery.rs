@@ -352,6 +352,8 @@ fn new_state(
         cl,
         queues,
         pending_visible: VecDeque::new(),
+        replica_gate: None,
+        replica_only: false,
         failed: None,
         full_enospc: None,
         full_floor: None,

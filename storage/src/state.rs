@@ -75,6 +75,11 @@ pub(crate) struct State {
     /// SYNC_FLUSH: (commit-log end, queue, entries) made visible once `end` is durable.
     /// Consecutive records of one queue share an entry.
     pub pending_visible: VecDeque<(u64, Rc<QueueKey>, u64)>,
+    /// Replication gate (a SYNC_MASTER's): records are visible only below this offset (what a
+    /// slave has), in addition to the flush mode's bound. `None`: no gate.
+    pub replica_gate: Option<u64>,
+    /// A slave's store: takes only its master's log ([`crate::Store::append_replica`]).
+    pub replica_only: bool,
     /// Set when a disk write or sync failed: the store is read-only until a restart.
     pub failed: Option<String>,
     /// Set while a write or allocation met ENOSPC (cleared by the next successful flush and
@@ -125,6 +130,8 @@ pub(crate) struct Shared {
     pub stop: Rc<Notify>,
     /// Wakes the checkpointer: a sealed segment is durable, its index can be written.
     pub sealed: Rc<Notify>,
+    /// Woken by every append (the replication sender waits on it).
+    pub appended: Rc<Notify>,
     /// One checkpoint (or retention pass) at a time.
     pub cp_lock: glommio::sync::Semaphore,
     /// Writes commit-log blocks to disk (see [`crate::writer`]).
@@ -137,16 +144,22 @@ pub(crate) struct Shared {
 }
 
 pub(crate) fn visible_end(st: &State) -> u64 {
-    match st.cfg.flush {
+    let end = match st.cfg.flush {
         FlushMode::Sync => st.cl.flushed(),
         FlushMode::Async => st.cl.write_pos(),
-    }
+    };
+    end.min(st.replica_gate.unwrap_or(u64::MAX))
 }
 
 /// Everything below `to` is durable: readers may see it (SYNC_FLUSH), waiters are woken.
 pub(crate) fn publish_state(st: &mut State, durable: &Notify, to: u64) {
+    let limit = match st.cfg.flush {
+        FlushMode::Sync => to,
+        FlushMode::Async => u64::MAX,
+    };
+    let limit = limit.min(st.replica_gate.unwrap_or(u64::MAX));
     while let Some((end, _, _)) = st.pending_visible.front() {
-        if *end > to {
+        if *end > limit {
             break;
         }
         if let Some((_, key, max)) = st.pending_visible.pop_front() {

@@ -28,7 +28,7 @@ use crate::writer::Writer;
 
 /// One shard's store. Not `Send`: use it from the glommio executor that opened it.
 pub struct Store {
-    sh: Rc<Shared>,
+    pub(crate) sh: Rc<Shared>,
     flusher: Option<Task<()>>,
     checkpointer: Option<Task<()>>,
 }
@@ -44,6 +44,7 @@ impl Store {
             durable: Rc::new(Notify::default()),
             stop: Rc::new(Notify::default()),
             sealed: Rc::new(Notify::default()),
+            appended: Rc::new(Notify::default()),
             cp_lock: glommio::sync::Semaphore::new(1),
             writer: Writer::start("saturn-store-writer")?,
             reader: crate::reader::Reader::start("saturn-store-reader")?,
@@ -100,6 +101,7 @@ impl Store {
         if st.cfg.flush == FlushMode::Sync || dirty >= st.cfg.flush_dirty_bytes as u64 {
             self.sh.flush_wake.notify();
         }
+        self.sh.appended.notify();
         st.check();
         Ok(AppendResult {
             records,
@@ -116,6 +118,11 @@ impl Store {
         }
         if st.closed {
             return Err(StoreError::Closed);
+        }
+        if st.replica_only {
+            return Err(StoreError::ReadOnly(
+                "this store is a slave's: it takes only its master's log".into(),
+            ));
         }
         if let Some(f) = st.full_enospc.as_ref().or(st.full_floor.as_ref()) {
             return Err(StoreError::DiskFull(f.clone()));
@@ -283,6 +290,11 @@ impl Store {
     pub fn dirty_bytes(&self) -> u64 {
         let st = self.sh.st.borrow();
         st.cl.write_pos() - st.cl.flushed()
+    }
+
+    /// Resolves at the next append of any record (local or replicated).
+    pub fn wait_for_any_append(&self) -> Notified {
+        self.sh.appended.notified()
     }
 
     /// Resolves at the next append to the queue that readers can see (for long polling).
@@ -458,7 +470,8 @@ fn append_one(
             size: size as i32,
             tags: m.tags_code,
         });
-        if st.cfg.flush == FlushMode::Sync {
+        // Visibility deferred: to the flush (SYNC_FLUSH) and/or to a slave (replication gate).
+        if st.cfg.flush == FlushMode::Sync || st.replica_gate.is_some() {
             // Merged only within this batch: a flush covers a batch whole, so merging never
             // delays an earlier append's visibility.
             let merge = pending.0 < pending.1;
@@ -500,7 +513,7 @@ fn queue_of<'a>(
 /// `merge`, a last entry of the same queue is extended instead of a new one added (returns
 /// whether one was added).
 #[inline]
-fn pend_visible(
+pub(crate) fn pend_visible(
     pending: &mut VecDeque<(u64, Rc<QueueKey>, u64)>,
     merge: bool,
     end: u64,

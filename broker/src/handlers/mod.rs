@@ -49,6 +49,14 @@ pub async fn dispatch(
     // largest handler (a pull's future is three times a send's).
     let oneway = req.is_oneway();
     let reply = match req.request_code() {
+        C::SEND_MESSAGE
+        | C::SEND_MESSAGE_V2
+        | C::SEND_BATCH_MESSAGE
+        | C::CONSUMER_SEND_MSG_BACK
+            if shard.config.role == crate::config::BrokerRole::Slave =>
+        {
+            crate::ha::refuse_on_slave(&req)
+        }
         C::SEND_MESSAGE | C::SEND_MESSAGE_V2 | C::SEND_BATCH_MESSAGE => {
             send::send(shard, conn, &req).await.into_reply(&req)
         }

@@ -295,6 +295,12 @@ async fn store_and_answer(
             }
         }
     }
+    if wait && shard.config.role == crate::config::BrokerRole::SyncMaster {
+        let replica = crate::ha::wait_slave(shard, appended.end_offset).await;
+        if replica != ResponseCode::SUCCESS {
+            code = replica; // the replica's status overrides the flush's, as RocketMQ's does
+        }
+    }
     let mut resp = req.reply(code, None);
     // SendMessageResponseHeader's fields, written in place.
     let ext = &mut resp.ext_fields;
