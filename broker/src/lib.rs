@@ -11,23 +11,25 @@
 //! broker/src` prints this graph and fails on a cycle; there is none):
 //!
 //! ```text
-//! server      ──► shard, control, config, metadata, metrics
+//! server      ──► shard, control, config, metadata, metrics, handlers and ha_link (the
+//!                 services a shard starts: the transaction check loop, replication)
 //! shard       ──► conn, clients, control, outbound, stats, live_config, offsets, config,
-//!                 metadata, fault_hook, metrics, transaction, timer
-//! server      ──► handlers (the services a shard starts: the transaction check loop)
+//!                 metadata, fault_hook, metrics, transaction, timer, ha
+//! ha_link     ──► shard, ha, config (the HA streams: master listener, slave follower)
 //! shard_metrics ──► shard, metrics, histogram (what a shard answers a scrape with)
 //! metrics     ──► config
-//! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata, transaction, timer
+//! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata, transaction, timer,
+//!                 ha_link (SYNC_MASTER's wait for a slave)
 //! clients     ──► conn
 //! outbound    ──► conn
-//! control     ──► config, metadata
+//! control     ──► config, metadata, ha (the master HA address a registration answers)
 //! offsets     ──► metadata
 //! live_config ──► config
 //! metadata    ──► config
 //! config      ──► conn (the per-connection limits it hands out), transaction (its settings),
 //!                 timer (delay levels)
 //! stats       ──► histogram
-//! conn, storeext, fault_hook, histogram, transaction, timer ──► nothing of this crate
+//! conn, storeext, fault_hook, histogram, transaction, timer, ha ──► nothing of this crate
 //! ```
 //!
 //! * [`conn`]: one client connection, served for any [`conn::Service`]
@@ -52,6 +54,7 @@ pub mod conn;
 pub mod control;
 pub mod fault_hook;
 pub mod ha;
+pub mod ha_link;
 pub mod handlers;
 pub mod histogram;
 pub mod live_config;

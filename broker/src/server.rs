@@ -44,6 +44,7 @@ impl Broker {
                 learned_masters: learned_masters.clone(),
                 metrics: scrapes.remove(0),
                 services: crate::handlers::start_services,
+                replication: crate::ha_link::start,
             };
             let placement = match cores.get(id % cores.len().max(1)) {
                 Some(core) if config.pin_cores => Placement::Fixed(core.id),

@@ -158,6 +158,8 @@ pub struct ShardSetup {
     /// Services started before the shard listens (the transaction book rebuilt from its
     /// queues, then its check loop); their tasks are cancelled when the shard stops.
     pub services: StartServices,
+    /// Starts the shard's side of replication ([`crate::ha_link::start`]), before it listens.
+    pub replication: fn(&Rc<Shard>) -> Result<(), String>,
 }
 
 /// What [`ShardSetup::services`] is: given the shard, rebuild what must be rebuilt and return
@@ -195,6 +197,7 @@ pub async fn run(setup: ShardSetup) {
         learned_masters,
         metrics,
         services,
+        replication,
     } = setup;
     let port = config.shard_port(id);
     let store_host = SocketAddr::new(config.broker_ip, port);
@@ -253,7 +256,7 @@ pub async fn run(setup: ShardSetup) {
         ha: crate::ha::HaState::new(Some(learned_masters)),
         config: config.clone(),
     });
-    if let Err(e) = crate::ha::start(&shard) {
+    if let Err(e) = replication(&shard) {
         let _ = ready.send(Err(format!("shard {id}: {e}")));
         return;
     }

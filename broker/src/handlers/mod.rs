@@ -55,7 +55,7 @@ pub async fn dispatch(
         | C::CONSUMER_SEND_MSG_BACK
             if shard.config.role == crate::config::BrokerRole::Slave =>
         {
-            crate::ha::refuse_on_slave(&req)
+            refuse_on_slave(&req)
         }
         C::SEND_MESSAGE | C::SEND_MESSAGE_V2 | C::SEND_BATCH_MESSAGE => {
             send::send(shard, conn, &req).await.into_reply(&req)
@@ -170,6 +170,15 @@ impl From<RemotingCommand> for Reply {
 
 pub(crate) fn header_error(req: &RemotingCommand, err: HeaderError) -> Reply {
     Reply::Cmd(req.reply(ResponseCode::SYSTEM_ERROR, Some(err.to_string())))
+}
+
+/// A slave refuses writes as RocketMQ's does: SERVICE_NOT_AVAILABLE.
+fn refuse_on_slave(req: &protocol::RemotingCommand) -> Reply {
+    error(
+        req,
+        protocol::ResponseCode::SERVICE_NOT_AVAILABLE,
+        "service not available now: this broker is a slave (brokerRole=SLAVE); messages are put to its master",
+    )
 }
 
 pub(crate) fn error(req: &RemotingCommand, code: ResponseCode, remark: impl Into<String>) -> Reply {

@@ -296,7 +296,7 @@ async fn store_and_answer(
         }
     }
     if wait && shard.config.role == crate::config::BrokerRole::SyncMaster {
-        let replica = crate::ha::wait_slave(shard, appended.end_offset).await;
+        let replica = crate::ha_link::wait_slave(shard, appended.end_offset).await;
         if replica != ResponseCode::SUCCESS {
             code = replica; // the replica's status overrides the flush's, as RocketMQ's does
         }
