@@ -171,6 +171,19 @@ pub fn by_offset_id(a: &mut Admin, id: &str) -> Result<StoredMessage> {
     let (host, offset) = decode_offset_msg_id(id)
         .map_err(|e| AdminError::Usage(format!("{id} is not an offsetMsgId: {e}")))?;
     let addr = host.to_string();
+    // Only brokers the name servers list are asked: an id is no way to reach other hosts.
+    let info = a.cluster_info()?;
+    let known = info
+        .broker_addr_table
+        .values()
+        .flat_map(|b| b.broker_addrs.values())
+        .any(|x| *x == addr);
+    if !known {
+        return Err(AdminError::Usage(format!(
+            "{id} names store host {addr}, not a broker of this cluster \
+             (a message id, UNIQ_KEY, needs its topic)"
+        )));
+    }
     let req =
         RemotingCommand::request(RequestCode::VIEW_MESSAGE_BY_ID, 0).with_ext("offset", offset);
     let resp = a.call(&addr, req)?;
@@ -186,17 +199,15 @@ pub fn by_offset_id(a: &mut Admin, id: &str) -> Result<StoredMessage> {
 fn find(a: &mut Admin, q: &Query) -> Result<Vec<StoredMessage>> {
     let until = cluster::now_ms() + 3_600_000;
     if let Some(id) = q.get("id").filter(|v| !v.is_empty()) {
-        if decode_offset_msg_id(id).is_ok() {
-            return Ok(vec![by_offset_id(a, id)?]);
+        // With a topic: a message id (UNIQ_KEY) first; both are 32 hex digits.
+        if let Some(t) = q.get("topic").filter(|v| !v.is_empty()) {
+            let mut v = message::query(a, t, id, 32, (0, until), true)?;
+            v.retain(|m| m.property("UNIQ_KEY") == Some(id.as_str()));
+            if !v.is_empty() || decode_offset_msg_id(id).is_err() {
+                return Ok(v);
+            }
         }
-        let t = need(q, "topic").map_err(|_| {
-            AdminError::Usage(format!(
-                "{id} is a message id (UNIQ_KEY): give its topic too"
-            ))
-        })?;
-        let mut v = message::query(a, t, id, 32, (0, until), true)?;
-        v.retain(|m| m.property("UNIQ_KEY") == Some(id.as_str()));
-        return Ok(v);
+        return Ok(vec![by_offset_id(a, id)?]);
     }
     let t = need(q, "topic")?;
     if let Some(key) = q.get("key").filter(|v| !v.is_empty()) {
@@ -232,25 +243,44 @@ fn message_view(a: &mut Admin, q: &Query) -> Result<Value> {
     Ok(json!({ "messages": found.iter().map(message_json).collect::<Vec<_>>() }))
 }
 
-/// A group's dead letters: %DLQ%group's queues and its first messages (`max`, default 50).
+/// A group's dead letters: %DLQ%group's queues on every master (asked directly: a new DLQ is on
+/// the broker before the name server has its route) and its first messages (`max`, default 50).
 fn dlq_view(a: &mut Admin, g: &str, q: &Query) -> Result<Value> {
     let dlq = format!("%DLQ%{g}");
     let max: usize = number(q, "max").unwrap_or(50).min(500);
-    let queues = match topic::topic_status(a, &dlq) {
-        Ok(o) => o.to_json(),
-        Err(_) => return Ok(json!({ "topic": dlq, "queues": [], "messages": [] })),
-    };
-    let r = message::Range {
-        topic: &dlq,
-        broker_name: None,
-        queue_id: None,
-        offset: None,
-        begin: None,
-        end: None,
-        max,
-        group: message::TOOLS_GROUP,
-    };
-    let msgs = message::read_range(a, &r)?;
+    let (mut queues, mut msgs) = (Vec::new(), Vec::new());
+    for (bname, addr) in a.masters(None)? {
+        let req = RemotingCommand::request(RequestCode::GET_TOPIC_STATS_INFO, 0)
+            .with_ext("topic", dlq.as_str());
+        let resp = a.call_raw(&addr, req)?;
+        if resp.code != 0 {
+            continue; // TOPIC_NOT_EXIST on this broker: no dead letters here
+        }
+        let body = crate::client::fast_body(&addr, &resp)?;
+        for (k, v) in body["offsetTable"].as_object().into_iter().flatten() {
+            let Some((_, _, qid)) = crate::fjson::mq_of_key(k) else {
+                continue;
+            };
+            let (min, top) = (
+                v["minOffset"].as_i64().unwrap_or(0),
+                v["maxOffset"].as_i64().unwrap_or(0),
+            );
+            queues.push(
+                json!({ "Broker Name": bname, "QID": qid, "Min Offset": min, "Max Offset": top }),
+            );
+            let mut from = min;
+            while from < top && msgs.len() < max {
+                let got =
+                    message::pull(a, &addr, (&dlq, qid as i32), from, 32, message::TOOLS_GROUP)?;
+                let Some((batch, next)) = got else { break };
+                msgs.extend(batch.into_iter().take(max - msgs.len()));
+                if next <= from {
+                    break;
+                }
+                from = next;
+            }
+        }
+    }
     let list: Vec<Value> = msgs.iter().map(message_json).collect();
     Ok(json!({ "topic": dlq, "queues": queues, "messages": list }))
 }
