@@ -222,6 +222,21 @@ class Scenario:
         empty = self.h.ok("/api/dlq?group=NoDeadLetters")
         E.check(empty["messages"] == [] and empty["queues"] == [], "no DLQ %s" % empty)
 
+    def admin_dashboard(self):
+        """`saturn-admin dashboard`: the same pages for a name server's cluster, from its own process."""
+        port = self.b.namesrv_port + 15
+        p = subprocess.Popen([A.ADMIN_BIN, "dashboard", "-n", self.b.namesrv, "--listen", "127.0.0.1:%d" % port],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                             env={k: v for k, v in os.environ.items() if not k.startswith("SATURN_DASHBOARD")})
+        E.LIVE.add(p)
+        try:
+            line = p.stdout.readline().decode()
+            E.check("saturn-dashboard listening on http://127.0.0.1:%d/" % port in line, "first line %r" % line)
+            status, _, c = Http(port).call("/api/cluster", user=None)
+            E.check(status == 200 and sorted(b["addr"] for b in c["brokers"]) == sorted(self.b.shards), "%s" % c)
+        finally:
+            E.kill_proc(p)
+
     def deletes(self):
         self.h.ok("/api/topic/update", {"topic": GONE, "readQueues": 2})
         self.b.wait_route(GONE)
@@ -248,7 +263,7 @@ def main():
         broker.start()
         s = Scenario(broker, run_dir, port)
         for name in ["assets", "login_gate", "cluster", "create_topic", "send", "topic_view", "messages", "consume",
-                     "reset", "resend", "dlq", "deletes"]:
+                     "reset", "resend", "dlq", "admin_dashboard", "deletes"]:
             A.step(name, getattr(s, name))
     finally:
         E.kill_all()

@@ -206,3 +206,76 @@ pub fn admin_of(cfg: &DashConfig) -> crate::client::Admin {
     };
     crate::client::Admin::new(&cfg.namesrv, t)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pw: Option<&str>, ro: Option<&str>) -> DashConfig {
+        DashConfig {
+            namesrv: "127.0.0.1:9876".into(),
+            password: pw.map(str::to_owned),
+            readonly_password: ro.map(str::to_owned),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn req(method: &str, path: &str, auth: Option<&str>) -> Request {
+        let mut headers = std::collections::BTreeMap::new();
+        if let Some(a) = auth {
+            headers.insert("authorization".to_owned(), a.to_owned());
+        }
+        Request {
+            method: method.into(),
+            path: path.into(),
+            query: Default::default(),
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn refuses_beyond_loopback_without_password() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert!(check(any, &cfg(None, None))
+            .unwrap_err()
+            .contains("beyond loopback"));
+        assert!(check(lo, &cfg(None, None)).is_ok());
+        assert!(check(any, &cfg(Some("pw"), None)).is_ok());
+        assert!(check(lo, &cfg(Some(""), None)).is_err());
+        assert!(check(lo, &cfg(None, Some("ro"))).is_err());
+    }
+
+    #[test]
+    fn roles_from_basic_credentials() {
+        let c = cfg(Some("s3cret"), Some("view"));
+        // admin:s3cret, viewer:view, admin:view
+        let admin = "Basic YWRtaW46czNjcmV0";
+        let viewer = "Basic dmlld2VyOnZpZXc=";
+        let wrong = "Basic YWRtaW46dmlldw==";
+        assert_eq!(
+            role_of(&req("GET", "/", Some(admin)), &c),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            role_of(&req("GET", "/", Some(viewer)), &c),
+            Some(Role::Viewer)
+        );
+        assert_eq!(role_of(&req("GET", "/", Some(wrong)), &c), None);
+        assert_eq!(role_of(&req("GET", "/", None), &c), None);
+        assert_eq!(
+            role_of(&req("GET", "/", None), &cfg(None, None)),
+            Some(Role::Admin)
+        );
+        assert_eq!(handle(&req("GET", "/", None), &c).status, 401);
+        let post = handle(&req("POST", "/api/topic/delete", Some(viewer)), &c);
+        assert_eq!(post.status, 403);
+        let no_json = handle(&req("POST", "/api/topic/delete", Some(admin)), &c);
+        assert_eq!(no_json.status, 415);
+        assert_eq!(handle(&req("GET", "/nope", Some(admin)), &c).status, 404);
+        assert_eq!(handle(&req("DELETE", "/", Some(admin)), &c).status, 405);
+        let page = handle(&req("GET", "/", Some(viewer)), &c);
+        assert!(String::from_utf8_lossy(&page.body).contains("/app.js"));
+    }
+}
