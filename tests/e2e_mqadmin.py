@@ -624,11 +624,29 @@ def sc_reset_offline(c):
     check(any(c.committed(a, QUIET_TOPIC, OFFLINE_G, q) for a in c.names.values() for q in range(4)),
           "resetOffsetByTime offline: nothing committed to reset")
     out = c.run("resetOffsetByTime", "-g", OFFLINE_G, "-t", QUIET_TOPIC, "-s", str(c.t0))
+    rows = [l.split() for l in out.splitlines() if l.startswith("saturn-")]
+    check(len(rows) == 8 and all(r[-1] == "0" for r in rows), "resetOffsetByTime offline: table %r" % out)
     for name, addr in c.names.items():
         for q in range(4):
             got = c.committed(addr, QUIET_TOPIC, OFFLINE_G, q)
             check(got == 0, "resetOffsetByTime offline: %s/%d at %s (%r)" % (name, q, got, out[-400:]))
-    return "no consumer online (206): mqadmin's fallback set all 8 committed offsets to 0"
+    return "no consumer online: the broker stored the 8 offsets (0) itself and answered the table"
+
+
+def sc_reset_to_offset(c):
+    """5.x's resetOffsetByTime -b -q -o: one queue of the running group back to a given offset."""
+    if not c.version.startswith("5"):
+        return "n/a: %s's resetOffsetByTime has no -q/-o" % c.version
+    name = sorted(c.names)[0]
+    addr = c.addr(name)
+    check(c.max_offset(addr, LIVE_TOPIC, 0) >= 2, "queue 0 of %s has fewer than 2 messages" % name)
+    again = lambda: len([e for e in c.clients.of("consumed")  # noqa: E731
+                         if e["broker"] == name and e["queueId"] == 0 and e["queueOffset"] == 1])
+    before = again()
+    out = c.run("resetOffsetByTime", "-g", CG, "-t", LIVE_TOPIC, "-s", "now", "-b", addr, "-q", "0", "-o", "1")
+    check("reset consumer offset to 1" in out, "resetOffsetByTime -o 1: %r" % out)
+    c.clients.wait_for("%s/0 offset 1 consumed again after the reset" % name, lambda: again() > before, timeout=30)
+    return "%s queue 0 set to offset 1; the running consumer consumed offset 1 again" % name
 
 
 def sc_write_perm(c):
@@ -652,7 +670,8 @@ SCENARIOS = [("clusterList", sc_cluster), ("brokerStatus", sc_broker_status), ("
              ("stats", sc_stats), ("queryCq", sc_query_cq), ("clusterRT", sc_cluster_rt),
              ("brokerConfig", sc_broker_config), ("namesrvConfig", sc_namesrv_config),
              ("topicPermDelete", sc_topic_perm_delete), ("subGroup", sc_sub_group),
-             ("resetOnline", sc_reset_online), ("resetOffline", sc_reset_offline), ("writePerm", sc_write_perm)]
+             ("resetOnline", sc_reset_online), ("resetOffline", sc_reset_offline),
+             ("resetToOffset", sc_reset_to_offset), ("writePerm", sc_write_perm)]
 
 def run_version(version, args, run_root):
     run_dir = os.path.join(run_root, version)

@@ -108,6 +108,13 @@ pub struct BrokerConfig {
     /// Create RMQ_SYS_TRACE_TOPIC (or `msgTraceTopicName`) at start (`traceTopicEnable`).
     pub trace_topic_enable: bool,
     pub trace_topic_name: String,
+    /// SQL92 subscriptions are served (`enablePropertyFilter`; on by default, unlike RocketMQ).
+    pub enable_property_filter: bool,
+    /// transactionTimeOut, transactionCheckInterval, transactionCheckMax.
+    pub transaction: crate::transaction::TxConfig,
+    /// An orderly consumer's queue lock not renewed for this long is free again (RocketMQ's
+    /// `rocketmq.broker.rebalance.lockMaxLiveTime`, 60 s).
+    pub rebalance_lock_max_live: Duration,
 }
 
 /// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
@@ -158,6 +165,9 @@ impl Default for BrokerConfig {
             spin_before_park: Duration::ZERO,
             disk_max_used_ratio: 0.85,
             disk_min_free_bytes: 0,
+            enable_property_filter: true,
+            transaction: crate::transaction::TxConfig::default(),
+            rebalance_lock_max_live: Duration::from_secs(60),
         }
     }
 }
@@ -284,8 +294,28 @@ impl BrokerConfig {
                     self.max_bytes_in_flight_per_connection = v.parse().map_err(|_| bad())?
                 }
                 "diskMinFreeBytes" => self.disk_min_free_bytes = v.parse().map_err(|_| bad())?,
+                "enablePropertyFilter" => {
+                    self.enable_property_filter = parse_bool(v).ok_or_else(bad)?
+                }
                 "saturnSpinBeforeParkMicros" => {
                     self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
+                }
+                "transactionTimeOut" => {
+                    self.transaction.timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
+                }
+                "transactionCheckInterval" => {
+                    let ms: u64 = v.parse().map_err(|_| bad())?;
+                    if ms == 0 {
+                        return Err(bad());
+                    }
+                    self.transaction.interval = Duration::from_millis(ms)
+                }
+                "transactionCheckMax" => {
+                    self.transaction.max_checks = v.parse().map_err(|_| bad())?
+                }
+                "rocketmq.broker.rebalance.lockMaxLiveTime" => {
+                    self.rebalance_lock_max_live =
+                        Duration::from_millis(v.parse().map_err(|_| bad())?)
                 }
                 _ => unknown.push(key.clone()),
             }

@@ -29,6 +29,11 @@ pub const NOT_ALLOWED_SEND_TOPICS: &[&str] = &[
     OFFSET_MOVED_EVENT,
 ];
 
+/// The topic replies go to: `<cluster>_REPLY_TOPIC`.
+pub fn reply_topic(cluster: &str) -> String {
+    format!("{cluster}_REPLY_TOPIC")
+}
+
 /// Why a topic name is refused, or `None` when it is valid.
 pub fn topic_name_error(topic: &str) -> Option<String> {
     if topic.trim().is_empty() {
@@ -96,6 +101,8 @@ impl Metadata {
             TopicConfig::new(SELF_TEST_TOPIC, 1, 1, rw),
             TopicConfig::new(OFFSET_MOVED_EVENT, 1, 1, rw),
             TopicConfig::new(&config.cluster_name, 16, 16, rwi),
+            // Replies of request-reply (DefaultMQProducer.request()), as RocketMQ creates it.
+            TopicConfig::new(reply_topic(&config.cluster_name), 1, 1, rw),
         ];
         // Client-side message trace writes here (traceTopicEnable, msgTraceTopicName).
         if config.trace_topic_enable {

@@ -358,13 +358,14 @@ fn reset_offset_pushes_new_offsets_to_online_consumers() {
             ],
         )
     };
+    // No consumer online: the stored offsets are reset and the table answered.
     let offline = reset(&mut s0, "0");
-    assert_eq!(offline.code, ResponseCode::CONSUMER_NOT_ONLINE.num());
-    assert_eq!(
-        committed(&mut s0, "ResetT", "ResetG", 0),
-        5,
-        "nothing reset"
-    );
+    assert_eq!(offline.code, 0, "{:?}", offline.remark);
+    assert!(String::from_utf8_lossy(&offline.body).contains("\"queueId\":1"));
+    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 0), 0);
+    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 1), 0);
+    commit(&mut s0, "ResetT", "ResetG", 0, 5);
+    commit(&mut s0, "ResetT", "ResetG", 1, 4);
 
     let mut consumer = b.client(&b.shards[0]);
     heartbeat(&mut consumer, "reset-client", "ResetG", "ResetT", "*");
@@ -396,4 +397,48 @@ fn reset_offset_pushes_new_offsets_to_online_consumers() {
         ],
     );
     assert_eq!(unknown.code, ResponseCode::TOPIC_NOT_EXIST.num());
+
+    // Without isForce a queue only moves back: at the end (5), a reset to the start applies,
+    // then a reset to the end does not move it forward again.
+    let unforced = |c: &mut BlockingClient, ts: &str| {
+        let fields = [
+            ("topic", "ResetT"),
+            ("group", "ResetG"),
+            ("timestamp", ts),
+            ("isForce", "false"),
+        ];
+        invoke(c, RequestCode::INVOKE_BROKER_TO_RESET_OFFSET, &fields)
+    };
+    assert_eq!(unforced(&mut s0, "0").code, 0);
+    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 0), 0);
+    assert_eq!(unforced(&mut s0, "-1").code, 0);
+    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 0), 0);
+
+    // 5.x: one queue to a given offset, pushed with that queue only; outside the queue refused.
+    let to_offset = |c: &mut BlockingClient, offset: &str| {
+        let fields = [
+            ("topic", "ResetT"),
+            ("group", "ResetG"),
+            ("timestamp", "0"),
+            ("isForce", "false"),
+            ("queueId", "1"),
+            ("offset", offset),
+        ];
+        invoke(c, RequestCode::INVOKE_BROKER_TO_RESET_OFFSET, &fields)
+    };
+    let resp = to_offset(&mut s0, "3");
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 1), 3);
+    let body = String::from_utf8_lossy(&resp.body).to_string();
+    assert!(
+        body.contains("\"queueId\":1") && !body.contains("\"queueId\":0"),
+        "{body}"
+    );
+    let bad = to_offset(&mut s0, "6");
+    assert_eq!(bad.code, ResponseCode::SYSTEM_ERROR.num());
+    assert!(bad
+        .remark
+        .unwrap()
+        .contains("not in consume queue range [0-5]"));
+    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 1), 3);
 }

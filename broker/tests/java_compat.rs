@@ -1,6 +1,6 @@
 //! What the official Java client relies on (found by tests/e2e_java.py), checked over the
-//! protocol: sends asking for features Saturn does not serve yet (delay levels, 5.x timers,
-//! request-reply) are refused with MESSAGE_ILLEGAL and nothing is stored, while a retry re-sent
+//! protocol: sends asking for features Saturn does not serve yet (delay levels, 5.x timers)
+//! are refused with MESSAGE_ILLEGAL and nothing is stored, while a retry re-sent
 //! by a client with a DELAY level is still stored (and delivered without delay); stored messages
 //! carry MSG_REGION and TRACE_ON as RocketMQ's do.
 
@@ -23,22 +23,15 @@ fn max_offset(client: &mut BlockingClient, topic: &str, queue: i32) -> i64 {
 }
 
 #[test]
-fn delayed_timer_and_request_messages_are_refused_not_stored() {
+fn delayed_and_timer_messages_are_refused_not_stored() {
     let broker = Broker::start("unserved", &[]);
     let mut c = broker.client(&broker.shards[0]);
     create_topic(&mut c, "Later", 1);
-    let cases: [(&[(&str, &str)], &str); 5] = [
+    let cases: [(&[(&str, &str)], &str); 4] = [
         (&[("DELAY", "3")], "delayed delivery (DELAY level 3)"),
         (&[("TIMER_DELIVER_MS", "1700000005000")], "timer messages"),
         (&[("TIMER_DELAY_SEC", "5")], "timer messages"),
         (&[("TIMER_DELAY_MS", "5000")], "timer messages"),
-        (
-            &[
-                ("CORRELATION_ID", "c-1"),
-                ("REPLY_TO_CLIENT", "127.0.0.1@1"),
-            ],
-            "request-reply",
-        ),
     ];
     for (props, words) in cases {
         let resp = send(&mut c, "Later", 0, b"not yet", props);

@@ -7,6 +7,7 @@
 //! * [`header`]: typed custom headers carried in `extFields`.
 //! * [`body`]: JSON bodies (routes, heartbeats, topic configs, ...).
 //! * [`message`]: the stored-message format, properties, message ids, tag hash, body CRC.
+//! * [`sql92`]: RocketMQ's SQL92 message selector, parsed and evaluated on properties.
 
 pub mod body;
 pub mod code;
@@ -15,6 +16,7 @@ pub mod decoder;
 pub mod frame;
 pub mod header;
 pub mod message;
+pub mod sql92;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode};
 pub use command::{ExtFields, RemotingCommand, SerializeType};

@@ -415,6 +415,7 @@ enum InMemory {
     },
 }
 
+#[inline]
 fn look_up(sh: &Shared, p: u64, s: u32) -> InMemory {
     let mut st = sh.st.borrow_mut();
     if let Some(b) = st.cl.cached(p, s as usize) {

@@ -28,18 +28,21 @@ pub(crate) trait QueueKeyRef {
 }
 
 impl QueueKeyRef for QueueKey {
+    #[inline]
     fn parts(&self) -> (&str, i32) {
         (&self.0, self.1)
     }
 }
 
 impl QueueKeyRef for (&str, i32) {
+    #[inline]
     fn parts(&self) -> (&str, i32) {
         (self.0, self.1)
     }
 }
 
 impl<'a> std::borrow::Borrow<dyn QueueKeyRef + 'a> for QueueKey {
+    #[inline]
     fn borrow(&self) -> &(dyn QueueKeyRef + 'a) {
         self
     }
@@ -48,6 +51,7 @@ impl<'a> std::borrow::Borrow<dyn QueueKeyRef + 'a> for QueueKey {
 /// Hashes as `(String, i32)` does (the same field hashes in the same order), as `Borrow`
 /// requires.
 impl std::hash::Hash for dyn QueueKeyRef + '_ {
+    #[inline]
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         let (topic, id) = self.parts();
         topic.hash(h);
@@ -56,6 +60,7 @@ impl std::hash::Hash for dyn QueueKeyRef + '_ {
 }
 
 impl PartialEq for dyn QueueKeyRef + '_ {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         self.parts() == other.parts()
     }

@@ -427,7 +427,7 @@ fn input_of<'a>(
 
 /// Appends one record of a batch (see [`Store::append`]): ends the segment first if it does
 /// not fit, encodes it into the commit log, queues it.
-#[inline]
+#[inline(always)]
 fn append_one(
     st: &mut State,
     m: &MessageToStore,
@@ -470,7 +470,7 @@ fn append_one(
 }
 
 /// The queue of `(topic, queue_id)`, created if new (looked up without allocating).
-#[inline]
+#[inline(always)]
 fn queue_of<'a>(
     queues: &'a mut HashMap<QueueKey, ConsumeQueue>,
     cfg: &StoreConfig,

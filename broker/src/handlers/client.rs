@@ -2,11 +2,12 @@
 //! and the queue locks of orderly consumers.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use protocol::body::{
-    decode_json, encode_json, perm, CheckClientRequestBody, GetConsumerListByGroupResponseBody,
-    HeartbeatData, LockBatchRequestBody, LockBatchResponseBody, TopicConfig,
+    decode_json, encode_json, perm, CheckClientRequestBody, ConsumerData,
+    GetConsumerListByGroupResponseBody, HeartbeatData, LockBatchRequestBody, LockBatchResponseBody,
+    TopicConfig,
 };
 use protocol::header::{ConsumerGroupRequestHeader, UnregisterClientRequestHeader};
 use protocol::{RemotingCommand, ResponseCode};
@@ -16,8 +17,18 @@ use crate::conn::Conn;
 use crate::metadata::RETRY_PREFIX;
 use crate::shard::Shard;
 
-/// A queue lock not renewed for this long is free again.
-pub const LOCK_MAX_LIVE: Duration = Duration::from_secs(60);
+/// Whether some orderly consumer of `group` holds a queue lock of this shard that has not
+/// expired (RocketMQ's `isLockAllExpired`, negated): its messages sent back for a retry go
+/// straight to the dead-letter queue, never to a retry topic that would break their order.
+pub fn group_has_live_lock(shard: &Shard, group: &str) -> bool {
+    let max_live = shard.config.rebalance_lock_max_live;
+    let now = Instant::now();
+    shard
+        .locks
+        .borrow()
+        .iter()
+        .any(|((g, _), (_, at))| g == group && now.saturating_duration_since(*at) <= max_live)
+}
 
 pub async fn heartbeat(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> Reply {
     let data: HeartbeatData = match decode_json(&req.body) {
@@ -44,6 +55,7 @@ pub async fn heartbeat(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand
                 .ensure_topic(TopicConfig::new(&retry, queues, queues, rw))
                 .await;
         }
+        warm_selectors(shard, consumer);
         let joined =
             shard
                 .clients
@@ -68,6 +80,16 @@ pub async fn heartbeat(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand
         );
     }
     Reply::Cmd(req.success())
+}
+
+/// Compiles a heartbeat's SQL92 subscriptions for the pulls to come; one that does not compile
+/// is logged (its pulls are refused with the reason).
+fn warm_selectors(shard: &Shard, consumer: &ConsumerData) {
+    for sub in &consumer.subscription_data_set {
+        if let Err(e) = super::filter::selector(sub, shard.config.enable_property_filter) {
+            tracing::warn!(group = %consumer.group_name, topic = %sub.topic, expression = %sub.sub_string, error = %e, "subscription not served");
+        }
+    }
 }
 
 pub fn unregister_client(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> Reply {
@@ -109,19 +131,20 @@ pub fn consumer_list(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
     )
 }
 
-pub fn check_client_config(req: &RemotingCommand) -> Reply {
+/// CHECK_CLIENT_CONFIG: a consumer's `start()` asks whether its subscription is served; an SQL92
+/// expression is compiled (and kept for the pulls) or refused with the parser's reason.
+pub fn check_client_config(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
     let body: CheckClientRequestBody = match decode_json(&req.body) {
         Ok(b) => b,
         Err(e) => return error(req, ResponseCode::SYSTEM_ERROR, format!("bad body: {e}")),
     };
-    if body.subscription_data.is_tag_type() {
-        Reply::Cmd(req.success())
-    } else {
-        error(
-            req,
-            ResponseCode::SYSTEM_ERROR,
-            "The broker does not support consumer to filter message by SQL92",
-        )
+    let sub = &body.subscription_data;
+    match super::filter::selector(sub, shard.config.enable_property_filter) {
+        Ok(_) => Reply::Cmd(req.success()),
+        Err(e) => {
+            tracing::warn!(group = %body.group, client = %body.client_id, expression = %sub.sub_string, error = %e, "subscription refused");
+            e.reply(req)
+        }
     }
 }
 
@@ -138,7 +161,8 @@ pub fn lock_batch(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
         let free = match locks.get(&key) {
             None => true,
             Some((holder, at)) => {
-                holder == &body.client_id || now.saturating_duration_since(*at) > LOCK_MAX_LIVE
+                holder == &body.client_id
+                    || now.saturating_duration_since(*at) > shard.config.rebalance_lock_max_live
             }
         };
         if free {

@@ -6,8 +6,12 @@ mod admin_stats;
 mod client;
 mod consumer;
 mod error;
+mod filter;
 mod pull;
+mod reply;
+mod reset;
 mod send;
+mod transaction;
 mod unserved;
 
 use std::rc::Rc;
@@ -53,10 +57,13 @@ pub async fn dispatch(
         C::PULL_MESSAGE | C::LITE_PULL_MESSAGE => {
             Box::pin(pull::pull(shard, &req)).await.into_reply(&req)
         }
+        C::SEND_REPLY_MESSAGE | C::SEND_REPLY_MESSAGE_V2 => {
+            Box::pin(reply::serve(shard, conn, &req)).await
+        }
         C::HEART_BEAT => Box::pin(client::heartbeat(shard, conn, &req)).await,
         C::UNREGISTER_CLIENT => client::unregister_client(shard, conn, &req),
         C::GET_CONSUMER_LIST_BY_GROUP => client::consumer_list(shard, &req),
-        C::CHECK_CLIENT_CONFIG => client::check_client_config(&req),
+        C::CHECK_CLIENT_CONFIG => client::check_client_config(shard, &req),
         C::LOCK_BATCH_MQ => client::lock_batch(shard, &req),
         C::UNLOCK_BATCH_MQ => client::unlock_batch(shard, &req),
         C::QUERY_CONSUMER_OFFSET => consumer::query_consumer_offset(shard, &req),
@@ -65,6 +72,9 @@ pub async fn dispatch(
         C::GET_MIN_OFFSET => consumer::min_offset(shard, &req),
         C::SEARCH_OFFSET_BY_TIMESTAMP => Box::pin(consumer::search_offset(shard, &req)).await,
         C::GET_EARLIEST_MSG_STORETIME => Box::pin(consumer::earliest_store_time(shard, &req)).await,
+        C::END_TRANSACTION => Box::pin(transaction::end_transaction(shard, &req))
+            .await
+            .into_reply(&req),
         C::CONSUMER_SEND_MSG_BACK => Box::pin(send::send_back(shard, conn, &req))
             .await
             .into_reply(&req),
@@ -87,7 +97,7 @@ pub async fn dispatch(
         C::CONSUME_MESSAGE_DIRECTLY => {
             Box::pin(admin_client::consume_message_directly(shard, &req)).await
         }
-        C::INVOKE_BROKER_TO_RESET_OFFSET => Box::pin(admin_client::reset_offset(shard, &req)).await,
+        C::INVOKE_BROKER_TO_RESET_OFFSET => Box::pin(reset::reset_offset(shard, &req)).await,
         C::UPDATE_BROKER_CONFIG => admin_client::update_broker_config(shard, &req),
         C::GET_BROKER_CONFIG => admin::broker_config(shard, &req),
         C::GET_ALL_CONSUMER_OFFSET => admin::all_consumer_offset(shard, &req),
@@ -126,6 +136,13 @@ pub async fn dispatch(
         Reply::Cmd(cmd) => Outgoing::command(&cmd),
         Reply::Parts(cmd, parts) => Outgoing::with_parts(&cmd, parts),
     })
+}
+
+/// The services a shard starts before it listens (see [`crate::shard::StartServices`]).
+pub fn start_services(
+    shard: Rc<Shard>,
+) -> futures_lite::future::BoxedLocal<Vec<glommio::task::JoinHandle<()>>> {
+    transaction::start(shard)
 }
 
 /// A handler's answer: a command, or a command whose body is stored records

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use protocol::body::{perm, MessageModel, SubscriptionData, SubscriptionGroupConfig};
 use protocol::header::{CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader};
 use protocol::message::pullflag;
+use protocol::sql92::Selector;
 use protocol::{RemotingCommand, ResponseCode};
 use storage::GetStatus;
 
@@ -27,12 +28,8 @@ pub async fn pull(shard: &Rc<Shard>, req: &RemotingCommand) -> Result<Reply, Han
     let h = PullMessageRequestHeader::decode(&req.ext_fields)?;
     let group = check_pull(shard, &h).await?;
     let subscription = subscription(shard, &h, &group)?;
-    if !subscription.is_tag_type() {
-        return Err(HandlerError::Invalid(
-            "The broker does not support consumer to filter message by SQL92".into(),
-        ));
-    }
-    Ok(read_or_park(shard, req, &h, &subscription).await)
+    let selector = super::filter::selector(&subscription, shard.config.enable_property_filter)?;
+    Ok(read_or_park(shard, req, &h, &subscription, selector.as_deref()).await)
 }
 
 /// The group may consume, the topic exists and is readable, the queue is one of its.
@@ -122,6 +119,7 @@ async fn read_or_park(
     req: &RemotingCommand,
     h: &PullMessageRequestHeader,
     subscription: &SubscriptionData,
+    selector: Option<&Selector>,
 ) -> Reply {
     if pullflag::has_commit_offset_flag(h.sys_flag) && h.commit_offset >= 0 {
         shard
@@ -145,7 +143,7 @@ async fn read_or_park(
         // Register interest before reading, so an append between the read
         // and the wait is not missed.
         let woken = shard.store.wait_for_append(&h.topic, h.queue_id);
-        let result = shard
+        let mut result = shard
             .store
             .get_messages(
                 &h.topic,
@@ -153,9 +151,12 @@ async fn read_or_park(
                 h.queue_offset,
                 max_count,
                 max_bytes,
-                |code| subscription.matches_tag_code(code),
+                |code| selector.is_some() || subscription.matches_tag_code(code),
             )
             .await;
+        if let Some(selector) = selector {
+            select(selector, &mut result);
+        }
         let (code, next) = map_status(&result, h.queue_offset);
         let now = Instant::now();
         if code == ResponseCode::PULL_NOT_FOUND && suspend && now < deadline {
@@ -185,6 +186,19 @@ async fn read_or_park(
         } else {
             Reply::Cmd(resp)
         };
+    }
+}
+
+/// Drops the records an SQL92 selector does not select; when none is left the pull answers as
+/// RocketMQ's NO_MATCHED_MESSAGE (PULL_RETRY_IMMEDIATELY with the offset after the records read),
+/// so the consumer moves past them.
+fn select(selector: &Selector, result: &mut storage::GetResult) {
+    if result.status != GetStatus::Found {
+        return;
+    }
+    super::filter::retain_selected(selector, &mut result.records);
+    if result.records.is_empty() {
+        result.status = GetStatus::NoMatchedMessage;
     }
 }
 

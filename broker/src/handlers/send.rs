@@ -35,19 +35,31 @@ pub async fn send(
     let mut h = SendMessageRequestHeader::decode_any(&req.ext_fields)?;
     let batch = req.request_code() == RequestCode::SEND_BATCH_MESSAGE || h.batch == Some(true);
     let (properties, found) = check_send(shard, req, &mut h, batch)?;
+    let half = !batch && found.tran_msg;
     let target = resolve_target(shard, conn, &mut h, batch).await?;
+    let real_queue = target.queue_id;
     let entries = if batch {
         batch_entries(shard, &target.topic, &req.body)?
     } else {
         vec![(h.flag, req.body.clone(), properties, found)]
     };
-    let (to_store, wait) = messages_to_store(shard, conn, &h, target, entries);
-    store_and_answer(shard, req, to_store, wait).await
+    let (mut to_store, wait) = messages_to_store(shard, conn, &h, target, entries);
+    if !half {
+        return store_and_answer(shard, req, to_store, wait).await;
+    }
+    // A transactional send: stored as its half message, answered with its real queue.
+    super::transaction::into_half(&mut to_store[0], &h.producer_group);
+    let mut reply = store_and_answer(shard, req, to_store, wait).await?;
+    if let Reply::Cmd(resp) = &mut reply {
+        resp.ext_fields.insert("queueId", real_queue.to_string());
+    }
+    Ok(reply)
 }
 
-/// What is checked before anything else: the topic's name, the sizes, no transactions, no
-/// feature that is not served. Returns the properties, taken out of the header, and what their
-/// one scan found (for a batch, the header's own properties; its entries are scanned apart).
+/// What is checked before anything else: the topic's name, the sizes, no transactional batch,
+/// no feature that is not served. Returns the properties, taken out of the header, and what
+/// their one scan found (for a batch, the header's own properties; its entries are scanned
+/// apart).
 fn check_send(
     shard: &Shard,
     req: &RemotingCommand,
@@ -78,11 +90,10 @@ fn check_send(
         )));
     }
     let found = scan(&properties);
-    if !batch && found.tran_msg {
-        return Err(HandlerError::NoPermission(format!(
-            "the broker[{}] sending transaction message is forbidden",
-            shard.name
-        )));
+    if batch && found.tran_msg {
+        return Err(HandlerError::MessageIllegal(
+            "a batch cannot be a transactional (half) message".into(),
+        ));
     }
     if let Some(reason) = super::unserved::refusal(&h.topic, &found) {
         return Err(HandlerError::MessageIllegal(reason));
@@ -120,7 +131,10 @@ async fn resolve_target(
         let max = h
             .max_reconsume_times
             .unwrap_or(group_config.retry_max_times);
-        if h.reconsume_times.unwrap_or(0) > max {
+        // A group holding unexpired queue locks consumes in order: a message it sends back
+        // goes to the dead-letter queue at once (a retry topic would break the order).
+        if h.reconsume_times.unwrap_or(0) > max || super::client::group_has_live_lock(shard, group)
+        {
             let dlq = dlq_topic(shard, group).await?;
             target.topic = dlq.topic_name.clone();
             target.queue_id = 0;
@@ -306,8 +320,6 @@ pub(super) struct Scanned {
     pub(super) delay: Option<String>,
     /// TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS, in [`TIMER_PROPERTIES`]' order.
     pub(super) timers: [Option<String>; 3],
-    /// REPLY_TO_CLIENT: a request of request-reply.
-    pub(super) reply_to_client: Option<String>,
     /// TRAN_MSG=true: a transaction's half message.
     pub(super) tran_msg: bool,
 }
@@ -334,7 +346,6 @@ pub(super) fn scan(props: &str) -> Scanned {
             prop::TIMER_DELIVER_MS => found.timers[0] = Some(value.to_owned()),
             prop::TIMER_DELAY_SEC => found.timers[1] = Some(value.to_owned()),
             prop::TIMER_DELAY_MS => found.timers[2] = Some(value.to_owned()),
-            prop::REPLY_TO_CLIENT => found.reply_to_client = Some(value.to_owned()),
             prop::TRAN_MSG => found.tran_msg = value.eq_ignore_ascii_case("true"),
             _ => {}
         }

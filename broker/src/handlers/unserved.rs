@@ -1,9 +1,8 @@
 //! Messages asking for a feature Saturn does not serve yet.
 //!
 //! Storing such a message as a plain one would deliver it at once, which is a wrong result: a
-//! delayed or timer message must not be consumed before its time, and a request of
-//! request-reply waits for a reply Saturn cannot route. Until scheduled delivery (issue 13) and
-//! request-reply land, the send is refused with MESSAGE_ILLEGAL and a remark naming the
+//! delayed or timer message must not be consumed before its time. Until scheduled delivery
+//! (issue 13) lands, the send is refused with MESSAGE_ILLEGAL and a remark naming the
 //! feature. MESSAGE_ILLEGAL, not SYSTEM_ERROR (RocketMQ's answer when its timer wheel is off):
 //! the Java client retries SYSTEM_ERROR on the topic's other brokers, which refuse it too, while
 //! MESSAGE_ILLEGAL reaches the application at once.
@@ -36,13 +35,6 @@ pub fn refusal(topic: &str, found: &Scanned) -> Option<String> {
              the message was not stored"
         ));
     }
-    if found.reply_to_client.is_some() {
-        return Some(
-            "request-reply messages (REPLY_TO_CLIENT) are not served by this broker yet; \
-             the request was not stored"
-                .to_owned(),
-        );
-    }
     None
 }
 
@@ -67,10 +59,13 @@ mod tests {
         assert_eq!(refusal("T", &props(&[("TAGS", "a"), ("KEYS", "k")])), None);
         assert_eq!(refusal("T", &props(&[("DELAY", "0")])), None);
         assert_eq!(refusal("%RETRY%G", &props(&[("DELAY", "4")])), None);
+        // Requests of request-reply are served (handlers::reply).
+        let request = props(&[("CORRELATION_ID", "c"), ("REPLY_TO_CLIENT", "id")]);
+        assert_eq!(refusal("T", &request), None);
     }
 
     #[test]
-    fn delay_timer_and_request_are_refused() {
+    fn delay_and_timer_are_refused() {
         let r = refusal("T", &props(&[("DELAY", "3")])).unwrap();
         assert!(r.contains("delayed delivery (DELAY level 3)"), "{r}");
         let r = refusal("T", &props(&[("DELAY", "x")])).unwrap();
@@ -79,11 +74,6 @@ mod tests {
             let r = refusal("T", &props(&[(name, "5")])).unwrap();
             assert!(r.contains("timer messages") && r.contains(name), "{r}");
         }
-        let r = refusal(
-            "T",
-            &props(&[("CORRELATION_ID", "c"), ("REPLY_TO_CLIENT", "id")]),
-        );
-        assert!(r.unwrap().contains("request-reply"));
     }
 
     #[test]
@@ -113,17 +103,15 @@ mod tests {
             ("TRAN_MSG", "TRUE"),
             ("DELAY", "2"),
             ("TIMER_DELAY_SEC", "5"),
-            ("REPLY_TO_CLIENT", "c1"),
         ]));
         assert!(found.tran_msg);
         assert_eq!(found.delay.as_deref(), Some("2"));
         assert_eq!(found.timers[1].as_deref(), Some("5"));
         assert!(found.timers[0].is_none() && found.timers[2].is_none());
-        assert_eq!(found.reply_to_client.as_deref(), Some("c1"));
         // The last TRAN_MSG counts, as in property_value.
         let found = scan(&props(&[("TRAN_MSG", "true"), ("TRAN_MSG", "false")]));
         assert!(!found.tran_msg);
         let found = scan(&props(&[("TAGS", "a")]));
-        assert!(!found.tran_msg && found.delay.is_none() && found.reply_to_client.is_none());
+        assert!(!found.tran_msg && found.delay.is_none());
     }
 }

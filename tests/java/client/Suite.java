@@ -865,85 +865,466 @@ public class Suite {
         return out.toString();
     }
 
-    static String transactionCase() throws Exception {
-        String topic = t("tx");
-        createTopic(topic);
-        TransactionMQProducer p = new TransactionMQProducer("PG_tx_" + RUN);
+    // ------------------------------------------------------------------------------ cases: transactions
+    // The broker of this suite runs with transactionTimeOut=1000, transactionCheckInterval=1000
+    // and transactionCheckMax=3 (tests/e2e_java.py's TX_CONF).
+    static final int TX_CHECK_MAX = 3;
+
+    /** A transactional producer whose local transaction answers `local` and whose check answers `check`. */
+    static TransactionMQProducer txProducer(String group, LocalTransactionState local, LocalTransactionState check,
+                                            AtomicInteger checks) throws MQClientException {
+        TransactionMQProducer p = new TransactionMQProducer(group);
         p.setNamesrvAddr(NS);
         p.setInstanceName(instance());
-        AtomicInteger executed = new AtomicInteger();
+        p.setSendMsgTimeout(10000);
+        p.setPollNameServerInterval(1000);
+        p.setHeartbeatBrokerInterval(1000);
         p.setTransactionListener(new TransactionListener() {
             public LocalTransactionState executeLocalTransaction(Message msg, Object arg) {
-                executed.incrementAndGet();
-                return LocalTransactionState.COMMIT_MESSAGE;
+                return local;
             }
 
             public LocalTransactionState checkLocalTransaction(MessageExt msg) {
-                return LocalTransactionState.COMMIT_MESSAGE;
+                checks.incrementAndGet();
+                return check;
             }
         });
         p.start();
         open.add(p::shutdown);
-        long before = totalMaxOffset(topic);
-        try {
-            TransactionSendResult r = p.sendMessageInTransaction(msg(topic, "TagA", "tx-k", "tx"), null);
-            throw new Fail("half message accepted: " + r.getSendStatus() + " " + r.getLocalTransactionState());
-        } catch (MQClientException e) {
-            String refusal = brokerRefusal(e, NO_PERMISSION, "transaction message is forbidden");
-            check(executed.get() == 0, "the local transaction ran");
-            check(totalMaxOffset(topic) == before, "something was stored anyway");
-            return "half message refused: " + refusal;
-        }
+        return p;
     }
 
+    static TransactionSendResult sendTx(TransactionMQProducer p, String topic, String key, String body,
+                                        LocalTransactionState want) throws Exception {
+        TransactionSendResult r = p.sendMessageInTransaction(msg(topic, "TagA", key, body), null);
+        check(r.getSendStatus() == SendStatus.SEND_OK, key + ": half send " + r.getSendStatus());
+        check(r.getLocalTransactionState() == want, key + ": local state " + r.getLocalTransactionState());
+        // The producer learnt the topic's brokers with this send: register with them now rather
+        // than at the next heartbeat, so that the first check finds it.
+        Object factory = p.getDefaultMQProducerImpl().getMqClientFactory();
+        factory.getClass().getMethod("sendHeartbeatToAllBrokerWithLock").invoke(factory);
+        return r;
+    }
+
+    /** The bodies a push consumer of the topic got, each counted once (a duplicate fails). */
+    static Set<String> onceEach(Got got) {
+        Set<String> s = new TreeSet<>();
+        for (MessageExt m : got.list) check(s.add(body(m)), "delivered twice: " + body(m));
+        return s;
+    }
+
+    static String transactionCase() throws Exception {
+        String topic = t("tx");
+        createTopic(topic);
+        Got got = new Got();
+        startConcurrent(newPush("CG_tx_" + RUN, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false), got);
+        AtomicInteger checks = new AtomicInteger();
+        TransactionMQProducer commit = txProducer("PG_txc_" + RUN, LocalTransactionState.COMMIT_MESSAGE,
+            LocalTransactionState.COMMIT_MESSAGE, checks);
+        TransactionMQProducer rollback = txProducer("PG_txr_" + RUN, LocalTransactionState.ROLLBACK_MESSAGE,
+            LocalTransactionState.ROLLBACK_MESSAGE, checks);
+        List<TransactionSendResult> committed = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            committed.add(sendTx(commit, topic, "txc-k" + i, "txc" + BODY_INFIX + i, LocalTransactionState.COMMIT_MESSAGE));
+            sendTx(rollback, topic, "txr-k" + i, "txr" + BODY_INFIX + i, LocalTransactionState.ROLLBACK_MESSAGE);
+        }
+        got.waitCount(4, 20000);
+        // Two check rounds beyond the timeout: nothing else arrives and nobody is asked.
+        Thread.sleep(3000);
+        check(onceEach(got).equals(expectedBodies("txc", 4)), "consumed " + got.bodies());
+        check(checks.get() == 0, checks.get() + " checks of decided transactions");
+        checkStored(topic, "txc", 4, "TagA");
+        for (MessageExt m : got.list) {
+            check(m.getProperty("TRAN_MSG") == null && m.getProperty("REAL_TOPIC") == null,
+                "committed message keeps " + m.getProperties());
+            check(m.getProperty("PGROUP") != null, "no PGROUP");
+        }
+        // Committed messages are found by key and by id, as sent.
+        TransactionSendResult first = committed.get(0);
+        QueryResult q = producer.queryMessage(topic, "txc-k0", 32, 0, System.currentTimeMillis() + 60000);
+        check(q.getMessageList().size() == 1 && body(q.getMessageList().get(0)).equals("txc" + BODY_INFIX + 0),
+            "query by key txc-k0: " + q.getMessageList().size());
+        MessageExt byId = producer.viewMessage(topic, first.getMsgId());
+        check(body(byId).equals("txc" + BODY_INFIX + 0), "view by id: " + body(byId));
+        try {
+            QueryResult none = producer.queryMessage(topic, "txr-k0", 32, 0, System.currentTimeMillis() + 60000);
+            check(none.getMessageList().isEmpty(), "a rolled-back message is found by key");
+        } catch (MQClientException e) {
+            check(e.getResponseCode() == 208, "query of a rolled-back key: " + e); // no message
+        }
+        return "4 committed consumed once each (by key and id too), 4 rolled back never, no checks";
+    }
+
+    static String transactionCheckCase() throws Exception {
+        String topic = t("txcheck");
+        createTopic(topic);
+        Got got = new Got();
+        startConcurrent(newPush("CG_txk_" + RUN, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false), got);
+        AtomicInteger toCommit = new AtomicInteger(), toRollback = new AtomicInteger(), silent = new AtomicInteger();
+        TransactionMQProducer c = txProducer("PG_txkc_" + RUN, LocalTransactionState.UNKNOW,
+            LocalTransactionState.COMMIT_MESSAGE, toCommit);
+        TransactionMQProducer r = txProducer("PG_txkr_" + RUN, LocalTransactionState.UNKNOW,
+            LocalTransactionState.ROLLBACK_MESSAGE, toRollback);
+        TransactionMQProducer u = txProducer("PG_txku_" + RUN, LocalTransactionState.UNKNOW,
+            LocalTransactionState.UNKNOW, silent);
+        long t0 = System.currentTimeMillis();
+        sendTx(c, topic, "txkc-k", "txkc" + BODY_INFIX + 0, LocalTransactionState.UNKNOW);
+        sendTx(r, topic, "txkr-k", "txkr" + BODY_INFIX + 0, LocalTransactionState.UNKNOW);
+        sendTx(u, topic, "txku-k", "txku" + BODY_INFIX + 0, LocalTransactionState.UNKNOW);
+        check(got.list.isEmpty(), "an undecided message was delivered");
+        got.waitCount(1, 20000);
+        long committedAfter = System.currentTimeMillis() - t0;
+        check(committedAfter >= 900, "committed after " + committedAfter + " ms, before transactionTimeOut");
+        // The silent producer's message goes to TRANS_CHECK_MAX_TIME_TOPIC after the maximum.
+        List<MessageExt> parked = new ArrayList<>();
+        waitFor(() -> {
+            try {
+                parked.clear();
+                for (MessageExt m : readAll("TRANS_CHECK_MAX_TIME_TOPIC"))
+                    if (("txku" + BODY_INFIX + 0).equals(body(m))) parked.add(m);
+            } catch (Exception e) {
+                return false;
+            }
+            return !parked.isEmpty();
+        }, 30000, "the unanswered half message in TRANS_CHECK_MAX_TIME_TOPIC");
+        check(parked.size() == 1, parked.size() + " copies in TRANS_CHECK_MAX_TIME_TOPIC");
+        check(topic.equals(parked.get(0).getProperty("REAL_TOPIC")), "REAL_TOPIC " + parked.get(0).getProperty("REAL_TOPIC"));
+        Thread.sleep(2500);
+        check(onceEach(got).equals(Set.of("txkc" + BODY_INFIX + 0)), "consumed " + got.bodies());
+        check(silent.get() == TX_CHECK_MAX, "the silent producer was checked " + silent.get() + " times, want " + TX_CHECK_MAX);
+        check(toCommit.get() == 1 && toRollback.get() == 1,
+            "checks: commit " + toCommit.get() + ", rollback " + toRollback.get() + " (want 1 each)");
+        return "unknown→check→commit consumed once after " + committedAfter + " ms; unknown→check→rollback never; "
+            + "unanswered checked " + silent.get() + "x then in TRANS_CHECK_MAX_TIME_TOPIC";
+    }
+
+    // ------------------------------------------------------------------------------ cases: ordered, proven
+    static DefaultMQPushConsumer orderly(String group, String topic, ConcurrentLinkedQueue<String> seen) throws Exception {
+        DefaultMQPushConsumer c = newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false);
+        c.setPullBatchSize(64);
+        c.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
+            for (MessageExt m : msgs) seen.add(body(m));
+            return ConsumeOrderlyStatus.SUCCESS;
+        });
+        c.start();
+        open.add(c::shutdown);
+        return c;
+    }
+
+    /** 10,000 messages of 64 keys, each key on one queue in order; two orderly consumers, one restarted midway. */
+    static String orderly10kCase() throws Exception {
+        String topic = t("ord10k");
+        createTopic(topic);
+        String group = "CG_ord10k_" + RUN;
+        int n = 10000, keys = 64, perKey = n / keys + (n % keys == 0 ? 0 : 1);
+        ConcurrentLinkedQueue<String> seen = new ConcurrentLinkedQueue<>();
+        DefaultMQPushConsumer a = orderly(group, topic, seen);
+        DefaultMQPushConsumer b = orderly(group, topic, seen);
+        int all = QUEUES * SHARDS;
+        waitFor(() -> assigned(a, topic) + assigned(b, topic) == all && assigned(a, topic) > 0 && assigned(b, topic) > 0,
+            20000, "rebalance: queues " + assigned(a, topic) + " + " + assigned(b, topic));
+        List<MessageQueue> mqs = new ArrayList<>(publishQueues(topic));
+        Collections.sort(mqs);
+        CountDownLatch restarted = new CountDownLatch(1);
+        Thread sender = new Thread(() -> {
+            try {
+                Map<MessageQueue, List<Message>> batch = new HashMap<>();
+                for (int i = 0; i < n; i++) {
+                    int key = i % keys;
+                    MessageQueue mq = mqs.get(key % mqs.size());
+                    batch.computeIfAbsent(mq, q -> new ArrayList<>()).add(
+                        new Message(topic, "TagA", "k" + key, (key + ":" + (i / keys)).getBytes(StandardCharsets.UTF_8)));
+                    if (i % 800 == 799 || i == n - 1) {
+                        for (Map.Entry<MessageQueue, List<Message>> e : batch.entrySet())
+                            check(producer.send(e.getValue(), e.getKey()).getSendStatus() == SendStatus.SEND_OK, "batch send");
+                        batch.clear();
+                        // The rest is sent while a consumer restarts and the group rebalances.
+                        if (i == 3199) restarted.await(60, TimeUnit.SECONDS);
+                    }
+                }
+            } catch (Exception e) {
+                seen.add("send failed: " + e);
+            }
+        });
+        sender.start();
+        waitFor(() -> seen.size() >= 3200, 60000, "the first 3200 consumed (" + seen.size() + ")");
+        b.shutdown(); // releases its queues (UNLOCK_BATCH_MQ); a rebalance hands them over
+        int atRestart = seen.size();
+        DefaultMQPushConsumer b2 = orderly(group, topic, seen);
+        restarted.countDown();
+        waitFor(() -> assigned(b2, topic) > 0, 20000, "the restarted consumer's queues");
+        sender.join(60000);
+        Map<String, Integer> last = new HashMap<>();
+        waitFor(() -> new HashSet<>(seen).size() >= n, 60000, "distinct consumed " + new HashSet<>(seen).size() + " of " + n);
+        check(assigned(b2, topic) > 0, "the restarted consumer got no queue");
+        int replays = 0;
+        for (String m : seen) {
+            check(!m.startsWith("send failed"), m);
+            String[] kv = m.split(":");
+            int seq = Integer.parseInt(kv[1]);
+            int prev = last.getOrDefault(kv[0], -1);
+            if (seq <= prev) {
+                replays++; // redelivered after the hand-over: at least once, never out of order
+                continue;
+            }
+            check(seq == prev + 1, "key " + kv[0] + ": " + seq + " after " + prev);
+            last.put(kv[0], seq);
+        }
+        check(last.size() == keys, last.size() + " keys seen");
+        for (Map.Entry<String, Integer> e : last.entrySet()) {
+            int k = Integer.parseInt(e.getKey());
+            int want = (n - 1 - k) / keys;
+            check(e.getValue() == want, "key " + k + " ended at " + e.getValue() + ", want " + want);
+        }
+        return n + " messages, 64 keys each in order over 2 orderly consumers; one restarted after " + atRestart
+            + "; " + replays + " redelivered after the hand-over";
+    }
+
+    /** An orderly consumer's failing message: suspended locally, retried up to the maximum, then the DLQ; order kept. */
+    static String orderlyRetryDlqCase() throws Exception {
+        String topic = t("ordlq");
+        createTopic(topic);
+        String group = "CG_ordlq_" + RUN;
+        ConcurrentLinkedQueue<String> seen = new ConcurrentLinkedQueue<>();
+        DefaultMQPushConsumer c = newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false);
+        c.setMaxReconsumeTimes(2);
+        c.setSuspendCurrentQueueTimeMillis(100);
+        c.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
+            for (MessageExt m : msgs) seen.add(body(m) + "@" + m.getReconsumeTimes());
+            for (MessageExt m : msgs)
+                if (body(m).equals("poison")) return ConsumeOrderlyStatus.SUSPEND_CURRENT_QUEUE_A_MOMENT;
+            return ConsumeOrderlyStatus.SUCCESS;
+        });
+        c.start();
+        open.add(c::shutdown);
+        MessageQueue mq = publishQueues(topic).get(0);
+        for (String b : List.of("m0", "poison", "m1", "m2"))
+            check(producer.send(new Message(topic, "TagA", "ordlq", b.getBytes(StandardCharsets.UTF_8)), mq).getSendStatus()
+                == SendStatus.SEND_OK, "send " + b);
+        waitFor(() -> seen.stream().anyMatch(s -> s.startsWith("m2")), 30000, "m2 consumed: " + seen);
+        List<MessageExt> dead = readAtLeast("%DLQ%" + group, 1, 20000);
+        Thread.sleep(500);
+        List<String> want = List.of("m0@0", "poison@0", "poison@1", "poison@2", "m1@0", "m2@0");
+        check(new ArrayList<>(seen).equals(want), "consumed " + seen + ", want " + want);
+        check(dead.size() == 1 && body(dead.get(0)).equals("poison"), "DLQ holds " + dead.size());
+        check(readAll("%RETRY%" + group).isEmpty(), "the retry topic got the ordered message");
+        return "poison tried 3x (suspend 100 ms), then %DLQ% at once (group holds queue locks); m1, m2 after it";
+    }
+
+    /** The properties of sql92 message i: a = i (missing when i % 5 == 4), s = s0..s2, b = true
+     *  every fourth, tag TagA / TagB alternately. */
+    static Message sqlMessage(String topic, int i) {
+        Message m = new Message(topic, i % 2 == 0 ? "TagA" : "TagB", "sql-k" + i,
+            ("sql-" + i).getBytes(StandardCharsets.UTF_8));
+        if (i % 5 != 4) m.putUserProperty("a", Integer.toString(i));
+        m.putUserProperty("s", "s" + (i % 3));
+        m.putUserProperty("b", i % 4 == 0 ? "true" : "false");
+        return m;
+    }
+
+    interface SqlExpect {
+        boolean selects(Integer a, String s, boolean b, String tag);
+    }
+
+    /** MessageSelector.bySql over a table of expressions: each push consumer gets exactly the
+     *  messages its expression selects (RocketMQ's semantics: a comparison with a missing
+     *  property selects nothing); a malformed expression fails start() with the parser's reason. */
     static String sql92Case() throws Exception {
         String topic = t("sql");
         createTopic(topic);
-        DefaultMQPushConsumer c = new DefaultMQPushConsumer("CG_sql_" + RUN);
+        int n = 30;
+        for (int i = 0; i < n; i++) {
+            SendResult r = producer.send(sqlMessage(topic, i));
+            check(r.getSendStatus() == SendStatus.SEND_OK, "send " + i + ": " + r.getSendStatus());
+        }
+        LinkedHashMap<String, SqlExpect> table = new LinkedHashMap<>();
+        table.put("a > 10", (a, s, b, tag) -> a != null && a > 10);
+        table.put("a BETWEEN 3 AND 17 AND TAGS = 'TagA'", (a, s, b, tag) -> a != null && a >= 3 && a <= 17 && tag.equals("TagA"));
+        table.put("s IN ('s0', 's2') OR a IS NULL", (a, s, b, tag) -> s.equals("s0") || s.equals("s2") || a == null);
+        table.put("a IS NOT NULL AND NOT (s = 's1') AND b = TRUE", (a, s, b, tag) -> a != null && !s.equals("s1") && b);
+        table.put("(a < 5 OR a >= 25) AND s <> 's2'", (a, s, b, tag) -> a != null && (a < 5 || a >= 25) && !s.equals("s2"));
+        table.put("a NOT BETWEEN 5 AND 24", (a, s, b, tag) -> a != null && (a < 5 || a > 24));
+        table.put("a <> 7", (a, s, b, tag) -> a != null && a != 7);
+        table.put("a >= 20.5 or TAGS = 'none'", (a, s, b, tag) -> a != null && a >= 21);
+        List<Got> gots = new ArrayList<>();
+        List<Set<String>> wants = new ArrayList<>();
+        int k = 0;
+        for (Map.Entry<String, SqlExpect> e : table.entrySet()) {
+            Set<String> want = new TreeSet<>();
+            for (int i = 0; i < n; i++)
+                if (e.getValue().selects(i % 5 != 4 ? i : null, "s" + (i % 3), i % 4 == 0, i % 2 == 0 ? "TagA" : "TagB"))
+                    want.add("sql-" + i);
+            DefaultMQPushConsumer c = newPush("CG_sql" + (k++) + "_" + RUN, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false);
+            c.subscribe(topic, MessageSelector.bySql(e.getKey()));
+            Got got = new Got();
+            startConcurrent(c, got);
+            gots.add(got);
+            wants.add(want);
+        }
+        k = 0;
+        for (String expr : table.keySet()) {
+            Got got = gots.get(k);
+            Set<String> want = wants.get(k++);
+            got.waitCount(want.size(), 30000);
+        }
+        Thread.sleep(1500);
+        k = 0;
+        StringBuilder note = new StringBuilder();
+        for (String expr : table.keySet()) {
+            Set<String> got = gots.get(k).bodies();
+            check(got.equals(wants.get(k)) && gots.get(k).list.size() == wants.get(k).size(),
+                "'" + expr + "' selected " + got + " (" + gots.get(k).list.size() + " deliveries), want " + wants.get(k));
+            note.append(wants.get(k++).size()).append(' ');
+        }
+        String lite = sqlLitePull(topic, "a BETWEEN 3 AND 17 AND TAGS = 'TagA'", wants.get(1));
+        String bad = sqlRefused(topic, "a > ", "Invalid MessageSelector");
+        String cmp = sqlRefused(topic, "a > 'x'", "cannot be compared");
+        return table.size() + " selectors gave exactly their subsets (" + note.toString().trim() + " of " + n
+            + "); " + lite + "; malformed refused: " + bad + "; " + cmp;
+    }
+
+    /** DefaultLitePullConsumer with bySql: its pulls carry the expression (subscription flag). */
+    static String sqlLitePull(String topic, String expr, Set<String> want) throws Exception {
+        DefaultLitePullConsumer c = new DefaultLitePullConsumer("CG_sqllite_" + RUN);
         c.setNamesrvAddr(NS);
         c.setInstanceName(instance());
-        c.subscribe(topic, MessageSelector.bySql("a > 5"));
+        c.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
+        c.setPollTimeoutMillis(500);
+        c.subscribe(topic, MessageSelector.bySql(expr));
+        c.start();
+        open.add(c::shutdown);
+        List<MessageExt> got = new ArrayList<>();
+        long end = System.currentTimeMillis() + 20000;
+        while (got.size() < want.size() && System.currentTimeMillis() < end) got.addAll(c.poll());
+        got.addAll(c.poll(1000));
+        Set<String> bodies = new TreeSet<>();
+        for (MessageExt m : got) bodies.add(body(m));
+        check(bodies.equals(want) && got.size() == want.size(), "lite pull '" + expr + "' got " + bodies + ", want " + want);
+        return "lite pull bySql got its " + want.size();
+    }
+
+    /** A push consumer subscribing with a bad SQL92 expression: start() fails with the broker's
+     *  SUBSCRIPTION_PARSE_FAILED remark. */
+    static String sqlRefused(String topic, String expr, String words) throws Exception {
+        DefaultMQPushConsumer c = new DefaultMQPushConsumer("CG_sqlbad_" + RUN);
+        c.setNamesrvAddr(NS);
+        c.setInstanceName(instance());
+        c.subscribe(topic, MessageSelector.bySql(expr));
         c.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> ConsumeConcurrentlyStatus.CONSUME_SUCCESS);
         try {
             c.start();
             open.add(c::shutdown);
-            throw new Fail("SQL92 consumer started");
+            throw new Fail("consumer with '" + expr + "' started");
         } catch (MQClientException e) {
             c.shutdown();
             String all = "";
             for (Throwable x = e; x != null; x = x.getCause()) all += x.getMessage() + " | ";
-            check(all.contains("does not support consumer to filter message by SQL92"), "refusal: " + all);
-            return "start() refused: CHECK_CLIENT_CONFIG says SQL92 is not supported";
+            check(all.contains(words), "refusal of '" + expr + "': " + all);
+            int at = all.indexOf("Invalid MessageSelector");
+            if (at < 0) return all;
+            String r = all.substring(at);
+            for (char end : new char[] {'|', '\n', ','}) if (r.indexOf(end) > 0) r = r.substring(0, r.indexOf(end));
+            return r.trim();
         }
     }
 
+    /** request() round trips: a push consumer answers each request with
+     *  MessageUtil.createReplyMessage through its own producer (SEND_REPLY_MESSAGE_V2 to
+     *  <cluster>_REPLY_TOPIC); the broker pushes the reply to the requester. Sync, with a
+     *  callback, and a request nobody answers times out. */
     static String requestReplyCase() throws Exception {
         String topic = t("rpc");
         createTopic(topic);
-        long before = totalMaxOffset(topic);
-        long t0 = System.currentTimeMillis();
-        String first;
-        try {
-            Message reply = producer.request(msg(topic, "TagA", "rpc-k", "rpc"), 3000);
-            throw new Fail("got a reply: " + reply);
-        } catch (MQClientException | MQBrokerException e) {
-            long took = System.currentTimeMillis() - t0;
-            check(took < 2500, "request() failed after " + took + " ms (waited for the reply timeout?)");
-            // The client sends the request asynchronously and may wake the caller before it
-            // records the broker's answer as the cause: then only its own message is left.
-            first = rootOf(e, MQBrokerException.class) != null ? brokerRefusal(e, MESSAGE_ILLEGAL, "request-reply")
-                : e.getMessage().split("\n")[0];
-            check(first.contains("request-reply") || first.contains("send request message to <" + topic + "> fail"),
-                "request() failed with " + e);
+        DefaultMQProducer replier = new DefaultMQProducer("PG_replier_" + RUN);
+        replier.setNamesrvAddr(NS);
+        replier.setInstanceName(instance());
+        replier.start();
+        open.add(replier::shutdown);
+        Codes replyCodes = new Codes();
+        AtomicInteger replied = new AtomicInteger();
+        DefaultMQPushConsumer c = newPush("CG_rpc_" + RUN, topic, "*", ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET, false);
+        c.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
+            for (MessageExt m : msgs) {
+                try {
+                    Message reply = org.apache.rocketmq.client.utils.MessageUtil.createReplyMessage(
+                        m, ("reply-" + body(m)).getBytes(StandardCharsets.UTF_8));
+                    SendResult r = replier.send(reply, 5000);
+                    if (r.getSendStatus() == SendStatus.SEND_OK) replied.incrementAndGet();
+                } catch (Exception e) {
+                    System.err.println("reply failed: " + e);
+                    return ConsumeConcurrentlyStatus.RECONSUME_LATER;
+                }
+            }
+            return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
+        });
+        c.start();
+        open.add(c::shutdown);
+        waitFor(() -> assigned(c, topic) == QUEUES * SHARDS, 20000, "replier assigned all queues");
+        DefaultMQProducer requester = new DefaultMQProducer("PG_requester_" + RUN);
+        requester.setNamesrvAddr(NS);
+        requester.setInstanceName(instance());
+        requester.start();
+        open.add(requester::shutdown);
+        StringBuilder note = new StringBuilder();
+        // rocketmq-client 5.3.x's sync request() returns as soon as the request is stored, before
+        // any reply (its send callback counts the latch down; fixed upstream by apache/rocketmq
+        // #9608), and its callback form first calls onSuccess(null) then: with 5.x the round trips
+        // are checked through the callback, waiting for the reply itself.
+        for (int i = 0; i < 4; i++) {
+            long t0 = System.currentTimeMillis();
+            Message m = new Message(topic, "TagA", ("rpc-" + i).getBytes(StandardCharsets.UTF_8));
+            Message reply = V5 ? requestAsync(requester, m, 10000).get(15, TimeUnit.SECONDS) : requester.request(m, 10000);
+            check(reply != null && new String(reply.getBody(), StandardCharsets.UTF_8).equals("reply-rpc-" + i),
+                "reply " + i + ": " + reply);
+            check(reply.getProperty("CORRELATION_ID") != null && reply.getProperty("PUSH_REPLY_TIME") != null,
+                "reply properties " + reply.getProperties());
+            if (i == 0) note.append(V5 ? "callback" : "sync").append(" round trip ").append(System.currentTimeMillis() - t0).append(" ms; ");
         }
-        // The same request as a plain send, to read the broker's answer itself.
-        Message m = msg(topic, "TagA", "rpc-k", "rpc");
-        org.apache.rocketmq.common.message.MessageAccessor.putProperty(m, "CORRELATION_ID", "c-" + RUN);
-        org.apache.rocketmq.common.message.MessageAccessor.putProperty(m, "REPLY_TO_CLIENT", "client-" + RUN);
-        org.apache.rocketmq.common.message.MessageAccessor.putProperty(m, "TTL", "3000");
-        String refusal = refusedSend(topic, m, MESSAGE_ILLEGAL, "request-reply");
-        check(totalMaxOffset(topic) == before, "the request was stored anyway");
-        return "request() failed at once (" + first + "); the broker's answer: " + refusal;
+        Message cb = requestAsync(requester, new Message(topic, "TagA", "rpc-cb".getBytes(StandardCharsets.UTF_8)), 10000)
+            .get(15, TimeUnit.SECONDS);
+        check("reply-rpc-cb".equals(new String(cb.getBody(), StandardCharsets.UTF_8)), "callback got " + cb);
+        // A reply whose requester is not connected: SYSTEM_ERROR naming it (after the client's
+        // retries on the other shard).
+        Message orphan = new Message(org.apache.rocketmq.common.MixAll.getReplyTopic("DefaultCluster"), "x".getBytes(StandardCharsets.UTF_8));
+        org.apache.rocketmq.common.message.MessageAccessor.putProperty(orphan, "MSG_TYPE", "reply");
+        org.apache.rocketmq.common.message.MessageAccessor.putProperty(orphan, "CORRELATION_ID", "c-" + RUN);
+        org.apache.rocketmq.common.message.MessageAccessor.putProperty(orphan, "REPLY_TO_CLIENT", "gone-" + RUN);
+        try {
+            replier.send(orphan, 5000);
+            throw new Fail("a reply to nobody was accepted");
+        } catch (MQClientException | MQBrokerException e) {
+            note.append("reply to a gone requester: ").append(brokerRefusal(e, 1, "channel of <gone-" + RUN + "> not found")).append("; ");
+        }
+        String quiet = t("rpcquiet");
+        createTopic(quiet);
+        long t0 = System.currentTimeMillis();
+        try {
+            Message nobody = new Message(quiet, "TagA", "nobody".getBytes(StandardCharsets.UTF_8));
+            Message reply = V5 ? requestAsync(requester, nobody, 1500).get(10, TimeUnit.SECONDS) : requester.request(nobody, 1500);
+            throw new Fail("a reply nobody sent: " + reply);
+        } catch (ExecutionException | org.apache.rocketmq.client.exception.RequestTimeoutException e) {
+            Throwable why = e instanceof ExecutionException ? e.getCause() : e;
+            check(why instanceof org.apache.rocketmq.client.exception.RequestTimeoutException, "failed with " + why);
+            long took = System.currentTimeMillis() - t0;
+            check(took >= 1400 && took < 8000, "timed out after " + took + " ms");
+            note.append("unanswered request timed out after ").append(took).append(" ms; ");
+        }
+        return note + "4 + 1 callback replies (" + replied.get() + " replies sent)";
+    }
+
+    /** request() with a callback: the first reply that is a message, or the failure. */
+    static CompletableFuture<Message> requestAsync(DefaultMQProducer p, Message m, long timeout) throws Exception {
+        CompletableFuture<Message> f = new CompletableFuture<>();
+        p.request(m, new RequestCallback() {
+            public void onSuccess(Message reply) {
+                if (reply != null) f.complete(reply);
+            }
+
+            public void onException(Throwable e) {
+                f.completeExceptionally(e);
+            }
+        }, timeout);
+        return f;
     }
 
     // ------------------------------------------------------------------------------ main
@@ -975,6 +1356,9 @@ public class Suite {
         CASES.put("delay_level", Suite::delayLevelCase);
         CASES.put("timer", Suite::timerCase);
         CASES.put("transaction", Suite::transactionCase);
+        CASES.put("transaction_check", Suite::transactionCheckCase);
+        CASES.put("orderly_10k", Suite::orderly10kCase);
+        CASES.put("orderly_retry_dlq", Suite::orderlyRetryDlqCase);
         CASES.put("sql92", Suite::sql92Case);
         CASES.put("request_reply", Suite::requestReplyCase);
     }

@@ -1,0 +1,160 @@
+//! Request-reply over the protocol: a request is stored as a plain message (with CLUSTER, which
+//! the replier's MessageUtil needs); SEND_REPLY_MESSAGE_V2 pushes the reply with
+//! PUSH_REPLY_MESSAGE_TO_CLIENT to the connection of the producer named by REPLY_TO_CLIENT and
+//! stores it in `<cluster>_REPLY_TOPIC`; a requester that is unknown or hangs up gets the replier
+//! SYSTEM_ERROR with the reason.
+
+mod common;
+
+use common::*;
+use namesrv::client::BlockingClient;
+use protocol::body::{encode_json, HeartbeatData, ProducerData};
+use protocol::header::{CommandHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2};
+use protocol::message::encode_properties;
+use protocol::{RemotingCommand, RequestCode, ResponseCode};
+
+const REPLY_TOPIC: &str = "DefaultCluster_REPLY_TOPIC";
+
+fn producer_heartbeat(c: &mut BlockingClient, client_id: &str) {
+    let mut hb = HeartbeatData {
+        client_id: client_id.into(),
+        ..Default::default()
+    };
+    hb.producer_data_set.push(ProducerData {
+        group_name: "PG_requester".into(),
+    });
+    let mut req = RemotingCommand::request(RequestCode::HEART_BEAT, 0);
+    req.body = encode_json(&hb).into();
+    assert_eq!(c.invoke(req).unwrap().code, 0);
+}
+
+fn reply_request(to: &str, correlation: &str, body: &[u8]) -> RemotingCommand {
+    let props = [
+        ("CORRELATION_ID", correlation),
+        ("REPLY_TO_CLIENT", to),
+        ("MSG_TYPE", "reply"),
+    ];
+    let header = SendMessageRequestHeader {
+        producer_group: "PG_replier".into(),
+        topic: REPLY_TOPIC.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: 0,
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        flag: 0,
+        properties: Some(encode_properties(&props)),
+        reconsume_times: Some(0),
+        unit_mode: Some(false),
+        max_reconsume_times: None,
+        batch: Some(false),
+        broker_name: None,
+    };
+    let mut req = RemotingCommand::request(RequestCode::SEND_REPLY_MESSAGE_V2, 0);
+    SendMessageRequestHeaderV2::from(header).encode(&mut req.ext_fields);
+    req.body = bytes::Bytes::copy_from_slice(body);
+    req
+}
+
+fn max_offset(c: &mut BlockingClient, topic: &str) -> i64 {
+    let req = RemotingCommand::request(RequestCode::GET_MAX_OFFSET, 0)
+        .with_ext("topic", topic)
+        .with_ext("queueId", 0);
+    c.invoke(req)
+        .unwrap()
+        .ext("offset")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn replies_are_pushed_to_the_requester_and_stored() {
+    let broker = Broker::start("reply", &[]);
+    let addr = broker.shards[0].clone();
+    let mut requester = broker.client(&addr);
+    producer_heartbeat(&mut requester, "requester-1");
+    // The request itself: stored like any message, with CLUSTER added.
+    create_topic(&mut requester, "Rpc", 1);
+    let props = [
+        ("CORRELATION_ID", "corr-1"),
+        ("REPLY_TO_CLIENT", "requester-1"),
+    ];
+    send_ok(&mut requester, "Rpc", 0, b"question", &props);
+    let (code, msgs, _) = pull(&mut requester, "g", "Rpc", 0, 0, 8, "*", 0);
+    assert_eq!(code, 0);
+    assert_eq!(msgs[0].property("CLUSTER"), Some("DefaultCluster"));
+    assert_eq!(msgs[0].property("REPLY_TO_CLIENT"), Some("requester-1"));
+
+    let replier = std::thread::spawn(move || {
+        let mut c = BlockingClient::connect(&addr, std::time::Duration::from_secs(10)).unwrap();
+        c.invoke(reply_request("requester-1", "corr-1", b"answer"))
+            .unwrap()
+    });
+    let push = loop {
+        let cmd = requester.read_command().unwrap();
+        if !cmd.is_response() && cmd.code == RequestCode::PUSH_REPLY_MESSAGE_TO_CLIENT.num() {
+            break cmd;
+        }
+    };
+    assert_eq!(&push.body[..], b"answer");
+    assert_eq!(push.ext("topic"), Some(REPLY_TOPIC));
+    assert_eq!(push.ext("producerGroup"), Some("PG_replier"));
+    assert!(push.ext("bornHost").unwrap().starts_with("127.0.0.1:"));
+    assert!(push.ext("storeTimestamp").unwrap().parse::<i64>().unwrap() > 0);
+    let props = push.ext("properties").unwrap();
+    assert!(
+        props.contains("CORRELATION_ID\u{1}corr-1\u{2}"),
+        "{props:?}"
+    );
+    assert!(props.contains("PUSH_REPLY_TIME\u{1}"), "{props:?}");
+    requester
+        .send(&RemotingCommand::response(
+            ResponseCode::SUCCESS,
+            push.opaque,
+            None,
+        ))
+        .unwrap();
+    let answer = replier.join().unwrap();
+    assert_eq!(answer.code, 0, "{:?}", answer.remark);
+    assert_eq!(answer.ext("msgId"), Some("0"));
+    assert_eq!(max_offset(&mut requester, REPLY_TOPIC), 1, "reply stored");
+
+    // Nobody of that id: SYSTEM_ERROR naming it (and the reply is stored all the same).
+    let resp = requester
+        .invoke(reply_request("nobody", "corr-2", b"lost"))
+        .unwrap();
+    assert_eq!(resp.code, ResponseCode::SYSTEM_ERROR.num());
+    assert_eq!(
+        resp.remark.as_deref(),
+        Some("push reply message fail, channel of <nobody> not found.")
+    );
+    assert_eq!(max_offset(&mut requester, REPLY_TOPIC), 2);
+}
+
+#[test]
+fn a_requester_that_hangs_up_fails_the_reply_clearly() {
+    let broker = Broker::start("reply-gone", &[]);
+    let addr = broker.shards[0].clone();
+    let mut requester = broker.client(&addr);
+    producer_heartbeat(&mut requester, "requester-2");
+    let replier = std::thread::spawn(move || {
+        let mut c = BlockingClient::connect(&addr, std::time::Duration::from_secs(10)).unwrap();
+        c.invoke(reply_request("requester-2", "corr-3", b"answer"))
+            .unwrap()
+    });
+    loop {
+        let cmd = requester.read_command().unwrap();
+        if !cmd.is_response() && cmd.code == RequestCode::PUSH_REPLY_MESSAGE_TO_CLIENT.num() {
+            break;
+        }
+    }
+    drop(requester);
+    let answer = replier.join().unwrap();
+    assert_eq!(answer.code, ResponseCode::SYSTEM_ERROR.num());
+    let remark = answer.remark.unwrap_or_default();
+    assert!(
+        remark.contains("push reply message to requester-2 fail") && remark.contains("closed"),
+        "{remark}"
+    );
+}
