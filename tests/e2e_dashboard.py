@@ -163,6 +163,12 @@ class Scenario:
         status, _, v = self.h.call("/api/message?topic=%s&key=nokey" % TOPIC)
         E.check(status == 400 and "no message" in v["error"], "no match: %d %s" % (status, v))
         self.sent["dk3"] = m
+        now = int(time.time() * 1000)
+        every = self.h.ok("/api/messages?topic=%s&begin=%d&end=%d" % (TOPIC, now - 600000, now + 60000))["messages"]
+        E.check(sorted(x["Keys"] for x in every) == sorted(["dk%d" % i for i in range(6)] + ["jsonkey"]),
+                "by time: %s" % [x["Keys"] for x in every])
+        E.check(len(self.h.ok("/api/messages?topic=%s&max=3" % TOPIC)["messages"]) == 3, "max=3")
+        E.check(self.h.ok("/api/messages?topic=%s&end=%d" % (TOPIC, now - 600000))["messages"] == [], "before")
 
     def consume(self):
         cmd = E.CLIENTS["rocketmq-0.4.4"] + ["consume", "--namesrv", self.b.namesrv, "--topic", TOPIC,

@@ -122,6 +122,13 @@ const views = {
     view.replaceChildren(el("h2", {}, "Find messages"),
       form([["id", "message id (offsetMsgId, or UNIQ_KEY with topic)"], ["topic", "topic"]], "By id", i => show({ id: i.id.value, topic: i.topic.value })),
       form([["topic", "topic"], ["key", "key"]], "By key", i => show({ topic: i.topic.value, key: i.key.value })),
+      form([["topic", "topic"], ["begin", "from (ms)"], ["end", "to (ms)"], ["max", "at most", "50"]], "By time",
+        async i => {
+          const r = await api("/api/messages?" + new URLSearchParams(Object.fromEntries(Object.entries(
+            { topic: i.topic.value, begin: i.begin.value, end: i.end.value, max: i.max.value }).filter(([, v]) => v))));
+          out.replaceChildren(table(r.messages.map(m => ({ id: m.OffsetID, queue: m["Queue ID"], offset: m["Queue Offset"],
+            keys: m.Keys, tags: m.Tags, stored: new Date(m["Store Timestamp"]).toISOString(), body: m.Body.text.slice(0, 80) }))));
+        }),
       form([["topic", "topic"], ["broker", "broker name"], ["queue", "queue"], ["offset", "offset"]], "By queue offset",
         i => show({ topic: i.topic.value, broker: i.broker.value, queue: i.queue.value, offset: i.offset.value })),
       out);
