@@ -55,7 +55,7 @@ CLIENTS = {
 }
 CLIENT_TITLES = {"rocketmq-0.4.4": "rocketmq 0.4.4", "cvs": "python-cvs 2.1.0.3", "ons": "ali-ons 3.12.0"}
 SCENARIOS = ["route", "sync", "push", "group2", "async", "oneway", "resume", "tags", "split", "broadcast",
-             "pull", "orderly"]
+             "pull", "orderly", "delay", "retry"]
 
 MAX_SEND_RETRIES = 3  # per produce run, Python sync sends only
 TAGS = ["TagA", "TagB", "TagC"]
@@ -208,6 +208,10 @@ def free_port_block(start, width):
     raise RuntimeError("no free ports")
 
 
+# messageDelayLevel of the brokers the e2e tests start (level n's delay is item n).
+E2E_DELAY_LEVELS = "200ms 400ms 600ms 800ms " + " ".join(["1s"] * 14)
+
+
 class Broker:
     """A `saturn-broker standalone --shards 2` with its own data dir and ports."""
 
@@ -217,12 +221,13 @@ class Broker:
         self.dir = os.path.join(run_dir, name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
-        self.conf_args = []
-        if conf:
-            path = os.path.join(self.dir, "broker.conf")
-            with open(path, "w") as f:
-                f.writelines("%s=%s\n" % kv for kv in conf.items())
-            self.conf_args = ["-c", path]
+        # Short delay levels, so that delayed messages and retries run fast (Suite.java
+        # LEVEL_MS), and the caller's broker.conf properties; read with -c unless the caller
+        # passes its own -c (tests/e2e_faults.py).
+        self.conf = os.path.join(self.dir, "broker.conf")
+        with open(self.conf, "w") as f:
+            f.write("messageDelayLevel=%s\n" % E2E_DELAY_LEVELS)
+            f.writelines("%s=%s\n" % kv for kv in (conf or {}).items())
         seed = 30000 + (os.getpid() * 37 + int(time.time())) % 20000
         block = free_port_block(seed, 16)
         self.namesrv_port = block
@@ -239,7 +244,9 @@ class Broker:
         # E2E_BROKER_PREFIX: a command to run the broker under (e.g. strace), for debugging.
         cmd = os.environ.get("E2E_BROKER_PREFIX", "").split() + [BROKER_BIN, "standalone", "--namesrv-port", str(self.namesrv_port), "--port", str(self.base_port),
                "--shards", "2", "--no-pin", "--broker-ip", "127.0.0.1", "--segment-size", str(64 << 20),
-               "--data-dir", os.path.join(self.dir, "data")] + self.conf_args + self.extra_args
+               "--data-dir", os.path.join(self.dir, "data")] + self.extra_args
+        if "-c" not in self.extra_args:
+            cmd += ["-c", self.conf]
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.logf, env=env,
                                      start_new_session=True)
@@ -651,6 +658,45 @@ def sc_tags(ctx):
     return "received %s" % dict(got)
 
 
+# E2E_DELAY_LEVELS: level 3 is 600 ms, level 4 800 ms. A delivered message's store time is when the
+# timer engine re-stored it; its born time is the producer's send.
+LATE_MAX_MS = 1000
+
+
+def sc_delay(ctx):
+    topic = "E2E_delay"
+    ctx.broker.create_topic(topic)
+    n, level, delay = 20, 3, 600
+    c = ctx.run(produce_args(topic, n, "sync", "delay", "PG_delay", 60, ctx.python) + ["--delay-level", str(level)],
+                "delay-send", 90)
+    rc = c.wait()
+    check(rc == 0 and c.summary().get("acked") == n, "delayed sends: rc=%s %s %s" % (rc, c.summary(), c.errors()))
+    got = ctx.consume(topic, "CG_delay", "delay", range(n), 60, "delay-consume").messages()
+    waits = sorted(m["storeTimestamp"] - m["bornTimestamp"] for m in got)
+    check(waits[0] >= delay, "delivered %d ms after the send, level %d is %d ms" % (waits[0], level, delay))
+    check(waits[-1] <= delay + LATE_MAX_MS, "delivered %d ms after the send (level %d: %d ms)" % (waits[-1], level, delay))
+    return "%d at level %d (%d ms): delivered %d..%d ms after their send" % (n, level, delay, waits[0], waits[-1])
+
+
+def sc_retry(ctx):
+    if not ctx.python:
+        return None  # the Java suite and the Python clients cover the retry schedule
+    topic = "E2E_retry"
+    ctx.broker.create_topic(topic)
+    ctx.produce(topic, 1, "sync", "retry", timeout=60, name="retry-send")
+    c = ctx.run(ctx.consume_args(topic, "CG_retry", 1, 60, extra=["--fail-times", "2"]), "retry-consume", 90)
+    rc = c.wait()
+    msgs = sorted(c.messages(), key=lambda m: m["reconsumeTimes"])
+    times = [m["reconsumeTimes"] for m in msgs]
+    check(rc == 0 and times[:3] == [0, 1, 2], "deliveries with reconsumeTimes %s (rc=%s %s)" % (times, rc, c.errors()))
+    verify_messages(msgs[:1], "retry", [0])
+    for m in msgs[1:3]:
+        check(m["body"] == msgs[0]["body"] and m["keys"] == msgs[0]["keys"], "redelivery differs: %s" % m)
+    gaps = [msgs[i]["storeTimestamp"] - msgs[i - 1]["storeTimestamp"] for i in (1, 2)]
+    check(gaps[0] >= 600 and gaps[1] >= 800, "redeliveries %s ms apart, want at least 600 and 800" % gaps)
+    return "RECONSUME_LATER twice: redelivered %s ms apart (levels 3 and 4), intact" % gaps
+
+
 def sc_pull(ctx):
     if ctx.client == "ons":
         return None  # ali-ons has no pull consumer
@@ -838,11 +884,11 @@ def warm_up(ctx, topic, consumers, broadcast, timeout=60):
 RUNNERS = {"sync": sc_sync, "route": sc_route, "push": sc_push, "group2": sc_group2, "async": sc_async,
            "oneway": sc_oneway, "resume": sc_resume, "tags": sc_tags, "split": sc_split, "broadcast": sc_broadcast,
            "orderly": sc_orderly,
-           "pull": sc_pull}
+           "pull": sc_pull, "delay": sc_delay, "retry": sc_retry}
 # Execution order: the send first; route, push, group2 and pull read what it stored.
 NEEDS_SYNC = ("route", "push", "group2", "pull")
 ORDER = ["sync", "route", "push", "group2", "pull", "async", "oneway", "tags", "resume", "split", "broadcast",
-         "orderly"]
+         "orderly", "delay", "retry"]
 
 
 def run_client(client, run_dir, args):

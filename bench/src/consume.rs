@@ -33,6 +33,8 @@ pub struct ConsumeOpts {
     pub pull_batch: i32,
     /// Check every body and count distinct sequence numbers.
     pub verify: bool,
+    /// Timer workload: bodies hold due times; count records stored before them.
+    pub timers: bool,
 }
 
 pub struct Shared {
@@ -212,8 +214,13 @@ fn count_records(shared: &Shared, body: &[u8]) {
         pos += size;
         stats.messages += 1;
         stats.bytes += rec.body.len() as u64;
+        *stats.per_sec.entry(received / 1_000_000).or_default() += 1;
         let sent_us = match check_body(rec.body) {
             Some((seq, sent_us)) => {
+                // A timer workload's body holds the due time: stored before it is early.
+                if shared.opts.timers && (rec.store_timestamp as u64) * 1000 < sent_us {
+                    stats.early += 1;
+                }
                 if shared.opts.verify && !shared.seen.borrow_mut().insert(seq) {
                     shared.duplicates.set(shared.duplicates.get() + 1);
                 }

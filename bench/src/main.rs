@@ -109,6 +109,14 @@ struct ProduceArgs {
     /// Producer group.
     #[arg(long, default_value = "saturn_bench_pg")]
     producer_group: String,
+    /// Timer workload: every message carries TIMER_DELIVER_MS, the --count messages due evenly
+    /// over this many seconds (in send order), the first --timer-start seconds after the start.
+    /// Consume them with `consume --timers`: its latency is then the lateness.
+    #[arg(long)]
+    timer_window: Option<f64>,
+    /// Seconds from the start to the first due time of a timer workload.
+    #[arg(long, default_value_t = 5.0)]
+    timer_start: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -129,6 +137,10 @@ struct ConsumeArgs {
     /// Check every body and fail on bad or duplicate messages.
     #[arg(long)]
     verify: bool,
+    /// The messages come from `produce --timer-window`: latency is lateness (receipt minus due
+    /// time), and records stored before their due time are counted.
+    #[arg(long)]
+    timers: bool,
 }
 
 const MAX_DURATION_S: f64 = 3600.0;
@@ -277,6 +289,7 @@ async fn run(command: Cmd, route: protocol::body::TopicRouteData) -> Vec<(Report
                 from_start: false,
                 drain: false,
                 verify: false,
+                timers: false,
             };
             let producer_done = Rc::new(Cell::new(false));
             let consumer = glommio::spawn_local({
@@ -319,7 +332,23 @@ async fn run_produce(p: ProduceArgs, route: &protocol::body::TopicRouteData) -> 
         count: p.common.count,
         rate: p.rate,
         group: p.producer_group.clone(),
+        timer: None,
     };
+    // Sequence numbers differ between runs, so a consumer verifying several runs' messages
+    // does not see false duplicates.
+    let seq_base = (produce::now_us() / 1000 % 1_000_000) << 32;
+    let mut opts = opts;
+    if let Some(window) = p.timer_window {
+        let Some(count) = opts.count.filter(|_| opts.batch == 1) else {
+            fail("--timer-window needs --count and single messages (--batch 1)");
+        };
+        opts.timer = Some(produce::TimerPlan {
+            first_due_ms: produce::now_us() / 1000 + (p.timer_start * 1000.0) as u64,
+            window_ms: (window * 1000.0) as u64,
+            count,
+            seq_base,
+        });
+    }
     // Connection c talks to one broker and rotates over its queues.
     let mut brokers: BTreeMap<String, Vec<route::Queue>> = BTreeMap::new();
     for q in queues {
@@ -328,9 +357,7 @@ async fn run_produce(p: ProduceArgs, route: &protocol::body::TopicRouteData) -> 
     let brokers: Vec<Vec<route::Queue>> = brokers.into_values().collect();
     let shared = Rc::new(produce::Shared {
         remaining: Cell::new(opts.count.unwrap_or(u64::MAX)),
-        // Sequence numbers differ between runs, so a consumer verifying
-        // several runs' messages does not see false duplicates.
-        next_seq: Cell::new((produce::now_us() / 1000 % 1_000_000) << 32),
+        next_seq: Cell::new(seq_base),
         stop: Cell::new(false),
         stats: RefCell::new(Stats::default()),
         client_prefix: format!("7F000001{:04X}", std::process::id() & 0xFFFF),
@@ -398,6 +425,7 @@ async fn run_consume(
             drain: c.drain,
             pull_batch: c.pull_batch.clamp(1, 1024),
             verify: c.verify,
+            timers: c.timers,
         },
         stop: Cell::new(c.drain && undrained == 0),
         stats: RefCell::new(Stats::default()),

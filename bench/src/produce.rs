@@ -32,6 +32,27 @@ pub struct ProduceOpts {
     /// Messages per second over all connections.
     pub rate: Option<f64>,
     pub group: String,
+    /// Timer workload: every message carries TIMER_DELIVER_MS (see [`TimerPlan`]).
+    pub timer: Option<TimerPlan>,
+}
+
+/// Due times of a timer workload: message number j of `count` (in send order) is due at
+/// `first_due_ms + window_ms * j / count`. The body's time field carries the due time (µs), so
+/// the consumer's latency is the lateness.
+#[derive(Debug, Clone, Copy)]
+pub struct TimerPlan {
+    pub first_due_ms: u64,
+    pub window_ms: u64,
+    pub count: u64,
+    /// The first message's sequence number.
+    pub seq_base: u64,
+}
+
+impl TimerPlan {
+    pub fn due_ms(&self, seq: u64) -> u64 {
+        let j = seq.saturating_sub(self.seq_base);
+        self.first_due_ms + self.window_ms * j / self.count.max(1)
+    }
 }
 
 /// Marks bench bodies: `seq: u64 BE, sent_us: u64 BE, MAGIC, pattern...`.
@@ -56,10 +77,15 @@ pub fn make_body(seq: u64, size: usize) -> Vec<u8> {
 
 /// Appends the body of message `seq` (see [`make_body`]) to `out`.
 pub fn put_body(out: &mut BytesMut, seq: u64, size: usize) {
+    put_body_at(out, seq, size, now_us());
+}
+
+/// As [`put_body`] with the given time (µs) in the body's time field.
+pub fn put_body_at(out: &mut BytesMut, seq: u64, size: usize, time_us: u64) {
     let size = size.max(BODY_HEADER);
     out.reserve(size);
     out.put_slice(&seq.to_be_bytes());
-    out.put_slice(&now_us().to_be_bytes());
+    out.put_slice(&time_us.to_be_bytes());
     out.put_slice(BODY_MAGIC);
     let mut at = BODY_HEADER;
     while at < size {
@@ -164,7 +190,14 @@ impl Template {
         }
     }
 
-    fn header(&self, born_ms: u64, uniq: Option<&str>, opaque: i32, out: &mut Vec<u8>) {
+    fn header(
+        &self,
+        born_ms: u64,
+        uniq: Option<&str>,
+        timer_ms: Option<u64>,
+        opaque: i32,
+        out: &mut Vec<u8>,
+    ) {
         use std::io::Write;
         out.clear();
         out.extend_from_slice(self.parts[0].as_bytes());
@@ -172,6 +205,9 @@ impl Template {
         out.extend_from_slice(self.parts[1].as_bytes());
         if let Some(u) = uniq {
             out.extend_from_slice(u.as_bytes());
+            if let Some(due) = timer_ms {
+                let _ = write!(out, "\\u0002TIMER_DELIVER_MS\\u0001{due}");
+            }
             out.extend_from_slice(self.parts[2].as_bytes());
         }
         let _ = write!(out, "{opaque}");
@@ -512,7 +548,14 @@ impl ConnWriter {
         let template = &self.templates[self.qi % self.templates.len()];
         self.qi += 1;
         let uniq = (batch == 1).then(|| uniq_key(&shared.client_prefix, seq0));
-        template.header(born_ms, uniq.as_deref(), self.opaque, &mut self.header);
+        let timer_ms = opts.timer.map(|t| t.due_ms(seq0));
+        template.header(
+            born_ms,
+            uniq.as_deref(),
+            timer_ms,
+            self.opaque,
+            &mut self.header,
+        );
         let entry_len = BATCH_ENTRY_OVERHEAD + single_body_len + props_len;
         let body_len = if batch > 1 {
             n as usize * entry_len
@@ -538,6 +581,8 @@ impl ConnWriter {
                 let _ = write!(HexSink(out), "{:016X}", seq0 + k);
                 out.put_u8(2);
             }
+        } else if let Some(due) = timer_ms {
+            put_body_at(out, seq0, opts.size, due * 1000);
         } else {
             put_body(out, seq0, opts.size);
         }

@@ -14,6 +14,10 @@ pub struct Stats {
     pub errors: BTreeMap<i32, u64>,
     /// Latency in microseconds.
     pub latency_us: Histogram<u64>,
+    /// Timer workload: messages stored before their due time.
+    pub early: u64,
+    /// Messages received per second (Unix second), when counted.
+    pub per_sec: BTreeMap<u64, u64>,
 }
 
 impl Default for Stats {
@@ -26,6 +30,8 @@ impl Default for Stats {
             // 1 µs .. 1 h, 3 significant digits.
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("valid histogram bounds"),
+            early: 0,
+            per_sec: BTreeMap::new(),
         }
     }
 }
@@ -61,6 +67,10 @@ pub struct Report {
     pub mb_per_sec: f64,
     pub latency: LatencyReport,
     pub errors: BTreeMap<String, u64>,
+    /// The most messages received within one second (consume).
+    pub peak_messages_per_sec: u64,
+    /// Timer workload: messages the broker stored before their due time.
+    pub early: u64,
     /// Broker CPU seconds per million messages, when its pid was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker_cpu_s_per_million: Option<f64>,
@@ -89,6 +99,8 @@ impl Report {
             requests: stats.requests,
             messages_per_sec: stats.messages as f64 / secs,
             mb_per_sec: stats.bytes as f64 / secs / 1e6,
+            peak_messages_per_sec: stats.per_sec.values().copied().max().unwrap_or(0),
+            early: stats.early,
             latency: LatencyReport {
                 p50_us: q(0.5),
                 p90_us: q(0.9),
@@ -148,6 +160,12 @@ impl Report {
             self.messages,
             errors
         );
+        if self.peak_messages_per_sec > 0 {
+            println!(
+                "peak: {} msgs in one second; stored before due: {}",
+                self.peak_messages_per_sec, self.early
+            );
+        }
         if let Some(cpu) = self.broker_cpu_s_per_million {
             println!("broker CPU: {cpu:.2} s per million messages");
         }

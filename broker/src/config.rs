@@ -100,6 +100,10 @@ pub struct BrokerConfig {
     pub disk_max_used_ratio: f64,
     /// Sends are refused ("disk full") while a shard's disk has less free space than this.
     pub disk_min_free_bytes: u64,
+    /// messageDelayLevel: each delay level's delay in ms (level n is element n − 1).
+    pub message_delay_levels: Vec<i64>,
+    /// timerMaxDelaySec: the farthest ahead a 5.x timer may be due.
+    pub timer_max_delay: Duration,
     /// Prometheus text endpoint (`metricsExporterType=PROM`); other values: none.
     pub metrics_prom: bool,
     /// Its port and address (`metricsPromExporterPort`, `metricsPromExporterHost`).
@@ -165,6 +169,12 @@ impl Default for BrokerConfig {
             spin_before_park: Duration::ZERO,
             disk_max_used_ratio: 0.85,
             disk_min_free_bytes: 0,
+            message_delay_levels: crate::timer::parse_delay_levels(
+                crate::timer::DEFAULT_DELAY_LEVELS,
+            )
+            .unwrap_or_default(),
+            // 40 days (RocketMQ: 3 days).
+            timer_max_delay: Duration::from_secs(40 * 86_400),
             enable_property_filter: true,
             transaction: crate::transaction::TxConfig::default(),
             rebalance_lock_max_live: Duration::from_secs(60),
@@ -173,6 +183,25 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// CLUSTER, MSG_REGION and TRACE_ON as a properties string: what the broker adds to every
+    /// message it stores (the send path's `complete_properties`); built once per shard.
+    pub fn stored_properties(&self) -> String {
+        use protocol::message::properties as prop;
+        let trace = if self.trace_on { "true" } else { "false" };
+        let mut out = String::new();
+        for (name, value) in [
+            (prop::CLUSTER, self.cluster_name.as_str()),
+            (prop::MSG_REGION, self.region_id.as_str()),
+            (prop::TRACE_ON, trace),
+        ] {
+            out.push_str(name);
+            out.push('\u{1}');
+            out.push_str(value);
+            out.push('\u{2}');
+        }
+        out
+    }
+
     /// What each connection is bounded by.
     pub fn conn_limits(&self) -> crate::conn::Limits {
         crate::conn::Limits {
@@ -316,6 +345,13 @@ impl BrokerConfig {
                 "rocketmq.broker.rebalance.lockMaxLiveTime" => {
                     self.rebalance_lock_max_live =
                         Duration::from_millis(v.parse().map_err(|_| bad())?)
+                }
+                "messageDelayLevel" => {
+                    self.message_delay_levels =
+                        crate::timer::parse_delay_levels(v).ok_or_else(bad)?
+                }
+                "timerMaxDelaySec" => {
+                    self.timer_max_delay = Duration::from_secs(v.parse().map_err(|_| bad())?)
                 }
                 _ => unknown.push(key.clone()),
             }

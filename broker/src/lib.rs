@@ -13,20 +13,21 @@
 //! ```text
 //! server      ──► shard, control, config, metadata, metrics
 //! shard       ──► conn, clients, control, outbound, stats, live_config, offsets, config,
-//!                 metadata, fault_hook, metrics, transaction
+//!                 metadata, fault_hook, metrics, transaction, timer
 //! server      ──► handlers (the services a shard starts: the transaction check loop)
 //! shard_metrics ──► shard, metrics, histogram (what a shard answers a scrape with)
 //! metrics     ──► config
-//! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata, transaction
+//! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata, transaction, timer
 //! clients     ──► conn
 //! outbound    ──► conn
 //! control     ──► config, metadata
 //! offsets     ──► metadata
 //! live_config ──► config
 //! metadata    ──► config
-//! config      ──► conn (the per-connection limits it hands out), transaction (its settings)
+//! config      ──► conn (the per-connection limits it hands out), transaction (its settings),
+//!                 timer (delay levels)
 //! stats       ──► histogram
-//! conn, storeext, fault_hook, histogram, transaction ──► nothing of this crate
+//! conn, storeext, fault_hook, histogram, transaction, timer ──► nothing of this crate
 //! ```
 //!
 //! * [`conn`]: one client connection, served for any [`conn::Service`]
@@ -62,4 +63,5 @@ pub mod shard;
 pub mod shard_metrics;
 pub mod stats;
 pub mod storeext;
+pub mod timer;
 pub mod transaction;

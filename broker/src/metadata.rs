@@ -22,6 +22,8 @@ pub const DLQ_PREFIX: &str = "%DLQ%";
 /// Topics producers may not send to.
 pub const NOT_ALLOWED_SEND_TOPICS: &[&str] = &[
     "SCHEDULE_TOPIC_XXXX",
+    "rmq_sys_wheel_timer",
+    "SATURN_TIMER_PROGRESS",
     "RMQ_SYS_TRANS_HALF_TOPIC",
     "RMQ_SYS_TRANS_OP_HALF_TOPIC",
     "TRANS_CHECK_MAX_TIME_TOPIC",

@@ -48,6 +48,8 @@ pub struct Shard {
     pub live: crate::live_config::LiveConfig,
     /// Transactional messages: undecided half messages and recent decisions.
     pub tx: RefCell<crate::transaction::TxBook>,
+    /// The timer engine's configuration and figures (the engine runs in `timer::engine::run`).
+    pub timers: crate::timer::Timers,
     /// CLUSTER, MSG_REGION and TRACE_ON, encoded once: added to every stored message.
     pub broker_properties: String,
 }
@@ -159,6 +161,24 @@ pub struct ShardSetup {
 pub type StartServices =
     fn(Rc<Shard>) -> futures_lite::future::BoxedLocal<Vec<glommio::task::JoinHandle<()>>>;
 
+impl crate::timer::engine::Host for Shard {
+    fn store(&self) -> &storage::Store {
+        &self.store
+    }
+    fn timers(&self) -> &crate::timer::Timers {
+        &self.timers
+    }
+    fn store_host(&self) -> SocketAddr {
+        self.store_host
+    }
+    fn timer_dir(&self) -> std::path::PathBuf {
+        self.config.shard_dir(self.id).join("timer")
+    }
+    fn shard_id(&self) -> usize {
+        self.id
+    }
+}
+
 /// Runs a shard to completion inside its executor.
 pub async fn run(setup: ShardSetup) {
     let ShardSetup {
@@ -174,7 +194,11 @@ pub async fn run(setup: ShardSetup) {
     let port = config.shard_port(id);
     let store_host = SocketAddr::new(config.broker_ip, port);
     let store = match open_store(&config, id, store_host).await {
-        Ok(s) => s,
+        Ok(s) => {
+            // Retention keeps everything until the timer engine has said what it needs.
+            s.set_retention_floor(0);
+            s
+        }
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id}: cannot open store: {e}")));
             return;
@@ -216,7 +240,11 @@ pub async fn run(setup: ShardSetup) {
         outbound: crate::outbound::Outbound::default(),
         live: crate::live_config::LiveConfig::new(&config),
         tx: RefCell::new(Default::default()),
-        broker_properties: crate::handlers::broker_properties(&config),
+        timers: crate::timer::Timers::new(
+            config.message_delay_levels.clone(),
+            config.timer_max_delay.as_millis() as i64,
+        ),
+        broker_properties: config.stored_properties(),
         config: config.clone(),
     });
     // The shard's own broker-name topic.
@@ -236,6 +264,7 @@ pub async fn run(setup: ShardSetup) {
     }
     let sweeper = glommio::spawn_local(shard.connections.clone().run_sweeper()).detach();
     let housekeeping = glommio::spawn_local(housekeeping(shard.clone())).detach();
+    let timers = glommio::spawn_local(crate::timer::engine::run(shard.clone())).detach();
     let scrapes = glommio::spawn_local(crate::metrics::serve(shard.clone(), metrics)).detach();
 
     tracing::info!(shard = id, name = %shard.name, addr = %store_host, "shard listening");
@@ -250,6 +279,7 @@ pub async fn run(setup: ShardSetup) {
     for task in services {
         task.cancel();
     }
+    timers.cancel();
     sweeper.cancel();
     scrapes.cancel();
     shard.offsets.borrow_mut().persist();

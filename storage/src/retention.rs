@@ -58,6 +58,10 @@ fn next_expired(sh: &Shared, now_ms: i64) -> Option<Expired> {
     if base >= active || base + st.cfg.segment_size > st.checkpointed {
         return None;
     }
+    // Nor one holding data a user of the store still needs.
+    if base + st.cfg.segment_size > sh.retention_floor.get() {
+        return None;
+    }
     let seg_path = st.cl.segment_path(base);
     let newest = match info {
         Some(i) if i.max_ts != i64::MIN => i.max_ts,

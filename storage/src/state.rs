@@ -131,6 +131,9 @@ pub(crate) struct Shared {
     pub writer: Writer,
     /// Reads cold commit-log spans (see [`crate::reader`]).
     pub reader: crate::reader::Reader,
+    /// Retention keeps every segment holding data at or after this offset (a user of the store,
+    /// such as the broker's timer engine, still needs it).
+    pub retention_floor: std::cell::Cell<u64>,
 }
 
 pub(crate) fn visible_end(st: &State) -> u64 {

@@ -47,6 +47,7 @@ impl Store {
             cp_lock: glommio::sync::Semaphore::new(1),
             writer: Writer::start("saturn-store-writer")?,
             reader: crate::reader::Reader::start("saturn-store-reader")?,
+            retention_floor: std::cell::Cell::new(u64::MAX),
         });
         // Persist what recovery rebuilt (consume-queue entries) and its end offset.
         checkpoint(&sh).await?;
@@ -375,6 +376,12 @@ impl Store {
     pub async fn run_retention(&self, now_ms: i64) -> Result<usize> {
         let _permit = self.sh.cp_lock.acquire_permit(1).await;
         crate::retention::run(&self.sh, now_ms).await
+    }
+
+    /// Retention keeps every segment that holds data at or after `offset` from now on
+    /// (`u64::MAX`: no floor).
+    pub fn set_retention_floor(&self, offset: u64) {
+        self.sh.retention_floor.set(offset);
     }
 
     /// Flushes consume queues and writes a checkpoint now (also runs every

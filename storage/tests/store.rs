@@ -346,6 +346,41 @@ fn retention_deletes_old_segments() {
     });
 }
 
+/// A user of the store (the broker's timer engine) sets a floor: retention deletes only the
+/// segments wholly below it, whatever their age, and resumes once the floor moves.
+#[test]
+fn retention_keeps_segments_from_the_floor() {
+    let dir = test_dir("retention-floor");
+    run(move || async move {
+        let mut cfg = small_config(dir.clone(), FlushMode::Async);
+        cfg.disk_max_used_ratio = 1.0;
+        let seg = cfg.segment_size;
+        let store = Store::open(cfg.clone()).await.unwrap();
+        let body = vec![3u8; 8000];
+        let mut offsets = Vec::new();
+        for i in 0..200 {
+            let r = store
+                .append(&[msg("T", 0, &body, "", "", &format!("U{i}"))])
+                .unwrap();
+            offsets.push(r.records[0].phys_offset);
+        }
+        store.flush().await.unwrap();
+        store.checkpoint().await.unwrap();
+        let segments = store.commit_log_max_offset() as u64 / seg + 1;
+        let floor = offsets[100] as u64;
+        store.set_retention_floor(floor);
+        let later = protocol_now() + 73 * 3600 * 1000;
+        let n = store.run_retention(later).await.unwrap() as u64;
+        assert_eq!(n, floor / seg, "only the segments below the floor's go");
+        assert!(store.read_record(offsets[100]).await.is_ok());
+        assert!(store.commit_log_min_offset() as u64 <= floor);
+        store.set_retention_floor(u64::MAX);
+        let more = store.run_retention(later).await.unwrap() as u64;
+        assert_eq!(n + more, segments - 1);
+        store.close().await.unwrap();
+    });
+}
+
 fn protocol_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

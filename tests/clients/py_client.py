@@ -352,13 +352,18 @@ def cmd_consume(a):
         if a.sleep_ms > 0:
             time.sleep(a.sleep_ms / 1000.0)
         line = msg_line(m, prop_keys)
+        # --fail-times n: RECONSUME_LATER (an exception) until the n-th redelivery.
+        failing = m.reconsume_times < a.fail_times
         with lock:
             counts["delivered"] += 1
             line["duplicate"] = line["msgId"] in seen
-            seen.add(line["msgId"])
+            if not failing:
+                seen.add(line["msgId"])
             out(line)
             if a.expect and len(seen) >= a.expect:
                 enough.set()
+        if failing:
+            raise RuntimeError("--fail-times: reconsume later")
 
     c = PushConsumer(a.group, orderly=a.orderly, message_model=model)
     set_log_path(c, a.client_home)
@@ -582,6 +587,8 @@ def main():
     sp.add_argument("--expect", type=int, default=0)
     sp.add_argument("--prop-keys", default="")
     sp.add_argument("--orderly", action="store_true")
+    sp.add_argument("--fail-times", type=int, default=0,
+                    help="the listener fails (RECONSUME_LATER) while reconsumeTimes < this")
     sp.add_argument("--threads", type=int, default=0)
     sp.add_argument("--sleep-ms", type=float, default=0.0, help="listener sleeps this long per message")
     sp.add_argument("--grace", type=float, default=0.0,

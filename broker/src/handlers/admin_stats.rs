@@ -44,6 +44,26 @@ fn disk_ratio(path: &std::path::Path) -> Option<f64> {
     Some(1.0 - st.f_bavail as f64 / st.f_blocks as f64)
 }
 
+/// The timer engine's figures: RocketMQ's `scheduleMessageOffset_<level>` ("delivered up to,
+/// stored up to") and timer keys, and Saturn's pending count and due backlog.
+fn timer_figures(shard: &Shard, put: &mut impl FnMut(&str, String)) {
+    let t = &shard.timers;
+    for (q, off) in t.level_offsets.borrow().iter().enumerate() {
+        let max = shard
+            .store
+            .max_offset(crate::timer::SCHEDULE_TOPIC, q as i32);
+        put(
+            &format!("scheduleMessageOffset_{}", q + 1),
+            format!("{off},{max}"),
+        );
+    }
+    put("timerPendingCount", t.pending.get().to_string());
+    put("timerDueBacklog", t.due_backlog.get().to_string());
+    put("timerOffsetBehind", t.unindexed.get().to_string());
+    put("timerDeliveredTotal", t.delivered.get().to_string());
+    put("timerIndexInMemory", t.in_memory.get().to_string());
+}
+
 pub async fn runtime_info(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
     let now = now_ms();
     let s = &shard.stats;
@@ -67,6 +87,7 @@ pub async fn runtime_info(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
     put("commitLogMinOffset", cl_min.to_string());
     put("commitLogMaxOffset", cl_max.to_string());
     put("flushDiskType", shard.config.flush.name().into());
+    timer_figures(shard, &mut put);
     put("putTps", tps_triple(&s.put, now));
     let got = tps_triple(&s.got, now);
     put("getTransferedTps", got.clone());

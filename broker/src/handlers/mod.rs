@@ -12,7 +12,6 @@ mod reply;
 mod reset;
 mod send;
 mod transaction;
-mod unserved;
 
 use std::rc::Rc;
 
@@ -20,7 +19,6 @@ use protocol::header::HeaderError;
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 pub use self::error::{HandlerError, IntoReply};
-pub(crate) use self::send::broker_properties;
 use crate::conn::{Conn, Outgoing};
 use crate::shard::Shard;
 
@@ -82,6 +80,10 @@ pub async fn dispatch(
         C::DELETE_TOPIC_IN_BROKER => Box::pin(admin::delete_topic(shard, &req)).await,
         C::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(shard, &req),
         C::GET_TOPIC_CONFIG => admin::topic_config(shard, &req),
+        C::GET_ALL_DELAY_OFFSET => Reply::Cmd(
+            req.success()
+                .with_body(shard.timers.delay_offset_json().into_bytes()),
+        ),
         C::VIEW_MESSAGE_BY_ID => Box::pin(admin::view_message(shard, &req)).await,
         C::QUERY_MESSAGE => Box::pin(admin::query_message(shard, &req)).await,
         C::GET_BROKER_RUNTIME_INFO => Box::pin(admin_stats::runtime_info(shard, &req)).await,

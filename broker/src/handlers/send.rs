@@ -39,21 +39,24 @@ pub async fn send(
     let target = resolve_target(shard, conn, &mut h, batch).await?;
     let real_queue = target.queue_id;
     let entries = if batch {
-        batch_entries(shard, &target.topic, &req.body)?
+        batch_entries(shard, &req.body)?
     } else {
         vec![(h.flag, req.body.clone(), properties, found)]
     };
     let (mut to_store, wait) = messages_to_store(shard, conn, &h, target, entries);
-    if !half {
-        return store_and_answer(shard, req, to_store, wait).await;
+    if half {
+        // A transactional send: stored as its half message, answered with its real queue.
+        super::transaction::into_half(&mut to_store[0], &h.producer_group);
+        let mut reply = store_and_answer(shard, req, to_store, wait).await?;
+        if let Reply::Cmd(resp) = &mut reply {
+            resp.ext_fields.insert("queueId", real_queue.to_string());
+        }
+        return Ok(reply);
     }
-    // A transactional send: stored as its half message, answered with its real queue.
-    super::transaction::into_half(&mut to_store[0], &h.producer_group);
-    let mut reply = store_and_answer(shard, req, to_store, wait).await?;
-    if let Reply::Cmd(resp) = &mut reply {
-        resp.ext_fields.insert("queueId", real_queue.to_string());
+    if !batch {
+        schedule(shard, &mut to_store[0])?;
     }
-    Ok(reply)
+    store_and_answer(shard, req, to_store, wait).await
 }
 
 /// What is checked before anything else: the topic's name, the sizes, no transactional batch,
@@ -94,9 +97,6 @@ fn check_send(
         return Err(HandlerError::MessageIllegal(
             "a batch cannot be a transactional (half) message".into(),
         ));
-    }
-    if let Some(reason) = super::unserved::refusal(&h.topic, &found) {
-        return Err(HandlerError::MessageIllegal(reason));
     }
     Ok((properties, found))
 }
@@ -164,7 +164,7 @@ async fn resolve_target(
 type Entry = (i32, Bytes, String, Scanned);
 
 /// The entries of a batch body, each within the size bound and not delayed.
-fn batch_entries(shard: &Shard, topic: &str, body: &Bytes) -> Result<Vec<Entry>, HandlerError> {
+fn batch_entries(shard: &Shard, body: &Bytes) -> Result<Vec<Entry>, HandlerError> {
     let list = message::decode_batch_bytes(body)
         .map_err(|e| HandlerError::MessageIllegal(format!("bad batch body: {e}")))?;
     if list.is_empty() {
@@ -183,8 +183,10 @@ fn batch_entries(shard: &Shard, topic: &str, body: &Bytes) -> Result<Vec<Entry>,
                 "batch messages cannot be delayed".into(),
             ));
         }
-        if let Some(reason) = super::unserved::refusal(topic, &found) {
-            return Err(HandlerError::MessageIllegal(reason));
+        if crate::timer::has_timer_property(&entry.properties) {
+            return Err(HandlerError::MessageIllegal(
+                "batch messages cannot be timer messages".into(),
+            ));
         }
         entries.push((entry.flag, entry.body, entry.properties, found));
     }
@@ -231,6 +233,24 @@ fn messages_to_store(
         ));
     }
     (to_store, wait)
+}
+
+/// A delayed or timer message goes to its timer topic instead (see [`crate::timer`]); nothing in
+/// a dead-letter queue is delayed.
+fn schedule(shard: &Shard, msg: &mut storage::MessageToStore) -> Result<(), HandlerError> {
+    if msg.topic.starts_with(DLQ_PREFIX) || !crate::timer::may_schedule(&msg.properties) {
+        return Ok(());
+    }
+    let t = &shard.timers;
+    let s = crate::timer::schedule_of(
+        &msg.properties,
+        &t.levels,
+        t.max_delay_ms,
+        metadata::now_ms(),
+    )
+    .map_err(HandlerError::MessageIllegal)?;
+    crate::timer::divert(msg, s);
+    Ok(())
 }
 
 /// Appends, waits for durability when asked, and builds the send response. A flush that did
@@ -318,18 +338,11 @@ pub(super) struct Scanned {
     /// The special properties: each asks for more than storing the message.
     /// DELAY: a delay level (or, on a retry topic, the retry's level).
     pub(super) delay: Option<String>,
-    /// TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS, in [`TIMER_PROPERTIES`]' order.
+    /// TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS, in this order.
     pub(super) timers: [Option<String>; 3],
     /// TRAN_MSG=true: a transaction's half message.
     pub(super) tran_msg: bool,
 }
-
-/// The 5.x timer properties [`Scanned::timers`] holds, in its order.
-pub(super) const TIMER_PROPERTIES: [&str; 3] = [
-    prop::TIMER_DELIVER_MS,
-    prop::TIMER_DELAY_SEC,
-    prop::TIMER_DELAY_MS,
-];
 
 pub(super) fn scan(props: &str) -> Scanned {
     let mut found = Scanned::default();
@@ -387,7 +400,7 @@ fn message_to_store(
 /// producer sent none, and the CLUSTER, MSG_REGION and TRACE_ON properties
 /// (RocketMQ stores all three; the 5.x client drops a consumer's trace
 /// records when the consumed message has no MSG_REGION). The three are the
-/// shard's [`broker_properties`], appended in one piece when the producer set
+/// shard's [`BrokerConfig::stored_properties`](crate::config::BrokerConfig::stored_properties), appended in one piece when the producer set
 /// none of them (the usual case).
 fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) -> String {
     let needs_uniq = found.uniq_key.is_none();
@@ -422,17 +435,6 @@ fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) ->
     }
     (found.has_cluster, found.has_region, found.has_trace_on) = (true, true, true);
     props
-}
-
-/// CLUSTER, MSG_REGION and TRACE_ON as a properties string: what the broker adds to every
-/// message it stores (see [`complete_properties`]); built once per shard.
-pub(crate) fn broker_properties(config: &crate::config::BrokerConfig) -> String {
-    let mut out = String::new();
-    push_property(&mut out, prop::CLUSTER, &config.cluster_name);
-    push_property(&mut out, prop::MSG_REGION, &config.region_id);
-    let trace = if config.trace_on { "true" } else { "false" };
-    push_property(&mut out, prop::TRACE_ON, trace);
-    out
 }
 
 fn push_property(props: &mut String, name: &str, value: &str) {
@@ -544,18 +546,24 @@ pub async fn send_back(
         group.retry_max_times
     };
     let (topic, queue_id) = if msg.reconsume_times >= max || h.delay_level < 0 {
+        props.remove(prop::DELAY);
         (dlq_topic(shard, &h.group).await?.topic_name.clone(), 0)
     } else {
         let retry = format!("{RETRY_PREFIX}{}", h.group);
         let config = find_or_create_topic(shard, &retry, "", 1).await?;
-        // Delay levels are not scheduled yet: the retry is delivered at once.
-        props.remove(prop::DELAY);
+        // The retry schedule: level 3 + reconsumeTimes unless the client asks for a level.
+        let level = if h.delay_level > 0 {
+            h.delay_level
+        } else {
+            3 + msg.reconsume_times
+        };
+        props.insert(prop::DELAY, level.to_string());
         let q = pick_queue(shard, group.retry_queue_nums.min(config.write_queue_nums));
         (retry, q)
     };
     let props = props.encode();
     let found = scan(&props);
-    let stored = message_to_store(
+    let mut stored = message_to_store(
         topic,
         queue_id,
         msg.flag,
@@ -568,6 +576,7 @@ pub async fn send_back(
         msg.reconsume_times + 1,
     );
     let _ = conn;
+    schedule(shard, &mut stored)?;
     match store_and_answer(shard, req, vec![stored], false).await? {
         Reply::Cmd(mut resp) if resp.code == 0 => {
             resp.ext_fields.clear();

@@ -615,11 +615,13 @@ public class Suite {
         createTopic(topic);
         String group = "CG_retry_" + RUN;
         ConcurrentLinkedQueue<MessageExt> seen = new ConcurrentLinkedQueue<>();
+        List<Long> arrived = java.util.Collections.synchronizedList(new ArrayList<>());
         Codes codes = new Codes();
         DefaultMQPushConsumer c = newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false, codes);
         c.setMaxReconsumeTimes(2);
         c.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
             seen.addAll(msgs);
+            arrived.add(System.currentTimeMillis());
             return ConsumeConcurrentlyStatus.RECONSUME_LATER;
         });
         c.start();
@@ -643,7 +645,13 @@ public class Suite {
         check(topic.equals(d.getProperty("RETRY_TOPIC")), "DLQ RETRY_TOPIC " + d.getProperty("RETRY_TOPIC"));
         check(d.getReconsumeTimes() == 3, "DLQ reconsumeTimes " + d.getReconsumeTimes());
         check(codes.seen.contains(36), "no CONSUMER_SEND_MSG_BACK (36) sent: " + codes.seen);
-        return "3 deliveries (reconsumeTimes 0,1,2) via %RETRY%, then 1 in " + dlq + " intact (CONSUMER_SEND_MSG_BACK)";
+        // The schedule: the first retry at level 3, the second at level 4 (3 + reconsumeTimes).
+        List<Long> gaps = new ArrayList<>();
+        for (int i = 1; i < arrived.size(); i++) gaps.add(arrived.get(i) - arrived.get(i - 1));
+        check(gaps.size() == 2 && gaps.get(0) >= LEVEL_MS[2] && gaps.get(1) >= LEVEL_MS[3],
+            "gaps between deliveries " + gaps + " ms, want at least " + LEVEL_MS[2] + " and " + LEVEL_MS[3]);
+        return "3 deliveries (reconsumeTimes 0,1,2) via %RETRY%, " + gaps + " ms apart (levels 3, 4), then 1 in "
+            + dlq + " intact (CONSUMER_SEND_MSG_BACK)";
     }
 
     // ------------------------------------------------------------------------------ cases: pull
@@ -835,12 +843,35 @@ public class Suite {
         }
     }
 
+    /** The e2e broker's messageDelayLevel (tests/e2e_clients.py E2E_DELAY_LEVELS): level n's delay in ms. */
+    static final long[] LEVEL_MS = {200, 400, 600, 800, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
+        1000, 1000, 1000, 1000, 1000};
+    /** Delivered within this of due (broker store time of the delivered copy; a shared CI machine). */
+    static final long LATE_MAX_MS = 1000;
+
+    /** Sends m, checks nothing is readable at once, waits for it; checks it was stored (re-stored by
+     *  the timer engine) no earlier than due and within the bound, intact. Returns its lateness. */
+    static long sendScheduled(String topic, Message m, long due, String key) throws Exception {
+        SendResult sent = producer.send(m);
+        check(sent.getSendStatus() == SendStatus.SEND_OK, "send: " + sent);
+        check(totalMaxOffset(topic) == 0, "visible in " + topic + " before due");
+        List<MessageExt> got = readAtLeast(topic, 1, 10000 + Math.max(0, due - System.currentTimeMillis()));
+        MessageExt d = got.get(0);
+        long late = d.getStoreTimestamp() - due;
+        check(late >= 0, key + " delivered " + (-late) + " ms early");
+        check(late <= LATE_MAX_MS, key + " delivered " + late + " ms late");
+        checkIntact(d, "TagA", key, body(d));
+        check(sent.getMsgId().equals(d.getMsgId()), "msgId " + d.getMsgId() + " != sent " + sent.getMsgId());
+        return late;
+    }
+
     static String delayLevelCase() throws Exception {
         String topic = t("delay");
         createTopic(topic);
         Message m = msg(topic, "TagA", "delay-k", "delay");
         m.setDelayTimeLevel(3);
-        return "setDelayTimeLevel(3): " + refusedSend(topic, m, MESSAGE_ILLEGAL, "delay");
+        long late = sendScheduled(topic, m, System.currentTimeMillis() + LEVEL_MS[2], "delay-k");
+        return "setDelayTimeLevel(3) (" + LEVEL_MS[2] + " ms): delivered " + late + " ms after due, intact";
     }
 
     static void setTimer(Message m, String setter, String property, long value) throws Exception {
@@ -853,15 +884,27 @@ public class Suite {
     }
 
     static String timerCase() throws Exception {
-        String topic = t("timer");
-        createTopic(topic);
         StringBuilder out = new StringBuilder();
-        Message a = msg(topic, "TagA", "timer-k", "timer");
-        setTimer(a, "setDeliverTimeMs", "TIMER_DELIVER_MS", System.currentTimeMillis() + 5000);
-        out.append("TIMER_DELIVER_MS: ").append(refusedSend(topic, a, MESSAGE_ILLEGAL, "timer"));
-        Message b = msg(topic, "TagA", "timer-k", "timer");
-        setTimer(b, "setDelayTimeSec", "TIMER_DELAY_SEC", 5);
-        out.append("; TIMER_DELAY_SEC: ").append(refusedSend(topic, b, MESSAGE_ILLEGAL, "timer"));
+        String ta = t("timer_at");
+        createTopic(ta);
+        Message a = msg(ta, "TagA", "timer-k", "timer");
+        long due = System.currentTimeMillis() + 1500;
+        setTimer(a, "setDeliverTimeMs", "TIMER_DELIVER_MS", due);
+        out.append("setDeliverTimeMs: ").append(sendScheduled(ta, a, due, "timer-k")).append(" ms late");
+        String tb = t("timer_sec");
+        createTopic(tb);
+        Message b = msg(tb, "TagA", "timer-k", "timer");
+        setTimer(b, "setDelayTimeSec", "TIMER_DELAY_SEC", 1);
+        due = System.currentTimeMillis() + 1000;
+        out.append("; setDelayTimeSec(1): ").append(sendScheduled(tb, b, due, "timer-k")).append(" ms late");
+        Message c = msg(tb, "TagA", "timer-k", "timer");
+        setTimer(c, "setDelayTimeSec", "TIMER_DELAY_SEC", 365L * 86400);
+        try {
+            SendResult r = producer.send(c);
+            throw new Fail("a timer a year ahead was accepted: " + r);
+        } catch (MQBrokerException e) {
+            out.append("; a year ahead: ").append(brokerRefusal(e, MESSAGE_ILLEGAL, "timerMaxDelaySec"));
+        }
         return out.toString();
     }
 
