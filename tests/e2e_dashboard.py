@@ -266,7 +266,12 @@ def main():
     os.environ["SATURN_DASHBOARD_PASSWORD"] = ADMIN_PW
     os.environ["SATURN_DASHBOARD_READONLY_PASSWORD"] = VIEW_PW
     try:
-        broker.start()
+        try:
+            broker.start()
+        except E.Fail:
+            with open(broker.log_path, errors="replace") as f:
+                sys.stderr.write("broker log tail:\n" + "".join(f.readlines()[-20:]))
+            raise
         s = Scenario(broker, run_dir, port)
         for name in ["assets", "login_gate", "cluster", "create_topic", "send", "topic_view", "messages", "consume",
                      "reset", "resend", "dlq", "admin_dashboard", "deletes"]:
