@@ -10,5 +10,6 @@
 
 pub mod client;
 pub mod cmd;
+pub mod dash;
 pub mod fjson;
 pub mod out;

@@ -305,6 +305,20 @@ enum Cmd {
         #[arg(short = 'b', long = "brokerName")]
         broker: String,
     },
+    /// Serve Saturn's dashboard (page and JSON API) for the name servers of -n, next to a
+    /// saturn-namesrv; runs until stopped
+    #[command(name = "dashboard")]
+    Dashboard {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The `admin` password (default: $SATURN_DASHBOARD_PASSWORD); required beyond loopback
+        #[arg(long)]
+        password: Option<String>,
+        /// The read-only `viewer` password (default: $SATURN_DASHBOARD_READONLY_PASSWORD)
+        #[arg(long)]
+        readonly_password: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -342,6 +356,14 @@ fn main() -> ExitCode {
         .clone()
         .or_else(|| std::env::var("NAMESRV_ADDR").ok())
         .unwrap_or_default();
+    if let Cmd::Dashboard {
+        listen,
+        password,
+        readonly_password,
+    } = cli.cmd
+    {
+        return dashboard(&namesrv, listen, password, readonly_password);
+    }
     let mut admin = Admin::new(&namesrv, Duration::from_millis(cli.timeout_ms));
     match run(&mut admin, cli.cmd) {
         Ok(out) => {
@@ -354,6 +376,31 @@ fn main() -> ExitCode {
                 print!("{}", out.render());
             }
             ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("saturn-admin: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dashboard(
+    namesrv: &str,
+    listen: std::net::SocketAddr,
+    password: Option<String>,
+    readonly: Option<String>,
+) -> ExitCode {
+    if namesrv.is_empty() {
+        eprintln!("saturn-admin: no name server address: give -n host:port or set NAMESRV_ADDR");
+        return ExitCode::FAILURE;
+    }
+    let cfg = admin::dash::DashConfig::from_env(namesrv, password, readonly);
+    match admin::dash::serve(listen, cfg) {
+        Ok(local) => {
+            println!("saturn-dashboard listening on http://{local}/");
+            loop {
+                std::thread::park();
+            }
         }
         Err(e) => {
             eprintln!("saturn-admin: {e}");

@@ -29,8 +29,25 @@ enum Command {
         #[arg(long, default_value_t = 9876)]
         namesrv_port: u16,
         #[command(flatten)]
+        dashboard: DashFlags,
+        #[command(flatten)]
         flags: Flags,
     },
+}
+
+/// The built-in dashboard (admin::dash), off unless an address is given.
+#[derive(Args, Debug, Clone, Default)]
+struct DashFlags {
+    /// Serve the dashboard (a page and a JSON API) on this address, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    dashboard_listen: Option<SocketAddr>,
+    /// The dashboard's `admin` password (default: $SATURN_DASHBOARD_PASSWORD); required
+    /// beyond loopback.
+    #[arg(long)]
+    dashboard_password: Option<String>,
+    /// The dashboard's read-only `viewer` password (default: $SATURN_DASHBOARD_READONLY_PASSWORD).
+    #[arg(long)]
+    dashboard_readonly_password: Option<String>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -90,12 +107,13 @@ struct Flags {
 fn main() {
     init_logging();
     let cli = Cli::parse();
-    let (flags, standalone) = match cli.command {
+    let (flags, standalone, dash) = match cli.command {
         Some(Command::Standalone {
             namesrv_port,
+            dashboard,
             flags,
-        }) => (merge(cli.flags, flags), Some(namesrv_port)),
-        None => (cli.flags, None),
+        }) => (merge(cli.flags, flags), Some(namesrv_port), dashboard),
+        None => (cli.flags, None, DashFlags::default()),
     };
     let mut config = BrokerConfig::default();
     if standalone.is_some() {
@@ -133,6 +151,9 @@ fn main() {
 
     let shards = config.shards;
     let ports: Vec<String> = (0..shards).map(|i| config.shard_addr(i)).collect();
+    if let Some(addr) = dash.dashboard_listen {
+        start_dashboard(addr, &dash, &config.namesrv_addrs.join(";"));
+    }
     let broker = Broker::start(config).unwrap_or_else(|e| fail(&e));
     // Tests and scripts read this line.
     println!("saturn-broker ready: {}", ports.join(" "));
@@ -263,6 +284,19 @@ fn raise_open_file_limit(want: usize) {
                 "open-file limit is below the connections the shards may serve"
             );
         }
+    }
+}
+
+fn start_dashboard(addr: SocketAddr, f: &DashFlags, namesrv: &str) {
+    let cfg = admin::dash::DashConfig::from_env(
+        namesrv,
+        f.dashboard_password.clone(),
+        f.dashboard_readonly_password.clone(),
+    );
+    match admin::dash::serve(addr, cfg) {
+        // Tests and scripts read this line.
+        Ok(local) => println!("saturn-dashboard listening on http://{local}/"),
+        Err(e) => fail(&e),
     }
 }
 

@@ -24,7 +24,7 @@ pub struct SendArgs<'a> {
 }
 
 /// The queue to send to: the one named, or a writable one chosen by the clock.
-fn pick_queue(admin: &mut Admin, a: &SendArgs<'_>) -> Result<(String, String, i32)> {
+pub fn pick_queue(admin: &mut Admin, a: &SendArgs<'_>) -> Result<(String, String, i32)> {
     let route = admin.route(a.topic)?;
     let mut queues = Vec::new();
     for qd in route
