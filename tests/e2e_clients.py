@@ -55,7 +55,7 @@ CLIENTS = {
 }
 CLIENT_TITLES = {"rocketmq-0.4.4": "rocketmq 0.4.4", "cvs": "python-cvs 2.1.0.3", "ons": "ali-ons 3.12.0"}
 SCENARIOS = ["route", "sync", "push", "group2", "async", "oneway", "resume", "tags", "split", "broadcast",
-             "pull"]
+             "pull", "orderly"]
 
 MAX_SEND_RETRIES = 3  # per produce run, Python sync sends only
 TAGS = ["TagA", "TagB", "TagC"]
@@ -211,11 +211,18 @@ def free_port_block(start, width):
 class Broker:
     """A `saturn-broker standalone --shards 2` with its own data dir and ports."""
 
-    def __init__(self, run_dir, name, extra_args=()):
-        self.extra_args = list(extra_args)  # more broker flags (e.g. -c broker.conf)
+    def __init__(self, run_dir, name, extra_args=(), conf=None):
+        """extra_args: more broker flags; conf: broker.conf properties ({key: value}) the
+        broker reads with -c."""
         self.dir = os.path.join(run_dir, name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
+        self.conf_args = []
+        if conf:
+            path = os.path.join(self.dir, "broker.conf")
+            with open(path, "w") as f:
+                f.writelines("%s=%s\n" % kv for kv in conf.items())
+            self.conf_args = ["-c", path]
         seed = 30000 + (os.getpid() * 37 + int(time.time())) % 20000
         block = free_port_block(seed, 16)
         self.namesrv_port = block
@@ -224,14 +231,15 @@ class Broker:
         self.log_path = os.path.join(self.dir, "broker.log")
         self.proc = None
         self.shards = []
-        self.extra_args = []  # more broker arguments (tests/e2e_faults.py: --flush, -c)
+        # more broker arguments (tests/e2e_faults.py sets --flush, -c after construction)
+        self.extra_args = list(extra_args)
 
     def start(self):
         env = dict(os.environ, RUST_LOG=os.environ.get("E2E_RUST_LOG", "info"))
         # E2E_BROKER_PREFIX: a command to run the broker under (e.g. strace), for debugging.
         cmd = os.environ.get("E2E_BROKER_PREFIX", "").split() + [BROKER_BIN, "standalone", "--namesrv-port", str(self.namesrv_port), "--port", str(self.base_port),
                "--shards", "2", "--no-pin", "--broker-ip", "127.0.0.1", "--segment-size", str(64 << 20),
-               "--data-dir", os.path.join(self.dir, "data")] + self.extra_args
+               "--data-dir", os.path.join(self.dir, "data")] + self.conf_args + self.extra_args
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.logf, env=env,
                                      start_new_session=True)
@@ -739,6 +747,30 @@ def sc_split(ctx):
         len(m1), len(m2), n, rounds)
 
 
+def sc_orderly(ctx):
+    """The C++ clients' orderly path: send_orderly (queue = key % queues) and an orderly push
+    consumer (LOCK_BATCH_MQ); every key's messages arrive complete and in send order. ali-ons has
+    no orderly consumer: n/a."""
+    if not ctx.python:
+        return None
+    topic, group, n, keys = "E2E_orderly", "CG_orderly", 400, 8
+    ctx.broker.create_topic(topic)
+    args = produce_args(topic, n, "orderly", "ord", "PG_ord", 120, True) + ["--order-keys", str(keys)]
+    p = ctx.run(args, "orderly-send", 150)
+    rc, s = p.wait(), p.summary()
+    check(rc == 0 and s.get("acked") == n, "orderly send of %d: rc=%s acked=%s errors=%s" % (
+        n, rc, s.get("acked"), p.errors()))
+    c = ctx.consume(topic, group, "ord", range(n), 120, "orderly-recv", extra=["--orderly", "--grace", "2"])
+    last = {}
+    for m in c.messages():  # in delivery order: one queue is consumed by one thread at a time
+        i = int(m["props"]["i"])
+        k = i % keys
+        check(i > last.get(k, -1), "key %d: message %d delivered after %d" % (k, i, last.get(k, -1)))
+        last[k] = i
+    check(len(last) == keys, "%d keys delivered" % len(last))
+    return "%d messages of %d keys, each key in send order (orderly push consumer)" % (n, keys)
+
+
 def sc_broadcast(ctx):
     topic, group, n = "E2E_bcast", "CG_bcast", 1000
     ctx.broker.create_topic(topic)
@@ -805,10 +837,12 @@ def warm_up(ctx, topic, consumers, broadcast, timeout=60):
 
 RUNNERS = {"sync": sc_sync, "route": sc_route, "push": sc_push, "group2": sc_group2, "async": sc_async,
            "oneway": sc_oneway, "resume": sc_resume, "tags": sc_tags, "split": sc_split, "broadcast": sc_broadcast,
+           "orderly": sc_orderly,
            "pull": sc_pull}
 # Execution order: the send first; route, push, group2 and pull read what it stored.
 NEEDS_SYNC = ("route", "push", "group2", "pull")
-ORDER = ["sync", "route", "push", "group2", "pull", "async", "oneway", "tags", "resume", "split", "broadcast"]
+ORDER = ["sync", "route", "push", "group2", "pull", "async", "oneway", "tags", "resume", "split", "broadcast",
+         "orderly"]
 
 
 def run_client(client, run_dir, args):

@@ -110,6 +110,11 @@ pub struct BrokerConfig {
     pub trace_topic_name: String,
     /// SQL92 subscriptions are served (`enablePropertyFilter`; on by default, unlike RocketMQ).
     pub enable_property_filter: bool,
+    /// transactionTimeOut, transactionCheckInterval, transactionCheckMax.
+    pub transaction: crate::transaction::TxConfig,
+    /// An orderly consumer's queue lock not renewed for this long is free again (RocketMQ's
+    /// `rocketmq.broker.rebalance.lockMaxLiveTime`, 60 s).
+    pub rebalance_lock_max_live: Duration,
 }
 
 /// Ports per shard: VIP (port − 2), main (port), HA (port + 1), one spare.
@@ -161,11 +166,32 @@ impl Default for BrokerConfig {
             disk_max_used_ratio: 0.85,
             disk_min_free_bytes: 0,
             enable_property_filter: true,
+            transaction: crate::transaction::TxConfig::default(),
+            rebalance_lock_max_live: Duration::from_secs(60),
         }
     }
 }
 
 impl BrokerConfig {
+    /// CLUSTER, MSG_REGION and TRACE_ON as a properties string: what the broker adds to every
+    /// message it stores (the send path's `complete_properties`); built once per shard.
+    pub fn stored_properties(&self) -> String {
+        use protocol::message::properties as prop;
+        let trace = if self.trace_on { "true" } else { "false" };
+        let mut out = String::new();
+        for (name, value) in [
+            (prop::CLUSTER, self.cluster_name.as_str()),
+            (prop::MSG_REGION, self.region_id.as_str()),
+            (prop::TRACE_ON, trace),
+        ] {
+            out.push_str(name);
+            out.push('\u{1}');
+            out.push_str(value);
+            out.push('\u{2}');
+        }
+        out
+    }
+
     /// What each connection is bounded by.
     pub fn conn_limits(&self) -> crate::conn::Limits {
         crate::conn::Limits {
@@ -292,6 +318,23 @@ impl BrokerConfig {
                 }
                 "saturnSpinBeforeParkMicros" => {
                     self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
+                }
+                "transactionTimeOut" => {
+                    self.transaction.timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
+                }
+                "transactionCheckInterval" => {
+                    let ms: u64 = v.parse().map_err(|_| bad())?;
+                    if ms == 0 {
+                        return Err(bad());
+                    }
+                    self.transaction.interval = Duration::from_millis(ms)
+                }
+                "transactionCheckMax" => {
+                    self.transaction.max_checks = v.parse().map_err(|_| bad())?
+                }
+                "rocketmq.broker.rebalance.lockMaxLiveTime" => {
+                    self.rebalance_lock_max_live =
+                        Duration::from_millis(v.parse().map_err(|_| bad())?)
                 }
                 _ => unknown.push(key.clone()),
             }

@@ -13,19 +13,20 @@
 //! ```text
 //! server      ──► shard, control, config, metadata, metrics
 //! shard       ──► conn, clients, control, outbound, stats, live_config, offsets, config,
-//!                 metadata, fault_hook, metrics
+//!                 metadata, fault_hook, metrics, transaction
+//! server      ──► handlers (the services a shard starts: the transaction check loop)
 //! shard_metrics ──► shard, metrics, histogram (what a shard answers a scrape with)
 //! metrics     ──► config
-//! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata
+//! handlers    ──► shard, conn, outbound, stats, storeext, config, metadata, transaction
 //! clients     ──► conn
 //! outbound    ──► conn
 //! control     ──► config, metadata
 //! offsets     ──► metadata
 //! live_config ──► config
 //! metadata    ──► config
-//! config      ──► conn (the per-connection limits it hands out)
+//! config      ──► conn (the per-connection limits it hands out), transaction (its settings)
 //! stats       ──► histogram
-//! conn, storeext, fault_hook, histogram ──► nothing of this crate
+//! conn, storeext, fault_hook, histogram, transaction ──► nothing of this crate
 //! ```
 //!
 //! * [`conn`]: one client connection, served for any [`conn::Service`]
@@ -40,6 +41,9 @@
 //! * [`shard`]: the per-core state, and the one place that asks the control
 //!   thread for a topic or group and adopts the answer
 //!   ([`shard::Shard::ensure_topic`], [`shard::Shard::ensure_group`]).
+//! * [`transaction`]: transactional messages' records and per-shard book; END_TRANSACTION and
+//!   the check loop are in `handlers::transaction`, started before the shard listens through
+//!   [`shard::ShardSetup::services`].
 
 pub mod clients;
 pub mod config;
@@ -58,3 +62,4 @@ pub mod shard;
 pub mod shard_metrics;
 pub mod stats;
 pub mod storeext;
+pub mod transaction;

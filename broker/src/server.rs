@@ -41,6 +41,7 @@ impl Broker {
                 events: event_rx,
                 ready: ready_tx,
                 metrics: scrapes.remove(0),
+                services: crate::handlers::start_services,
             };
             let placement = match cores.get(id % cores.len().max(1)) {
                 Some(core) if config.pin_cores => Placement::Fixed(core.id),

@@ -46,6 +46,8 @@ pub struct Shard {
     pub outbound: crate::outbound::Outbound,
     /// Settings UPDATE_BROKER_CONFIG may change.
     pub live: crate::live_config::LiveConfig,
+    /// Transactional messages: undecided half messages and recent decisions.
+    pub tx: RefCell<crate::transaction::TxBook>,
     /// CLUSTER, MSG_REGION and TRACE_ON, encoded once: added to every stored message.
     pub broker_properties: String,
 }
@@ -147,7 +149,15 @@ pub struct ShardSetup {
     pub ready: flume::Sender<Result<(), String>>,
     /// Metrics scrapes to answer ([`crate::metrics`]).
     pub metrics: flume::Receiver<crate::metrics::Reply>,
+    /// Services started before the shard listens (the transaction book rebuilt from its
+    /// queues, then its check loop); their tasks are cancelled when the shard stops.
+    pub services: StartServices,
 }
+
+/// What [`ShardSetup::services`] is: given the shard, rebuild what must be rebuilt and return
+/// the background tasks started.
+pub type StartServices =
+    fn(Rc<Shard>) -> futures_lite::future::BoxedLocal<Vec<glommio::task::JoinHandle<()>>>;
 
 /// Runs a shard to completion inside its executor.
 pub async fn run(setup: ShardSetup) {
@@ -159,6 +169,7 @@ pub async fn run(setup: ShardSetup) {
         events,
         ready,
         metrics,
+        services,
     } = setup;
     let port = config.shard_port(id);
     let store_host = SocketAddr::new(config.broker_ip, port);
@@ -204,7 +215,8 @@ pub async fn run(setup: ShardSetup) {
         stats: crate::stats::ShardStats::new(crate::metadata::now_ms()),
         outbound: crate::outbound::Outbound::default(),
         live: crate::live_config::LiveConfig::new(&config),
-        broker_properties: crate::handlers::broker_properties(&config),
+        tx: RefCell::new(Default::default()),
+        broker_properties: config.stored_properties(),
         config: config.clone(),
     });
     // The shard's own broker-name topic.
@@ -215,6 +227,7 @@ pub async fn run(setup: ShardSetup) {
             .borrow_mut()
             .insert(own.topic_name.clone(), Rc::new(own));
     }
+    let services = services(shard.clone()).await;
 
     for listener in listeners {
         let (service, table) = (shard.clone(), shard.connections.clone());
@@ -234,6 +247,9 @@ pub async fn run(setup: ShardSetup) {
         }
     }
     housekeeping.cancel();
+    for task in services {
+        task.cancel();
+    }
     sweeper.cancel();
     scrapes.cancel();
     shard.offsets.borrow_mut().persist();

@@ -2,7 +2,7 @@
 //! and the queue locks of orderly consumers.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use protocol::body::{
     decode_json, encode_json, perm, CheckClientRequestBody, ConsumerData,
@@ -17,8 +17,18 @@ use crate::conn::Conn;
 use crate::metadata::RETRY_PREFIX;
 use crate::shard::Shard;
 
-/// A queue lock not renewed for this long is free again.
-pub const LOCK_MAX_LIVE: Duration = Duration::from_secs(60);
+/// Whether some orderly consumer of `group` holds a queue lock of this shard that has not
+/// expired (RocketMQ's `isLockAllExpired`, negated): its messages sent back for a retry go
+/// straight to the dead-letter queue, never to a retry topic that would break their order.
+pub fn group_has_live_lock(shard: &Shard, group: &str) -> bool {
+    let max_live = shard.config.rebalance_lock_max_live;
+    let now = Instant::now();
+    shard
+        .locks
+        .borrow()
+        .iter()
+        .any(|((g, _), (_, at))| g == group && now.saturating_duration_since(*at) <= max_live)
+}
 
 pub async fn heartbeat(shard: &Rc<Shard>, conn: &Rc<Conn>, req: &RemotingCommand) -> Reply {
     let data: HeartbeatData = match decode_json(&req.body) {
@@ -151,7 +161,8 @@ pub fn lock_batch(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
         let free = match locks.get(&key) {
             None => true,
             Some((holder, at)) => {
-                holder == &body.client_id || now.saturating_duration_since(*at) > LOCK_MAX_LIVE
+                holder == &body.client_id
+                    || now.saturating_duration_since(*at) > shard.config.rebalance_lock_max_live
             }
         };
         if free {

@@ -11,6 +11,7 @@ mod pull;
 mod reply;
 mod reset;
 mod send;
+mod transaction;
 mod unserved;
 
 use std::rc::Rc;
@@ -19,7 +20,6 @@ use protocol::header::HeaderError;
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 pub use self::error::{HandlerError, IntoReply};
-pub(crate) use self::send::broker_properties;
 use crate::conn::{Conn, Outgoing};
 use crate::shard::Shard;
 
@@ -71,6 +71,9 @@ pub async fn dispatch(
         C::GET_MIN_OFFSET => consumer::min_offset(shard, &req),
         C::SEARCH_OFFSET_BY_TIMESTAMP => Box::pin(consumer::search_offset(shard, &req)).await,
         C::GET_EARLIEST_MSG_STORETIME => Box::pin(consumer::earliest_store_time(shard, &req)).await,
+        C::END_TRANSACTION => Box::pin(transaction::end_transaction(shard, &req))
+            .await
+            .into_reply(&req),
         C::CONSUMER_SEND_MSG_BACK => Box::pin(send::send_back(shard, conn, &req))
             .await
             .into_reply(&req),
@@ -132,6 +135,13 @@ pub async fn dispatch(
         Reply::Cmd(cmd) => Outgoing::command(&cmd),
         Reply::Parts(cmd, parts) => Outgoing::with_parts(&cmd, parts),
     })
+}
+
+/// The services a shard starts before it listens (see [`crate::shard::StartServices`]).
+pub fn start_services(
+    shard: Rc<Shard>,
+) -> futures_lite::future::BoxedLocal<Vec<glommio::task::JoinHandle<()>>> {
+    transaction::start(shard)
 }
 
 /// A handler's answer: a command, or a command whose body is stored records

@@ -35,19 +35,31 @@ pub async fn send(
     let mut h = SendMessageRequestHeader::decode_any(&req.ext_fields)?;
     let batch = req.request_code() == RequestCode::SEND_BATCH_MESSAGE || h.batch == Some(true);
     let (properties, found) = check_send(shard, req, &mut h, batch)?;
+    let half = !batch && found.tran_msg;
     let target = resolve_target(shard, conn, &mut h, batch).await?;
+    let real_queue = target.queue_id;
     let entries = if batch {
         batch_entries(shard, &target.topic, &req.body)?
     } else {
         vec![(h.flag, req.body.clone(), properties, found)]
     };
-    let (to_store, wait) = messages_to_store(shard, conn, &h, target, entries);
-    store_and_answer(shard, req, to_store, wait).await
+    let (mut to_store, wait) = messages_to_store(shard, conn, &h, target, entries);
+    if !half {
+        return store_and_answer(shard, req, to_store, wait).await;
+    }
+    // A transactional send: stored as its half message, answered with its real queue.
+    super::transaction::into_half(&mut to_store[0], &h.producer_group);
+    let mut reply = store_and_answer(shard, req, to_store, wait).await?;
+    if let Reply::Cmd(resp) = &mut reply {
+        resp.ext_fields.insert("queueId", real_queue.to_string());
+    }
+    Ok(reply)
 }
 
-/// What is checked before anything else: the topic's name, the sizes, no transactions, no
-/// feature that is not served. Returns the properties, taken out of the header, and what their
-/// one scan found (for a batch, the header's own properties; its entries are scanned apart).
+/// What is checked before anything else: the topic's name, the sizes, no transactional batch,
+/// no feature that is not served. Returns the properties, taken out of the header, and what
+/// their one scan found (for a batch, the header's own properties; its entries are scanned
+/// apart).
 fn check_send(
     shard: &Shard,
     req: &RemotingCommand,
@@ -78,11 +90,10 @@ fn check_send(
         )));
     }
     let found = scan(&properties);
-    if !batch && found.tran_msg {
-        return Err(HandlerError::NoPermission(format!(
-            "the broker[{}] sending transaction message is forbidden",
-            shard.name
-        )));
+    if batch && found.tran_msg {
+        return Err(HandlerError::MessageIllegal(
+            "a batch cannot be a transactional (half) message".into(),
+        ));
     }
     if let Some(reason) = super::unserved::refusal(&h.topic, &found) {
         return Err(HandlerError::MessageIllegal(reason));
@@ -120,7 +131,10 @@ async fn resolve_target(
         let max = h
             .max_reconsume_times
             .unwrap_or(group_config.retry_max_times);
-        if h.reconsume_times.unwrap_or(0) > max {
+        // A group holding unexpired queue locks consumes in order: a message it sends back
+        // goes to the dead-letter queue at once (a retry topic would break the order).
+        if h.reconsume_times.unwrap_or(0) > max || super::client::group_has_live_lock(shard, group)
+        {
             let dlq = dlq_topic(shard, group).await?;
             target.topic = dlq.topic_name.clone();
             target.queue_id = 0;
@@ -373,7 +387,7 @@ fn message_to_store(
 /// producer sent none, and the CLUSTER, MSG_REGION and TRACE_ON properties
 /// (RocketMQ stores all three; the 5.x client drops a consumer's trace
 /// records when the consumed message has no MSG_REGION). The three are the
-/// shard's [`broker_properties`], appended in one piece when the producer set
+/// shard's [`BrokerConfig::stored_properties`](crate::config::BrokerConfig::stored_properties), appended in one piece when the producer set
 /// none of them (the usual case).
 fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) -> String {
     let needs_uniq = found.uniq_key.is_none();
@@ -408,17 +422,6 @@ fn complete_properties(shard: &Shard, mut props: String, found: &mut Scanned) ->
     }
     (found.has_cluster, found.has_region, found.has_trace_on) = (true, true, true);
     props
-}
-
-/// CLUSTER, MSG_REGION and TRACE_ON as a properties string: what the broker adds to every
-/// message it stores (see [`complete_properties`]); built once per shard.
-pub(crate) fn broker_properties(config: &crate::config::BrokerConfig) -> String {
-    let mut out = String::new();
-    push_property(&mut out, prop::CLUSTER, &config.cluster_name);
-    push_property(&mut out, prop::MSG_REGION, &config.region_id);
-    let trace = if config.trace_on { "true" } else { "false" };
-    push_property(&mut out, prop::TRACE_ON, trace);
-    out
 }
 
 fn push_property(props: &mut String, name: &str, value: &str) {

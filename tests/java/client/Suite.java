@@ -865,35 +865,250 @@ public class Suite {
         return out.toString();
     }
 
-    static String transactionCase() throws Exception {
-        String topic = t("tx");
-        createTopic(topic);
-        TransactionMQProducer p = new TransactionMQProducer("PG_tx_" + RUN);
+    // ------------------------------------------------------------------------------ cases: transactions
+    // The broker of this suite runs with transactionTimeOut=1000, transactionCheckInterval=1000
+    // and transactionCheckMax=3 (tests/e2e_java.py's TX_CONF).
+    static final int TX_CHECK_MAX = 3;
+
+    /** A transactional producer whose local transaction answers `local` and whose check answers `check`. */
+    static TransactionMQProducer txProducer(String group, LocalTransactionState local, LocalTransactionState check,
+                                            AtomicInteger checks) throws MQClientException {
+        TransactionMQProducer p = new TransactionMQProducer(group);
         p.setNamesrvAddr(NS);
         p.setInstanceName(instance());
-        AtomicInteger executed = new AtomicInteger();
+        p.setSendMsgTimeout(10000);
+        p.setPollNameServerInterval(1000);
+        p.setHeartbeatBrokerInterval(1000);
         p.setTransactionListener(new TransactionListener() {
             public LocalTransactionState executeLocalTransaction(Message msg, Object arg) {
-                executed.incrementAndGet();
-                return LocalTransactionState.COMMIT_MESSAGE;
+                return local;
             }
 
             public LocalTransactionState checkLocalTransaction(MessageExt msg) {
-                return LocalTransactionState.COMMIT_MESSAGE;
+                checks.incrementAndGet();
+                return check;
             }
         });
         p.start();
         open.add(p::shutdown);
-        long before = totalMaxOffset(topic);
-        try {
-            TransactionSendResult r = p.sendMessageInTransaction(msg(topic, "TagA", "tx-k", "tx"), null);
-            throw new Fail("half message accepted: " + r.getSendStatus() + " " + r.getLocalTransactionState());
-        } catch (MQClientException e) {
-            String refusal = brokerRefusal(e, NO_PERMISSION, "transaction message is forbidden");
-            check(executed.get() == 0, "the local transaction ran");
-            check(totalMaxOffset(topic) == before, "something was stored anyway");
-            return "half message refused: " + refusal;
+        return p;
+    }
+
+    static TransactionSendResult sendTx(TransactionMQProducer p, String topic, String key, String body,
+                                        LocalTransactionState want) throws Exception {
+        TransactionSendResult r = p.sendMessageInTransaction(msg(topic, "TagA", key, body), null);
+        check(r.getSendStatus() == SendStatus.SEND_OK, key + ": half send " + r.getSendStatus());
+        check(r.getLocalTransactionState() == want, key + ": local state " + r.getLocalTransactionState());
+        // The producer learnt the topic's brokers with this send: register with them now rather
+        // than at the next heartbeat, so that the first check finds it.
+        Object factory = p.getDefaultMQProducerImpl().getMqClientFactory();
+        factory.getClass().getMethod("sendHeartbeatToAllBrokerWithLock").invoke(factory);
+        return r;
+    }
+
+    /** The bodies a push consumer of the topic got, each counted once (a duplicate fails). */
+    static Set<String> onceEach(Got got) {
+        Set<String> s = new TreeSet<>();
+        for (MessageExt m : got.list) check(s.add(body(m)), "delivered twice: " + body(m));
+        return s;
+    }
+
+    static String transactionCase() throws Exception {
+        String topic = t("tx");
+        createTopic(topic);
+        Got got = new Got();
+        startConcurrent(newPush("CG_tx_" + RUN, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false), got);
+        AtomicInteger checks = new AtomicInteger();
+        TransactionMQProducer commit = txProducer("PG_txc_" + RUN, LocalTransactionState.COMMIT_MESSAGE,
+            LocalTransactionState.COMMIT_MESSAGE, checks);
+        TransactionMQProducer rollback = txProducer("PG_txr_" + RUN, LocalTransactionState.ROLLBACK_MESSAGE,
+            LocalTransactionState.ROLLBACK_MESSAGE, checks);
+        List<TransactionSendResult> committed = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            committed.add(sendTx(commit, topic, "txc-k" + i, "txc" + BODY_INFIX + i, LocalTransactionState.COMMIT_MESSAGE));
+            sendTx(rollback, topic, "txr-k" + i, "txr" + BODY_INFIX + i, LocalTransactionState.ROLLBACK_MESSAGE);
         }
+        got.waitCount(4, 20000);
+        // Two check rounds beyond the timeout: nothing else arrives and nobody is asked.
+        Thread.sleep(3000);
+        check(onceEach(got).equals(expectedBodies("txc", 4)), "consumed " + got.bodies());
+        check(checks.get() == 0, checks.get() + " checks of decided transactions");
+        checkStored(topic, "txc", 4, "TagA");
+        for (MessageExt m : got.list) {
+            check(m.getProperty("TRAN_MSG") == null && m.getProperty("REAL_TOPIC") == null,
+                "committed message keeps " + m.getProperties());
+            check(m.getProperty("PGROUP") != null, "no PGROUP");
+        }
+        // Committed messages are found by key and by id, as sent.
+        TransactionSendResult first = committed.get(0);
+        QueryResult q = producer.queryMessage(topic, "txc-k0", 32, 0, System.currentTimeMillis() + 60000);
+        check(q.getMessageList().size() == 1 && body(q.getMessageList().get(0)).equals("txc" + BODY_INFIX + 0),
+            "query by key txc-k0: " + q.getMessageList().size());
+        MessageExt byId = producer.viewMessage(topic, first.getMsgId());
+        check(body(byId).equals("txc" + BODY_INFIX + 0), "view by id: " + body(byId));
+        try {
+            QueryResult none = producer.queryMessage(topic, "txr-k0", 32, 0, System.currentTimeMillis() + 60000);
+            check(none.getMessageList().isEmpty(), "a rolled-back message is found by key");
+        } catch (MQClientException e) {
+            check(e.getResponseCode() == 208, "query of a rolled-back key: " + e); // no message
+        }
+        return "4 committed consumed once each (by key and id too), 4 rolled back never, no checks";
+    }
+
+    static String transactionCheckCase() throws Exception {
+        String topic = t("txcheck");
+        createTopic(topic);
+        Got got = new Got();
+        startConcurrent(newPush("CG_txk_" + RUN, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false), got);
+        AtomicInteger toCommit = new AtomicInteger(), toRollback = new AtomicInteger(), silent = new AtomicInteger();
+        TransactionMQProducer c = txProducer("PG_txkc_" + RUN, LocalTransactionState.UNKNOW,
+            LocalTransactionState.COMMIT_MESSAGE, toCommit);
+        TransactionMQProducer r = txProducer("PG_txkr_" + RUN, LocalTransactionState.UNKNOW,
+            LocalTransactionState.ROLLBACK_MESSAGE, toRollback);
+        TransactionMQProducer u = txProducer("PG_txku_" + RUN, LocalTransactionState.UNKNOW,
+            LocalTransactionState.UNKNOW, silent);
+        long t0 = System.currentTimeMillis();
+        sendTx(c, topic, "txkc-k", "txkc" + BODY_INFIX + 0, LocalTransactionState.UNKNOW);
+        sendTx(r, topic, "txkr-k", "txkr" + BODY_INFIX + 0, LocalTransactionState.UNKNOW);
+        sendTx(u, topic, "txku-k", "txku" + BODY_INFIX + 0, LocalTransactionState.UNKNOW);
+        check(got.list.isEmpty(), "an undecided message was delivered");
+        got.waitCount(1, 20000);
+        long committedAfter = System.currentTimeMillis() - t0;
+        check(committedAfter >= 900, "committed after " + committedAfter + " ms, before transactionTimeOut");
+        // The silent producer's message goes to TRANS_CHECK_MAX_TIME_TOPIC after the maximum.
+        List<MessageExt> parked = new ArrayList<>();
+        waitFor(() -> {
+            try {
+                parked.clear();
+                for (MessageExt m : readAll("TRANS_CHECK_MAX_TIME_TOPIC"))
+                    if (("txku" + BODY_INFIX + 0).equals(body(m))) parked.add(m);
+            } catch (Exception e) {
+                return false;
+            }
+            return !parked.isEmpty();
+        }, 30000, "the unanswered half message in TRANS_CHECK_MAX_TIME_TOPIC");
+        check(parked.size() == 1, parked.size() + " copies in TRANS_CHECK_MAX_TIME_TOPIC");
+        check(topic.equals(parked.get(0).getProperty("REAL_TOPIC")), "REAL_TOPIC " + parked.get(0).getProperty("REAL_TOPIC"));
+        Thread.sleep(2500);
+        check(onceEach(got).equals(Set.of("txkc" + BODY_INFIX + 0)), "consumed " + got.bodies());
+        check(silent.get() == TX_CHECK_MAX, "the silent producer was checked " + silent.get() + " times, want " + TX_CHECK_MAX);
+        check(toCommit.get() == 1 && toRollback.get() == 1,
+            "checks: commit " + toCommit.get() + ", rollback " + toRollback.get() + " (want 1 each)");
+        return "unknown→check→commit consumed once after " + committedAfter + " ms; unknown→check→rollback never; "
+            + "unanswered checked " + silent.get() + "x then in TRANS_CHECK_MAX_TIME_TOPIC";
+    }
+
+    // ------------------------------------------------------------------------------ cases: ordered, proven
+    static DefaultMQPushConsumer orderly(String group, String topic, ConcurrentLinkedQueue<String> seen) throws Exception {
+        DefaultMQPushConsumer c = newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false);
+        c.setPullBatchSize(64);
+        c.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
+            for (MessageExt m : msgs) seen.add(body(m));
+            return ConsumeOrderlyStatus.SUCCESS;
+        });
+        c.start();
+        open.add(c::shutdown);
+        return c;
+    }
+
+    /** 10,000 messages of 64 keys, each key on one queue in order; two orderly consumers, one restarted midway. */
+    static String orderly10kCase() throws Exception {
+        String topic = t("ord10k");
+        createTopic(topic);
+        String group = "CG_ord10k_" + RUN;
+        int n = 10000, keys = 64, perKey = n / keys + (n % keys == 0 ? 0 : 1);
+        ConcurrentLinkedQueue<String> seen = new ConcurrentLinkedQueue<>();
+        DefaultMQPushConsumer a = orderly(group, topic, seen);
+        DefaultMQPushConsumer b = orderly(group, topic, seen);
+        int all = QUEUES * SHARDS;
+        waitFor(() -> assigned(a, topic) + assigned(b, topic) == all && assigned(a, topic) > 0 && assigned(b, topic) > 0,
+            20000, "rebalance: queues " + assigned(a, topic) + " + " + assigned(b, topic));
+        List<MessageQueue> mqs = new ArrayList<>(publishQueues(topic));
+        Collections.sort(mqs);
+        CountDownLatch restarted = new CountDownLatch(1);
+        Thread sender = new Thread(() -> {
+            try {
+                Map<MessageQueue, List<Message>> batch = new HashMap<>();
+                for (int i = 0; i < n; i++) {
+                    int key = i % keys;
+                    MessageQueue mq = mqs.get(key % mqs.size());
+                    batch.computeIfAbsent(mq, q -> new ArrayList<>()).add(
+                        new Message(topic, "TagA", "k" + key, (key + ":" + (i / keys)).getBytes(StandardCharsets.UTF_8)));
+                    if (i % 800 == 799 || i == n - 1) {
+                        for (Map.Entry<MessageQueue, List<Message>> e : batch.entrySet())
+                            check(producer.send(e.getValue(), e.getKey()).getSendStatus() == SendStatus.SEND_OK, "batch send");
+                        batch.clear();
+                        // The rest is sent while a consumer restarts and the group rebalances.
+                        if (i == 3199) restarted.await(60, TimeUnit.SECONDS);
+                    }
+                }
+            } catch (Exception e) {
+                seen.add("send failed: " + e);
+            }
+        });
+        sender.start();
+        waitFor(() -> seen.size() >= 3200, 60000, "the first 3200 consumed (" + seen.size() + ")");
+        b.shutdown(); // releases its queues (UNLOCK_BATCH_MQ); a rebalance hands them over
+        int atRestart = seen.size();
+        DefaultMQPushConsumer b2 = orderly(group, topic, seen);
+        restarted.countDown();
+        waitFor(() -> assigned(b2, topic) > 0, 20000, "the restarted consumer's queues");
+        sender.join(60000);
+        Map<String, Integer> last = new HashMap<>();
+        waitFor(() -> new HashSet<>(seen).size() >= n, 60000, "distinct consumed " + new HashSet<>(seen).size() + " of " + n);
+        check(assigned(b2, topic) > 0, "the restarted consumer got no queue");
+        int replays = 0;
+        for (String m : seen) {
+            check(!m.startsWith("send failed"), m);
+            String[] kv = m.split(":");
+            int seq = Integer.parseInt(kv[1]);
+            int prev = last.getOrDefault(kv[0], -1);
+            if (seq <= prev) {
+                replays++; // redelivered after the hand-over: at least once, never out of order
+                continue;
+            }
+            check(seq == prev + 1, "key " + kv[0] + ": " + seq + " after " + prev);
+            last.put(kv[0], seq);
+        }
+        check(last.size() == keys, last.size() + " keys seen");
+        for (Map.Entry<String, Integer> e : last.entrySet()) {
+            int k = Integer.parseInt(e.getKey());
+            int want = (n - 1 - k) / keys;
+            check(e.getValue() == want, "key " + k + " ended at " + e.getValue() + ", want " + want);
+        }
+        return n + " messages, 64 keys each in order over 2 orderly consumers; one restarted after " + atRestart
+            + "; " + replays + " redelivered after the hand-over";
+    }
+
+    /** An orderly consumer's failing message: suspended locally, retried up to the maximum, then the DLQ; order kept. */
+    static String orderlyRetryDlqCase() throws Exception {
+        String topic = t("ordlq");
+        createTopic(topic);
+        String group = "CG_ordlq_" + RUN;
+        ConcurrentLinkedQueue<String> seen = new ConcurrentLinkedQueue<>();
+        DefaultMQPushConsumer c = newPush(group, topic, "*", ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, false);
+        c.setMaxReconsumeTimes(2);
+        c.setSuspendCurrentQueueTimeMillis(100);
+        c.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
+            for (MessageExt m : msgs) seen.add(body(m) + "@" + m.getReconsumeTimes());
+            for (MessageExt m : msgs)
+                if (body(m).equals("poison")) return ConsumeOrderlyStatus.SUSPEND_CURRENT_QUEUE_A_MOMENT;
+            return ConsumeOrderlyStatus.SUCCESS;
+        });
+        c.start();
+        open.add(c::shutdown);
+        MessageQueue mq = publishQueues(topic).get(0);
+        for (String b : List.of("m0", "poison", "m1", "m2"))
+            check(producer.send(new Message(topic, "TagA", "ordlq", b.getBytes(StandardCharsets.UTF_8)), mq).getSendStatus()
+                == SendStatus.SEND_OK, "send " + b);
+        waitFor(() -> seen.stream().anyMatch(s -> s.startsWith("m2")), 30000, "m2 consumed: " + seen);
+        List<MessageExt> dead = readAtLeast("%DLQ%" + group, 1, 20000);
+        Thread.sleep(500);
+        List<String> want = List.of("m0@0", "poison@0", "poison@1", "poison@2", "m1@0", "m2@0");
+        check(new ArrayList<>(seen).equals(want), "consumed " + seen + ", want " + want);
+        check(dead.size() == 1 && body(dead.get(0)).equals("poison"), "DLQ holds " + dead.size());
+        check(readAll("%RETRY%" + group).isEmpty(), "the retry topic got the ordered message");
+        return "poison tried 3x (suspend 100 ms), then %DLQ% at once (group holds queue locks); m1, m2 after it";
     }
 
     /** The properties of sql92 message i: a = i (missing when i % 5 == 4), s = s0..s2, b = true
@@ -1141,6 +1356,9 @@ public class Suite {
         CASES.put("delay_level", Suite::delayLevelCase);
         CASES.put("timer", Suite::timerCase);
         CASES.put("transaction", Suite::transactionCase);
+        CASES.put("transaction_check", Suite::transactionCheckCase);
+        CASES.put("orderly_10k", Suite::orderly10kCase);
+        CASES.put("orderly_retry_dlq", Suite::orderlyRetryDlqCase);
         CASES.put("sql92", Suite::sql92Case);
         CASES.put("request_reply", Suite::requestReplyCase);
     }
