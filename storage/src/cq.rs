@@ -177,6 +177,11 @@ impl ConsumeQueue {
     pub fn restore(&mut self, n: u64, mem: VecDeque<CqEntry>) {
         self.mem_start = self.block_start(n);
         debug_assert_eq!(self.mem_start + mem.len() as u64, n);
+        debug_assert!(
+            mem.iter().all(|e| !e.is_empty()),
+            "{:?}: blank entry below the recovered end {n}",
+            self.key
+        );
         self.mem = mem;
         self.max = n;
         self.visible = n;
@@ -209,6 +214,7 @@ impl ConsumeQueue {
     }
 
     pub fn push(&mut self, e: CqEntry) {
+        debug_assert!(!e.is_empty(), "{:?}: blank entry pushed", self.key);
         self.mem.push_back(e);
         self.max += 1;
     }

@@ -170,6 +170,9 @@ async fn pick_entries(
         for e in &entries {
             let size = e.size as usize;
             let full = !p.list.is_empty() && bytes + size > max_bytes;
+            if e.is_empty() {
+                blank_entry(key, offset as u64 + p.consumed as u64, max);
+            }
             if p.list.len() >= take || e.is_empty() || full {
                 return Some(p);
             }
@@ -188,6 +191,19 @@ async fn pick_entries(
         step = step.saturating_mul(2);
     }
     (p.consumed > 0 || !p.list.is_empty()).then_some(p)
+}
+
+/// A blank slot below the queue's visible end: recovery or a queue write left a hole, and the
+/// records from here on cannot be pulled. Said loudly, with where, never served as a record.
+#[cold]
+fn blank_entry(key: &QueueKey, idx: u64, visible: i64) {
+    tracing::error!(
+        topic = %key.0,
+        queue_id = key.1,
+        offset = idx,
+        visible,
+        "blank consume-queue entry inside the visible range"
+    );
 }
 
 /// A cold pull (its last record neither in the hot tail nor about to be rewritten) gets the

@@ -455,21 +455,10 @@ async fn load_queue(
     let Some(mut q) = open_queue(cfg, root, topic, qid).await? else {
         return Ok(None);
     };
-    let Some((&last_no, last)) = q.files.iter().next_back() else {
+    if q.files.is_empty() {
         return Ok(None);
-    };
-    // Written entries form a prefix of the last file.
-    let slots = (last.size().await? / CQ_ENTRY).min(q.file_entries);
-    let (mut lo, mut hi) = (0u64, slots);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if read_entry(last, mid).await?.is_empty() {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
     }
-    let on_disk = q.start() + last_no * q.file_entries + lo;
+    let on_disk = written_end(&q).await?;
     // Drop entries of records at or beyond the checkpoint.
     let n = first_entry_from(&q, q.start(), on_disk, c).await?;
     if n < on_disk {
@@ -484,6 +473,35 @@ async fn load_queue(
     let min = first_entry_from(&q, q.start(), n, cl_min).await?;
     q.set_min(min);
     Ok(Some(q))
+}
+
+/// Where the queue's written entries end. They are written in order, so they form a prefix of
+/// its files; but a recovery that cut the queue back zeroed the entries beyond its cut, so the
+/// last files may hold none: the end is in the last file that holds an entry, never at the end
+/// of the file before an empty one (the zeros there are not entries).
+async fn written_end(q: &ConsumeQueue) -> Result<u64> {
+    for (&no, f) in q.files.iter().rev() {
+        let n = written_prefix(f, q.file_entries).await?;
+        if n > 0 {
+            return Ok(q.start() + no * q.file_entries + n);
+        }
+    }
+    Ok(q.start())
+}
+
+/// How many slots of a queue file, from its first, hold entries (they form a prefix).
+async fn written_prefix(f: &File, file_entries: u64) -> Result<u64> {
+    let slots = (f.size().await? / CQ_ENTRY).min(file_entries);
+    let (mut lo, mut hi) = (0u64, slots);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if read_entry(f, mid).await?.is_empty() {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(lo)
 }
 
 /// A queue with its files opened (None when it has none): its start is its first file's name.
@@ -521,8 +539,9 @@ async fn open_queue(
     Ok(Some(q))
 }
 
-/// The first entry in `[lo, hi)` whose record lies at or beyond commit-log offset `at` (`hi`
-/// if none does); entries are in commit-log order.
+/// The first entry in `[lo, hi)` whose record lies at or beyond commit-log offset `at`, or that
+/// is blank (`hi` if none is); entries are in commit-log order. A blank slot is no entry: the
+/// queue cannot extend past it (its zeros would read as the record at offset 0).
 async fn first_entry_from(q: &ConsumeQueue, mut lo: u64, mut hi: u64, at: u64) -> Result<u64> {
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
@@ -530,7 +549,7 @@ async fn first_entry_from(q: &ConsumeQueue, mut lo: u64, mut hi: u64, at: u64) -
             Some(e) => e,
             None => entry(q, mid).await?,
         };
-        if (e.phys as u64) < at {
+        if !e.is_empty() && (e.phys as u64) < at {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -563,24 +582,24 @@ async fn entry(q: &ConsumeQueue, idx: u64) -> Result<CqEntry> {
     }
 }
 
-/// Zeros entries `[from, to)` on disk (they point at records the log no longer has).
+/// Zeros entries `[from, to)` on disk (they point at records the log no longer has), the last
+/// file first: if this is cut short, the entries zeroed are still the end of what is written.
 async fn zero_entries(q: &ConsumeQueue, from: u64, to: u64) -> Result<()> {
-    let mut idx = from;
-    while idx < to {
-        let (file_no, pos) = q.locate(idx);
-        let Some(f) = q.files.get(&file_no) else {
-            break;
-        };
-        let file_end_idx = idx + (q.file_entries - pos / CQ_ENTRY);
-        let hi = to.min(file_end_idx);
-        let a = align_down(pos);
-        let b = align_up(pos + (hi - idx) * CQ_ENTRY);
-        let keep = f.read_exact_at(a, (pos - a) as usize).await?;
-        let mut buf = f.alloc((b - a) as usize);
-        buf.as_bytes_mut()[..keep.len()].copy_from_slice(&keep);
-        f.write_at(buf, a).await?;
-        f.fdatasync().await?;
-        idx = hi;
+    let mut hi = to;
+    while hi > from {
+        let (file_no, _) = q.locate(hi - 1);
+        let lo = from.max(q.start() + file_no * q.file_entries);
+        if let Some(f) = q.files.get(&file_no) {
+            let (_, pos) = q.locate(lo);
+            let a = align_down(pos);
+            let b = align_up(pos + (hi - lo) * CQ_ENTRY);
+            let keep = f.read_exact_at(a, (pos - a) as usize).await?;
+            let mut buf = f.alloc((b - a) as usize);
+            buf.as_bytes_mut()[..keep.len()].copy_from_slice(&keep);
+            f.write_at(buf, a).await?;
+            f.fdatasync().await?;
+        }
+        hi = lo;
     }
     Ok(())
 }

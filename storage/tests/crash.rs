@@ -48,7 +48,7 @@ fn config(dir: std::path::PathBuf) -> storage::StoreConfig {
 }
 
 /// Opens the store (running recovery) and checks it against every acknowledgement so far.
-fn verify(dir: std::path::PathBuf, acks: Vec<Ack>, round: usize) -> usize {
+fn verify(dir: std::path::PathBuf, acks: Vec<Ack>, round: usize, seed: u64) -> usize {
     run(move || async move {
         let store = Store::open(config(dir)).await.expect("recovery");
         let report = store.recovery_report();
@@ -64,7 +64,7 @@ fn verify(dir: std::path::PathBuf, acks: Vec<Ack>, round: usize) -> usize {
                     .await;
                 assert!(
                     !g.records.is_empty(),
-                    "round {round}: queue {q:?} at {off}: {:?}",
+                    "round {round} (CRASH_SEED={seed}): queue {q:?} at {off}: {:?}",
                     g.status
                 );
                 for r in &g.records {
@@ -114,15 +114,27 @@ fn verify(dir: std::path::PathBuf, acks: Vec<Ack>, round: usize) -> usize {
     })
 }
 
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 #[test]
 fn sigkill_never_loses_acknowledged_records() {
     let dir = test_dir("crash");
     let child = env!("CARGO_BIN_EXE_storage-crash-child");
     let mut acks: Vec<Ack> = Vec::new();
     let started = Instant::now();
-    let mut rng: u64 = std::process::id() as u64 | 1;
+    // CRASH_SEED repeats a run's kill schedule (printed at the end; timing still varies);
+    // CRASH_ROUNDS runs that many rounds instead of 20 to 40 (as many as fit in 30 s).
+    let seed = env_u64("CRASH_SEED").unwrap_or(std::process::id() as u64);
+    let fixed_rounds = env_u64("CRASH_ROUNDS").map(|n| n as usize);
+    let mut rng: u64 = seed | 1;
     let mut rounds = 0;
-    while rounds < 20 || (rounds < 40 && started.elapsed() < Duration::from_secs(30)) {
+    let more = |rounds: usize| match fixed_rounds {
+        Some(n) => rounds < n,
+        None => rounds < 20 || (rounds < 40 && started.elapsed() < Duration::from_secs(30)),
+    };
+    while more(rounds) {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -166,12 +178,12 @@ fn sigkill_never_loses_acknowledged_records() {
             "the child acknowledged nothing"
         );
         acks.extend(new);
-        let seen = verify(dir.clone(), acks.clone(), rounds);
+        let seen = verify(dir.clone(), acks.clone(), rounds, seed);
         assert!(seen >= acks.len());
         rounds += 1;
     }
     eprintln!(
-        "crash test: {rounds} SIGKILLs, {} acknowledged records verified, {:?}",
+        "crash test (CRASH_SEED={seed}): {rounds} SIGKILLs, {} acknowledged records verified, {:?}",
         acks.len(),
         started.elapsed()
     );
