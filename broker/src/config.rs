@@ -262,138 +262,152 @@ impl BrokerConfig {
     pub fn apply_properties(&mut self, pairs: &[(String, String)]) -> Result<Vec<String>, String> {
         let mut unknown = Vec::new();
         for (key, value) in pairs {
-            let v = value.trim();
-            let bad = || format!("broker.conf: {key}={value} is not valid");
-            match key.as_str() {
-                "brokerClusterName" => self.cluster_name = v.to_owned(),
-                "brokerName" => self.broker_name = v.to_owned(),
-                "brokerId" => self.broker_id = v.parse().map_err(|_| bad())?,
-                "namesrvAddr" => {
-                    self.namesrv_addrs = v
-                        .split(';')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                }
-                "brokerIP1" => self.broker_ip = v.parse().map_err(|_| bad())?,
-                "listenPort" => self.listen_port = v.parse().map_err(|_| bad())?,
-                "storePathRootDir" => self.data_dir = PathBuf::from(v),
-                "storePathCommitLog" => self.commit_log_dir = Some(PathBuf::from(v)),
-                "mappedFileSizeCommitLog" => self.segment_size = v.parse().map_err(|_| bad())?,
-                "flushDiskType" => self.flush = FlushDiskType::parse(v).ok_or_else(bad)?,
-                "brokerRole" => self.role = BrokerRole::parse(v).ok_or_else(bad)?,
-                "autoCreateTopicEnable" => {
-                    self.auto_create_topic = parse_bool(v).ok_or_else(bad)?
-                }
-                "autoCreateSubscriptionGroup" => {
-                    self.auto_create_subscription_group = parse_bool(v).ok_or_else(bad)?
-                }
-                "defaultTopicQueueNums" => {
-                    self.default_topic_queue_nums = v.parse().map_err(|_| bad())?
-                }
-                "maxMessageSize" => self.max_message_size = v.parse().map_err(|_| bad())?,
-                "fileReservedTime" => {
-                    let hours: u64 = v.parse().map_err(|_| bad())?;
-                    self.file_reserved_time = Duration::from_secs(hours * 3600);
-                }
-                "deleteWhen" => {
-                    self.delete_when = v
-                        .split(';')
-                        .map(|h| h.trim().parse::<u8>().ok().filter(|h| *h < 24))
-                        .collect::<Option<Vec<u8>>>()
-                        .ok_or_else(bad)?
-                }
-                "syncFlushTimeout" => {
-                    self.sync_flush_timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
-                }
-                "flushIntervalCommitLog" => {
-                    self.flush_interval = Duration::from_millis(v.parse().map_err(|_| bad())?)
-                }
-                "registerNameServerPeriod" => {
-                    let ms: u64 = v.parse().map_err(|_| bad())?;
-                    self.register_interval = Duration::from_millis(ms.clamp(10_000, 60_000));
-                }
-                "regionId" => self.region_id = v.to_owned(),
-                "traceOn" => self.trace_on = parse_bool(v).ok_or_else(bad)?,
-                "metricsExporterType" => match v {
-                    "PROM" => self.metrics_prom = true,
-                    "DISABLE" => self.metrics_prom = false,
-                    _ => {
-                        return Err(format!(
-                            "broker.conf: metricsExporterType={v}: Saturn serves PROM or DISABLE"
-                        ))
-                    }
-                },
-                "metricsPromExporterPort" => self.metrics_port = v.parse().map_err(|_| bad())?,
-                "metricsPromExporterHost" => self.metrics_host = v.parse().map_err(|_| bad())?,
-                "traceTopicEnable" => self.trace_topic_enable = parse_bool(v).ok_or_else(bad)?,
-                "msgTraceTopicName" => self.trace_topic_name = v.to_owned(),
-                "diskMaxUsedSpaceRatio" => {
-                    let pct: f64 = v.parse().map_err(|_| bad())?;
-                    if !(10.0..=95.0).contains(&pct) {
-                        return Err(bad());
-                    }
-                    self.disk_max_used_ratio = pct / 100.0;
-                }
-                "serverChannelMaxIdleTimeSeconds" => {
-                    self.idle_timeout = Duration::from_secs(v.parse().map_err(|_| bad())?)
-                }
-                "saturnMaxConnectionsPerShard" => {
-                    self.max_connections_per_shard = v.parse().map_err(|_| bad())?
-                }
-                "saturnMaxBytesInFlightPerConnection" => {
-                    self.max_bytes_in_flight_per_connection = v.parse().map_err(|_| bad())?
-                }
-                "diskMinFreeBytes" => self.disk_min_free_bytes = v.parse().map_err(|_| bad())?,
-                "enablePropertyFilter" => {
-                    self.enable_property_filter = parse_bool(v).ok_or_else(bad)?
-                }
-                "saturnSpinBeforeParkMicros" => {
-                    self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
-                }
-                "haMasterAddress" => {
-                    self.ha_master_address = Some(v.to_owned()).filter(|a| !a.is_empty())
-                }
-                "haListenPort" => self.ha_listen_port = Some(v.parse().map_err(|_| bad())?),
-                "haMaxGapNotInSync" => self.ha_max_gap = v.parse().map_err(|_| bad())?,
-                "slaveTimeout" => {
-                    self.slave_timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
-                }
-                "haTransferBatchSize" => {
-                    self.ha_transfer_batch = v.parse().map_err(|_| bad())?;
-                    if !(1024..=(64 << 20)).contains(&self.ha_transfer_batch) {
-                        return Err(bad());
-                    }
-                }
-                "transactionTimeOut" => {
-                    self.transaction.timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
-                }
-                "transactionCheckInterval" => {
-                    let ms: u64 = v.parse().map_err(|_| bad())?;
-                    if ms == 0 {
-                        return Err(bad());
-                    }
-                    self.transaction.interval = Duration::from_millis(ms)
-                }
-                "transactionCheckMax" => {
-                    self.transaction.max_checks = v.parse().map_err(|_| bad())?
-                }
-                "rocketmq.broker.rebalance.lockMaxLiveTime" => {
-                    self.rebalance_lock_max_live =
-                        Duration::from_millis(v.parse().map_err(|_| bad())?)
-                }
-                "messageDelayLevel" => {
-                    self.message_delay_levels =
-                        crate::timer::parse_delay_levels(v).ok_or_else(bad)?
-                }
-                "timerMaxDelaySec" => {
-                    self.timer_max_delay = Duration::from_secs(v.parse().map_err(|_| bad())?)
-                }
-                _ => unknown.push(key.clone()),
+            if !(self.apply_core_key(key, value)? || self.apply_service_key(key, value)?) {
+                unknown.push(key.clone());
             }
         }
         Ok(unknown)
+    }
+
+    /// Identity, network, store and flush keys.
+    /// Ok(false): not a key of this group.
+    fn apply_core_key(&mut self, key: &str, value: &str) -> Result<bool, String> {
+        let v = value.trim();
+        let bad = || format!("broker.conf: {key}={value} is not valid");
+        match key {
+            "brokerClusterName" => self.cluster_name = v.to_owned(),
+            "brokerName" => self.broker_name = v.to_owned(),
+            "brokerId" => self.broker_id = v.parse().map_err(|_| bad())?,
+            "namesrvAddr" => {
+                self.namesrv_addrs = v
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }
+            "brokerIP1" => self.broker_ip = v.parse().map_err(|_| bad())?,
+            "listenPort" => self.listen_port = v.parse().map_err(|_| bad())?,
+            "storePathRootDir" => self.data_dir = PathBuf::from(v),
+            "storePathCommitLog" => self.commit_log_dir = Some(PathBuf::from(v)),
+            "mappedFileSizeCommitLog" => self.segment_size = v.parse().map_err(|_| bad())?,
+            "flushDiskType" => self.flush = FlushDiskType::parse(v).ok_or_else(bad)?,
+            "brokerRole" => self.role = BrokerRole::parse(v).ok_or_else(bad)?,
+            "autoCreateTopicEnable" => self.auto_create_topic = parse_bool(v).ok_or_else(bad)?,
+            "autoCreateSubscriptionGroup" => {
+                self.auto_create_subscription_group = parse_bool(v).ok_or_else(bad)?
+            }
+            "defaultTopicQueueNums" => {
+                self.default_topic_queue_nums = v.parse().map_err(|_| bad())?
+            }
+            "maxMessageSize" => self.max_message_size = v.parse().map_err(|_| bad())?,
+            "fileReservedTime" => {
+                let hours: u64 = v.parse().map_err(|_| bad())?;
+                self.file_reserved_time = Duration::from_secs(hours * 3600);
+            }
+            "deleteWhen" => {
+                self.delete_when = v
+                    .split(';')
+                    .map(|h| h.trim().parse::<u8>().ok().filter(|h| *h < 24))
+                    .collect::<Option<Vec<u8>>>()
+                    .ok_or_else(bad)?
+            }
+            "syncFlushTimeout" => {
+                self.sync_flush_timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
+            }
+            "flushIntervalCommitLog" => {
+                self.flush_interval = Duration::from_millis(v.parse().map_err(|_| bad())?)
+            }
+            "registerNameServerPeriod" => {
+                let ms: u64 = v.parse().map_err(|_| bad())?;
+                self.register_interval = Duration::from_millis(ms.clamp(10_000, 60_000));
+            }
+            "regionId" => self.region_id = v.to_owned(),
+            "traceOn" => self.trace_on = parse_bool(v).ok_or_else(bad)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Metrics, trace, limits, filters, replication, transaction and timer keys.
+    /// Ok(false): not a key of this group.
+    fn apply_service_key(&mut self, key: &str, value: &str) -> Result<bool, String> {
+        let v = value.trim();
+        let bad = || format!("broker.conf: {key}={value} is not valid");
+        match key {
+            "metricsExporterType" => match v {
+                "PROM" => self.metrics_prom = true,
+                "DISABLE" => self.metrics_prom = false,
+                _ => {
+                    return Err(format!(
+                        "broker.conf: metricsExporterType={v}: Saturn serves PROM or DISABLE"
+                    ))
+                }
+            },
+            "metricsPromExporterPort" => self.metrics_port = v.parse().map_err(|_| bad())?,
+            "metricsPromExporterHost" => self.metrics_host = v.parse().map_err(|_| bad())?,
+            "traceTopicEnable" => self.trace_topic_enable = parse_bool(v).ok_or_else(bad)?,
+            "msgTraceTopicName" => self.trace_topic_name = v.to_owned(),
+            "diskMaxUsedSpaceRatio" => {
+                let pct: f64 = v.parse().map_err(|_| bad())?;
+                if !(10.0..=95.0).contains(&pct) {
+                    return Err(bad());
+                }
+                self.disk_max_used_ratio = pct / 100.0;
+            }
+            "serverChannelMaxIdleTimeSeconds" => {
+                self.idle_timeout = Duration::from_secs(v.parse().map_err(|_| bad())?)
+            }
+            "saturnMaxConnectionsPerShard" => {
+                self.max_connections_per_shard = v.parse().map_err(|_| bad())?
+            }
+            "saturnMaxBytesInFlightPerConnection" => {
+                self.max_bytes_in_flight_per_connection = v.parse().map_err(|_| bad())?
+            }
+            "diskMinFreeBytes" => self.disk_min_free_bytes = v.parse().map_err(|_| bad())?,
+            "enablePropertyFilter" => {
+                self.enable_property_filter = parse_bool(v).ok_or_else(bad)?
+            }
+            "saturnSpinBeforeParkMicros" => {
+                self.spin_before_park = Duration::from_micros(v.parse().map_err(|_| bad())?)
+            }
+            "haMasterAddress" => {
+                self.ha_master_address = Some(v.to_owned()).filter(|a| !a.is_empty())
+            }
+            "haListenPort" => self.ha_listen_port = Some(v.parse().map_err(|_| bad())?),
+            "haMaxGapNotInSync" => self.ha_max_gap = v.parse().map_err(|_| bad())?,
+            "slaveTimeout" => {
+                self.slave_timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
+            }
+            "haTransferBatchSize" => {
+                self.ha_transfer_batch = v.parse().map_err(|_| bad())?;
+                if !(1024..=(64 << 20)).contains(&self.ha_transfer_batch) {
+                    return Err(bad());
+                }
+            }
+            "transactionTimeOut" => {
+                self.transaction.timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
+            }
+            "transactionCheckInterval" => {
+                let ms: u64 = v.parse().map_err(|_| bad())?;
+                if ms == 0 {
+                    return Err(bad());
+                }
+                self.transaction.interval = Duration::from_millis(ms)
+            }
+            "transactionCheckMax" => self.transaction.max_checks = v.parse().map_err(|_| bad())?,
+            "rocketmq.broker.rebalance.lockMaxLiveTime" => {
+                self.rebalance_lock_max_live = Duration::from_millis(v.parse().map_err(|_| bad())?)
+            }
+            "messageDelayLevel" => {
+                self.message_delay_levels = crate::timer::parse_delay_levels(v).ok_or_else(bad)?
+            }
+            "timerMaxDelaySec" => {
+                self.timer_max_delay = Duration::from_secs(v.parse().map_err(|_| bad())?)
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     pub fn load_file(&mut self, path: &Path) -> Result<Vec<String>, String> {

@@ -219,43 +219,15 @@ pub async fn run(setup: ShardSetup) {
             return;
         }
     };
-    let ip = config.broker_ip;
-    let shard = Rc::new(Shard {
+    let shard = new_shard(
         id,
-        name: config.shard_name(id),
-        store_host,
-        store,
-        topics: RefCell::new(
-            metadata
-                .topics
-                .iter()
-                .map(|(k, v)| (k.clone(), Rc::new(v.clone())))
-                .collect(),
-        ),
-        groups: RefCell::new(metadata.groups.clone().into_iter().collect()),
-        offsets: RefCell::new(OffsetTable::load(config.shard_dir(id).join("config"))),
-        clients: RefCell::new(ClientManager::default()),
-        locks: RefCell::new(HashMap::new()),
+        &config,
+        metadata,
         control,
-        uniq: RefCell::new(UniqIdGenerator::new(ip, std::process::id(), id as i32)),
-        connections: Rc::new(Connections::new(
-            config.max_connections_per_shard,
-            config.idle_timeout,
-        )),
-        next_queue: std::cell::Cell::new(0),
-        boot_ms: crate::metadata::now_ms(),
-        stats: crate::stats::ShardStats::new(crate::metadata::now_ms()),
-        outbound: crate::outbound::Outbound::default(),
-        live: crate::live_config::LiveConfig::new(&config),
-        tx: RefCell::new(Default::default()),
-        timers: crate::timer::Timers::new(
-            config.message_delay_levels.clone(),
-            config.timer_max_delay.as_millis() as i64,
-        ),
-        broker_properties: config.stored_properties(),
-        ha: crate::ha::HaState::new(Some(learned_masters)),
-        config: config.clone(),
-    });
+        store,
+        store_host,
+        learned_masters,
+    );
     if let Err(e) = replication(&shard) {
         let _ = ready.send(Err(format!("shard {id}: {e}")));
         return;
@@ -300,6 +272,55 @@ pub async fn run(setup: ShardSetup) {
         tracing::error!(shard = id, error = %e, "final flush failed");
     }
     tracing::info!(shard = id, "shard stopped");
+}
+
+/// The shard's state, from the process's metadata and its opened store.
+fn new_shard(
+    id: usize,
+    config: &Arc<BrokerConfig>,
+    metadata: Metadata,
+    control: ControlHandle,
+    store: storage::Store,
+    store_host: SocketAddr,
+    learned_masters: crate::ha::LearnedMasters,
+) -> Rc<Shard> {
+    let ip = config.broker_ip;
+    Rc::new(Shard {
+        id,
+        name: config.shard_name(id),
+        store_host,
+        store,
+        topics: RefCell::new(
+            metadata
+                .topics
+                .iter()
+                .map(|(k, v)| (k.clone(), Rc::new(v.clone())))
+                .collect(),
+        ),
+        groups: RefCell::new(metadata.groups.clone().into_iter().collect()),
+        offsets: RefCell::new(OffsetTable::load(config.shard_dir(id).join("config"))),
+        clients: RefCell::new(ClientManager::default()),
+        locks: RefCell::new(HashMap::new()),
+        control,
+        uniq: RefCell::new(UniqIdGenerator::new(ip, std::process::id(), id as i32)),
+        connections: Rc::new(Connections::new(
+            config.max_connections_per_shard,
+            config.idle_timeout,
+        )),
+        next_queue: std::cell::Cell::new(0),
+        boot_ms: crate::metadata::now_ms(),
+        stats: crate::stats::ShardStats::new(crate::metadata::now_ms()),
+        outbound: crate::outbound::Outbound::default(),
+        live: crate::live_config::LiveConfig::new(config),
+        tx: RefCell::new(Default::default()),
+        timers: crate::timer::Timers::new(
+            config.message_delay_levels.clone(),
+            config.timer_max_delay.as_millis() as i64,
+        ),
+        broker_properties: config.stored_properties(),
+        ha: crate::ha::HaState::new(Some(learned_masters)),
+        config: config.clone(),
+    })
 }
 
 async fn open_store(

@@ -84,45 +84,7 @@ pub async fn dispatch(
         C::CONSUMER_SEND_MSG_BACK => Box::pin(send::send_back(shard, conn, &req))
             .await
             .into_reply(&req),
-        C::UPDATE_AND_CREATE_TOPIC => Box::pin(admin::create_topic(shard, &req)).await,
-        C::DELETE_TOPIC_IN_BROKER => Box::pin(admin::delete_topic(shard, &req)).await,
-        C::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(shard, &req),
-        C::GET_TOPIC_CONFIG => admin::topic_config(shard, &req),
-        C::GET_ALL_DELAY_OFFSET => Reply::Cmd(
-            req.success()
-                .with_body(shard.timers.delay_offset_json().into_bytes()),
-        ),
-        C::VIEW_MESSAGE_BY_ID => Box::pin(admin::view_message(shard, &req)).await,
-        C::QUERY_MESSAGE => Box::pin(admin::query_message(shard, &req)).await,
-        C::GET_BROKER_RUNTIME_INFO => Box::pin(admin_stats::runtime_info(shard, &req)).await,
-        C::VIEW_BROKER_STATS_DATA => admin_stats::view_stats(shard, &req),
-        C::GET_BROKER_CONSUME_STATS => {
-            Box::pin(admin_stats::broker_consume_stats(shard, &req)).await
-        }
-        C::QUERY_CONSUME_QUEUE => Box::pin(admin_stats::query_consume_queue(shard, &req)).await,
-        C::GET_ALL_PRODUCER_INFO => admin_stats::producer_info(shard, &req),
-        C::GET_CONSUMER_RUNNING_INFO => {
-            Box::pin(admin_client::consumer_running_info(shard, &req)).await
-        }
-        C::CONSUME_MESSAGE_DIRECTLY => {
-            Box::pin(admin_client::consume_message_directly(shard, &req)).await
-        }
-        C::INVOKE_BROKER_TO_RESET_OFFSET => Box::pin(reset::reset_offset(shard, &req)).await,
-        C::UPDATE_BROKER_CONFIG => admin_client::update_broker_config(shard, &req),
-        C::GET_BROKER_CONFIG => admin::broker_config(shard, &req),
-        C::GET_ALL_CONSUMER_OFFSET => admin::all_consumer_offset(shard, &req),
-        C::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => Box::pin(admin::create_group(shard, &req)).await,
-        C::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => admin::all_groups(shard, &req),
-        C::DELETE_SUBSCRIPTIONGROUP => Box::pin(admin::delete_group(shard, &req)).await,
-        C::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connections(shard, &req),
-        C::GET_PRODUCER_CONNECTION_LIST => admin::producer_connections(shard, &req),
-        C::GET_TOPIC_STATS_INFO => Box::pin(admin::topic_stats(shard, &req)).await,
-        C::GET_CONSUME_STATS => Box::pin(admin::consume_stats(shard, &req)).await,
-        C::QUERY_TOPIC_CONSUME_BY_WHO => admin::consumed_by_who(shard, &req),
-        other => Reply::Cmd(req.reply(
-            ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
-            Some(format!(" request type {} not supported", other.num())),
-        )),
+        _ => Box::pin(admin_request(shard, &req)).await,
     };
     if tracing::enabled!(tracing::Level::DEBUG) {
         let cmd = match &reply {
@@ -170,6 +132,53 @@ impl From<RemotingCommand> for Reply {
 
 pub(crate) fn header_error(req: &RemotingCommand, err: HeaderError) -> Reply {
     Reply::Cmd(req.reply(ResponseCode::SYSTEM_ERROR, Some(err.to_string())))
+}
+
+/// The administration requests (topics, groups, messages by id or key, stats, configuration),
+/// and the answer to a code not served.
+async fn admin_request(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
+    use RequestCode as C;
+    match req.request_code() {
+        C::UPDATE_AND_CREATE_TOPIC => Box::pin(admin::create_topic(shard, req)).await,
+        C::DELETE_TOPIC_IN_BROKER => Box::pin(admin::delete_topic(shard, req)).await,
+        C::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(shard, req),
+        C::GET_TOPIC_CONFIG => admin::topic_config(shard, req),
+        C::GET_ALL_DELAY_OFFSET => Reply::Cmd(
+            req.success()
+                .with_body(shard.timers.delay_offset_json().into_bytes()),
+        ),
+        C::VIEW_MESSAGE_BY_ID => Box::pin(admin::view_message(shard, req)).await,
+        C::QUERY_MESSAGE => Box::pin(admin::query_message(shard, req)).await,
+        C::GET_BROKER_RUNTIME_INFO => Box::pin(admin_stats::runtime_info(shard, req)).await,
+        C::VIEW_BROKER_STATS_DATA => admin_stats::view_stats(shard, req),
+        C::GET_BROKER_CONSUME_STATS => {
+            Box::pin(admin_stats::broker_consume_stats(shard, req)).await
+        }
+        C::QUERY_CONSUME_QUEUE => Box::pin(admin_stats::query_consume_queue(shard, req)).await,
+        C::GET_ALL_PRODUCER_INFO => admin_stats::producer_info(shard, req),
+        C::GET_CONSUMER_RUNNING_INFO => {
+            Box::pin(admin_client::consumer_running_info(shard, req)).await
+        }
+        C::CONSUME_MESSAGE_DIRECTLY => {
+            Box::pin(admin_client::consume_message_directly(shard, req)).await
+        }
+        C::INVOKE_BROKER_TO_RESET_OFFSET => Box::pin(reset::reset_offset(shard, req)).await,
+        C::UPDATE_BROKER_CONFIG => admin_client::update_broker_config(shard, req),
+        C::GET_BROKER_CONFIG => admin::broker_config(shard, req),
+        C::GET_ALL_CONSUMER_OFFSET => admin::all_consumer_offset(shard, req),
+        C::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => Box::pin(admin::create_group(shard, req)).await,
+        C::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => admin::all_groups(shard, req),
+        C::DELETE_SUBSCRIPTIONGROUP => Box::pin(admin::delete_group(shard, req)).await,
+        C::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connections(shard, req),
+        C::GET_PRODUCER_CONNECTION_LIST => admin::producer_connections(shard, req),
+        C::GET_TOPIC_STATS_INFO => Box::pin(admin::topic_stats(shard, req)).await,
+        C::GET_CONSUME_STATS => Box::pin(admin::consume_stats(shard, req)).await,
+        C::QUERY_TOPIC_CONSUME_BY_WHO => admin::consumed_by_who(shard, req),
+        other => Reply::Cmd(req.reply(
+            ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
+            Some(format!(" request type {} not supported", other.num())),
+        )),
+    }
 }
 
 /// A slave refuses writes as RocketMQ's does: SERVICE_NOT_AVAILABLE.
