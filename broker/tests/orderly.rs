@@ -82,7 +82,7 @@ fn a_group_holding_locks_sends_failed_messages_to_the_dlq_at_once() {
     let broker = broker("ord-dlq");
     let mut c = broker.client(&broker.shards[0]);
     let retry = |c: &mut BlockingClient| {
-        let resp = send(c, "%RETRY%og", 0, b"again", &[("DELAY", "3")]);
+        let resp = send(c, "%RETRY%og", 0, b"again", &[]);
         assert_eq!(resp.code, 0, "{:?}", resp.remark);
     };
     retry(&mut c);
