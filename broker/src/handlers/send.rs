@@ -183,7 +183,7 @@ fn batch_entries(shard: &Shard, body: &Bytes) -> Result<Vec<Entry>, HandlerError
                 "batch messages cannot be delayed".into(),
             ));
         }
-        if crate::timer::has_timer_property(&entry.properties) {
+        if found.timers.iter().any(Option::is_some) || found.timer_del {
             return Err(HandlerError::MessageIllegal(
                 "batch messages cannot be timer messages".into(),
             ));
@@ -346,6 +346,8 @@ pub(super) struct Scanned {
     pub(super) delay: Option<String>,
     /// TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS, in this order.
     pub(super) timers: [Option<String>; 3],
+    /// TIMER_DEL_UNIQKEY: a 5.x timer cancellation.
+    pub(super) timer_del: bool,
     /// TRAN_MSG=true: a transaction's half message.
     pub(super) tran_msg: bool,
 }
@@ -365,6 +367,7 @@ pub(super) fn scan(props: &str) -> Scanned {
             prop::TIMER_DELIVER_MS => found.timers[0] = Some(value.to_owned()),
             prop::TIMER_DELAY_SEC => found.timers[1] = Some(value.to_owned()),
             prop::TIMER_DELAY_MS => found.timers[2] = Some(value.to_owned()),
+            crate::timer::TIMER_DEL_UNIQKEY => found.timer_del = true,
             prop::TRAN_MSG => found.tran_msg = value.eq_ignore_ascii_case("true"),
             _ => {}
         }

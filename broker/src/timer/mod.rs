@@ -74,18 +74,6 @@ pub fn may_schedule(props: &str) -> bool {
     props.contains("DELAY\u{1}") || props.contains("TIMER_")
 }
 
-/// Whether the properties carry a 5.x timer property (or a cancellation).
-pub fn has_timer_property(props: &str) -> bool {
-    [
-        TIMER_DELIVER_MS,
-        TIMER_DELAY_SEC,
-        TIMER_DELAY_MS,
-        TIMER_DEL_UNIQKEY,
-    ]
-    .iter()
-    .any(|n| prop::property_value(props, n).is_some())
-}
-
 /// What a sent message asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
