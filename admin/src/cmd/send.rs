@@ -59,6 +59,33 @@ pub fn pick_queue(admin: &mut Admin, a: &SendArgs<'_>) -> Result<(String, String
     Ok(queues.swap_remove(i))
 }
 
+/// A SEND_MESSAGE_V2 request of saturn-admin's producer group to one queue of `broker_name`
+/// (the header fields of SendMessageRequestHeaderV2: a producer group .. n broker name).
+pub fn send_request(
+    topic: &str,
+    qid: i32,
+    born_ms: i64,
+    props: &[(&str, &str)],
+    broker_name: &str,
+    body: Vec<u8>,
+) -> RemotingCommand {
+    RemotingCommand::request(RequestCode::SEND_MESSAGE_V2, 0)
+        .with_ext("a", TOOLS_PRODUCER)
+        .with_ext("b", topic)
+        .with_ext("c", "TBW102")
+        .with_ext("d", 4)
+        .with_ext("e", qid)
+        .with_ext("f", 0)
+        .with_ext("g", born_ms)
+        .with_ext("h", 0)
+        .with_ext("i", encode_properties(props))
+        .with_ext("j", 0)
+        .with_ext("k", false)
+        .with_ext("m", false)
+        .with_ext("n", broker_name)
+        .with_body(body)
+}
+
 pub fn send_message(admin: &mut Admin, a: &SendArgs<'_>) -> Result<Output> {
     let (broker_name, addr, qid) = pick_queue(admin, a)?;
     let now = now_ms();
@@ -71,21 +98,14 @@ pub fn send_message(admin: &mut Admin, a: &SendArgs<'_>) -> Result<Output> {
     if let Some(t) = a.tags {
         props.push(("TAGS", t));
     }
-    let req = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2, 0)
-        .with_ext("a", TOOLS_PRODUCER)
-        .with_ext("b", a.topic)
-        .with_ext("c", "TBW102")
-        .with_ext("d", 4)
-        .with_ext("e", qid)
-        .with_ext("f", 0)
-        .with_ext("g", now)
-        .with_ext("h", 0)
-        .with_ext("i", encode_properties(&props))
-        .with_ext("j", 0)
-        .with_ext("k", false)
-        .with_ext("m", false)
-        .with_ext("n", &broker_name)
-        .with_body(a.body.as_bytes().to_vec());
+    let req = send_request(
+        a.topic,
+        qid,
+        now,
+        &props,
+        &broker_name,
+        a.body.as_bytes().to_vec(),
+    );
     let resp = admin.call_raw(&addr, req)?;
     let status = match ResponseCode::from_num(resp.code) {
         ResponseCode::SUCCESS => "SEND_OK",

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use protocol::message::{encode_properties, properties::iter_pairs, UniqIdGenerator};
+use protocol::message::{properties::iter_pairs, UniqIdGenerator};
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 use serde_json::{json, Value};
 
@@ -227,21 +227,7 @@ fn resend(a: &mut Admin, v: &Value) -> Result<Value> {
         ("WAIT", "true"),
         ("SATURN_RESENT_FROM", id),
     ]);
-    let req = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2, 0)
-        .with_ext("a", send::TOOLS_PRODUCER)
-        .with_ext("b", &target)
-        .with_ext("c", "TBW102")
-        .with_ext("d", 4)
-        .with_ext("e", qid)
-        .with_ext("f", 0)
-        .with_ext("g", now)
-        .with_ext("h", 0)
-        .with_ext("i", encode_properties(&props))
-        .with_ext("j", 0)
-        .with_ext("k", false)
-        .with_ext("m", false)
-        .with_ext("n", &broker_name)
-        .with_body(body_bytes(&m));
+    let req = send::send_request(&target, qid, now, &props, &broker_name, body_bytes(&m));
     let resp = a.call_raw(&addr, req)?;
     if resp.code != ResponseCode::SUCCESS.num() {
         return Err(refused(&addr, &resp));
