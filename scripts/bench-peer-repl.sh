@@ -199,6 +199,8 @@ md = [f"# Master/slave replication: Saturn beside Apache RocketMQ 4.9.7 ({tag})\
 for r in raw:
     rep, lag = r["report"], r["lag"]
     lags = (f"{lag['p50_ms']:.2f} / {lag['p99_ms']:.2f} / {lag['max_ms']:.2f}" if lag.get("samples") else "–")
+    if lag.get("answer_p50_ms") is not None:
+        lags += f"; from the master's answer {lag['answer_p50_ms']:.2f} / {lag['answer_p99_ms']:.2f}"
     if not rep:
         md.append(f"| {NAME[r['system']]} | {r['role']} | {r['round']} | {r['id']} | failed | | | | "
                   f"{r['stderr_tail'][-120:].replace('|', '/').replace(chr(10), ' ')} | {lags} | {r['load']} |")
