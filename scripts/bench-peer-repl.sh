@@ -6,7 +6,8 @@
 # other workloads; flush BENCH_FLUSH) in the root namespace and a fresh slave (not pinned, same
 # flush mode) in its own network namespace behind a veth pair (scripts/lib-netns.sh), the slave
 # given the master's HA address (haMasterAddress, a key both brokers read). Then the warm-up
-# (not counted), W1 and W2 as in the other workloads, with scripts/repl-probe sampling the
+# (not counted), W1 and W2 as in the other workloads, each once the slave is level with its
+# master again (the figures say how long that took), with scripts/repl-probe sampling the
 # slave's lag behind the master during each (both brokers' runtime info). Writes
 # bench/results/<date>-peer-repl.md and .json.
 . scripts/lib-netns.sh
@@ -27,6 +28,10 @@ repl_workloads() {
     for id in W1 W2; do
         local extra=()
         [ "$id" = W1 ] || extra=(--batch 64)
+        # The slave first catches up with what the warm-up (or W1) wrote: lag is measured from a
+        # slave that was level with its master when the run started.
+        timeout 400 python3 scripts/repl-probe catchup "$maddr" "$SLAVE_ADDR" 360 \
+            "$RUN/$label-$round-$id.level.json" >/dev/null || true
         log "$label round $round: $id, ${SECS} s, slave in $NETNS"
         cut -d' ' -f1-3 /proc/loadavg >"$RUN/$label-$round-$id.load"
         timeout $((SECS + 30)) python3 scripts/repl-probe lag "$maddr" "$SLAVE_ADDR" "$SECS" \
@@ -175,7 +180,8 @@ for line in text(f"{run}/repl.tsv").splitlines():
     reps = load(base + ".json") or []
     rep = reps[0] if reps else None
     lag = load(base + ".lag.json") or {}
-    r = {"system": sys_, "role": role, "round": int(rnd), "id": wid, "report": rep, "lag": lag,
+    level = load(base + ".level.json") or {}
+    r = {"system": sys_, "role": role, "round": int(rnd), "id": wid, "report": rep, "lag": lag, "level": level,
          "load": text(base + ".load"), "command": "saturn-bench " + text(base + ".cmd"),
          "stderr_tail": text(base + ".err")[-400:]}
     raw.append(r)
@@ -194,22 +200,30 @@ md = [f"# Master/slave replication: Saturn beside Apache RocketMQ 4.9.7 ({tag})\
       "start of the run (the machine is shared).\n",
       f"Machine: {m.get('nproc')} cores, {m.get('cpu', '')}, Saturn {m.get('saturn_commit', '')}, "
       f"{m.get('java', '')}, {m.get('date_utc', '')}.\n",
-      "| system | role | round | workload | msg/s | MB/s | p50 ms | p99 ms | errors | lag p50 / p99 / max ms | load |",
-      "|---|---|---:|---|---:|---:|---:|---:|---|---|---|"]
+      "*before*: the bytes the slave was behind when the run was due (what the warm-up or W1 left), "
+      "and the seconds it took to be level (MB/s).\n",
+      "| system | role | round | workload | msg/s | MB/s | p50 ms | p99 ms | errors | lag p50 / p99 / max ms | before | load |",
+      "|---|---|---:|---|---:|---:|---:|---:|---|---|---|---|"]
 for r in raw:
     rep, lag = r["report"], r["lag"]
     lags = (f"{lag['p50_ms']:.2f} / {lag['p99_ms']:.2f} / {lag['max_ms']:.2f}" if lag.get("samples") else "–")
     if lag.get("answer_p50_ms") is not None:
         lags += f"; from the master's answer {lag['answer_p50_ms']:.2f} / {lag['answer_p99_ms']:.2f}"
+    lv = r["level"]
+    before = "–"
+    if lv.get("bytes") is not None and lv.get("seconds") is not None:
+        before = f"{lv['bytes'] / 1e6:,.0f} MB in {lv['seconds']:.1f} s"
+        if lv["bytes"] > 50e6:
+            before += f" ({lv['mb_per_sec']:,.0f} MB/s)"
     if not rep:
         md.append(f"| {NAME[r['system']]} | {r['role']} | {r['round']} | {r['id']} | failed | | | | "
-                  f"{r['stderr_tail'][-120:].replace('|', '/').replace(chr(10), ' ')} | {lags} | {r['load']} |")
+                  f"{r['stderr_tail'][-120:].replace('|', '/').replace(chr(10), ' ')} | {lags} | {before} | {r['load']} |")
         continue
     lat = rep["latency"]
     errs = ", ".join(f"{k}: {v}" for k, v in rep.get("errors", {}).items()) or "none"
     md.append(f"| {NAME[r['system']]} | {r['role']} | {r['round']} | {r['id']} | {rep['messages_per_sec']:,.0f} | "
               f"{rep['mb_per_sec']:,.1f} | {lat['p50_us'] / 1000:.2f} | {lat['p99_us'] / 1000:.2f} | {errs} | "
-              f"{lags} | {r['load']} |")
+              f"{lags} | {before} | {r['load']} |")
 md.append("")
 md.append("SYNC_MASTER as a fraction of ASYNC_MASTER (same system, same round):\n")
 md.append("| system | round | W1 | W2 |")
