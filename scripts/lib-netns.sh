@@ -1,12 +1,17 @@
 # Sourced by scripts/bench-modes and scripts/bench-peer: a network namespace for a slave broker,
 # behind a veth pair, so that replication crosses a real TCP path (traffic stays on this machine).
-# Names srn-b<pid> (the namespace), srn-b<pid>h (root side of the pair, 10.213.250.1/30),
-# srn-b<pid>s (slave side, 10.213.250.2/30). netns_up first deletes what a killed earlier run
+# Names srn-b<pid> (the namespace), srn-b<pid>h (root side of the pair, 10.213.250.1/30, or
+# 251-254 when taken), srn-b<pid>s (slave side, .2). netns_up first deletes what a killed earlier run
 # left (names whose pid is gone); the caller runs netns_down on exit. Needs `log`.
 NETNS="srn-b$$"
 NS_HOST_IF="srn-b$$h"
-NS_HOST_IP=10.213.250.1
-NS_SLAVE_IP=10.213.250.2
+# The first of 10.213.250-254.0/30 no interface uses yet (two runs at once do not share a subnet).
+NS_NET=10.213.250
+for n in 250 251 252 253 254; do
+    ip -o addr show 2>/dev/null | grep -q " 10\.213\.$n\." || { NS_NET=10.213.$n; break; }
+done
+NS_HOST_IP=$NS_NET.1
+NS_SLAVE_IP=$NS_NET.2
 NETNS_MADE=0
 netns_sweep() {
     local n pid

@@ -6,10 +6,11 @@
 //! passes without checking anything.
 //!
 //! * SYNC_MASTER, link cut while 3 producers send: every send is answered within slaveTimeout +
-//!   a margin, with 0, SLAVE_NOT_AVAILABLE (11) or FLUSH_SLAVE_TIMEOUT (12); none started during
+//!   3 s, with 0, SLAVE_NOT_AVAILABLE (11) or FLUSH_SLAVE_TIMEOUT (12); none started during
 //!   the cut is answered 0; after the link returns sends succeed again and the slave has every
 //!   record the master stored, byte for byte.
-//! * ASYNC_MASTER, link cut: every send answered 0 in time; the slave catches up exactly.
+//! * ASYNC_MASTER, link cut: every send answered 0 within 3 s, some while the link is down; the
+//!   slave catches up exactly.
 //! * kill -9 of the slave mid-stream, restart: it catches up exactly; sends never fail.
 //! * kill -9 of the master under SYNC_MASTER + SYNC_FLUSH: every acknowledged message is on the
 //!   slave (across the veth) at its queue offset with its body.
@@ -93,7 +94,7 @@ impl Netns {
         sweep_leftovers();
         let pid = std::process::id();
         let name = format!("srn-t{pid}-{n}");
-        let (a, b) = (1 + pid % 200, 4 * n);
+        let (a, b) = (third_octet(), 4 * n);
         let net = Netns {
             host_if: format!("{name}h"),
             host_ip: format!("10.213.{a}.{}", b + 1),
@@ -144,6 +145,20 @@ impl Netns {
     fn restore(&self) {
         ip(&["link", "set", &self.host_if, "up"]).unwrap();
     }
+}
+
+/// This process's 10.213.<a>.0/24 (each test a /30 in it): the first from pid % 200 that no
+/// interface uses yet, chosen once (test binaries of other checkouts may run at the same time).
+fn third_octet() -> u32 {
+    static A: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *A.get_or_init(|| {
+        let pid = std::process::id();
+        let used = ip_out(&["-o", "addr", "show"]);
+        (0..200)
+            .map(|k| 1 + (pid + k) % 200)
+            .find(|a| !used.contains(&format!(" 10.213.{a}.")))
+            .unwrap_or(1 + pid % 200)
+    })
 }
 
 impl Drop for Netns {
@@ -451,8 +466,9 @@ fn wait_following(m: &mut BlockingClient, topic: &str) {
 }
 
 const SLAVE_TIMEOUT_MS: u64 = 1000;
-/// Above slaveTimeout, what an answer may take on a loaded 2-core machine.
-const MARGIN: Duration = Duration::from_millis(1500);
+/// Above slaveTimeout, what an answer may take on a loaded 2-core machine (a send stalled 1.9 s
+/// once with the load average at 20 and the disk busy).
+const MARGIN: Duration = Duration::from_millis(3000);
 
 #[test]
 fn sync_master_link_cut_answers_11_or_12_and_the_slave_catches_up() {
@@ -544,15 +560,24 @@ fn async_master_link_cut_sends_succeed_and_the_slave_catches_up() {
     let cut_at = Instant::now();
     std::thread::sleep(Duration::from_millis(2500));
     net.restore();
-    // Sends kept succeeding while the slave was cut off.
-    producers.wait_success_after(cut_at + Duration::from_millis(2000), Duration::from_secs(5));
+    let restored_at = Instant::now();
     std::thread::sleep(Duration::from_millis(700));
     let answers = producers.finish();
     for a in &answers {
         assert_eq!(a.code, 0, "ASYNC_MASTER send answered {}", a.code);
         assert!(a.took <= MARGIN, "a send took {:?}", a.took);
     }
-    eprintln!("{} sends, every one answered 0", answers.len());
+    // Sends kept succeeding while the slave was cut off.
+    let during = answers
+        .iter()
+        .filter(|a| a.started > cut_at + Duration::from_millis(200))
+        .filter(|a| a.started + a.took < restored_at)
+        .count();
+    assert!(during > 0, "no send was answered while the link was cut");
+    eprintln!(
+        "{} sends, every one answered 0, {during} while the link was cut",
+        answers.len()
+    );
     assert_caught_up(&mut m, &mut s, "CutA", &stored_per_queue(&answers, 3));
 }
 
