@@ -48,6 +48,8 @@ struct DashFlags {
     /// The dashboard's read-only `viewer` password (default: $SATURN_DASHBOARD_READONLY_PASSWORD).
     #[arg(long)]
     dashboard_readonly_password: Option<String>,
+    #[command(flatten)]
+    watch: admin::dash::watch::WatchFlags,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -288,11 +290,12 @@ fn raise_open_file_limit(want: usize) {
 }
 
 fn start_dashboard(addr: SocketAddr, f: &DashFlags, namesrv: &str) {
-    let cfg = admin::dash::DashConfig::from_env(
+    let mut cfg = admin::dash::DashConfig::from_env(
         namesrv,
         f.dashboard_password.clone(),
         f.dashboard_readonly_password.clone(),
     );
+    cfg.watch = f.watch.to_config().unwrap_or_else(|e| fail(&e));
     match admin::dash::serve(addr, cfg) {
         // Tests and scripts read this line.
         Ok(local) => println!("saturn-dashboard listening on http://{local}/"),
