@@ -11,15 +11,24 @@ and delete, offset reset with its preview, group delete, re-send, DLQ re-drive),
 (401 without credentials, 403 for the viewer's changes, refusal to listen beyond loopback without
 a password) and that the page and its assets are served. Prints PASS/FAIL per check; exit 1 on
 any failure.
+
+The pages over time run with `--history-interval 1 --alert-lag 3 --alert-webhook <a local HTTP
+receiver>`: the history's put counts add up to what was sent, the live tail returns exactly the
+messages sent after it started (and commits nothing), the producers page lists a running Python
+producer's group without being told its name, and the lag alert fires and then resolves (the
+webhook receiver gets both) when a group's lag rises over 3 and is consumed.
 """
 import argparse
 import base64
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 import urllib.error
 import urllib.request
 
@@ -28,7 +37,8 @@ sys.path.insert(0, HERE)
 import e2e_clients as E  # noqa: E402
 import e2e_admin as A  # noqa: E402
 
-TOPIC, GONE, GROUP = "DashT", "DashGone", "DashG"
+TOPIC, GONE, GROUP, TAIL = "DashT", "DashGone", "DashG", "DashTail"
+ALERT_LAG = 3
 ADMIN_PW, VIEW_PW = "adm-s3cret", "view-s3cret"
 CONSUMER_SEND_MSG_BACK = 36
 RESULTS = A.RESULTS
@@ -62,9 +72,36 @@ class Http:
         return v
 
 
+class Hook:
+    """A local HTTP receiver for the alert webhook: keeps (time, path, JSON body) per POST."""
+
+    def __init__(self):
+        self.events = []
+        hook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                hook.events.append((time.time(), self.path, json.loads(body)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def of(self, alert_id, event, since):
+        return [e for t, path, e in self.events
+                if t >= since and path == "/hook" and e["event"] == event and e["alert"]["id"] == alert_id]
+
+
 class Scenario:
-    def __init__(self, broker, run_dir, port):
-        self.b, self.run_dir, self.h = broker, run_dir, Http(port)
+    def __init__(self, broker, run_dir, port, hook=None):
+        self.b, self.run_dir, self.h, self.hook = broker, run_dir, Http(port), hook
         self.cli = A.Cli(broker.namesrv)
         self.sent = {}
 
@@ -72,7 +109,9 @@ class Scenario:
         status, headers, page = self.h.call("/")
         E.check(status == 200 and '<script src="/app.js">' in page and "Saturn" in page, "index %d" % status)
         E.check("default-src 'self'" in headers.get("Content-Security-Policy", ""), "CSP %s" % headers)
-        for path, want in (("/app.js", "/api/cluster"), ("/style.css", "table")):
+        E.check('<script src="/charts.js">' in page and '<script src="/watch.js">' in page, "page scripts")
+        for path, want in (("/app.js", "/api/cluster"), ("/style.css", "table"), ("/charts.js", "polyline"),
+                           ("/watch.js", "/api/tail")):
             status, headers, text = self.h.call(path)
             E.check(status == 200 and want in text, "%s: %d" % (path, status))
         E.check("http" not in page.replace('href="#', ""), "the page fetches nothing from outside")
@@ -115,7 +154,14 @@ class Scenario:
         E.check(status == 400 and "1 to 1024" in v["error"], "bad queue count: %d %s" % (status, v))
         E.check(TOPIC in [t["Topic"] for t in self.h.ok("/api/topics")], "topics list")
 
+    def history_mark(self):
+        """The time of the newest sample (the sampler runs every second)."""
+        E.check(E.wait_for(lambda: any(s["brokers"] for s in self.h.ok("/api/history")["samples"]), 15),
+                "no sample with brokers: %s" % self.h.ok("/api/history"))
+        return self.h.ok("/api/history")["samples"][-1]["t"]
+
     def send(self):
+        self.hist_from = self.history_mark()
         home = os.path.join(self.run_dir, "client-home")
         os.makedirs(home, exist_ok=True)
         cmd = E.CLIENTS["rocketmq-0.4.4"] + ["produce", "--namesrv", self.b.namesrv, "--topic", TOPIC,
@@ -128,6 +174,28 @@ class Scenario:
         E.check(len(sent) == 6, "the client sent %d of 6: %s" % (len(sent), lines[-2:]))
         rec = self.cli.run("sendMessage", "-t", TOPIC, "-p", '{"n": 7, "ok": true}', "-k", "jsonkey")
         E.check(rec["Send Result"] == "SEND_OK", "saturn-admin send %s" % rec)
+        self.hist_to = time.time() * 1000
+
+    def history(self):
+        """/api/history: the samples' put counts since before `send` add up to the 7 it stored,
+        per broker and per topic, and each rate is its count over the time between samples."""
+        E.check(E.wait_for(lambda: self.h.ok("/api/history")["samples"][-1]["t"] > self.hist_to + 1500, 15),
+                "no sample after the sends")
+        h = self.h.ok("/api/history?since=%d" % self.hist_from)
+        E.check(h["intervalMs"] == 1000 and len(h["samples"]) >= 2, "history %s" % h)
+        puts = 0
+        for s in h["samples"]:
+            E.check(sorted(b["addr"] for b in s["brokers"].values()) == sorted(self.b.shards), "brokers %s" % s)
+            for b in s["brokers"].values():
+                E.check(b["online"] and b["puts"] is not None and 0 < b["diskRatio"] <= 1, "sample %s" % s)
+                E.check(abs(b["putRate"] - b["puts"] / s["dt"]) < 0.01, "rate of %s" % s)
+                puts += b["puts"]
+        E.check(puts == 7, "the samples count %d puts, 7 were sent" % puts)
+        t = self.h.ok("/api/history?topic=%s&since=%d" % (TOPIC, self.hist_from))["samples"]
+        E.check(sum(s["in"] or 0 for s in t) == 7 and t[-1]["stored"] == 7, "topic history %s" % t)
+        E.check(all(s["inRate"] > 0 for s in t if s["in"]), "in rates %s" % t)
+        c = self.h.ok("/api/history")
+        E.check(c["capacity"] == 360 and len(c["samples"]) <= 360, "bounded %d" % len(c["samples"]))
 
     def topic_view(self):
         t = self.h.ok("/api/topic?topic=" + TOPIC)
@@ -170,13 +238,16 @@ class Scenario:
         E.check(len(self.h.ok("/api/messages?topic=%s&max=3" % TOPIC)["messages"]) == 3, "max=3")
         E.check(self.h.ok("/api/messages?topic=%s&end=%d" % (TOPIC, now - 600000))["messages"] == [], "before")
 
-    def consume(self):
+    def run_consumer(self):
         cmd = E.CLIENTS["rocketmq-0.4.4"] + ["consume", "--namesrv", self.b.namesrv, "--topic", TOPIC,
                                              "--group", GROUP, "--expect", "7", "--timeout", "60", "--grace", "6"]
         home = os.path.join(self.run_dir, "client-home")
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=120,
                            env=dict(os.environ, SATURN_CLIENT_HOME=home), cwd=E.REPO)
         E.check(p.returncode == 0, "consumer exit %d" % p.returncode)
+
+    def consume(self):
+        self.run_consumer()
         E.wait_for(lambda: self.h.ok("/api/group?group=" + GROUP)["totalLag"] == 0
                    and len(self.h.ok("/api/group?group=" + GROUP)["lag"]) == 8, 20)
         g = self.h.ok("/api/group?group=" + GROUP)
@@ -200,6 +271,81 @@ class Scenario:
         E.check(self.h.ok("/api/group?group=" + GROUP)["totalLag"] == 0, "lag after reset to latest")
         status, _, v = self.h.call("/api/group/reset", {"group": GROUP, "topic": TOPIC, "to": "yesterday"})
         E.check(status == 400 and "earliest, latest or time" in v["error"], "bad target: %d %s" % (status, v))
+
+    def alerts(self):
+        """Lag over 3 (a reset to the earliest: 7): the alert fires, the webhook gets it; a real
+        consumer takes the lag to 0: it resolves, the webhook gets that too; the history shows it."""
+        mark = time.time()
+        lag_id = "lag:" + GROUP
+        self.h.ok("/api/group/reset", {"group": GROUP, "topic": TOPIC, "to": "earliest"})
+        E.check(E.wait_for(lambda: self.hook.of(lag_id, "fire", mark), 15), "no fire: %s" % self.hook.events[-3:])
+        fire = self.hook.of(lag_id, "fire", mark)[0]["alert"]
+        E.check(fire["value"] == 7 and fire["threshold"] == ALERT_LAG and fire["state"] == "firing"
+                and fire["kind"] == "lag" and fire["firedAt"] >= mark * 1000 - 1000, "fired %s" % fire)
+        a = self.h.ok("/api/alerts")
+        E.check([x["firedAt"] for x in a["firing"] if x["id"] == lag_id] == [fire["firedAt"]], "firing %s" % a)
+        E.check(a["rules"]["lag"] == ALERT_LAG and a["webhook"].endswith("/hook"), "rules %s" % a)
+        self.run_consumer()
+        E.check(E.wait_for(lambda: self.hook.of(lag_id, "resolve", mark), 20), "no resolve: %s" % self.hook.events[-3:])
+        res = self.hook.of(lag_id, "resolve", mark)[0]["alert"]
+        E.check(res["state"] == "resolved" and res["firedAt"] == fire["firedAt"]
+                and res["resolvedAt"] > res["firedAt"], "resolved %s" % res)
+        events = [e["event"] for t, _, e in self.hook.events if t >= mark and e["alert"]["id"] == lag_id]
+        E.check(events == ["fire", "resolve"], "webhook events %s" % events)
+        a = self.h.ok("/api/alerts")
+        E.check(not [x for x in a["firing"] if x["id"] == lag_id]
+                and [x["resolvedAt"] for x in a["resolved"] if x["id"] == lag_id][0] == res["resolvedAt"], "%s" % a)
+        E.check(any(d["ok"] and d["event"] == "resolve" and d["attempts"] == 1 for d in a["webhookDeliveries"]),
+                "deliveries %s" % a["webhookDeliveries"])
+        h = self.h.ok("/api/history?group=%s&since=%d" % (GROUP, mark * 1000))["samples"]
+        E.check(max(s["lag"] or 0 for s in h) == 7 and h[-1]["lag"] == 0
+                and any((s["consumeRate"] or 0) > 0 for s in h), "group history %s" % h)
+
+    def tail_and_producers(self):
+        """The live tail returns what is sent after it started, once, and commits nothing; the
+        producers page finds a running Python producer's group without being given its name."""
+        self.h.ok("/api/topic/update", {"topic": TAIL, "readQueues": 2, "writeQueues": 2})
+        self.b.wait_route(TAIL)
+        self.cli.run("sendMessage", "-t", TAIL, "-p", "before", "-k", "tail-before")
+        start = self.h.ok("/api/tail?topic=" + TAIL)
+        E.check(start["messages"] == [] and len(start["cursor"].split(",")) == 4, "tail start %s" % start)
+        home = os.path.join(self.run_dir, "client-home")
+        probe = subprocess.Popen(E.CLIENTS["rocketmq-0.4.4"] + ["probe", "--namesrv", self.b.namesrv, "--topic", TAIL,
+                                                                 "--group", "DashProbe", "--seconds", "25"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=E.REPO,
+                                 env=dict(os.environ, SATURN_CLIENT_HOME=home), start_new_session=True)
+        E.LIVE.add(probe)
+        try:
+            for i in range(3):
+                self.cli.run("sendMessage", "-t", TAIL, "-p", "tail-%d" % i, "-k", "tail%d" % i)
+            seen, cursor = [], [start["cursor"]]
+
+            def poll():
+                r = self.h.ok("/api/tail?" + urllib.parse.urlencode({"topic": TAIL, "cursor": cursor[0]}))
+                cursor[0] = r["cursor"]
+                seen.extend(r["messages"])
+                return {"tail0", "tail1", "tail2", "probe-key-0"} <= {m["keys"] for m in seen}
+            E.check(E.wait_for(poll, 25, step=1.0), "the tail saw %s" % [m["keys"] for m in seen])
+            keys = sorted(m["keys"] for m in seen)
+            E.check(keys == ["probe-key-0", "tail0", "tail1", "tail2"], "tail once each, nothing before: %s" % keys)
+            t1 = [m for m in seen if m["keys"] == "tail1"][0]
+            E.check(t1["body"] == "tail-1" and t1["offsetMsgId"], "tail message %s" % t1)
+            again = self.h.ok("/api/tail?" + urllib.parse.urlencode({"topic": TAIL, "cursor": cursor[0]}))
+            E.check(again["messages"] == [] and again["cursor"] == cursor[0], "nothing new %s" % again)
+
+            def group():
+                g = [x for x in self.h.ok("/api/producers")["groups"] if x["group"] == "DashProbe_PG"]
+                return g[0] if g else None
+            E.check(E.wait_for(group, 25), "producers %s" % self.h.ok("/api/producers"))
+            conns = group()["connections"]
+            E.check(all(c["language"] == "CPP" and c["clientAddr"].startswith("127.0.0.1:") and c["brokers"]
+                        and c["version"] > 0 for c in conns), "connections %s" % conns)
+            rows = self.cli.run("producerConnection", "-g", "DashProbe_PG", "-t", TAIL)
+            E.check({r["ClientId"] for r in rows} == {c["clientId"] for c in conns}, "saturn-admin: %s" % rows)
+        finally:
+            E.kill_proc(probe)
+        offs = self.b.committed_offsets(TAIL, "TOOLS_CONSUMER", queues=2)
+        E.check(all(o is None for per in offs.values() for o in per), "the tail committed %s" % offs)
 
     def resend(self):
         m = self.sent["dk3"]
@@ -240,8 +386,15 @@ class Scenario:
             E.check("saturn-dashboard listening on http://127.0.0.1:%d/" % port in line, "first line %r" % line)
             status, _, c = Http(port).call("/api/cluster", user=None)
             E.check(status == 200 and sorted(b["addr"] for b in c["brokers"]) == sorted(self.b.shards), "%s" % c)
+            status, _, v = Http(port).call("/api/alerts", user=None)
+            E.check(status == 200 and v["rules"]["lag"] is None and v["webhook"] is None, "alerts %s" % v)
         finally:
             E.kill_proc(p)
+        bad = subprocess.run([A.ADMIN_BIN, "dashboard", "-n", self.b.namesrv, "--listen", "127.0.0.1:%d" % port,
+                              "--alert-webhook", "https://hooks.example/x"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=30)
+        E.check(bad.returncode == 1 and b"only http://" in bad.stderr, "https webhook: %d %s"
+                % (bad.returncode, bad.stderr))
 
     def deletes(self):
         self.h.ok("/api/topic/update", {"topic": GONE, "readQueues": 2})
@@ -262,7 +415,9 @@ def main():
     os.makedirs(run_dir, exist_ok=True)
     broker = E.Broker(run_dir, "broker")
     port = broker.namesrv_port + 14  # in the broker's free block (shard 1 ends at +9)
-    broker.extra_args = ["--dashboard-listen", "127.0.0.1:%d" % port]
+    hook = Hook()
+    broker.extra_args = ["--dashboard-listen", "127.0.0.1:%d" % port, "--history-interval", "1",
+                         "--alert-lag", str(ALERT_LAG), "--alert-webhook", "http://127.0.0.1:%d/hook" % hook.port]
     os.environ["SATURN_DASHBOARD_PASSWORD"] = ADMIN_PW
     os.environ["SATURN_DASHBOARD_READONLY_PASSWORD"] = VIEW_PW
     try:
@@ -272,9 +427,10 @@ def main():
             with open(broker.log_path, errors="replace") as f:
                 sys.stderr.write("broker log tail:\n" + "".join(f.readlines()[-20:]))
             raise
-        s = Scenario(broker, run_dir, port)
-        for name in ["assets", "login_gate", "cluster", "create_topic", "send", "topic_view", "messages", "consume",
-                     "reset", "resend", "dlq", "admin_dashboard", "deletes"]:
+        s = Scenario(broker, run_dir, port, hook)
+        for name in ["assets", "login_gate", "cluster", "create_topic", "send", "history", "topic_view", "messages",
+                     "consume", "reset", "alerts", "tail_and_producers", "resend", "dlq", "admin_dashboard",
+                     "deletes"]:
             A.step(name, getattr(s, name))
     finally:
         E.kill_all()

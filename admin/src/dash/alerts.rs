@@ -263,10 +263,12 @@ pub fn parse_webhook(url: &str) -> Result<Webhook, String> {
         return Err(bad("credentials or spaces in the URL are not served"));
     }
     let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() => (h, p.parse::<u16>().map_err(|_| bad("bad port"))?),
+        Some((h, p)) if !hostport.ends_with(']') => {
+            (h, p.parse::<u16>().map_err(|_| bad("bad port"))?)
+        }
         _ => (hostport, 80),
     };
-    if host.is_empty() {
+    if host.is_empty() || host == "[]" {
         return Err(bad("no host"));
     }
     Ok(Webhook {
@@ -461,6 +463,8 @@ mod tests {
             .contains("only http://"));
         assert!(parse_webhook("ftp://x/").is_err());
         assert!(parse_webhook("http://:80/").is_err());
+        assert_eq!(parse_webhook("http://[::1]/").unwrap().host, "[::1]");
+        assert_eq!(parse_webhook("http://[::1]:81/").unwrap().port, 81);
         assert!(parse_webhook("http://u:p@host/").is_err());
     }
 
