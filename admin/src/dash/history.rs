@@ -61,8 +61,8 @@ pub struct Sample {
     pub groups: BTreeMap<String, GroupPoint>,
     /// Per topic: its queues' max offsets summed (messages stored so far).
     pub topics: BTreeMap<String, i64>,
-    /// Per topic: every group's committed offsets on it, summed.
-    pub topic_consumed: BTreeMap<String, i64>,
+    /// Per topic and group: the group's committed offsets on the topic, summed.
+    pub topic_consumed: BTreeMap<String, BTreeMap<String, i64>>,
     /// What could not be read this round (a broker down, a refused request).
     pub errors: Vec<String>,
 }
@@ -144,7 +144,8 @@ fn master_figures(a: &mut Admin, addr: &str, s: &mut Sample) -> Result<()> {
                     g.lag += (bo - co).max(0);
                     g.consumed += co;
                     if let Some((t, _, _)) = mq_of_key(k) {
-                        *s.topic_consumed.entry(t).or_default() += co;
+                        let per = s.topic_consumed.entry(t).or_default();
+                        *per.entry(group.clone()).or_default() += co;
                     }
                 }
             }
@@ -244,16 +245,25 @@ fn group_point(s: &Sample, prev: Option<&Sample>, g: &str, dt: f64) -> Value {
     json!({ "t": s.t, "dt": dt, "lag": now.map(|x| x.lag), "consumed": consumed, "consumeRate": rate })
 }
 
+/// Messages the groups committed on `t` between two samples: the groups in both samples whose
+/// offsets did not go back (a group that appears, or is reset, says nothing of the rate).
+fn committed(s: &Sample, prev: Option<&Sample>, t: &str) -> Option<i64> {
+    let (now, before) = (s.topic_consumed.get(t)?, prev?.topic_consumed.get(t)?);
+    let d = now
+        .iter()
+        .filter_map(|(g, n)| Some(n - before.get(g)?))
+        .filter(|d| *d >= 0)
+        .sum();
+    Some(d)
+}
+
 fn topic_point(s: &Sample, prev: Option<&Sample>, t: &str, dt: f64) -> Value {
-    let get = |x: Option<&Sample>, m: fn(&Sample) -> &BTreeMap<String, i64>| {
-        x.and_then(|x| m(x).get(t).copied())
+    let stored = |x: Option<&Sample>| x.and_then(|x| x.topics.get(t).copied());
+    let (ins, in_rate) = delta(stored(Some(s)), stored(prev), dt);
+    let (outs, out_rate) = match committed(s, prev, t) {
+        Some(d) if dt > 0.0 => (json!(d), json!(((d as f64 / dt) * 1000.0).round() / 1000.0)),
+        _ => (Value::Null, Value::Null),
     };
-    let (ins, in_rate) = delta(get(Some(s), |x| &x.topics), get(prev, |x| &x.topics), dt);
-    let (outs, out_rate) = delta(
-        get(Some(s), |x| &x.topic_consumed),
-        get(prev, |x| &x.topic_consumed),
-        dt,
-    );
     json!({
         "t": s.t, "dt": dt, "stored": s.topics.get(t), "in": ins, "inRate": in_rate,
         "out": outs, "outRate": out_rate,
@@ -298,7 +308,8 @@ mod tests {
         });
         s.groups.insert("G".into(), GroupPoint { lag, consumed });
         s.topics.insert("T".into(), put);
-        s.topic_consumed.insert("T".into(), consumed);
+        s.topic_consumed
+            .insert("T".into(), [("G".to_owned(), consumed)].into());
         s
     }
 
@@ -331,5 +342,19 @@ mod tests {
         let t = view(&ring, &q, 2000);
         assert_eq!(t["samples"].as_array().unwrap().len(), 1, "since filters");
         assert!(t["samples"][0]["inRate"].is_null());
+        assert!(t["samples"][0]["outRate"].is_null() || t["samples"][0]["out"] == 0);
+        let q: BTreeMap<_, _> = [("topic".to_owned(), "T".to_owned())].into();
+        let t = view(&ring, &q, 2000);
+        assert_eq!(t["samples"][1]["out"], 10, "17 - 7 committed on T");
+        assert_eq!(t["samples"][1]["outRate"], 5.0);
+        // A group that appears says nothing of the rate.
+        let mut s5 = sample(10_000, 5, 0, 1);
+        s5.topic_consumed
+            .get_mut("T")
+            .unwrap()
+            .insert("New".into(), 1000);
+        ring.push(s5);
+        let t = view(&ring, &q, 2000);
+        assert_eq!(t["samples"][2]["out"], 0, "1 - 1 for G; New is new");
     }
 }

@@ -13,12 +13,13 @@ function svgEl(tag, attrs, ...kids) {
 function fmtNum(v) {
   if (v == null) return "-";
   const a = Math.abs(v);
+  if (Number.isInteger(v) && a < 1e4) return String(v);
   return a >= 1e6 ? (v / 1e6).toFixed(1) + "M" : a >= 1e3 ? (v / 1e3).toFixed(1) + "k" : a >= 10 || v === 0 ? v.toFixed(0) : v.toFixed(2);
 }
 function hhmmss(t) { return new Date(t).toTimeString().slice(0, 8); }
 
 // A line chart: series = [{name, points: [[t, value or null], ...]}]; a null breaks the line.
-function chart(title, series, unit) {
+function chart(title, series, unit, fixedMax) {
   const W = 640, H = 180, L = 52, R = 12, T = 10, B = 22;
   const box = el("div", { class: "chart" }, el("h3", {}, title + (unit ? ` (${unit})` : "")));
   const pts = series.flatMap(s => s.points.filter(p => p[1] != null));
@@ -27,7 +28,9 @@ function chart(title, series, unit) {
     return box;
   }
   const t0 = Math.min(...pts.map(p => p[0])), t1 = Math.max(t0 + 1000, ...pts.map(p => p[0]));
-  const vmin = Math.min(0, ...pts.map(p => p[1])), vmax = Math.max(vmin + 1e-9, ...pts.map(p => p[1])) || 1;
+  const vmin = Math.min(0, ...pts.map(p => p[1]));
+  const top = Math.max(...pts.map(p => p[1]));
+  const vmax = fixedMax != null ? Math.max(fixedMax, top) : top - vmin < 1e-6 ? vmin + 1 : top;
   const x = t => L + (t - t0) / (t1 - t0) * (W - L - R);
   const y = v => T + (1 - (v - vmin) / (vmax - vmin)) * (H - T - B);
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": title });
@@ -79,7 +82,7 @@ withCharts("cluster", async () => {
   const series = (f, scale) => keys.map(k => ({ name: k, points: h.samples.map(s => {
     const b = s.brokers[k]; return [s.t, b && b[f] != null ? b[f] * (scale || 1) : null]; }) }));
   return [el("h2", {}, historyTitle(h)), chart("Put rate per broker", series("putRate"), "msg/s"),
-    chart("Get rate per broker", series("getRate"), "msg/s"), chart("Disk use per broker", series("diskRatio", 100), "%")];
+    chart("Get rate per broker", series("getRate"), "msg/s"), chart("Disk use per broker", series("diskRatio", 100), "%", 100)];
 });
 
 withCharts("topic", async name => {
