@@ -184,9 +184,12 @@ pub fn start(dash: &DashConfig) -> Result<Arc<Watch>, String> {
 }
 
 fn sampler(w: &Watch, dash: &DashConfig) {
+    // One client for the life of the sampler: its connections are reused from round to round
+    // (a failed one is dropped and made again on the next call).
+    let mut admin = super::admin_of(dash);
     loop {
         let began = Instant::now();
-        let s = history::collect(&mut super::admin_of(dash));
+        let s = history::collect(&mut admin);
         w.record(s);
         let left = w.cfg.interval.saturating_sub(began.elapsed());
         std::thread::sleep(left.max(Duration::from_millis(100)));
