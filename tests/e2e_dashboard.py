@@ -194,6 +194,8 @@ class Scenario:
         t = self.h.ok("/api/history?topic=%s&since=%d" % (TOPIC, self.hist_from))["samples"]
         E.check(sum(s["in"] or 0 for s in t) == 7 and t[-1]["stored"] == 7, "topic history %s" % t)
         E.check(all(s["inRate"] > 0 for s in t if s["in"]), "in rates %s" % t)
+        status, _, v = self.h.call("/api/history?since=yesterday")
+        E.check(status == 400 and "since" in v["error"], "bad since: %d %s" % (status, v))
         c = self.h.ok("/api/history")
         E.check(c["capacity"] == 360 and len(c["samples"]) <= 360, "bounded %d" % len(c["samples"]))
 

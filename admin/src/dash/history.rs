@@ -217,8 +217,17 @@ fn delta(now: Option<i64>, before: Option<i64>, dt: f64) -> (Value, Value) {
 /// `GET /api/history`: with `group=G` that group's lag and consume rate; with `topic=T` the
 /// topic's in and out rates; else every broker's put/get rates and disk use. `since` (ms)
 /// keeps the samples taken after it.
-pub fn view(ring: &Ring, q: &BTreeMap<String, String>, interval_ms: u64) -> Value {
-    let since: i64 = q.get("since").and_then(|v| v.parse().ok()).unwrap_or(0);
+pub fn view(
+    ring: &Ring,
+    q: &BTreeMap<String, String>,
+    interval_ms: u64,
+) -> std::result::Result<Value, String> {
+    let since: i64 = match q.get("since").filter(|v| !v.is_empty()) {
+        None => 0,
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("parameter since is not a number (ms): {v}"))?,
+    };
     let mut out = Vec::new();
     let mut prev: Option<&Sample> = None;
     for s in &ring.samples {
@@ -235,7 +244,7 @@ pub fn view(ring: &Ring, q: &BTreeMap<String, String>, interval_ms: u64) -> Valu
         }
         prev = Some(s);
     }
-    json!({ "intervalMs": interval_ms, "capacity": ring.capacity, "samples": out })
+    Ok(json!({ "intervalMs": interval_ms, "capacity": ring.capacity, "samples": out }))
 }
 
 fn group_point(s: &Sample, prev: Option<&Sample>, g: &str, dt: f64) -> Value {
@@ -321,7 +330,7 @@ mod tests {
         }
         assert_eq!(ring.samples.len(), 3, "bounded");
         let q = BTreeMap::new();
-        let v = view(&ring, &q, 2000);
+        let v = view(&ring, &q, 2000).unwrap();
         let s = v["samples"].as_array().unwrap();
         assert_eq!(s.len(), 3);
         // The oldest kept sample has nothing before it in the ring.
@@ -331,7 +340,7 @@ mod tests {
         // The total went down (a restart): no rate rather than a negative one.
         assert!(s[2]["brokers"]["b-0/0"]["putRate"].is_null());
         let q: BTreeMap<_, _> = [("group".to_owned(), "G".to_owned())].into();
-        let g = view(&ring, &q, 2000);
+        let g = view(&ring, &q, 2000).unwrap();
         assert_eq!(g["samples"][1]["lag"], 35);
         assert_eq!(g["samples"][1]["consumeRate"], 5.0);
         let q: BTreeMap<_, _> = [
@@ -339,12 +348,14 @@ mod tests {
             ("since".to_owned(), "6000".to_owned()),
         ]
         .into();
-        let t = view(&ring, &q, 2000);
+        let t = view(&ring, &q, 2000).unwrap();
         assert_eq!(t["samples"].as_array().unwrap().len(), 1, "since filters");
         assert!(t["samples"][0]["inRate"].is_null());
+        let bad: BTreeMap<_, _> = [("since".to_owned(), "yesterday".to_owned())].into();
+        assert!(view(&ring, &bad, 2000).unwrap_err().contains("since"));
         assert!(t["samples"][0]["outRate"].is_null() || t["samples"][0]["out"] == 0);
         let q: BTreeMap<_, _> = [("topic".to_owned(), "T".to_owned())].into();
-        let t = view(&ring, &q, 2000);
+        let t = view(&ring, &q, 2000).unwrap();
         assert_eq!(t["samples"][1]["out"], 10, "17 - 7 committed on T");
         assert_eq!(t["samples"][1]["outRate"], 5.0);
         // A group that appears says nothing of the rate.
@@ -354,7 +365,7 @@ mod tests {
             .unwrap()
             .insert("New".into(), 1000);
         ring.push(s5);
-        let t = view(&ring, &q, 2000);
+        let t = view(&ring, &q, 2000).unwrap();
         assert_eq!(t["samples"][2]["out"], 0, "1 - 1 for G; New is new");
     }
 }

@@ -247,7 +247,10 @@ pub fn route(req: &Request, cfg: &DashConfig) -> Option<Response> {
         ("/api/history", Some(w)) => {
             let ring = w.ring.lock().unwrap_or_else(|e| e.into_inner());
             let ms = w.cfg.interval.as_millis() as u64;
-            Response::json(200, &history::view(&ring, &req.query, ms))
+            match history::view(&ring, &req.query, ms) {
+                Ok(v) => Response::json(200, &v),
+                Err(e) => Response::error(400, &e),
+            }
         }
         ("/api/alerts", Some(w)) => Response::json(200, &w.alerts_json()),
         ("/api/producers" | "/api/tail", _) => super::live::get(&req.path, &req.query, cfg),
