@@ -16,7 +16,8 @@ The pages over time run with `--history-interval 1 --alert-lag 3 --alert-webhook
 receiver>`: the history's put counts add up to what was sent, the live tail returns exactly the
 messages sent after it started (and commits nothing), the producers page lists a running Python
 producer's group without being told its name, and the lag alert fires and then resolves (the
-webhook receiver gets both) when a group's lag rises over 3 and is consumed.
+webhook receiver gets both) when a group's lag rises over 3 and is consumed; a second broker
+killed and started again fires and resolves the broker-down alert.
 """
 import argparse
 import base64
@@ -412,6 +413,46 @@ class Scenario:
             E.check(GROUP not in A.groups_on(addr), "group still on %s" % addr)
 
 
+    def start_extra(self):
+        """A one-shard broker `extra` registered with the same name server (ports +10..+13 of
+        the block: VIP, -, shard 0, HA)."""
+        port = self.b.namesrv_port + 12
+        p = subprocess.Popen([E.BROKER_BIN, "--namesrv", self.b.namesrv, "--port", str(port), "--shards", "1",
+                              "--no-pin", "--broker-ip", "127.0.0.1", "--broker-name", "extra",
+                              "--segment-size", str(64 << 20), "--data-dir", os.path.join(self.run_dir, "extra")],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        E.LIVE.add(p)
+        line = p.stdout.readline().decode()
+        E.check(line.startswith("saturn-broker ready"), "extra broker: %r" % line)
+        return p
+
+    def broker_down(self):
+        """A broker killed (the name server drops it when its connection closes) fires
+        broker-down after two samples without it; back, it resolves; the webhook gets both."""
+        down_id = "broker-down:extra-0/0"
+        extra = self.start_extra()
+        online = lambda: any(v["online"] for k, v in self.h.ok("/api/history")["samples"][-1]["brokers"].items()
+                             if k == "extra-0/0")
+        E.check(E.wait_for(online, 20), "the sampler never saw the extra broker")
+        mark = time.time()
+        E.kill_proc(extra)
+        E.check(E.wait_for(lambda: self.hook.of(down_id, "fire", mark), 15), "no fire %s" % self.hook.events[-3:])
+        fire = self.hook.of(down_id, "fire", mark)[0]["alert"]
+        E.check(fire["message"].endswith("for two samples"), "fired %s" % fire)
+        h = self.h.ok("/api/history?since=%d" % (mark * 1000 - 1000))["samples"]
+        before = [x["t"] for x in h if x["t"] < fire["firedAt"] and not x["brokers"].get("extra-0/0", {}).get("online")]
+        E.check(before, "fired on the first sample without it: %s %s" % (fire, h))
+        E.check([x["id"] for x in self.h.ok("/api/alerts")["firing"] if x["kind"] == "broker-down"] == [down_id],
+                "firing %s" % self.h.ok("/api/alerts")["firing"])
+        extra = self.start_extra()
+        try:
+            E.check(E.wait_for(lambda: self.hook.of(down_id, "resolve", mark), 15), "no resolve")
+            res = self.hook.of(down_id, "resolve", mark)[0]["alert"]
+            E.check(res["firedAt"] == fire["firedAt"] and res["resolvedAt"] > fire["firedAt"], "resolved %s" % res)
+        finally:
+            E.kill_proc(extra)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
@@ -435,7 +476,7 @@ def main():
         s = Scenario(broker, run_dir, port, hook)
         for name in ["assets", "login_gate", "cluster", "create_topic", "send", "history", "topic_view", "messages",
                      "consume", "reset", "alerts", "tail_and_producers", "resend", "dlq", "admin_dashboard",
-                     "deletes"]:
+                     "deletes", "broker_down"]:
             A.step(name, getattr(s, name))
     finally:
         E.kill_all()
