@@ -401,6 +401,11 @@ class Scenario:
                              stderr=subprocess.PIPE, timeout=30)
         E.check(bad.returncode == 1 and b"only http://" in bad.stderr, "https webhook: %d %s"
                 % (bad.returncode, bad.stderr))
+        bad = subprocess.run([E.BROKER_BIN, "standalone", "--namesrv-port", "0", "--port", "0", "--data-dir",
+                              os.path.join(self.run_dir, "nodash"), "--alert-lag", "5"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        E.check(bad.returncode == 1 and b"--alert-lag is a dashboard setting" in bad.stderr,
+                "an alert flag without a dashboard: %d %s" % (bad.returncode, bad.stderr[-300:]))
 
     def deletes(self):
         self.h.ok("/api/topic/update", {"topic": GONE, "readQueues": 2})

@@ -155,6 +155,10 @@ fn main() {
     let ports: Vec<String> = (0..shards).map(|i| config.shard_addr(i)).collect();
     if let Some(addr) = dash.dashboard_listen {
         start_dashboard(addr, &dash, &config.namesrv_addrs.join(";"));
+    } else if let Some(flag) = dash.watch.first_set() {
+        fail(&format!(
+            "{flag} is a dashboard setting: it needs --dashboard-listen"
+        ));
     }
     let broker = Broker::start(config).unwrap_or_else(|e| fail(&e));
     // Tests and scripts read this line.

@@ -77,6 +77,20 @@ fn env_or<T: std::str::FromStr>(flag: Option<T>, var: &str) -> Result<Option<T>,
 }
 
 impl WatchFlags {
+    /// The first flag given, if any (for refusing them where no dashboard runs).
+    pub fn first_set(&self) -> Option<&'static str> {
+        [
+            (self.history_interval.is_some(), "--history-interval"),
+            (self.history_samples.is_some(), "--history-samples"),
+            (self.alert_config.is_some(), "--alert-config"),
+            (self.alert_lag.is_some(), "--alert-lag"),
+            (self.alert_disk.is_some(), "--alert-disk"),
+            (self.alert_webhook.is_some(), "--alert-webhook"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name))
+    }
+
     pub fn to_config(&self) -> Result<WatchConfig, String> {
         let mut c = WatchConfig::default();
         let file = env_or(self.alert_config.clone(), "SATURN_DASHBOARD_ALERT_CONFIG")?;
@@ -298,6 +312,8 @@ mod tests {
             ..WatchFlags::default()
         };
         assert!(fast.to_config().is_err());
+        assert_eq!(fast.first_set(), Some("--history-interval"));
+        assert_eq!(WatchFlags::default().first_set(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
