@@ -337,7 +337,8 @@ class Scenario:
             t1 = [m for m in seen if m["keys"] == "tail1"][0]
             E.check(t1["body"] == "tail-1" and t1["offsetMsgId"], "tail message %s" % t1)
             again = self.h.ok("/api/tail?" + urllib.parse.urlencode({"topic": TAIL, "cursor": cursor[0]}))
-            E.check(again["messages"] == [] and again["cursor"] == cursor[0], "nothing new %s" % again)
+            E.check(again["messages"] == [] and again["cursor"] == cursor[0] and again["skipped"] == 0,
+                    "nothing new %s" % again)
 
             def group():
                 g = [x for x in self.h.ok("/api/producers")["groups"] if x["group"] == "DashProbe_PG"]
@@ -352,6 +353,34 @@ class Scenario:
             E.kill_proc(probe)
         offs = self.b.committed_offsets(TAIL, "TOOLS_CONSUMER", queues=2)
         E.check(all(o is None for per in offs.values() for o in per), "the tail committed %s" % offs)
+
+    def tail_burst(self):
+        """500 messages on 2 queues between two polls: the tail jumps each queue to its last 200
+        and says how many it skipped; what it shows and skips adds up to 500, none twice."""
+        burst = "DashBurst"
+        self.h.ok("/api/topic/update", {"topic": burst, "readQueues": 1, "writeQueues": 1})
+        self.b.wait_route(burst)
+        cursor = self.h.ok("/api/tail?topic=" + burst)["cursor"]
+        home = os.path.join(self.run_dir, "client-home")
+        p = subprocess.run(E.CLIENTS["rocketmq-0.4.4"] + ["produce", "--namesrv", self.b.namesrv, "--topic", burst,
+                                                           "--group", "DashBurstP", "--count", "500",
+                                                           "--keys-prefix", "bk"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=120, cwd=E.REPO,
+                           env=dict(os.environ, SATURN_CLIENT_HOME=home))
+        E.check(p.stdout.count(b'"event": "sent"') == 500, "sent %d of 500" % p.stdout.count(b'"event": "sent"'))
+        per_queue = [o for per in self.b.max_offsets(burst, queues=1).values() for o in per]
+        got, skipped = [], 0
+        for _ in range(40):
+            r = self.h.ok("/api/tail?" + urllib.parse.urlencode({"topic": burst, "cursor": cursor}))
+            cursor, skipped = r["cursor"], skipped + r["skipped"]
+            got.extend(r["messages"])
+            if got and not r["messages"]:
+                break
+        keys = [m["keys"] for m in got]
+        want_skip = sum(max(0, n - 32 - 200) for n in per_queue)
+        E.check(skipped == want_skip > 0 and len(got) + skipped == 500 and len(set(keys)) == len(keys)
+                and "bk499" in keys, "queues %s: %d shown, %d skipped (want %d)" % (per_queue, len(got), skipped,
+                                                                                   want_skip))
 
     def resend(self):
         m = self.sent["dk3"]
@@ -480,7 +509,7 @@ def main():
             raise
         s = Scenario(broker, run_dir, port, hook)
         for name in ["assets", "login_gate", "cluster", "create_topic", "send", "history", "topic_view", "messages",
-                     "consume", "reset", "alerts", "tail_and_producers", "resend", "dlq", "admin_dashboard",
+                     "consume", "reset", "alerts", "tail_and_producers", "tail_burst", "resend", "dlq", "admin_dashboard",
                      "deletes", "broker_down"]:
             A.step(name, getattr(s, name))
     finally:

@@ -7,7 +7,9 @@
 //!   no messages); with one, the messages stored since (at most [`TAIL_MAX`] per call) and the
 //!   cursor after them. The dashboard reads with its own pulls (group TOOLS_CONSUMER, no commit
 //!   flag, no heartbeat): nothing is committed and no group is joined. The cursor is
-//!   `broker/queue/offset,...`; queues it does not name start at their max offset.
+//!   `broker/queue/offset,...`; queues it does not name start at their max offset. A queue more
+//!   than [`TAIL_MAX`] messages behind jumps ahead to its last [`TAIL_MAX`] (`skipped` counts
+//!   what it jumped over): the tail stays live rather than replaying a backlog.
 
 use std::collections::BTreeMap;
 
@@ -109,8 +111,7 @@ fn tail(a: &mut Admin, t: &str, cursor: Option<&str>) -> Result<Value> {
     let mut at = cursor.map(parse_cursor).transpose()?.unwrap_or_default();
     let route = a.route(t)?;
     let masters = a.route_masters(t)?;
-    let mut msgs = Vec::new();
-    let mut next = Vec::new();
+    let (mut msgs, mut next, mut skipped) = (Vec::new(), Vec::new(), 0i64);
     for qd in &route.queue_datas {
         let Some(addr) = masters.get(&qd.broker_name) else {
             continue;
@@ -125,17 +126,34 @@ fn tail(a: &mut Admin, t: &str, cursor: Option<&str>) -> Result<Value> {
             if cursor.is_some() && msgs.len() < TAIL_MAX {
                 let got = message::pull(a, addr, (t, qid), from, PULL_BATCH, message::TOOLS_GROUP)?;
                 if let Some((batch, n)) = got {
+                    let full = batch.len() >= PULL_BATCH as usize;
                     let room = TAIL_MAX - msgs.len();
                     let taken: Vec<_> = batch.into_iter().take(room).collect();
                     to = taken.last().map_or(n, |m| m.queue_offset + 1).max(from);
                     msgs.extend(taken.iter().map(|m| summary(m, &qd.broker_name)));
+                    if full {
+                        skipped += keep_up(a, addr, (t, qid), &mut to)?;
+                    }
                 }
             }
             next.push(format!("{}/{qid}/{to}", qd.broker_name));
         }
     }
     msgs.sort_by_key(|m| m["storeTimestamp"].as_i64());
-    Ok(json!({ "topic": t, "cursor": next.join(","), "messages": msgs }))
+    Ok(json!({ "topic": t, "cursor": next.join(","), "messages": msgs, "skipped": skipped }))
+}
+
+/// A queue more than [`TAIL_MAX`] messages ahead of the cursor: the cursor jumps to the last
+/// [`TAIL_MAX`] (a live tail shows what arrives now); the messages jumped over.
+fn keep_up(a: &mut Admin, addr: &str, q: (&str, i32), to: &mut i64) -> Result<i64> {
+    let max = max_offset(a, addr, q.0, q.1)?;
+    let behind = max - *to;
+    if behind <= TAIL_MAX as i64 {
+        return Ok(0);
+    }
+    let skip = behind - TAIL_MAX as i64;
+    *to += skip;
+    Ok(skip)
 }
 
 fn summary(m: &protocol::message::StoredMessage, broker: &str) -> Value {

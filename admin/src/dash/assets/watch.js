@@ -25,10 +25,11 @@ views.tail = async function (topic) {
     return;
   }
   let r = await api("/api/tail?topic=" + encodeURIComponent(topic));
-  let cursor = r.cursor, paused = false;
+  let cursor = r.cursor, paused = false, skipped = 0;
   const rows = [];
   const out = el("div", {});
-  const info = el("p", {}, `Messages stored in ${topic} from now on, newest first (the last 200 are kept).`);
+  const infoText = `Messages stored in ${topic} from now on, newest first (the last 200 are kept).`;
+  const info = el("p", {}, infoText);
   const pause = el("button", { type: "button", onclick: () => { paused = !paused; pause.textContent = paused ? "Resume" : "Pause"; } }, "Pause");
   const render = () => out.replaceChildren(rows.length === 0 ? el("p", {}, "(waiting for messages…)") :
     table(rows.map(m => ({ stored: when(m.storeTimestamp), broker: m.broker, queue: m.queue, offset: m.offset,
@@ -45,6 +46,7 @@ views.tail = async function (topic) {
         cursor = r.cursor;
         rows.unshift(...r.messages.reverse());
         rows.length = Math.min(rows.length, 200);
+        if (r.skipped) { skipped += r.skipped; info.textContent = `${infoText} Skipped ${skipped} to keep up.`; }
         if (r.messages.length) render();
       } catch (e) { say("tail: " + e.message, true); }
     }
