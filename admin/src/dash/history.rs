@@ -65,10 +65,19 @@ pub struct Sample {
     pub topic_consumed: BTreeMap<String, BTreeMap<String, i64>>,
     /// What could not be read this round (a broker down, a refused request).
     pub errors: Vec<String>,
+    /// How long the round of requests took (ms).
+    pub took_ms: u64,
 }
 
 /// Takes one sample of the cluster behind `a`'s name servers.
 pub fn collect(a: &mut Admin) -> Sample {
+    let began = std::time::Instant::now();
+    let mut s = collect_round(a);
+    s.took_ms = began.elapsed().as_millis() as u64;
+    s
+}
+
+fn collect_round(a: &mut Admin) -> Sample {
     let mut s = Sample {
         t: cluster::now_ms(),
         ..Sample::default()
@@ -293,7 +302,7 @@ fn cluster_point(s: &Sample, prev: Option<&Sample>, dt: f64) -> Value {
             }),
         );
     }
-    json!({ "t": s.t, "dt": dt, "brokers": brokers, "errors": s.errors })
+    json!({ "t": s.t, "dt": dt, "brokers": brokers, "errors": s.errors, "tookMs": s.took_ms })
 }
 
 #[cfg(test)]
