@@ -7,7 +7,8 @@
 //!
 //! Wire (plain TCP, big-endian, no remoting frames):
 //! * slave → master: 8 bytes, the slave's commit-log end ("I have everything before this"),
-//!   on connect, after each append, and every 5 s;
+//!   on connect, after each batch it received (what one read of the socket brought, once the
+//!   socket has nothing more), and every 5 s;
 //! * master → slave: 8-byte offset + 4-byte size + that many raw commit-log bytes (cut
 //!   anywhere, at most `haTransferBatchSize`); size 0 is a heartbeat, every 5 s when idle.
 //!
@@ -160,7 +161,9 @@ async fn read_reports<R: futures_lite::AsyncRead + Unpin>(
     shard.ha.reported.notify();
 }
 
-/// Sends the log from `from` on, and heartbeats, until the connection fails or `done`.
+/// Sends the log from `from` on, and heartbeats, until the connection fails or `done`. Each
+/// frame is one write (header and bytes together) and carries everything pending up to
+/// `haTransferBatchSize`; the loop waits for an append only once the slave is caught up.
 async fn ship<W: futures_lite::AsyncWrite + Unpin>(
     shard: &Rc<Shard>,
     mut w: W,
@@ -168,18 +171,16 @@ async fn ship<W: futures_lite::AsyncWrite + Unpin>(
     done: &Cell<bool>,
 ) -> String {
     let batch = shard.config.ha_transfer_batch;
-    let mut header = [0u8; 12];
+    let mut frame: Vec<u8> = Vec::new();
     loop {
         // Armed before the read, so an append between the read and the wait is not missed.
         let appended = shard.store.wait_for_any_append();
         let reported = shard.ha.reported.notified();
-        let (at, data) = match shard.store.read_raw(from, batch).await {
+        let (at, size) = match next_frame(&shard.store, from, batch, &mut frame).await {
             Ok(v) => v,
-            Err(e) => return format!("cannot read the commit log at {from}: {e}"),
+            Err(e) => return e,
         };
-        header[..8].copy_from_slice(&at.to_be_bytes());
-        header[8..].copy_from_slice(&(data.len() as u32).to_be_bytes());
-        if data.is_empty() {
+        if size == 0 {
             if done.get() {
                 return "the slave's report stream ended".into();
             }
@@ -194,21 +195,51 @@ async fn ship<W: futures_lite::AsyncWrite + Unpin>(
                     false
                 },
             );
-            if beat.await {
-                if let Err(e) = w.write_all(&header).await {
-                    return e.to_string();
-                }
+            if !beat.await {
+                continue;
             }
-            continue;
         }
-        if let Err(e) = w.write_all(&header).await {
+        if let Err(e) = w.write_all(&frame).await {
             return e.to_string();
         }
-        if let Err(e) = w.write_all(&data).await {
-            return e.to_string();
-        }
-        from = at + data.len() as u64;
+        from = at + size as u64;
     }
+}
+
+/// Builds in `out` the frame of the log from `from` on: the 12-byte header, then the bytes of
+/// consecutive hot-tail pieces (or of the file) up to `batch`, stopping at a gap (the zeros
+/// after a blank marker start a new frame). Returns the frame's offset and payload size (0:
+/// nothing new; `out` is then a heartbeat).
+async fn next_frame(
+    store: &storage::Store,
+    from: u64,
+    batch: usize,
+    out: &mut Vec<u8>,
+) -> Result<(u64, usize), String> {
+    let read_err = |at: u64, e: StoreError| format!("cannot read the commit log at {at}: {e}");
+    out.clear();
+    out.resize(12, 0);
+    let (at, first) = store
+        .read_raw(from, batch)
+        .await
+        .map_err(|e| read_err(from, e))?;
+    out.extend_from_slice(&first);
+    let mut end = at + first.len() as u64;
+    while !first.is_empty() && out.len() - 12 < batch {
+        let (next, more) = store
+            .read_raw(end, batch - (out.len() - 12))
+            .await
+            .map_err(|e| read_err(end, e))?;
+        if next != end || more.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&more);
+        end += more.len() as u64;
+    }
+    let size = out.len() - 12;
+    out[..8].copy_from_slice(&at.to_be_bytes());
+    out[8..12].copy_from_slice(&(size as u32).to_be_bytes());
+    Ok((at, size))
 }
 
 async fn read_u64<R: futures_lite::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<u64> {
@@ -270,23 +301,28 @@ async fn follow_once(shard: &Rc<Shard>, addr: &str) -> StoreError {
     let (mut r, w) = futures_lite::io::split(stream);
     tracing::info!(shard = shard.id, master = %addr, end = shard.store.write_end(), "slave: following");
     let stop = Rc::new(Cell::new(false));
-    let reporter = glommio::spawn_local(report_loop(shard.clone(), w, stop.clone()));
-    let e = receive(shard, &mut r).await;
+    let batch = Rc::new(storage::Notify::default());
+    let reporter = glommio::spawn_local(report_loop(shard.clone(), w, stop.clone(), batch.clone()));
+    let e = receive(shard, &mut r, &batch).await;
     stop.set(true);
     drop(reporter);
     e
 }
 
-/// Reports the slave's end after each change and every heartbeat period.
+/// Reports the slave's end after each received batch (`batch`: woken by the receiver once it
+/// has applied what one read brought and the socket had nothing more), and every heartbeat
+/// period.
 async fn report_loop<W: futures_lite::AsyncWrite + Unpin>(
     shard: Rc<Shard>,
     mut w: W,
     stop: Rc<Cell<bool>>,
+    batch: Rc<storage::Notify>,
 ) {
     let sync = shard.config.flush == FlushDiskType::Sync;
     let mut last: Option<(u64, Instant)> = None;
     while !stop.get() {
-        let appended = shard.store.wait_for_any_append();
+        // Armed first: a batch applied while this report is written is reported next.
+        let next = batch.notified();
         let end = shard.store.write_end();
         let rep = if sync {
             // Durable: wait for the flush that covers what was appended (woken by each flush).
@@ -302,78 +338,144 @@ async fn report_loop<W: futures_lite::AsyncWrite + Unpin>(
             }
             last = Some((rep, Instant::now()));
         }
-        if shard.store.write_end() == end && (!sync || shard.store.durable_end() >= end) {
-            let timer = glommio::timer::sleep(HEARTBEAT);
-            futures_lite::future::or(appended, async {
-                timer.await;
-            })
-            .await;
+        let timer = glommio::timer::sleep(HEARTBEAT);
+        futures_lite::future::or(next, async {
+            timer.await;
+        })
+        .await;
+    }
+}
+
+/// Bytes the slave reads from the master's stream at once.
+const RX: usize = 1 << 20;
+
+/// The frame whose payload is being read: bytes left, and how many of them (from `cmp_at`)
+/// this slave has already and compares instead of appending.
+#[derive(Default)]
+struct Frame {
+    left: usize,
+    cmp_at: u64,
+    cmp_left: usize,
+}
+
+/// Reads frames from the master and appends them, until something fails. Reads take what the
+/// socket has (up to [`RX`]); what one read brought is applied at once, and `batch` is woken
+/// when the read left the socket empty.
+async fn receive<R: futures_lite::AsyncRead + Unpin>(
+    shard: &Rc<Shard>,
+    r: &mut R,
+    batch: &storage::Notify,
+) -> StoreError {
+    let store = &shard.store;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut buf_off = store.write_end();
+    let mut rx = vec![0u8; RX];
+    let (mut filled, mut frame) = (0usize, Frame::default());
+    loop {
+        let read = glommio::timer::timeout(HOUSEKEEPING, async {
+            r.read(&mut rx[filled..])
+                .await
+                .map_err(glommio::GlommioError::from)
+        });
+        let n = match read.await {
+            Ok(0) => return io_err("the master closed the connection"),
+            Ok(n) => n,
+            Err(e) => return io_err(format!("reading from the master: {e}")),
+        };
+        let drained = n < RX - filled;
+        filled += n;
+        let mut pos = 0;
+        while pos < filled {
+            if frame.left == 0 {
+                if filled - pos < 12 {
+                    break;
+                }
+                match start_frame(store, &rx[pos..pos + 12], &mut buf, &mut buf_off) {
+                    Ok(f) => frame = f,
+                    Err(e) => return e,
+                }
+                pos += 12;
+                continue;
+            }
+            let take = frame.left.min(filled - pos);
+            if let Err(e) = take_payload(store, &mut frame, &rx[pos..pos + take], &mut buf).await {
+                return e;
+            }
+            pos += take;
+        }
+        rx.copy_within(pos..filled, 0);
+        filled -= pos;
+        if !buf.is_empty() {
+            if let Err(e) = apply(shard, &mut buf, &mut buf_off).await {
+                return e;
+            }
+        }
+        if drained {
+            batch.notify();
         }
     }
 }
 
-/// Reads frames from the master and appends them, until something fails.
-async fn receive<R: futures_lite::AsyncRead + Unpin>(shard: &Rc<Shard>, r: &mut R) -> StoreError {
-    let store = &shard.store;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut buf_off = store.write_end();
-    let mut header = [0u8; 12];
-    loop {
-        let read = glommio::timer::timeout(HOUSEKEEPING, async {
-            r.read_exact(&mut header)
-                .await
-                .map_err(glommio::GlommioError::from)
-        });
-        if let Err(e) = read.await {
-            return io_err(format!("reading from the master: {e}"));
-        }
-        let at = u64::from_be_bytes(header[..8].try_into().expect("8 bytes"));
-        let size = u32::from_be_bytes(header[8..].try_into().expect("4 bytes")) as usize;
-        if size == 0 {
-            continue; // heartbeat
-        }
-        if size > 64 << 20 {
-            return io_err(format!("frame of {size} bytes from the master"));
-        }
-        let expected = buf_off + buf.len() as u64;
-        if at < expected && buf.is_empty() {
-            // Bytes this slave has: they must be its own (else the master's history differs).
-            let mut frame = vec![0u8; size];
-            if let Err(e) = r.read_exact(&mut frame).await {
-                return io_err(format!("reading from the master: {e}"));
-            }
-            let n = ((expected - at) as usize).min(size);
-            if let Err(e) = same_bytes(store, at, &frame[..n]).await {
-                return e;
-            }
-            buf.extend_from_slice(&frame[n..]);
-            if let Err(e) = apply(shard, &mut buf, &mut buf_off).await {
-                return e;
-            }
-            continue;
-        }
-        if at != expected {
-            // Allowed only past the zeros after a blank marker: to this store's new segment.
-            if !(at == store.write_end() && expected <= at) {
-                return StoreError::Diverged {
-                    offset: at,
-                    reason: format!(
-                        "the master sent bytes at {at}, this slave expected {expected}"
-                    ),
-                };
-            }
-            buf.clear();
-            buf_off = at;
-        }
-        let old = buf.len();
-        buf.resize(old + size, 0);
-        if let Err(e) = r.read_exact(&mut buf[old..]).await {
-            return io_err(format!("reading from the master: {e}"));
-        }
-        if let Err(e) = apply(shard, &mut buf, &mut buf_off).await {
-            return e;
-        }
+/// Reads a frame header: a heartbeat, bytes this slave has (compared), or the continuation of
+/// its log (or of its new segment, past the zeros after a blank marker).
+fn start_frame(
+    store: &storage::Store,
+    header: &[u8],
+    buf: &mut Vec<u8>,
+    buf_off: &mut u64,
+) -> Result<Frame, StoreError> {
+    let at = u64::from_be_bytes(header[..8].try_into().expect("8 bytes"));
+    let size = u32::from_be_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
+    if size == 0 {
+        return Ok(Frame::default()); // heartbeat
     }
+    if size > 64 << 20 {
+        return Err(io_err(format!("frame of {size} bytes from the master")));
+    }
+    let expected = *buf_off + buf.len() as u64;
+    if at < expected && buf.is_empty() {
+        // Bytes this slave has: they must be its own (else the master's history differs).
+        let cmp_left = ((expected - at) as usize).min(size);
+        return Ok(Frame {
+            left: size,
+            cmp_at: at,
+            cmp_left,
+        });
+    }
+    if at != expected {
+        // Allowed only past the zeros after a blank marker: to this store's new segment.
+        if !(at == store.write_end() && expected <= at) {
+            return Err(StoreError::Diverged {
+                offset: at,
+                reason: format!("the master sent bytes at {at}, this slave expected {expected}"),
+            });
+        }
+        buf.clear();
+        *buf_off = at;
+    }
+    Ok(Frame {
+        left: size,
+        ..Frame::default()
+    })
+}
+
+/// Takes the next `bytes` of the current frame: compares those this slave has, queues the rest
+/// for appending.
+async fn take_payload(
+    store: &storage::Store,
+    frame: &mut Frame,
+    bytes: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    let n = frame.cmp_left.min(bytes.len());
+    if n > 0 {
+        same_bytes(store, frame.cmp_at, &bytes[..n]).await?;
+        frame.cmp_at += n as u64;
+        frame.cmp_left -= n;
+    }
+    buf.extend_from_slice(&bytes[n..]);
+    frame.left -= bytes.len();
+    Ok(())
 }
 
 /// Checks that this store holds `bytes` at `at`.

@@ -14,8 +14,7 @@
 
 use bytes::Bytes;
 use protocol::message::{
-    properties, property_value, sysflag, RecordView, BLANK_MAGIC, MESSAGE_MAGIC_V1,
-    MESSAGE_MAGIC_V2,
+    properties, sysflag, RecordView, BLANK_MAGIC, MESSAGE_MAGIC_V1, MESSAGE_MAGIC_V2,
 };
 
 use crate::commitlog::BLANK_LEN;
@@ -243,12 +242,22 @@ fn place_one(
     crate::verify::structural(rec, pos).map_err(diverged)?;
     let (v, _) = RecordView::parse(rec).map_err(|e| diverged(e.to_string()))?;
     check_queue_offset(st, &v).map_err(diverged)?;
-    let uniq = property_value(v.properties, properties::UNIQ_KEY);
-    let keys = property_value(v.properties, properties::KEYS).unwrap_or("");
-    st.cl
-        .append_verbatim(piece_start, rec, v.store_timestamp, (v.topic, uniq, keys));
+    let p = Props::of(v.properties);
+    st.cl.append_verbatim(
+        piece_start,
+        rec,
+        v.store_timestamp,
+        (v.topic, p.uniq, p.keys),
+    );
     if sysflag::is_dispatched(v.sys_flag) {
-        dispatch(st, &v, pos, total as i32, pending_mark, new_queues);
+        dispatch(
+            st,
+            &v,
+            p.tags,
+            (pos, total as i32),
+            pending_mark,
+            new_queues,
+        );
     }
     Ok(Some(total as usize))
 }
@@ -273,11 +282,38 @@ fn check_queue_offset(st: &State, v: &RecordView<'_>) -> std::result::Result<(),
     }
 }
 
+/// The properties the key index and the consume queue need, from one pass over the string
+/// (the last of repeated names wins, as in `property_value`).
+struct Props<'a> {
+    uniq: Option<&'a str>,
+    keys: &'a str,
+    tags: Option<&'a str>,
+}
+
+impl<'a> Props<'a> {
+    fn of(s: &'a str) -> Self {
+        let mut p = Props {
+            uniq: None,
+            keys: "",
+            tags: None,
+        };
+        for (k, v) in properties::iter_pairs(s) {
+            match k {
+                properties::UNIQ_KEY => p.uniq = Some(v),
+                properties::KEYS => p.keys = v,
+                properties::TAGS => p.tags = Some(v),
+                _ => {}
+            }
+        }
+        p
+    }
+}
+
 fn dispatch(
     st: &mut State,
     v: &RecordView<'_>,
-    pos: u64,
-    size: i32,
+    tags: Option<&str>,
+    (pos, size): (u64, i32),
     pending_mark: usize,
     new_queues: &mut Vec<(String, i32)>,
 ) {
@@ -297,7 +333,7 @@ fn dispatch(
         return;
     };
     // As recovery does: the tag hash (a scheduled record's delivery time is not in the record).
-    let tags = match property_value(v.properties, properties::TAGS) {
+    let tags = match tags {
         Some(t) if !t.is_empty() => protocol::message::tag_hash(t),
         _ => 0,
     };
