@@ -39,6 +39,10 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Silence after which either side drops the connection (`haHousekeepingInterval`).
 const HOUSEKEEPING: Duration = Duration::from_secs(20);
 
+/// A read at least this large is written after its frame's header as it is (a second write
+/// costs less than copying it); smaller reads are gathered behind the header (one write).
+const COPY_MAX: usize = 64 << 10;
+
 /// Bytes before a slave's end that the master ships again, for the slave to compare.
 const OVERLAP: u64 = 4096;
 
@@ -176,7 +180,7 @@ async fn ship<W: futures_lite::AsyncWrite + Unpin>(
         // Armed before the read, so an append between the read and the wait is not missed.
         let appended = shard.store.wait_for_any_append();
         let reported = shard.ha.reported.notified();
-        let (at, size) = match next_frame(&shard.store, from, batch, &mut frame).await {
+        let (at, size, big) = match next_frame(&shard.store, from, batch, &mut frame).await {
             Ok(v) => v,
             Err(e) => return e,
         };
@@ -202,6 +206,11 @@ async fn ship<W: futures_lite::AsyncWrite + Unpin>(
         if let Err(e) = w.write_all(&frame).await {
             return e.to_string();
         }
+        if let Some(b) = big {
+            if let Err(e) = w.write_all(&b).await {
+                return e.to_string();
+            }
+        }
         from = at + size as u64;
     }
 }
@@ -209,13 +218,14 @@ async fn ship<W: futures_lite::AsyncWrite + Unpin>(
 /// Builds in `out` the frame of the log from `from` on: the 12-byte header, then the bytes of
 /// consecutive hot-tail pieces (or of the file) up to `batch`, stopping at a gap (the zeros
 /// after a blank marker start a new frame). Returns the frame's offset and payload size (0:
-/// nothing new; `out` is then a heartbeat).
+/// nothing new; `out` is then a heartbeat), and a first read of [`COPY_MAX`] bytes or more
+/// whole, not copied: the frame is then `out` (the header) followed by it.
 async fn next_frame(
     store: &storage::Store,
     from: u64,
     batch: usize,
     out: &mut Vec<u8>,
-) -> Result<(u64, usize), String> {
+) -> Result<(u64, usize, Option<bytes::Bytes>), String> {
     let read_err = |at: u64, e: StoreError| format!("cannot read the commit log at {at}: {e}");
     out.clear();
     out.resize(12, 0);
@@ -223,6 +233,11 @@ async fn next_frame(
         .read_raw(from, batch)
         .await
         .map_err(|e| read_err(from, e))?;
+    if first.len() >= COPY_MAX {
+        out[..8].copy_from_slice(&at.to_be_bytes());
+        out[8..12].copy_from_slice(&(first.len() as u32).to_be_bytes());
+        return Ok((at, first.len(), Some(first)));
+    }
     out.extend_from_slice(&first);
     let mut end = at + first.len() as u64;
     while !first.is_empty() && out.len() - 12 < batch {
@@ -239,7 +254,7 @@ async fn next_frame(
     let size = out.len() - 12;
     out[..8].copy_from_slice(&at.to_be_bytes());
     out[8..12].copy_from_slice(&(size as u32).to_be_bytes());
-    Ok((at, size))
+    Ok((at, size, None))
 }
 
 async fn read_u64<R: futures_lite::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<u64> {
