@@ -1,9 +1,14 @@
 //! Consumer offsets of one shard: `topic@group` → queue → next offset to
 //! consume, persisted as RocketMQ's `consumerOffset.json` every 5 s and on
 //! shutdown.
+//!
+//! Beside the table it keeps what replication needs (`crate::replstate`): on a master, the
+//! entries changed since the last state record; on a slave, the entries committed on the slave
+//! itself (while it served consumers) that the master has not confirmed yet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use protocol::body::ConsumerOffsetSerializeWrapper;
 
@@ -13,7 +18,15 @@ pub struct OffsetTable {
     path: PathBuf,
     table: BTreeMap<String, BTreeMap<i32, i64>>,
     dirty: bool,
+    /// Master: (`topic@group`, queue) changed since [`OffsetTable::take_changed`].
+    changed: BTreeSet<(String, i32)>,
+    /// Slave: (`topic@group`, queue) → offset committed here, and when it was last sent to the
+    /// master; kept until the master's replicated offset reaches it.
+    local: BTreeMap<(String, i32), (i64, Option<Instant>)>,
 }
+
+/// An offset entry: `topic@group`, queue, offset.
+pub type Entry = (String, i32, i64);
 
 fn key(topic: &str, group: &str) -> String {
     format!("{topic}@{group}")
@@ -34,6 +47,8 @@ impl OffsetTable {
             path,
             table,
             dirty: false,
+            changed: BTreeSet::new(),
+            local: BTreeMap::new(),
         }
     }
 
@@ -52,6 +67,90 @@ impl OffsetTable {
             *slot = offset;
         }
         self.dirty = true;
+        self.changed.insert((key(topic, group), queue));
+    }
+
+    /// Master: an offset a slave committed while it served the group; the larger of it and
+    /// this table's wins, and the entry goes into the next state record either way (so the
+    /// slave learns that the master has it).
+    pub fn commit_from_slave(&mut self, topic: &str, group: &str, queue: i32, offset: i64) {
+        let slot = self
+            .table
+            .entry(key(topic, group))
+            .or_default()
+            .entry(queue)
+            .or_insert(offset);
+        *slot = (*slot).max(offset);
+        self.dirty = true;
+        self.changed.insert((key(topic, group), queue));
+    }
+
+    /// Slave: an offset committed here; kept (and forwarded to the master) until the master's
+    /// replicated offset reaches it.
+    pub fn commit_local(&mut self, topic: &str, group: &str, queue: i32, offset: i64) {
+        self.commit(topic, group, queue, offset);
+        self.changed.clear();
+        self.local
+            .insert((key(topic, group), queue), (offset, None));
+    }
+
+    /// Slave: an offset from the master's state record. An entry committed here that the master
+    /// has not reached yet is kept (never moved backwards by an older master value).
+    pub fn apply_replicated(&mut self, k: &str, queue: i32, offset: i64) {
+        let id = (k.to_owned(), queue);
+        if let Some((mine, _)) = self.local.get(&id) {
+            if offset < *mine {
+                return;
+            }
+            self.local.remove(&id);
+        }
+        let slot = self
+            .table
+            .entry(id.0)
+            .or_default()
+            .entry(queue)
+            .or_insert(offset);
+        *slot = offset;
+        self.dirty = true;
+    }
+
+    /// Slave: entries committed here to send to the master (not sent in the last `again`),
+    /// marked as sent now.
+    pub fn to_forward(&mut self, again: Duration) -> Vec<Entry> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for ((k, q), (offset, sent)) in self.local.iter_mut() {
+            if sent.is_none_or(|t| now.duration_since(t) >= again) {
+                *sent = Some(now);
+                out.push((k.clone(), *q, *offset));
+            }
+        }
+        out
+    }
+
+    /// Slave: entries committed here that the master has not confirmed.
+    pub fn unconfirmed(&self) -> usize {
+        self.local.len()
+    }
+
+    /// Master: the entries changed since the last call.
+    pub fn take_changed(&mut self) -> Vec<Entry> {
+        let changed = std::mem::take(&mut self.changed);
+        changed
+            .into_iter()
+            .filter_map(|(k, q)| {
+                let o = *self.table.get(&k)?.get(&q)?;
+                Some((k, q, o))
+            })
+            .collect()
+    }
+
+    /// Every entry (a full state record).
+    pub fn entries(&self) -> Vec<Entry> {
+        self.table
+            .iter()
+            .flat_map(|(k, v)| v.iter().map(move |(q, o)| (k.clone(), *q, *o)))
+            .collect()
     }
 
     /// Every (topic, queue, offset) a group has committed.
