@@ -57,17 +57,16 @@ impl OffsetTable {
     }
 
     pub fn commit(&mut self, topic: &str, group: &str, queue: i32, offset: i64) {
-        let slot = self
+        let previous = self
             .table
             .entry(key(topic, group))
             .or_default()
-            .entry(queue)
-            .or_insert(offset);
-        if *slot != offset {
-            *slot = offset;
-        }
+            .insert(queue, offset);
         self.dirty = true;
-        self.changed.insert((key(topic, group), queue));
+        // Clients commit every queue every 5 s: only a new value goes into the next state record.
+        if previous != Some(offset) {
+            self.changed.insert((key(topic, group), queue));
+        }
     }
 
     /// Master: an offset a slave committed while it served the group; the larger of it and
