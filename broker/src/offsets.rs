@@ -23,7 +23,13 @@ pub struct OffsetTable {
     /// Slave: (`topic@group`, queue) → offset committed here, and when it was last sent to the
     /// master; kept until the master's replicated offset reaches it.
     local: BTreeMap<(String, i32), (i64, Option<Instant>)>,
+    /// `local` changed since [`OffsetTable::take_local_if_dirty`].
+    local_dirty: bool,
 }
+
+/// Where a slave keeps the offsets committed on it that its master has not confirmed (so that
+/// they survive its restart).
+const LOCAL_FILE: &str = "slaveOffsets.json";
 
 /// An offset entry: `topic@group`, queue, offset.
 pub type Entry = (String, i32, i64);
@@ -43,12 +49,28 @@ impl OffsetTable {
                 BTreeMap::new()
             }
         };
+        let local: Vec<Entry> = match read_json(&dir.join(LOCAL_FILE)) {
+            Ok(v) => v.unwrap_or_default(),
+            Err(e) => {
+                tracing::error!(error = %e, "slave's own offsets unreadable; starting without them");
+                Vec::new()
+            }
+        };
+        let mut table = table;
+        for (k, q, o) in &local {
+            // The slave's own value stands (this file may be newer than the table's).
+            table.entry(k.clone()).or_default().insert(*q, *o);
+        }
         Self {
             path,
             table,
             dirty: false,
             changed: BTreeSet::new(),
-            local: BTreeMap::new(),
+            local: local
+                .into_iter()
+                .map(|(k, q, o)| ((k, q), (o, None)))
+                .collect(),
+            local_dirty: false,
         }
     }
 
@@ -91,6 +113,21 @@ impl OffsetTable {
         self.changed.clear();
         self.local
             .insert((key(topic, group), queue), (offset, None));
+        self.local_dirty = true;
+    }
+
+    /// Slave: the file of its own offsets and their list, when they changed since the last call.
+    pub fn take_local_if_dirty(&mut self) -> Option<(PathBuf, Vec<Entry>)> {
+        if !self.local_dirty {
+            return None;
+        }
+        self.local_dirty = false;
+        let list = self
+            .local
+            .iter()
+            .map(|((k, q), (o, _))| (k.clone(), *q, *o))
+            .collect();
+        Some((self.path.with_file_name(LOCAL_FILE), list))
     }
 
     /// Slave: an offset from the master's state record. An entry committed here that the master
@@ -102,6 +139,7 @@ impl OffsetTable {
                 return;
             }
             self.local.remove(&id);
+            self.local_dirty = true;
         }
         let slot = self
             .table

@@ -16,7 +16,8 @@
 //! offsets into its table, configurations through its control thread.
 //!
 //! **Offsets committed on a slave** (UPDATE_CONSUMER_OFFSET, or PULL's commitOffset, while a
-//! consumer reads from the slave) are kept in the slave's table and marked as its own; every
+//! consumer reads from the slave) are kept in the slave's table and marked as its own (the marks
+//! are kept in `slaveOffsets.json` beside `consumerOffset.json`, so a restart keeps them); every
 //! second the slave sends them to its master (the `masterAddr` a name server answered its
 //! registration) as UPDATE_CONSUMER_OFFSET with [`FROM_SLAVE`] set. The rule: the master keeps
 //! the larger of its own offset and the slave's for that group and queue, and the slave keeps
@@ -199,6 +200,12 @@ pub async fn follow(shard: Rc<Shard>) {
         let moved = result.next_begin_offset > next;
         next = next.max(result.next_begin_offset);
         forward(&shard).await;
+        let own = shard.offsets.borrow_mut().take_local_if_dirty();
+        if let Some((path, list)) = own {
+            glommio::executor()
+                .spawn_blocking(move || crate::metadata::write_json(&path, &list))
+                .await;
+        }
         if !moved {
             let timer = glommio::timer::sleep(Duration::from_secs(1));
             futures_lite::future::or(woken, timer).await;

@@ -243,7 +243,7 @@ fn offsets_and_configs_travel_and_slave_commits_reach_the_master() {
         ResponseCode::PULL_RETRY_IMMEDIATELY.num()
     );
 
-    master_down_and_back(&mut master, &mut m, &mut s);
+    master_down_and_back(&mut master, &mut m, &mut slave);
     // A slave that restarts has the state from its own log.
     slave.kill();
     slave.launch();
@@ -254,17 +254,22 @@ fn offsets_and_configs_travel_and_slave_commits_reach_the_master() {
 
 /// The master is killed; offsets committed on the slave meanwhile reach the master when it
 /// returns (the larger value wins there) and never move backwards on the slave.
-fn master_down_and_back(
-    master: &mut Broker,
-    m: &mut Vec<BlockingClient>,
-    s: &mut [BlockingClient],
-) {
+fn master_down_and_back(master: &mut Broker, m: &mut Vec<BlockingClient>, slave: &mut Slave) {
     std::thread::sleep(Duration::from_millis(1500)); // the master's offsets file is written
     master.signal(9);
-    commit_offset(&mut s[0], "g", "St", 0, 15); // master had 3: the slave's wins
-    commit_offset(&mut s[0], "g", "St", 2, 4); // master had 5: the master's wins
-    assert_eq!(query_offset(&mut s[0], "g", "St", 0), 15);
+    let mut s0 = client(&slave.shards[0]);
+    commit_offset(&mut s0, "g", "St", 0, 15); // master had 3: the slave's wins
+    commit_offset(&mut s0, "g", "St", 2, 4); // master had 5: the master's wins
+    assert_eq!(query_offset(&mut s0, "g", "St", 0), 15);
+    // The slave restarts while the master is down: it keeps its own offsets (and their mark).
     std::thread::sleep(Duration::from_millis(1500));
+    slave.kill();
+    slave.launch();
+    let mut s: Vec<_> = slave.shards.iter().map(|a| client(a)).collect();
+    std::thread::sleep(Duration::from_millis(1500)); // its replay of the state records is done
+    assert_eq!(query_offset(&mut s[0], "g", "St", 0), 15);
+    // Its replay met the master's 5 (≥ its own 4): the larger value, as the master will keep.
+    assert_eq!(query_offset(&mut s[0], "g", "St", 2), 5);
     master.launch();
     *m = master.shards.iter().map(|a| client(a)).collect();
     let took = wait_offset(&mut m[0], "g", "St", 0, 15);
