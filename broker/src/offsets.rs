@@ -241,3 +241,69 @@ impl OffsetTable {
         self.dirty = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let root = std::env::var_os("SATURN_TEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-data")
+            });
+        let d = root.join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Only new values go into the next state record; a slave's forward is kept as the larger.
+    #[test]
+    fn master_records_changes_and_keeps_the_larger_forward() {
+        let mut t = OffsetTable::load(dir("offsets-master"));
+        t.commit("T", "g", 0, 5);
+        t.commit("T", "g", 1, 7);
+        assert_eq!(t.take_changed().len(), 2);
+        t.commit("T", "g", 0, 5); // the same value again: nothing to replicate
+        assert!(t.take_changed().is_empty());
+        t.commit_from_slave("T", "g", 0, 3);
+        assert_eq!(t.get("T", "g", 0), Some(5));
+        // Replicated even when the master's value stays: the slave learns it is confirmed.
+        assert_eq!(t.take_changed(), vec![("T@g".to_string(), 0, 5)]);
+        t.commit_from_slave("T", "g", 1, 9);
+        assert_eq!(t.get("T", "g", 1), Some(9));
+    }
+
+    /// A slave's own value is never moved back by an older master value, is forwarded until
+    /// confirmed, and survives a restart.
+    #[test]
+    fn slave_keeps_its_own_until_the_master_reaches_it() {
+        let d = dir("offsets-slave");
+        let mut t = OffsetTable::load(d.clone());
+        t.apply_replicated("T@g", 0, 3);
+        t.commit_local("T", "g", 0, 10);
+        t.apply_replicated("T@g", 0, 4);
+        assert_eq!(t.get("T", "g", 0), Some(10));
+        let sent = t.to_forward(Duration::from_secs(60));
+        assert_eq!(sent, vec![("T@g".to_string(), 0, 10)]);
+        assert!(
+            t.to_forward(Duration::from_secs(60)).is_empty(),
+            "not again at once"
+        );
+        let (path, list) = t.take_local_if_dirty().unwrap();
+        write_json(&path, &list);
+        t.persist();
+        let mut again = OffsetTable::load(d);
+        again.apply_replicated("T@g", 0, 4);
+        assert_eq!(
+            again.get("T", "g", 0),
+            Some(10),
+            "the mark survives a restart"
+        );
+        again.apply_replicated("T@g", 0, 10);
+        assert_eq!(again.unconfirmed(), 0);
+        again.apply_replicated("T@g", 0, 2); // a reset on the master, after confirmation
+        assert_eq!(again.get("T", "g", 0), Some(2));
+    }
+}
