@@ -61,6 +61,8 @@ pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
         TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} (HA): {e}"))?;
     glommio::spawn_local(accept(shard.clone(), listener)).detach();
     glommio::spawn_local(ticker(shard.clone())).detach();
+    shard.on_event.set(Some(crate::replstate::on_event));
+    glommio::spawn_local(crate::replstate::run_master(shard.clone())).detach();
     Ok(())
 }
 

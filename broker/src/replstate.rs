@@ -42,7 +42,7 @@ use crate::offsets::Entry;
 use crate::shard::Shard;
 
 /// Saturn's own topic of state records (one queue per shard's log).
-pub const STATE_TOPIC: &str = "SATURN_BROKER_STATE";
+pub use crate::metadata::STATE_TOPIC;
 /// The UPDATE_CONSUMER_OFFSET field a slave sets when it forwards an offset committed on it.
 pub const FROM_SLAVE: &str = "saturnFromSlave";
 /// Entries per record.
@@ -105,7 +105,16 @@ pub fn on_event(shard: &Shard, event: &ShardEvent) {
     append(shard, vec![record]);
 }
 
-/// Master: the housekeeping tick's share (the changed offsets, or the whole state after a
+/// Master: writes the state records once a second while the shard runs (started by
+/// [`crate::ha_link::start`]).
+pub async fn run_master(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        tick(&shard);
+    }
+}
+
+/// Master: the tick's share (the changed offsets, or the whole state after a
 /// slave connected).
 pub fn tick(shard: &Shard) {
     if shard.config.role == BrokerRole::Slave {

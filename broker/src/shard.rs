@@ -54,6 +54,9 @@ pub struct Shard {
     pub broker_properties: String,
     /// Replication (master/slave).
     pub ha: crate::ha::HaState,
+    /// Called with every configuration change before it is applied (set by replication's
+    /// start, so that this module does not depend on what it calls).
+    pub on_event: std::cell::Cell<Option<fn(&Shard, &ShardEvent)>>,
 }
 
 impl Shard {
@@ -118,7 +121,9 @@ impl Shard {
     }
 
     fn apply(&self, event: ShardEvent) -> bool {
-        crate::replstate::on_event(self, &event);
+        if let Some(hook) = self.on_event.get() {
+            hook(self, &event);
+        }
         match event {
             ShardEvent::TopicUpdated(t) => {
                 self.topics
@@ -320,6 +325,7 @@ fn new_shard(
         ),
         broker_properties: config.stored_properties(),
         ha: crate::ha::HaState::new(Some(learned_masters)),
+        on_event: std::cell::Cell::new(None),
         config: config.clone(),
     })
 }
@@ -353,7 +359,6 @@ async fn open_store(
 async fn housekeeping(shard: Rc<Shard>) {
     for tick in 0u64.. {
         glommio::timer::sleep(Duration::from_secs(1)).await;
-        crate::replstate::tick(&shard);
         if tick % 10 == 9 {
             shard.stats.sample(crate::metadata::now_ms());
         }
