@@ -5,6 +5,7 @@
 //! * [`http`]: the minimal HTTP/1.1 side.
 //! * [`api`]: the read-only JSON views (cluster, topics, groups, messages, dead letters).
 //! * [`actions`]: the changes (topics, offset resets with a preview, group delete, re-send).
+//! * [`trace`]: a message's trace timeline from the trace topic.
 //!
 //! Safety: beyond loopback it refuses to start without an admin password. With a password every
 //! request needs HTTP Basic credentials: user `admin` with the admin password may do everything,
@@ -14,6 +15,7 @@
 pub mod actions;
 pub mod api;
 pub mod http;
+pub mod trace;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -164,6 +166,7 @@ pub fn handle(req: &Request, cfg: &DashConfig) -> Response {
         ("GET", "/") | ("GET", "/index.html") => asset(INDEX, "text/html; charset=utf-8"),
         ("GET", "/app.js") => asset(APP_JS, "text/javascript; charset=utf-8"),
         ("GET", "/style.css") => asset(STYLE, "text/css; charset=utf-8"),
+        ("GET", "/trace.js") => asset(TRACE_JS, "text/javascript; charset=utf-8"),
         ("GET", "/api/whoami") => Response::json(
             200,
             &serde_json::json!({ "role": if role == Role::Admin { "admin" } else { "viewer" } }),
@@ -187,6 +190,7 @@ pub fn handle(req: &Request, cfg: &DashConfig) -> Response {
 const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/style.css");
+const TRACE_JS: &str = include_str!("assets/trace.js");
 
 fn asset(body: &'static str, ct: &'static str) -> Response {
     let mut r = Response::new(200, ct, body);
