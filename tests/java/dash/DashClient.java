@@ -81,6 +81,7 @@ public class DashClient {
             producer = new DefaultMQProducer("DashE2EPG", true);
             producer.setNamesrvAddr(namesrv);
             producer.setInstanceName("dash-producer");
+            producer.setPollNameServerInterval(1000);
             producer.start();
         }
         for (int i = 0; i < count; i++) {
@@ -99,6 +100,9 @@ public class DashClient {
         c.setInstanceName("dash-" + group + "-" + (instances++));
         c.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
         c.setPersistConsumerOffsetInterval(1000);
+        // routes every second (default 30 s): the retry topic, created on the first send-back,
+        // is found at once
+        c.setPollNameServerInterval(1000);
         c.setMaxReconsumeTimes(1);
         c.subscribe(topic, "*");
         c.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {

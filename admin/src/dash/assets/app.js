@@ -173,7 +173,7 @@ function messageView(m) {
     el("p", {}, `Body (${b.size} bytes) as `, fmt), pre];
   if (m["Msg ID"]) parts.splice(1, 0, el("p", {}, linkTo("#trace/" + encodeURIComponent(m["Msg ID"]), "Trace timeline of " + m["Msg ID"])));
   const origin = m.Topic.startsWith("%DLQ%") && (m.Properties.RETRY_TOPIC || m.Properties.DLQ_ORIGIN_TOPIC);
-  if (role === "admin" && origin) parts.push(el("button", { class: "redrive", onclick: () => run(async () => {
+  if (role === "admin" && origin) parts.splice(1, 0, el("button", { class: "redrive", onclick: () => run(async () => {
     const r = await api("/api/message/resend", { id: m.OffsetID });
     say(`re-drove ${m.OffsetID} to ${r.topic}: queue ${r.queue} offset ${r.queueOffset}, new id ${r.msgId}`);
   }) }, "Re-drive to " + origin));
