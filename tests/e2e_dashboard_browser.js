@@ -271,6 +271,16 @@ async function deadLetter() {
   check(dlq.Topic === "%DLQ%" + FAIL_GROUP && dlq.Keys === "dead-0", `dead letter ${JSON.stringify(dlq)}`);
   check(await page.textContent("#view button.redrive") === "Re-drive to " + DLQ_TOPIC, "re-drive button names the origin");
   await shot("dlq");
+  // the dead letter's trace: its two failed deliveries, the second a retry
+  const failed = await poll("#trace/" + encodeURIComponent(orig), async () => {
+    if (await page.locator("#trace-out .trace-table").count() === 0) return null;
+    const r = (await rows("#trace-out .trace-table")).filter(x => x.step === "Sub (consumed)");
+    return r.length >= 2 && r;
+  }, "the dead letter's trace with 2 deliveries", 30000);
+  check(failed.every(x => x.status === "failed" && x.group === FAIL_GROUP) &&
+    failed.map(x => x.retries).sort().join(",") === "0,1", `failed deliveries ${JSON.stringify(failed)}`);
+  await shot("trace-retries");
+  await open("#dlq/" + FAIL_GROUP);
   await java.cmd(`stop ${FAIL_GROUP}`);
   const from = java.lines.length;
   await java.cmd(`consume ${WATCH_GROUP} ${DLQ_TOPIC}`);
