@@ -97,7 +97,9 @@ async function poll(hash, probe, what, ms = 30000) {
     await sleep(500);
   }
 }
+const shots = new Set(["messages"]); // the message page is shot with a message found
 async function shot(name) {
+  shots.add(name);
   if (!env.SHOTS) return;
   await page.screenshot({ path: path.join(env.SHOTS, name + ".png") });
 }
@@ -325,6 +327,17 @@ async function main() {
     }
     log(`${name}: ${results[results.length - 1][1]} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
     if (failed) break;
+  }
+  if (!failed) {
+    // every other page of the nav (pages added later, e.g. charts or producers) opens without an
+    // error, and is shot too
+    for (const href of await page.$$eval("#nav a", as => as.map(a => a.getAttribute("href")))) {
+      const name = href.slice(1);
+      if (shots.has(name)) continue;
+      const err = await open(href);
+      if (err) { failed = true; results.push(["page_" + name, "FAIL", err]); }
+      await shot(name);
+    }
   }
   if (jsErrors.length) { failed = true; results.push(["page_errors", "FAIL", jsErrors.join("; ")]); }
   java.quit();
