@@ -23,7 +23,8 @@ import e2e_clients as E  # noqa: E402
 import e2e_admin as A  # noqa: E402
 
 PASSWORD = "dash-br0wser"
-JAVA_LIB = os.path.join(E.REPO, ".cache", "java", "client-4.9.8", "lib")
+# E2E_JAVA_CLIENT: the .cache/java set of the client (default client-4.9.8; client-5.3.3 also passes)
+JAVA_LIB = os.path.join(E.REPO, ".cache", "java", os.environ.get("E2E_JAVA_CLIENT", "client-4.9.8"), "lib")
 NODE_MODULES = os.path.join(E.REPO, ".cache", "clients", "browser", "node_modules")
 SHOTS = os.path.join(E.REPO, "docs", "screenshots")
 

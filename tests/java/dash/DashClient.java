@@ -78,7 +78,7 @@ public class DashClient {
 
     static void produce(String topic, int count, String keyPrefix) throws Exception {
         if (producer == null) {
-            producer = new DefaultMQProducer("DashE2EPG", true);
+            producer = new DefaultMQProducer("DashE2EPG", true, null); // trace on, default topic
             producer.setNamesrvAddr(namesrv);
             producer.setInstanceName("dash-producer");
             producer.setPollNameServerInterval(1000);
@@ -95,7 +95,7 @@ public class DashClient {
 
     static void consume(String group, String topic, boolean failing) throws Exception {
         if (consumers.containsKey(group)) throw new IllegalStateException(group + " is running");
-        DefaultMQPushConsumer c = new DefaultMQPushConsumer(group, true);
+        DefaultMQPushConsumer c = new DefaultMQPushConsumer(group, true, null); // trace on, default topic
         c.setNamesrvAddr(namesrv);
         c.setInstanceName("dash-" + group + "-" + (instances++));
         c.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
