@@ -301,6 +301,30 @@ async function deadLetter() {
   check(q.length === 8, "queues");
 }
 
+// The read-only role sees the pages without their changes: no create form, no reset, no re-drive.
+async function viewerRole() {
+  const admin = page;
+  const ctx = await page.context().browser().newContext({ viewport: { width: 1280, height: 800 },
+    httpCredentials: { username: "viewer", password: env.DASH_VIEWER_PASSWORD } });
+  page = await ctx.newPage();
+  try {
+    await page.goto(BASE + "#topics");
+    await waitFn(() => /role: viewer/.test(document.getElementById("role").textContent), null, "login as viewer");
+    await open("#topics");
+    check(await page.locator(`#view a.link:text-is("${TOPIC}")`).count() === 1, "viewer sees the topics");
+    check(await page.locator("#view form").count() === 0, "viewer has no create form");
+    await open("#group/" + GROUP);
+    check(/total lag \d+/.test(await page.textContent("#view h2")), "viewer sees the group");
+    check(await page.locator("#view button:text-is('Reset')").count() === 0, "viewer has no reset");
+    await open("#dlq/" + FAIL_GROUP);
+    check(await page.locator("#view div div table").count() > 0, "viewer sees the dead letter");
+    check(await page.locator("#view button.redrive").count() === 0, "viewer has no re-drive");
+  } finally {
+    await ctx.close();
+    page = admin;
+  }
+}
+
 async function main() {
   const browser = await chromium.launch({
     executablePath: env.CHROMIUM || "/usr/bin/chromium", headless: true,
@@ -315,7 +339,7 @@ async function main() {
   let failed = false;
   for (const [name, fn] of [["cluster", cluster], ["topics", topics], ["produce_consume", produceConsume],
     ["find_by_key_trace", findByKeyAndTrace], ["lag_rise_fall", lagRiseAndFall], ["reset_earliest", resetEarliest],
-    ["dead_letter_redrive", deadLetter]]) {
+    ["dead_letter_redrive", deadLetter], ["viewer_role", viewerRole]]) {
     const start = Date.now();
     try {
       await fn();

@@ -22,7 +22,7 @@ sys.path.insert(0, HERE)
 import e2e_clients as E  # noqa: E402
 import e2e_admin as A  # noqa: E402
 
-PASSWORD = "dash-br0wser"
+PASSWORD, VIEWER_PASSWORD = "dash-br0wser", "dash-v1ewer"
 # E2E_JAVA_CLIENT: the .cache/java set of the client (default client-4.9.8; client-5.3.3 also passes)
 JAVA_LIB = os.path.join(E.REPO, ".cache", "java", os.environ.get("E2E_JAVA_CLIENT", "client-4.9.8"), "lib")
 NODE_MODULES = os.path.join(E.REPO, ".cache", "clients", "browser", "node_modules")
@@ -42,13 +42,14 @@ def main():
     broker = E.Broker(run_dir, "broker")
     port = broker.namesrv_port + 14  # in the broker's free block (shard 1 ends at +9)
     broker.extra_args = ["--dashboard-listen", "127.0.0.1:%d" % port]
-    env = dict(os.environ, SATURN_DASHBOARD_PASSWORD=PASSWORD, DASH_PASSWORD=PASSWORD,
+    env = dict(os.environ, DASH_PASSWORD=PASSWORD, DASH_VIEWER_PASSWORD=VIEWER_PASSWORD,
                DASH_URL="http://127.0.0.1:%d/" % port, JAVA_CP=classes + os.pathsep + JAVA_LIB + "/*",
                SATURN_ADMIN_BIN=A.ADMIN_BIN, NODE_PATH=NODE_MODULES)
     if args.screenshots:
         os.makedirs(SHOTS, exist_ok=True)
         env["SHOTS"] = SHOTS
-    os.environ["SATURN_DASHBOARD_PASSWORD"] = PASSWORD
+    os.environ["SATURN_DASHBOARD_PASSWORD"] = PASSWORD  # the broker reads both from its environment
+    os.environ["SATURN_DASHBOARD_READONLY_PASSWORD"] = VIEWER_PASSWORD
     rc = 1
     try:
         broker.start()
