@@ -273,6 +273,9 @@ async fn store_and_answer(
         .append(&batch)
         .map_err(HandlerError::from_store)?;
     shard.stats.append_latency.record(started.elapsed());
+    if crate::timer::is_timer_topic(&batch[0].topic) {
+        shard.timers.arrived.notify();
+    }
     let body_bytes: usize = batch.iter().map(|m| m.body.len()).sum();
     shard
         .stats
