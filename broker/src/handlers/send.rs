@@ -36,6 +36,9 @@ pub async fn send(
     let batch = req.request_code() == RequestCode::SEND_BATCH_MESSAGE || h.batch == Some(true);
     let (properties, found) = check_send(shard, req, &mut h, batch)?;
     let half = !batch && found.tran_msg;
+    // Only a message with a scheduling property is looked at again (no second pass over the
+    // properties of every send).
+    let timed = !batch && found.may_schedule();
     let target = resolve_target(shard, conn, &mut h, batch).await?;
     let real_queue = target.queue_id;
     let entries = if batch {
@@ -53,7 +56,7 @@ pub async fn send(
         }
         return Ok(reply);
     }
-    if !batch {
+    if timed {
         schedule(shard, &mut to_store[0])?;
     }
     store_and_answer(shard, req, to_store, wait).await
@@ -355,6 +358,14 @@ pub(super) struct Scanned {
     pub(super) tran_msg: bool,
 }
 
+impl Scanned {
+    /// Whether a scheduling property (DELAY, a timer, a timer cancellation) is present: only
+    /// then may the message go to a timer queue ([`crate::timer::schedule_of`]).
+    pub(super) fn may_schedule(&self) -> bool {
+        self.delay.is_some() || self.timers.iter().any(Option::is_some) || self.timer_del
+    }
+}
+
 pub(super) fn scan(props: &str) -> Scanned {
     let mut found = Scanned::default();
     for (name, value) in message::properties::iter_pairs(props) {
@@ -575,6 +586,7 @@ pub async fn send_back(
     };
     let props = props.encode();
     let found = scan(&props);
+    let timed = found.may_schedule();
     let mut stored = message_to_store(
         topic,
         queue_id,
@@ -588,7 +600,9 @@ pub async fn send_back(
         msg.reconsume_times + 1,
     );
     let _ = conn;
-    schedule(shard, &mut stored)?;
+    if timed {
+        schedule(shard, &mut stored)?;
+    }
     match store_and_answer(shard, req, vec![stored], false).await? {
         Reply::Cmd(mut resp) if resp.code == 0 => {
             resp.ext_fields.clear();
