@@ -37,6 +37,8 @@ pub struct HaState {
     pub reported: Rc<Notify>,
     /// Sends waiting for a slave (SYNC_MASTER).
     pub waiting: Cell<usize>,
+    /// Woken when the first send starts waiting (the ticker sleeps while none waits).
+    pub(crate) first_waiter: Rc<Notify>,
     /// Slave: the master's addresses learned at registration.
     pub learned: Option<LearnedMasters>,
     /// Master: a slave connected, so the replicated state is written whole again

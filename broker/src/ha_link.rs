@@ -66,9 +66,16 @@ pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
     Ok(())
 }
 
-/// Wakes waiting sends now and then, so that a timeout is noticed without a report.
+/// Wakes waiting sends now and then, so that a timeout is noticed without a report; while no
+/// send waits, it sleeps until one does (no wake-ups on an idle broker or an ASYNC_MASTER).
 async fn ticker(shard: Rc<Shard>) {
     loop {
+        if shard.ha.waiting.get() == 0 {
+            let first = shard.ha.first_waiter.notified();
+            if shard.ha.waiting.get() == 0 {
+                first.await;
+            }
+        }
         glommio::timer::sleep(Duration::from_millis(100)).await;
         if shard.ha.waiting.get() > 0 {
             shard.ha.reported.notify();
@@ -454,6 +461,9 @@ pub async fn wait_slave(shard: &Shard, end: u64) -> protocol::ResponseCode {
     }
     let deadline = Instant::now() + shard.config.slave_timeout;
     let _waiting = Waiting::new(&ha.waiting);
+    if ha.waiting.get() == 1 {
+        ha.first_waiter.notify();
+    }
     loop {
         let next = ha.reported.notified();
         if ha.acked().is_some_and(|a| a >= end) {

@@ -310,6 +310,14 @@ impl Store {
             .notified()
     }
 
+    /// As [`Store::wait_for_append`] for a queue that exists (`None` otherwise: nothing is
+    /// created).
+    pub fn wait_for_append_if_exists(&self, topic: &str, queue_id: i32) -> Option<Notified> {
+        let st = self.sh.st.borrow();
+        let lookup: &dyn QueueKeyRef = &(topic, queue_id);
+        st.queues.get(lookup).map(|q| q.waiters.notified())
+    }
+
     /// Forgets a topic: its queues and their files. Its records stay in the commit log until
     /// retention removes them.
     pub fn delete_topic(&self, topic: &str) {

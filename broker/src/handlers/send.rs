@@ -36,6 +36,9 @@ pub async fn send(
     let batch = req.request_code() == RequestCode::SEND_BATCH_MESSAGE || h.batch == Some(true);
     let (properties, found) = check_send(shard, req, &mut h, batch)?;
     let half = !batch && found.tran_msg;
+    // Only a message with a scheduling property is looked at again (no second pass over the
+    // properties of every send).
+    let timed = !batch && found.may_schedule();
     let target = resolve_target(shard, conn, &mut h, batch).await?;
     let real_queue = target.queue_id;
     let entries = if batch {
@@ -53,7 +56,7 @@ pub async fn send(
         }
         return Ok(reply);
     }
-    if !batch {
+    if timed {
         schedule(shard, &mut to_store[0])?;
     }
     store_and_answer(shard, req, to_store, wait).await
@@ -273,6 +276,9 @@ async fn store_and_answer(
         .append(&batch)
         .map_err(HandlerError::from_store)?;
     shard.stats.append_latency.record(started.elapsed());
+    if crate::timer::is_timer_topic(&batch[0].topic) {
+        shard.timers.arrived.notify();
+    }
     let body_bytes: usize = batch.iter().map(|m| m.body.len()).sum();
     shard
         .stats
@@ -350,6 +356,14 @@ pub(super) struct Scanned {
     pub(super) timer_del: bool,
     /// TRAN_MSG=true: a transaction's half message.
     pub(super) tran_msg: bool,
+}
+
+impl Scanned {
+    /// Whether a scheduling property (DELAY, a timer, a timer cancellation) is present: only
+    /// then may the message go to a timer queue ([`crate::timer::schedule_of`]).
+    pub(super) fn may_schedule(&self) -> bool {
+        self.delay.is_some() || self.timers.iter().any(Option::is_some) || self.timer_del
+    }
 }
 
 pub(super) fn scan(props: &str) -> Scanned {
@@ -572,6 +586,7 @@ pub async fn send_back(
     };
     let props = props.encode();
     let found = scan(&props);
+    let timed = found.may_schedule();
     let mut stored = message_to_store(
         topic,
         queue_id,
@@ -585,7 +600,9 @@ pub async fn send_back(
         msg.reconsume_times + 1,
     );
     let _ = conn;
-    schedule(shard, &mut stored)?;
+    if timed {
+        schedule(shard, &mut stored)?;
+    }
     match store_and_answer(shard, req, vec![stored], false).await? {
         Reply::Cmd(mut resp) if resp.code == 0 => {
             resp.ext_fields.clear();

@@ -122,6 +122,12 @@ impl Index {
             .count() as u64
     }
 
+    /// The earliest due time held in memory (the near window; what is beyond it is not due
+    /// within the window).
+    pub fn next_due(&self) -> Option<i64> {
+        self.near.first().map(|e| e.due)
+    }
+
     /// Entries held in memory.
     pub fn in_memory(&self) -> usize {
         self.near.len()
