@@ -30,6 +30,8 @@ pub struct HaState {
     pub waiting: Cell<usize>,
     /// Slave: the master's HA address learned at registration.
     pub learned: Option<LearnedMasters>,
+    /// Slave: connected to its master's HA port (the metrics' gauge).
+    pub master_connected: Cell<bool>,
 }
 
 impl HaState {
