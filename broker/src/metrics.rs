@@ -62,6 +62,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Stored bytes handed to consumers, per topic and group.",
     ),
     (
+        "rocketmq_rpc_latency",
+        "histogram",
+        "Time from a request's dispatch to its answer, in ms, per request and response code.",
+    ),
+    (
         "rocketmq_consumer_lag_messages",
         "gauge",
         "Messages not yet consumed: max offset minus committed offset, summed over queues.",

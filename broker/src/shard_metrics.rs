@@ -163,6 +163,16 @@ fn shard_figures(shard: &Shard, out: &mut Out<'_>) {
         1e9,
     );
     out.histogram("saturn_flush_wait_seconds", &[], &stats.flush_wait, 1e9);
+    stats.rpc.each(|(request, response, oneway), h| {
+        let (request, response) = (request.to_string(), response.to_string());
+        let l = [
+            ("protocol_type", "remoting"),
+            ("request_code", request.as_str()),
+            ("response_code", response.as_str()),
+            ("result", if oneway { "oneway" } else { "success" }),
+        ];
+        out.histogram("rocketmq_rpc_latency", &l, h, 1e6);
+    });
 }
 
 /// The timer engine's figures (GET_BROKER_RUNTIME_INFO's timer keys).

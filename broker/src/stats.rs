@@ -302,6 +302,8 @@ pub struct ShardStats {
     pub append_latency: crate::histogram::Histogram,
     /// Time a SYNC_FLUSH send waits for its records to be durable.
     pub flush_wait: crate::histogram::Histogram,
+    /// Time from a request's dispatch to its answer (`rocketmq_rpc_latency`).
+    pub rpc: crate::histogram::RpcLatency,
 }
 
 fn latency() -> crate::histogram::Histogram {
@@ -322,6 +324,7 @@ impl ShardStats {
             group_get: RefCell::new(NameMap::default()),
             append_latency: latency(),
             flush_wait: latency(),
+            rpc: Default::default(),
         }
     }
 

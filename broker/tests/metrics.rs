@@ -311,6 +311,17 @@ fn check_histograms(before: &Scrape, after: &Scrape) {
         assert_eq!(count, 13.0, "{family}");
         assert!(delta(before, after, &format!("{family}_sum"), "") > 0.0);
     }
+    // Each request timed once: 13 SEND_MESSAGE_V2 (310), 2 END_TRANSACTION (37), 1 pull (11).
+    for (code, n) in [(310, 13.0), (37, 2.0), (11, 1.0)] {
+        let l = format!(
+            "protocol_type=\"remoting\",request_code=\"{code}\",response_code=\"0\",result=\"success\""
+        );
+        assert_eq!(
+            delta(before, after, "rocketmq_rpc_latency_count", &l),
+            n,
+            "{code}"
+        );
+    }
     // Each group commit made durable what was appended before it: together, every byte the
     // commit log grew by and every record appended (13 sends, a commit's record, two op records).
     let disk = "storage_type=\"local\",storage_medium=\"disk\"";
