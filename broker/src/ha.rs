@@ -41,6 +41,8 @@ pub struct HaState {
     pub(crate) first_waiter: Rc<Notify>,
     /// Slave: the master's addresses learned at registration.
     pub learned: Option<LearnedMasters>,
+    /// Slave: connected to its master's HA port (the metrics' gauge).
+    pub master_connected: Cell<bool>,
     /// Master: a slave connected, so the replicated state is written whole again
     /// (`crate::replstate`).
     pub snapshot_due: Cell<bool>,

@@ -282,7 +282,9 @@ async fn follow_once(shard: &Rc<Shard>, addr: &str) -> StoreError {
     tracing::info!(shard = shard.id, master = %addr, end = shard.store.write_end(), "slave: following");
     let stop = Rc::new(Cell::new(false));
     let reporter = glommio::spawn_local(report_loop(shard.clone(), w, stop.clone()));
+    shard.ha.master_connected.set(true);
     let e = receive(shard, &mut r).await;
+    shard.ha.master_connected.set(false);
     stop.set(true);
     drop(reporter);
     e

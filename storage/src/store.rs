@@ -49,6 +49,7 @@ impl Store {
             writer: Writer::start("saturn-store-writer")?,
             reader: crate::reader::Reader::start("saturn-store-reader")?,
             retention_floor: std::cell::Cell::new(u64::MAX),
+            stats: Default::default(),
         });
         // Persist what recovery rebuilt (consume-queue entries) and its end offset.
         checkpoint(&sh).await?;
@@ -64,6 +65,11 @@ impl Store {
             flusher: Some(flusher),
             checkpointer: Some(checkpointer),
         })
+    }
+
+    /// The store's counters (group commits, where pulled records came from).
+    pub fn stats(&self) -> &crate::stats::StoreStats {
+        &self.sh.stats
     }
 
     /// What recovery did at open.
@@ -88,6 +94,7 @@ impl Store {
             records.push(append_one(st, m, now, &mut piece_start, &mut pending)?);
         }
         st.cl.seal_piece(piece_start);
+        crate::stats::add(&self.sh.stats.appended_records, batch.len() as u64);
         let end_offset = st.cl.write_pos();
         // Whole blocks go to the disk writer as soon as a write's worth is ready, so the disk
         // is kept busy however rarely the flusher gets to run; the flusher writes the rest.
