@@ -104,6 +104,8 @@ pub struct BrokerConfig {
     pub message_delay_levels: Vec<i64>,
     /// timerMaxDelaySec: the farthest ahead a 5.x timer may be due.
     pub timer_max_delay: Duration,
+    /// timerIndexMaxInMemory (Saturn's own): most timer-index entries a shard holds in memory.
+    pub timer_index_max_in_memory: usize,
     /// Replication (module `ha`): a slave's master HA address, shard 0's (`haMasterAddress`,
     /// `host:port`; shard i uses port + 4i); unset: learned from the name server's answer.
     pub ha_master_address: Option<String>,
@@ -188,6 +190,7 @@ impl Default for BrokerConfig {
             .unwrap_or_default(),
             // 40 days (RocketMQ: 3 days).
             timer_max_delay: Duration::from_secs(40 * 86_400),
+            timer_index_max_in_memory: 2_000_000,
             ha_master_address: None,
             ha_listen_port: None,
             ha_max_gap: 256 << 20,
@@ -404,6 +407,10 @@ impl BrokerConfig {
             }
             "timerMaxDelaySec" => {
                 self.timer_max_delay = Duration::from_secs(v.parse().map_err(|_| bad())?)
+            }
+            "timerIndexMaxInMemory" => {
+                let n: usize = v.parse().map_err(|_| bad())?;
+                self.timer_index_max_in_memory = if n > 0 { n } else { return Err(bad()) };
             }
             _ => return Ok(false),
         }

@@ -354,6 +354,42 @@ impl Store {
         crate::read::read_record(&self.sh, phys_offset).await
     }
 
+    /// Records at known commit-log offsets and sizes (an index of the caller's own, such as the
+    /// timer engine's), verified, in the order asked. Unlike [`Store::read_record`] one at a
+    /// time, records that follow each other in the log are read a span per I/O, the later spans
+    /// in the background meanwhile, and a sequential read-ahead keeps the disk busy past the
+    /// last one. An offset below the log's start, past its visible end or whose size does not
+    /// fit a segment is an error in its place.
+    pub async fn read_records(&self, list: &[(i64, u32)]) -> Vec<Result<Bytes>> {
+        let (min, end, seg) = {
+            let st = self.sh.st.borrow();
+            (st.cl.min_offset(), visible_end(&st), st.cl.segment_size())
+        };
+        let check = |&(p, s): &(i64, u32)| -> std::result::Result<(u64, u32), &'static str> {
+            match p {
+                p if p < 0 => Err("negative offset"),
+                p if (p as u64) < min => Err("deleted by retention"),
+                p if p as u64 + s as u64 > end => Err("beyond the end of the commit log"),
+                _ if s == 0 || s as u64 > seg => Err("no record of this size starts here"),
+                p => Ok((p as u64, s)),
+            }
+        };
+        let checked: Vec<_> = list.iter().map(check).collect();
+        let ok: Vec<(u64, u32)> = checked.iter().filter_map(|c| c.ok()).collect();
+        let mut read = crate::read::fetch(&self.sh, &ok).await.into_iter();
+        checked
+            .into_iter()
+            .zip(list)
+            .map(|(c, &(p, _))| match c {
+                Ok(_) => read.next().unwrap_or(Err(StoreError::Closed)),
+                Err(reason) => Err(StoreError::NotFound {
+                    offset: p.max(0) as u64,
+                    reason,
+                }),
+            })
+            .collect()
+    }
+
     /// The queue offset of the first record stored at or after `ts_ms` (`upper == false`), or of
     /// the last record stored at or before it (`upper == true`).
     pub async fn offset_by_timestamp(
