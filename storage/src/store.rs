@@ -355,11 +355,11 @@ impl Store {
     }
 
     /// Records at known commit-log offsets and sizes (an index of the caller's own, such as the
-    /// timer engine's), verified, in the order asked. Unlike [`Store::read_record`] one at a
-    /// time, records that follow each other in the log are read a span per I/O, the later spans
-    /// in the background meanwhile, and a sequential read-ahead keeps the disk busy past the
-    /// last one. An offset below the log's start, past its visible end or whose size does not
-    /// fit a segment is an error in its place.
+    /// timer engine's), verified, answered in the order asked (read in log order). Unlike
+    /// [`Store::read_record`] one at a time, records that follow each other in the log are read
+    /// a span per I/O, the later spans in the background meanwhile, and a sequential read-ahead
+    /// keeps the disk busy past the last one. An offset below the log's start, past its visible
+    /// end or whose size does not fit a segment is an error in its place.
     pub async fn read_records(&self, list: &[(i64, u32)]) -> Vec<Result<Bytes>> {
         let (min, end, seg) = {
             let st = self.sh.st.borrow();
@@ -375,19 +375,26 @@ impl Store {
             }
         };
         let checked: Vec<_> = list.iter().map(check).collect();
-        let ok: Vec<(u64, u32)> = checked.iter().filter_map(|c| c.ok()).collect();
-        let mut read = crate::read::fetch(&self.sh, &ok).await.into_iter();
-        checked
-            .into_iter()
+        // Read in log order (the reader's spans assume it), answered in the order asked.
+        let mut order: Vec<usize> = (0..list.len()).filter(|&i| checked[i].is_ok()).collect();
+        order.sort_by_key(|&i| checked[i].map_or(0, |(p, _)| p));
+        let sorted: Vec<(u64, u32)> = order.iter().filter_map(|&i| checked[i].ok()).collect();
+        let mut out: Vec<Result<Bytes>> = checked
+            .iter()
             .zip(list)
             .map(|(c, &(p, _))| match c {
-                Ok(_) => read.next().unwrap_or(Err(StoreError::Closed)),
+                Ok(_) => Err(StoreError::Closed),
                 Err(reason) => Err(StoreError::NotFound {
                     offset: p.max(0) as u64,
                     reason,
                 }),
             })
-            .collect()
+            .collect();
+        let read = crate::read::fetch(&self.sh, &sorted).await;
+        for (i, r) in order.into_iter().zip(read) {
+            out[i] = r;
+        }
+        out
     }
 
     /// The queue offset of the first record stored at or after `ts_ms` (`upper == false`), or of
