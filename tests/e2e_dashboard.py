@@ -11,15 +11,25 @@ and delete, offset reset with its preview, group delete, re-send, DLQ re-drive),
 (401 without credentials, 403 for the viewer's changes, refusal to listen beyond loopback without
 a password) and that the page and its assets are served. Prints PASS/FAIL per check; exit 1 on
 any failure.
+
+The pages over time run with `--history-interval 1 --alert-lag 3 --alert-webhook <a local HTTP
+receiver>`: the history's put counts add up to what was sent, the live tail returns exactly the
+messages sent after it started (and commits nothing), the producers page lists a running Python
+producer's group without being told its name, and the lag alert fires and then resolves (the
+webhook receiver gets both) when a group's lag rises over 3 and is consumed; a second broker
+killed and started again fires and resolves the broker-down alert.
 """
 import argparse
 import base64
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 import urllib.error
 import urllib.request
 
@@ -28,7 +38,8 @@ sys.path.insert(0, HERE)
 import e2e_clients as E  # noqa: E402
 import e2e_admin as A  # noqa: E402
 
-TOPIC, GONE, GROUP = "DashT", "DashGone", "DashG"
+TOPIC, GONE, GROUP, TAIL = "DashT", "DashGone", "DashG", "DashTail"
+ALERT_LAG = 3
 ADMIN_PW, VIEW_PW = "adm-s3cret", "view-s3cret"
 CONSUMER_SEND_MSG_BACK = 36
 RESULTS = A.RESULTS
@@ -62,9 +73,36 @@ class Http:
         return v
 
 
+class Hook:
+    """A local HTTP receiver for the alert webhook: keeps (time, path, JSON body) per POST."""
+
+    def __init__(self):
+        self.events = []
+        hook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                hook.events.append((time.time(), self.path, json.loads(body)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def of(self, alert_id, event, since):
+        return [e for t, path, e in self.events
+                if t >= since and path == "/hook" and e["event"] == event and e["alert"]["id"] == alert_id]
+
+
 class Scenario:
-    def __init__(self, broker, run_dir, port):
-        self.b, self.run_dir, self.h = broker, run_dir, Http(port)
+    def __init__(self, broker, run_dir, port, hook=None):
+        self.b, self.run_dir, self.h, self.hook = broker, run_dir, Http(port), hook
         self.cli = A.Cli(broker.namesrv)
         self.sent = {}
 
@@ -72,7 +110,9 @@ class Scenario:
         status, headers, page = self.h.call("/")
         E.check(status == 200 and '<script src="/app.js">' in page and "Saturn" in page, "index %d" % status)
         E.check("default-src 'self'" in headers.get("Content-Security-Policy", ""), "CSP %s" % headers)
-        for path, want in (("/app.js", "/api/cluster"), ("/style.css", "table")):
+        E.check('<script src="/charts.js">' in page and '<script src="/watch.js">' in page, "page scripts")
+        for path, want in (("/app.js", "/api/cluster"), ("/style.css", "table"), ("/charts.js", "polyline"),
+                           ("/watch.js", "/api/tail")):
             status, headers, text = self.h.call(path)
             E.check(status == 200 and want in text, "%s: %d" % (path, status))
         E.check("http" not in page.replace('href="#', ""), "the page fetches nothing from outside")
@@ -115,7 +155,14 @@ class Scenario:
         E.check(status == 400 and "1 to 1024" in v["error"], "bad queue count: %d %s" % (status, v))
         E.check(TOPIC in [t["Topic"] for t in self.h.ok("/api/topics")], "topics list")
 
+    def history_mark(self):
+        """The time of the newest sample (the sampler runs every second)."""
+        E.check(E.wait_for(lambda: any(s["brokers"] for s in self.h.ok("/api/history")["samples"]), 15),
+                "no sample with brokers: %s" % self.h.ok("/api/history"))
+        return self.h.ok("/api/history")["samples"][-1]["t"]
+
     def send(self):
+        self.hist_from = self.history_mark()
         home = os.path.join(self.run_dir, "client-home")
         os.makedirs(home, exist_ok=True)
         cmd = E.CLIENTS["rocketmq-0.4.4"] + ["produce", "--namesrv", self.b.namesrv, "--topic", TOPIC,
@@ -128,6 +175,30 @@ class Scenario:
         E.check(len(sent) == 6, "the client sent %d of 6: %s" % (len(sent), lines[-2:]))
         rec = self.cli.run("sendMessage", "-t", TOPIC, "-p", '{"n": 7, "ok": true}', "-k", "jsonkey")
         E.check(rec["Send Result"] == "SEND_OK", "saturn-admin send %s" % rec)
+        self.hist_to = time.time() * 1000
+
+    def history(self):
+        """/api/history: the samples' put counts since before `send` add up to the 7 it stored,
+        per broker and per topic, and each rate is its count over the time between samples."""
+        E.check(E.wait_for(lambda: self.h.ok("/api/history")["samples"][-1]["t"] > self.hist_to + 1500, 15),
+                "no sample after the sends")
+        h = self.h.ok("/api/history?since=%d" % self.hist_from)
+        E.check(h["intervalMs"] == 1000 and len(h["samples"]) >= 2, "history %s" % h)
+        puts = 0
+        for s in h["samples"]:
+            E.check(sorted(b["addr"] for b in s["brokers"].values()) == sorted(self.b.shards), "brokers %s" % s)
+            for b in s["brokers"].values():
+                E.check(b["online"] and b["puts"] is not None and 0 < b["diskRatio"] <= 1, "sample %s" % s)
+                E.check(abs(b["putRate"] - b["puts"] / s["dt"]) < 0.01, "rate of %s" % s)
+                puts += b["puts"]
+        E.check(puts == 7, "the samples count %d puts, 7 were sent" % puts)
+        t = self.h.ok("/api/history?topic=%s&since=%d" % (TOPIC, self.hist_from))["samples"]
+        E.check(sum(s["in"] or 0 for s in t) == 7 and t[-1]["stored"] == 7, "topic history %s" % t)
+        E.check(all(s["inRate"] > 0 for s in t if s["in"]), "in rates %s" % t)
+        status, _, v = self.h.call("/api/history?since=yesterday")
+        E.check(status == 400 and "since" in v["error"], "bad since: %d %s" % (status, v))
+        c = self.h.ok("/api/history")
+        E.check(c["capacity"] == 360 and len(c["samples"]) <= 360, "bounded %d" % len(c["samples"]))
 
     def topic_view(self):
         t = self.h.ok("/api/topic?topic=" + TOPIC)
@@ -170,13 +241,16 @@ class Scenario:
         E.check(len(self.h.ok("/api/messages?topic=%s&max=3" % TOPIC)["messages"]) == 3, "max=3")
         E.check(self.h.ok("/api/messages?topic=%s&end=%d" % (TOPIC, now - 600000))["messages"] == [], "before")
 
-    def consume(self):
+    def run_consumer(self):
         cmd = E.CLIENTS["rocketmq-0.4.4"] + ["consume", "--namesrv", self.b.namesrv, "--topic", TOPIC,
                                              "--group", GROUP, "--expect", "7", "--timeout", "60", "--grace", "6"]
         home = os.path.join(self.run_dir, "client-home")
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=120,
                            env=dict(os.environ, SATURN_CLIENT_HOME=home), cwd=E.REPO)
         E.check(p.returncode == 0, "consumer exit %d" % p.returncode)
+
+    def consume(self):
+        self.run_consumer()
         E.wait_for(lambda: self.h.ok("/api/group?group=" + GROUP)["totalLag"] == 0
                    and len(self.h.ok("/api/group?group=" + GROUP)["lag"]) == 8, 20)
         g = self.h.ok("/api/group?group=" + GROUP)
@@ -200,6 +274,113 @@ class Scenario:
         E.check(self.h.ok("/api/group?group=" + GROUP)["totalLag"] == 0, "lag after reset to latest")
         status, _, v = self.h.call("/api/group/reset", {"group": GROUP, "topic": TOPIC, "to": "yesterday"})
         E.check(status == 400 and "earliest, latest or time" in v["error"], "bad target: %d %s" % (status, v))
+
+    def alerts(self):
+        """Lag over 3 (a reset to the earliest: 7): the alert fires, the webhook gets it; a real
+        consumer takes the lag to 0: it resolves, the webhook gets that too; the history shows it."""
+        mark = time.time()
+        lag_id = "lag:" + GROUP
+        self.h.ok("/api/group/reset", {"group": GROUP, "topic": TOPIC, "to": "earliest"})
+        E.check(E.wait_for(lambda: self.hook.of(lag_id, "fire", mark), 15), "no fire: %s" % self.hook.events[-3:])
+        fire = self.hook.of(lag_id, "fire", mark)[0]["alert"]
+        # A sample may fall between the two shards' resets: over 3 at once, 7 on the page soon after.
+        E.check(fire["value"] > ALERT_LAG and fire["threshold"] == ALERT_LAG and fire["state"] == "firing"
+                and fire["kind"] == "lag" and fire["firedAt"] >= mark * 1000 - 1000, "fired %s" % fire)
+        firing = lambda: [x for x in self.h.ok("/api/alerts")["firing"] if x["id"] == lag_id]
+        E.check(E.wait_for(lambda: [x["value"] for x in firing()] == [7], 10), "firing %s" % firing())
+        E.check([x["firedAt"] for x in firing()] == [fire["firedAt"]], "firing %s" % firing())
+        a = self.h.ok("/api/alerts")
+        E.check(a["rules"]["lag"] == ALERT_LAG and a["webhook"].endswith("/hook"), "rules %s" % a)
+        self.run_consumer()
+        E.check(E.wait_for(lambda: self.hook.of(lag_id, "resolve", mark), 20), "no resolve: %s" % self.hook.events[-3:])
+        res = self.hook.of(lag_id, "resolve", mark)[0]["alert"]
+        E.check(res["state"] == "resolved" and res["firedAt"] == fire["firedAt"]
+                and res["resolvedAt"] > res["firedAt"], "resolved %s" % res)
+        events = [e["event"] for t, _, e in self.hook.events if t >= mark and e["alert"]["id"] == lag_id]
+        E.check(events == ["fire", "resolve"], "webhook events %s" % events)
+        a = self.h.ok("/api/alerts")
+        E.check(not [x for x in a["firing"] if x["id"] == lag_id]
+                and [x["resolvedAt"] for x in a["resolved"] if x["id"] == lag_id][0] == res["resolvedAt"], "%s" % a)
+        E.check(any(d["ok"] and d["event"] == "resolve" and d["attempts"] == 1 for d in a["webhookDeliveries"]),
+                "deliveries %s" % a["webhookDeliveries"])
+        h = self.h.ok("/api/history?group=%s&since=%d" % (GROUP, mark * 1000))["samples"]
+        E.check(max(s["lag"] or 0 for s in h) == 7 and h[-1]["lag"] == 0
+                and any((s["consumeRate"] or 0) > 0 for s in h), "group history %s" % h)
+
+    def tail_and_producers(self):
+        """The live tail returns what is sent after it started, once, and commits nothing; the
+        producers page finds a running Python producer's group without being given its name."""
+        self.h.ok("/api/topic/update", {"topic": TAIL, "readQueues": 2, "writeQueues": 2})
+        self.b.wait_route(TAIL)
+        self.cli.run("sendMessage", "-t", TAIL, "-p", "before", "-k", "tail-before")
+        start = self.h.ok("/api/tail?topic=" + TAIL)
+        E.check(start["messages"] == [] and len(start["cursor"].split(",")) == 4, "tail start %s" % start)
+        home = os.path.join(self.run_dir, "client-home")
+        probe = subprocess.Popen(E.CLIENTS["rocketmq-0.4.4"] + ["probe", "--namesrv", self.b.namesrv, "--topic", TAIL,
+                                                                 "--group", "DashProbe", "--seconds", "25"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=E.REPO,
+                                 env=dict(os.environ, SATURN_CLIENT_HOME=home), start_new_session=True)
+        E.LIVE.add(probe)
+        try:
+            for i in range(3):
+                self.cli.run("sendMessage", "-t", TAIL, "-p", "tail-%d" % i, "-k", "tail%d" % i)
+            seen, cursor = [], [start["cursor"]]
+
+            def poll():
+                r = self.h.ok("/api/tail?" + urllib.parse.urlencode({"topic": TAIL, "cursor": cursor[0]}))
+                cursor[0] = r["cursor"]
+                seen.extend(r["messages"])
+                return {"tail0", "tail1", "tail2", "probe-key-0"} <= {m["keys"] for m in seen}
+            E.check(E.wait_for(poll, 25, step=1.0), "the tail saw %s" % [m["keys"] for m in seen])
+            keys = sorted(m["keys"] for m in seen)
+            E.check(keys == ["probe-key-0", "tail0", "tail1", "tail2"], "tail once each, nothing before: %s" % keys)
+            t1 = [m for m in seen if m["keys"] == "tail1"][0]
+            E.check(t1["body"] == "tail-1" and t1["offsetMsgId"], "tail message %s" % t1)
+            again = self.h.ok("/api/tail?" + urllib.parse.urlencode({"topic": TAIL, "cursor": cursor[0]}))
+            E.check(again["messages"] == [] and again["cursor"] == cursor[0] and again["skipped"] == 0,
+                    "nothing new %s" % again)
+
+            def group():
+                g = [x for x in self.h.ok("/api/producers")["groups"] if x["group"] == "DashProbe_PG"]
+                return g[0] if g else None
+            E.check(E.wait_for(group, 25), "producers %s" % self.h.ok("/api/producers"))
+            conns = group()["connections"]
+            E.check(all(c["language"] == "CPP" and c["clientAddr"].startswith("127.0.0.1:") and c["brokers"]
+                        and c["version"] > 0 for c in conns), "connections %s" % conns)
+            rows = self.cli.run("producerConnection", "-g", "DashProbe_PG", "-t", TAIL)
+            E.check({r["ClientId"] for r in rows} == {c["clientId"] for c in conns}, "saturn-admin: %s" % rows)
+        finally:
+            E.kill_proc(probe)
+        offs = self.b.committed_offsets(TAIL, "TOOLS_CONSUMER", queues=2)
+        E.check(all(o is None for per in offs.values() for o in per), "the tail committed %s" % offs)
+
+    def tail_burst(self):
+        """500 messages on 2 queues between two polls: the tail jumps each queue to its last 200
+        and says how many it skipped; what it shows and skips adds up to 500, none twice."""
+        burst = "DashBurst"
+        self.h.ok("/api/topic/update", {"topic": burst, "readQueues": 1, "writeQueues": 1})
+        self.b.wait_route(burst)
+        cursor = self.h.ok("/api/tail?topic=" + burst)["cursor"]
+        home = os.path.join(self.run_dir, "client-home")
+        p = subprocess.run(E.CLIENTS["rocketmq-0.4.4"] + ["produce", "--namesrv", self.b.namesrv, "--topic", burst,
+                                                           "--group", "DashBurstP", "--count", "500",
+                                                           "--keys-prefix", "bk"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=120, cwd=E.REPO,
+                           env=dict(os.environ, SATURN_CLIENT_HOME=home))
+        E.check(p.stdout.count(b'"event": "sent"') == 500, "sent %d of 500" % p.stdout.count(b'"event": "sent"'))
+        per_queue = [o for per in self.b.max_offsets(burst, queues=1).values() for o in per]
+        got, skipped = [], 0
+        for _ in range(40):
+            r = self.h.ok("/api/tail?" + urllib.parse.urlencode({"topic": burst, "cursor": cursor}))
+            cursor, skipped = r["cursor"], skipped + r["skipped"]
+            got.extend(r["messages"])
+            if got and not r["messages"]:
+                break
+        keys = [m["keys"] for m in got]
+        want_skip = sum(max(0, n - 32 - 200) for n in per_queue)
+        E.check(skipped == want_skip > 0 and len(got) + skipped == 500 and len(set(keys)) == len(keys)
+                and "bk499" in keys, "queues %s: %d shown, %d skipped (want %d)" % (per_queue, len(got), skipped,
+                                                                                   want_skip))
 
     def resend(self):
         m = self.sent["dk3"]
@@ -240,8 +421,20 @@ class Scenario:
             E.check("saturn-dashboard listening on http://127.0.0.1:%d/" % port in line, "first line %r" % line)
             status, _, c = Http(port).call("/api/cluster", user=None)
             E.check(status == 200 and sorted(b["addr"] for b in c["brokers"]) == sorted(self.b.shards), "%s" % c)
+            status, _, v = Http(port).call("/api/alerts", user=None)
+            E.check(status == 200 and v["rules"]["lag"] is None and v["webhook"] is None, "alerts %s" % v)
         finally:
             E.kill_proc(p)
+        bad = subprocess.run([A.ADMIN_BIN, "dashboard", "-n", self.b.namesrv, "--listen", "127.0.0.1:%d" % port,
+                              "--alert-webhook", "https://hooks.example/x"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=30)
+        E.check(bad.returncode == 1 and b"only http://" in bad.stderr, "https webhook: %d %s"
+                % (bad.returncode, bad.stderr))
+        bad = subprocess.run([E.BROKER_BIN, "standalone", "--namesrv-port", "0", "--port", "0", "--data-dir",
+                              os.path.join(self.run_dir, "nodash"), "--alert-lag", "5"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        E.check(bad.returncode == 1 and b"--alert-lag is a dashboard setting" in bad.stderr,
+                "an alert flag without a dashboard: %d %s" % (bad.returncode, bad.stderr[-300:]))
 
     def deletes(self):
         self.h.ok("/api/topic/update", {"topic": GONE, "readQueues": 2})
@@ -254,6 +447,46 @@ class Scenario:
             E.check(GROUP not in A.groups_on(addr), "group still on %s" % addr)
 
 
+    def start_extra(self):
+        """A one-shard broker `extra` registered with the same name server (ports +10..+13 of
+        the block: VIP, -, shard 0, HA)."""
+        port = self.b.namesrv_port + 12
+        p = subprocess.Popen([E.BROKER_BIN, "--namesrv", self.b.namesrv, "--port", str(port), "--shards", "1",
+                              "--no-pin", "--broker-ip", "127.0.0.1", "--broker-name", "extra",
+                              "--segment-size", str(64 << 20), "--data-dir", os.path.join(self.run_dir, "extra")],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        E.LIVE.add(p)
+        line = p.stdout.readline().decode()
+        E.check(line.startswith("saturn-broker ready"), "extra broker: %r" % line)
+        return p
+
+    def broker_down(self):
+        """A broker killed (the name server drops it when its connection closes) fires
+        broker-down after two samples without it; back, it resolves; the webhook gets both."""
+        down_id = "broker-down:extra-0/0"
+        extra = self.start_extra()
+        online = lambda: any(v["online"] for k, v in self.h.ok("/api/history")["samples"][-1]["brokers"].items()
+                             if k == "extra-0/0")
+        E.check(E.wait_for(online, 20), "the sampler never saw the extra broker")
+        mark = time.time()
+        E.kill_proc(extra)
+        E.check(E.wait_for(lambda: self.hook.of(down_id, "fire", mark), 15), "no fire %s" % self.hook.events[-3:])
+        fire = self.hook.of(down_id, "fire", mark)[0]["alert"]
+        E.check(fire["message"].endswith("for two samples"), "fired %s" % fire)
+        h = self.h.ok("/api/history?since=%d" % (mark * 1000 - 1000))["samples"]
+        before = [x["t"] for x in h if x["t"] < fire["firedAt"] and not x["brokers"].get("extra-0/0", {}).get("online")]
+        E.check(before, "fired on the first sample without it: %s %s" % (fire, h))
+        E.check([x["id"] for x in self.h.ok("/api/alerts")["firing"] if x["kind"] == "broker-down"] == [down_id],
+                "firing %s" % self.h.ok("/api/alerts")["firing"])
+        extra = self.start_extra()
+        try:
+            E.check(E.wait_for(lambda: self.hook.of(down_id, "resolve", mark), 15), "no resolve")
+            res = self.hook.of(down_id, "resolve", mark)[0]["alert"]
+            E.check(res["firedAt"] == fire["firedAt"] and res["resolvedAt"] > fire["firedAt"], "resolved %s" % res)
+        finally:
+            E.kill_proc(extra)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
@@ -262,7 +495,9 @@ def main():
     os.makedirs(run_dir, exist_ok=True)
     broker = E.Broker(run_dir, "broker")
     port = broker.namesrv_port + 14  # in the broker's free block (shard 1 ends at +9)
-    broker.extra_args = ["--dashboard-listen", "127.0.0.1:%d" % port]
+    hook = Hook()
+    broker.extra_args = ["--dashboard-listen", "127.0.0.1:%d" % port, "--history-interval", "1",
+                         "--alert-lag", str(ALERT_LAG), "--alert-webhook", "http://127.0.0.1:%d/hook" % hook.port]
     os.environ["SATURN_DASHBOARD_PASSWORD"] = ADMIN_PW
     os.environ["SATURN_DASHBOARD_READONLY_PASSWORD"] = VIEW_PW
     try:
@@ -272,9 +507,10 @@ def main():
             with open(broker.log_path, errors="replace") as f:
                 sys.stderr.write("broker log tail:\n" + "".join(f.readlines()[-20:]))
             raise
-        s = Scenario(broker, run_dir, port)
-        for name in ["assets", "login_gate", "cluster", "create_topic", "send", "topic_view", "messages", "consume",
-                     "reset", "resend", "dlq", "admin_dashboard", "deletes"]:
+        s = Scenario(broker, run_dir, port, hook)
+        for name in ["assets", "login_gate", "cluster", "create_topic", "send", "history", "topic_view", "messages",
+                     "consume", "reset", "alerts", "tail_and_producers", "tail_burst", "resend", "dlq", "admin_dashboard",
+                     "deletes", "broker_down"]:
             A.step(name, getattr(s, name))
     finally:
         E.kill_all()

@@ -318,6 +318,8 @@ enum Cmd {
         /// The read-only `viewer` password (default: $SATURN_DASHBOARD_READONLY_PASSWORD)
         #[arg(long)]
         readonly_password: Option<String>,
+        #[command(flatten)]
+        watch: admin::dash::watch::WatchFlags,
     },
 }
 
@@ -360,9 +362,10 @@ fn main() -> ExitCode {
         listen,
         password,
         readonly_password,
+        watch,
     } = cli.cmd
     {
-        return dashboard(&namesrv, listen, password, readonly_password);
+        return dashboard(&namesrv, listen, (password, readonly_password), &watch);
     }
     let mut admin = Admin::new(&namesrv, Duration::from_millis(cli.timeout_ms));
     match run(&mut admin, cli.cmd) {
@@ -387,14 +390,21 @@ fn main() -> ExitCode {
 fn dashboard(
     namesrv: &str,
     listen: std::net::SocketAddr,
-    password: Option<String>,
-    readonly: Option<String>,
+    (password, readonly): (Option<String>, Option<String>),
+    watch: &admin::dash::watch::WatchFlags,
 ) -> ExitCode {
     if namesrv.is_empty() {
         eprintln!("saturn-admin: no name server address: give -n host:port or set NAMESRV_ADDR");
         return ExitCode::FAILURE;
     }
-    let cfg = admin::dash::DashConfig::from_env(namesrv, password, readonly);
+    let mut cfg = admin::dash::DashConfig::from_env(namesrv, password, readonly);
+    cfg.watch = match watch.to_config() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("saturn-admin: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match admin::dash::serve(listen, cfg) {
         Ok(local) => {
             println!("saturn-dashboard listening on http://{local}/");

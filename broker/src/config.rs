@@ -121,6 +121,8 @@ pub struct BrokerConfig {
     pub slave_timeout: Duration,
     /// Bytes per transfer frame (`haTransferBatchSize`).
     pub ha_transfer_batch: usize,
+    /// `slaveReadEnable`: pulls may be sent to (and served by) the slave, see `slave_read`.
+    pub slave_read_enable: bool,
     /// Prometheus text endpoint (`metricsExporterType=PROM`); other values: none.
     pub metrics_prom: bool,
     /// Its port and address (`metricsPromExporterPort`, `metricsPromExporterHost`).
@@ -198,6 +200,7 @@ impl Default for BrokerConfig {
             ha_max_gap: 256 << 20,
             slave_timeout: Duration::from_secs(3),
             ha_transfer_batch: 256 << 10,
+            slave_read_enable: false,
             enable_property_filter: true,
             transaction: crate::transaction::TxConfig::default(),
             rebalance_lock_max_live: Duration::from_secs(60),
@@ -384,6 +387,13 @@ impl BrokerConfig {
             "slaveTimeout" => {
                 self.slave_timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
             }
+            "saturnHotCacheBytes" => {
+                self.hot_cache_bytes = v.parse().map_err(|_| bad())?;
+                if self.hot_cache_bytes < (1 << 20) {
+                    return Err(bad());
+                }
+            }
+            "slaveReadEnable" => self.slave_read_enable = parse_bool(v).ok_or_else(bad)?,
             "haTransferBatchSize" => {
                 self.ha_transfer_batch = v.parse().map_err(|_| bad())?;
                 if !(1024..=(64 << 20)).contains(&self.ha_transfer_batch) {

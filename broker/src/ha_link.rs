@@ -48,6 +48,7 @@ pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
         // Nothing local (transaction checks, timers, send-backs) may write into its log.
         shard.store.set_replica_only();
         glommio::spawn_local(follow(shard.clone())).detach();
+        glommio::spawn_local(crate::replstate::follow(shard.clone())).detach();
         return Ok(());
     }
     if shard.config.role == BrokerRole::SyncMaster {
@@ -126,6 +127,7 @@ async fn serve_slave(shard: Rc<Shard>, stream: TcpStream) {
     let conn = shard.ha.next_conn.get();
     shard.ha.next_conn.set(conn + 1);
     shard.ha.report(conn, first);
+    shard.ha.snapshot_due.set(true);
     tracing::info!(shard = shard.id, slave = %peer, from, "slave connected");
     let done = Rc::new(Cell::new(false));
     let reader = glommio::spawn_local(read_reports(shard.clone(), conn, r, done.clone()));
@@ -228,7 +230,7 @@ fn master_address(shard: &Shard) -> Option<String> {
     }
     let learned = shard.ha.learned.as_ref()?;
     let table = learned.lock().unwrap_or_else(|p| p.into_inner());
-    table.get(shard.id).cloned().flatten()
+    table.get(shard.id).and_then(|l| l.ha.clone())
 }
 
 /// Slave side: follows the master for as long as the shard runs, reconnecting after failures.
@@ -406,6 +408,9 @@ async fn apply(shard: &Rc<Shard>, buf: &mut Vec<u8>, buf_off: &mut u64) -> Resul
         buf.drain(..r.used);
         *buf_off += r.used as u64;
         for (topic, queue) in r.new_queues {
+            if topic == crate::replstate::STATE_TOPIC {
+                continue; // read by `replstate::follow` from the store, not a topic
+            }
             adopt_queue(shard, topic, queue).await;
         }
         if r.used == 0 || buf.is_empty() {

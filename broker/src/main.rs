@@ -48,6 +48,8 @@ struct DashFlags {
     /// The dashboard's read-only `viewer` password (default: $SATURN_DASHBOARD_READONLY_PASSWORD).
     #[arg(long)]
     dashboard_readonly_password: Option<String>,
+    #[command(flatten)]
+    watch: admin::dash::watch::WatchFlags,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -153,6 +155,10 @@ fn main() {
     let ports: Vec<String> = (0..shards).map(|i| config.shard_addr(i)).collect();
     if let Some(addr) = dash.dashboard_listen {
         start_dashboard(addr, &dash, &config.namesrv_addrs.join(";"));
+    } else if let Some(flag) = dash.watch.first_set() {
+        fail(&format!(
+            "{flag} is a dashboard setting: it needs --dashboard-listen"
+        ));
     }
     let broker = Broker::start(config).unwrap_or_else(|e| fail(&e));
     // Tests and scripts read this line.
@@ -288,11 +294,12 @@ fn raise_open_file_limit(want: usize) {
 }
 
 fn start_dashboard(addr: SocketAddr, f: &DashFlags, namesrv: &str) {
-    let cfg = admin::dash::DashConfig::from_env(
+    let mut cfg = admin::dash::DashConfig::from_env(
         namesrv,
         f.dashboard_password.clone(),
         f.dashboard_readonly_password.clone(),
     );
+    cfg.watch = f.watch.to_config().unwrap_or_else(|e| fail(&e));
     match admin::dash::serve(addr, cfg) {
         // Tests and scripts read this line.
         Ok(local) => println!("saturn-dashboard listening on http://{local}/"),

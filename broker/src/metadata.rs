@@ -24,6 +24,7 @@ pub const NOT_ALLOWED_SEND_TOPICS: &[&str] = &[
     "SCHEDULE_TOPIC_XXXX",
     "rmq_sys_wheel_timer",
     "SATURN_TIMER_PROGRESS",
+    crate::replstate::STATE_TOPIC,
     "RMQ_SYS_TRANS_HALF_TOPIC",
     "RMQ_SYS_TRANS_OP_HALF_TOPIC",
     "TRANS_CHECK_MAX_TIME_TOPIC",

@@ -118,6 +118,7 @@ impl Shard {
     }
 
     fn apply(&self, event: ShardEvent) -> bool {
+        crate::replstate::on_event(self, &event);
         match event {
             ShardEvent::TopicUpdated(t) => {
                 self.topics
@@ -353,6 +354,7 @@ async fn open_store(
 async fn housekeeping(shard: Rc<Shard>) {
     for tick in 0u64.. {
         glommio::timer::sleep(Duration::from_secs(1)).await;
+        crate::replstate::tick(&shard);
         if tick % 10 == 9 {
             shard.stats.sample(crate::metadata::now_ms());
         }

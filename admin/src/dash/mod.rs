@@ -5,6 +5,8 @@
 //! * [`http`]: the minimal HTTP/1.1 side.
 //! * [`api`]: the read-only JSON views (cluster, topics, groups, messages, dead letters).
 //! * [`actions`]: the changes (topics, offset resets with a preview, group delete, re-send).
+//! * [`watch`]: the sampler thread behind [`history`] (charts over time) and [`alerts`]
+//!   (thresholds, webhook); [`live`]: producers and the live tail of a topic.
 //!
 //! Safety: beyond loopback it refuses to start without an admin password. With a password every
 //! request needs HTTP Basic credentials: user `admin` with the admin password may do everything,
@@ -12,8 +14,12 @@
 //! with a JSON body (`Content-Type: application/json`), which a cross-site form cannot send.
 
 pub mod actions;
+pub mod alerts;
 pub mod api;
+pub mod history;
 pub mod http;
+pub mod live;
+pub mod watch;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +41,10 @@ pub struct DashConfig {
     pub readonly_password: Option<String>,
     /// Timeout of each remoting call.
     pub timeout: Duration,
+    /// The sampler's interval, history size and alert rules.
+    pub watch: watch::WatchConfig,
+    /// The running sampler (set by [`serve`]).
+    pub watcher: Option<Arc<watch::Watch>>,
 }
 
 impl DashConfig {
@@ -47,6 +57,7 @@ impl DashConfig {
             password: password.or_else(|| env("SATURN_DASHBOARD_PASSWORD")),
             readonly_password: readonly.or_else(|| env("SATURN_DASHBOARD_READONLY_PASSWORD")),
             timeout: Duration::from_secs(5),
+            ..Self::default()
         }
     }
 }
@@ -81,6 +92,8 @@ pub fn serve(addr: SocketAddr, cfg: DashConfig) -> Result<SocketAddr, String> {
     let listener =
         TcpListener::bind(addr).map_err(|e| format!("dashboard cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut cfg = cfg;
+    cfg.watcher = Some(watch::start(&cfg)?);
     let cfg = Arc::new(cfg);
     std::thread::Builder::new()
         .name("dashboard".into())
@@ -160,6 +173,9 @@ pub fn handle(req: &Request, cfg: &DashConfig) -> Response {
         ));
         return r;
     };
+    if let Some(r) = watch::route(req, cfg) {
+        return r;
+    }
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/") | ("GET", "/index.html") => asset(INDEX, "text/html; charset=utf-8"),
         ("GET", "/app.js") => asset(APP_JS, "text/javascript; charset=utf-8"),
@@ -217,6 +233,7 @@ mod tests {
             password: pw.map(str::to_owned),
             readonly_password: ro.map(str::to_owned),
             timeout: Duration::from_secs(1),
+            ..DashConfig::default()
         }
     }
 
