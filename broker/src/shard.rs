@@ -322,6 +322,7 @@ fn new_shard(
         timers: crate::timer::Timers::new(
             config.message_delay_levels.clone(),
             config.timer_max_delay.as_millis() as i64,
+            config.timer_index_max_in_memory,
         ),
         broker_properties: config.stored_properties(),
         ha: crate::ha::HaState::new(Some(learned_masters)),

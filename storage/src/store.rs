@@ -369,6 +369,49 @@ impl Store {
         crate::read::read_record(&self.sh, phys_offset).await
     }
 
+    /// Records at known commit-log offsets and sizes (an index of the caller's own, such as the
+    /// timer engine's), verified, answered in the order asked (read in log order). Unlike
+    /// [`Store::read_record`] one at a time, records that follow each other in the log are read
+    /// a span per I/O, the later spans in the background meanwhile, and a sequential read-ahead
+    /// keeps the disk busy past the last one. An offset below the log's start, past its visible
+    /// end or whose size does not fit a segment is an error in its place.
+    pub async fn read_records(&self, list: &[(i64, u32)]) -> Vec<Result<Bytes>> {
+        let (min, end, seg) = {
+            let st = self.sh.st.borrow();
+            (st.cl.min_offset(), visible_end(&st), st.cl.segment_size())
+        };
+        let check = |&(p, s): &(i64, u32)| -> std::result::Result<(u64, u32), &'static str> {
+            match p {
+                p if p < 0 => Err("negative offset"),
+                p if (p as u64) < min => Err("deleted by retention"),
+                p if p as u64 + s as u64 > end => Err("beyond the end of the commit log"),
+                _ if s == 0 || s as u64 > seg => Err("no record of this size starts here"),
+                p => Ok((p as u64, s)),
+            }
+        };
+        let checked: Vec<_> = list.iter().map(check).collect();
+        // Read in log order (the reader's spans assume it), answered in the order asked.
+        let mut order: Vec<usize> = (0..list.len()).filter(|&i| checked[i].is_ok()).collect();
+        order.sort_by_key(|&i| checked[i].map_or(0, |(p, _)| p));
+        let sorted: Vec<(u64, u32)> = order.iter().filter_map(|&i| checked[i].ok()).collect();
+        let mut out: Vec<Result<Bytes>> = checked
+            .iter()
+            .zip(list)
+            .map(|(c, &(p, _))| match c {
+                Ok(_) => Err(StoreError::Closed),
+                Err(reason) => Err(StoreError::NotFound {
+                    offset: p.max(0) as u64,
+                    reason,
+                }),
+            })
+            .collect();
+        let read = crate::read::fetch(&self.sh, &sorted).await;
+        for (i, r) in order.into_iter().zip(read) {
+            out[i] = r;
+        }
+        out
+    }
+
     /// The queue offset of the first record stored at or after `ts_ms` (`upper == false`), or of
     /// the last record stored at or before it (`upper == true`).
     pub async fn offset_by_timestamp(

@@ -80,6 +80,8 @@ pub struct Timers {
     pub levels: Vec<i64>,
     /// The farthest ahead a timer may be due (ms).
     pub max_delay_ms: i64,
+    /// Most timer-index entries held in memory (`timerIndexMaxInMemory`; see [`Index`]).
+    pub index_max_in_memory: usize,
     /// Next queue offset of each level (GET_ALL_DELAY_OFFSET).
     pub level_offsets: RefCell<Vec<i64>>,
     /// Timers indexed and pending, plus delayed messages not yet delivered.
@@ -98,11 +100,12 @@ pub struct Timers {
 }
 
 impl Timers {
-    pub fn new(levels: Vec<i64>, max_delay_ms: i64) -> Timers {
+    pub fn new(levels: Vec<i64>, max_delay_ms: i64, index_max_in_memory: usize) -> Timers {
         let n = levels.len();
         Timers {
             levels,
             max_delay_ms,
+            index_max_in_memory,
             level_offsets: RefCell::new(vec![0; n]),
             pending: Cell::new(0),
             due_backlog: Cell::new(0),
@@ -271,7 +274,8 @@ async fn recover<H: Host>(shard: &Rc<H>) -> Result<Engine, String> {
     }
     p.levels.truncate(n);
     let dir = shard.timer_dir().join("buckets");
-    let index = Index::open(dir, BUCKET_MS, p.cursor.0).map_err(|e| e.to_string())?;
+    let max_near = shard.timers().index_max_in_memory;
+    let index = Index::open(dir, BUCKET_MS, p.cursor.0, max_near).map_err(|e| e.to_string())?;
     tracing::info!(
         shard = shard.shard_id(),
         pending_indexed = index.pending(),
@@ -395,12 +399,7 @@ impl Engine {
         let taken = self
             .index
             .take_due(now, MAX_BATCH.saturating_sub(batch.len()));
-        for e in &taken {
-            match read_timer(&**shard, e).await {
-                Ok(m) => batch.push(m),
-                Err(err) => tracing::error!(phys = e.phys, error = %err, "timer dropped"),
-            }
-        }
+        read_timers(&**shard, &taken, &mut batch).await;
         let indexed = indexed.unwrap_or(self.p.indexed);
         if taken.is_empty() && levels == self.p.levels && indexed == self.p.indexed {
             return Ok(false);
@@ -564,14 +563,26 @@ async fn head_phys<H: Host>(shard: &H, topic: &str, q: i32, off: i64) -> i64 {
         .map_or(i64::MAX, |(v, _)| v.phys_offset)
 }
 
-async fn read_timer<H: Host>(shard: &H, e: &Entry) -> Result<storage::MessageToStore, String> {
-    let rec = shard
-        .store()
-        .read_record(e.phys)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (m, _) = StoredMessage::decode(&rec).map_err(|e| e.to_string())?;
-    restore(m)
+/// Reads the records of `taken` (a span per I/O where they follow each other in the log, as a
+/// burst sent in order does) and pushes them, re-stored, into `batch`. A record that cannot be
+/// read or re-stored is logged and dropped.
+async fn read_timers<H: Host>(
+    shard: &H,
+    taken: &[Entry],
+    batch: &mut Vec<storage::MessageToStore>,
+) {
+    let list: Vec<(i64, u32)> = taken.iter().map(|e| (e.phys, e.size as u32)).collect();
+    let records = shard.store().read_records(&list).await;
+    for (e, rec) in taken.iter().zip(records) {
+        let restored = rec.map_err(|e| e.to_string()).and_then(|rec| {
+            let (m, _) = StoredMessage::decode(&rec).map_err(|e| e.to_string())?;
+            restore(m)
+        });
+        match restored {
+            Ok(m) => batch.push(m),
+            Err(err) => tracing::error!(phys = e.phys, error = %err, "timer dropped"),
+        }
+    }
 }
 
 fn progress_record<H: Host>(shard: &H, p: &Progress) -> storage::MessageToStore {
