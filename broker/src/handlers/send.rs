@@ -630,9 +630,10 @@ pub async fn send_back(
         msg.reconsume_times + 1,
     );
     let _ = conn;
-    if crate::timer::is_timer_topic(&batch[0].topic) {
-        shard.timers.arrived.notify();
+    if timed {
+        schedule(shard, &mut stored)?;
     }
+    match store_and_answer(shard, req, vec![stored], false, kind).await? {
         Reply::Cmd(mut resp) if resp.code == 0 => {
             resp.ext_fields.clear();
             Ok(Reply::Cmd(resp))
