@@ -409,6 +409,20 @@ class Scenario:
         empty = self.h.ok("/api/dlq?group=NoDeadLetters")
         E.check(empty["messages"] == [] and empty["queues"] == [], "no DLQ %s" % empty)
 
+    def trace(self):
+        """/api/trace without traced clients (the browser test has them): the Python client does
+        not trace, so each message of a key answers traced false; bad parameters answer 400."""
+        t = self.h.ok("/api/trace?topic=%s&key=dk3" % TOPIC)
+        E.check(t["traceTopic"] == "RMQ_SYS_TRACE_TOPIC" and len(t["messages"]) == 3
+                and all(m["traced"] is False and m["events"] == [] and m["keys"] == "dk3" for m in t["messages"]),
+                "trace of dk3 %s" % t)
+        one = self.h.ok("/api/trace?id=" + self.sent["dk3"]["Msg ID"])
+        E.check([m["traced"] for m in one["messages"]] == [False], "trace by id %s" % one)
+        for q, want in (("", "missing parameter topic"), ("?topic=%s" % TOPIC, "missing parameter key"),
+                        ("?topic=%s&key=nokey" % TOPIC, "no message of")):
+            status, _, v = self.h.call("/api/trace" + q)
+            E.check(status == 400 and want in v["error"], "/api/trace%s: %d %s" % (q, status, v))
+
     def admin_dashboard(self):
         """`saturn-admin dashboard`: the same pages for a name server's cluster, from its own process."""
         port = self.b.namesrv_port + 15
@@ -509,7 +523,7 @@ def main():
             raise
         s = Scenario(broker, run_dir, port, hook)
         for name in ["assets", "login_gate", "cluster", "create_topic", "send", "history", "topic_view", "messages",
-                     "consume", "reset", "alerts", "tail_and_producers", "tail_burst", "resend", "dlq", "admin_dashboard",
+                     "consume", "reset", "alerts", "tail_and_producers", "tail_burst", "resend", "dlq", "trace", "admin_dashboard",
                      "deletes", "broker_down"]:
             A.step(name, getattr(s, name))
     finally:

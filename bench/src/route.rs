@@ -36,7 +36,7 @@ pub fn fetch_route(namesrv: &str, topic: &str) -> Result<TopicRouteData, String>
 /// Write (or read) queues of every master in the route, brokers interleaved.
 pub fn queues(route: &TopicRouteData, write: bool) -> Vec<Queue> {
     let mut per_broker: Vec<Vec<Queue>> = Vec::new();
-    for qd in &route.queue_datas {
+    for (qd, addr) in route.master_queue_datas() {
         let ok = if write {
             perm::is_writeable(qd.perm)
         } else {
@@ -45,14 +45,6 @@ pub fn queues(route: &TopicRouteData, write: bool) -> Vec<Queue> {
         if !ok {
             continue;
         }
-        let Some(addr) = route
-            .broker_datas
-            .iter()
-            .find(|b| b.broker_name == qd.broker_name)
-            .and_then(|b| b.broker_addrs.get(&0))
-        else {
-            continue;
-        };
         let n = if write {
             qd.write_queue_nums
         } else {

@@ -76,6 +76,8 @@ pub struct BrokerConfig {
     pub max_frame_size: usize,
     pub flush_interval: Duration,
     pub sync_flush_timeout: Duration,
+    /// hotCacheBytes (Saturn's own): recently appended commit-log bytes each shard keeps in
+    /// memory for readers (at least 1 MiB).
     pub hot_cache_bytes: usize,
     /// Per-connection bound on requests being processed.
     pub max_in_flight_per_connection: usize,
@@ -104,6 +106,8 @@ pub struct BrokerConfig {
     pub message_delay_levels: Vec<i64>,
     /// timerMaxDelaySec: the farthest ahead a 5.x timer may be due.
     pub timer_max_delay: Duration,
+    /// timerIndexMaxInMemory (Saturn's own): most timer-index entries a shard holds in memory.
+    pub timer_index_max_in_memory: usize,
     /// Replication (module `ha`): a slave's master HA address, shard 0's (`haMasterAddress`,
     /// `host:port`; shard i uses port + 4i); unset: learned from the name server's answer.
     pub ha_master_address: Option<String>,
@@ -117,6 +121,8 @@ pub struct BrokerConfig {
     pub slave_timeout: Duration,
     /// Bytes per transfer frame (`haTransferBatchSize`).
     pub ha_transfer_batch: usize,
+    /// `slaveReadEnable`: pulls may be sent to (and served by) the slave, see `slave_read`.
+    pub slave_read_enable: bool,
     /// Prometheus text endpoint (`metricsExporterType=PROM`); other values: none.
     pub metrics_prom: bool,
     /// Its port and address (`metricsPromExporterPort`, `metricsPromExporterHost`).
@@ -188,11 +194,13 @@ impl Default for BrokerConfig {
             .unwrap_or_default(),
             // 40 days (RocketMQ: 3 days).
             timer_max_delay: Duration::from_secs(40 * 86_400),
+            timer_index_max_in_memory: 2_000_000,
             ha_master_address: None,
             ha_listen_port: None,
             ha_max_gap: 256 << 20,
             slave_timeout: Duration::from_secs(3),
             ha_transfer_batch: 256 << 10,
+            slave_read_enable: false,
             enable_property_filter: true,
             transaction: crate::transaction::TxConfig::default(),
             rebalance_lock_max_live: Duration::from_secs(60),
@@ -379,6 +387,13 @@ impl BrokerConfig {
             "slaveTimeout" => {
                 self.slave_timeout = Duration::from_millis(v.parse().map_err(|_| bad())?)
             }
+            "saturnHotCacheBytes" => {
+                self.hot_cache_bytes = v.parse().map_err(|_| bad())?;
+                if self.hot_cache_bytes < (1 << 20) {
+                    return Err(bad());
+                }
+            }
+            "slaveReadEnable" => self.slave_read_enable = parse_bool(v).ok_or_else(bad)?,
             "haTransferBatchSize" => {
                 self.ha_transfer_batch = v.parse().map_err(|_| bad())?;
                 if !(1024..=(64 << 20)).contains(&self.ha_transfer_batch) {
@@ -404,6 +419,14 @@ impl BrokerConfig {
             }
             "timerMaxDelaySec" => {
                 self.timer_max_delay = Duration::from_secs(v.parse().map_err(|_| bad())?)
+            }
+            "hotCacheBytes" => {
+                let n: usize = v.parse().map_err(|_| bad())?;
+                self.hot_cache_bytes = if n >= 1 << 20 { n } else { return Err(bad()) };
+            }
+            "timerIndexMaxInMemory" => {
+                let n: usize = v.parse().map_err(|_| bad())?;
+                self.timer_index_max_in_memory = if n > 0 { n } else { return Err(bad()) };
             }
             _ => return Ok(false),
         }
@@ -504,5 +527,30 @@ mod tests {
             .apply_properties(&[("saturnMaxConnectionsPerShard".into(), "-1".into())])
             .unwrap_err();
         assert!(err.contains("saturnMaxConnectionsPerShard"));
+    }
+
+    /// The memory bounds of a shard's store and timer index.
+    #[test]
+    fn memory_bound_keys() {
+        let mut c = BrokerConfig::default();
+        assert_eq!(
+            (c.hot_cache_bytes, c.timer_index_max_in_memory),
+            (256 << 20, 2_000_000)
+        );
+        let text = "hotCacheBytes=67108864\ntimerIndexMaxInMemory=500000\n";
+        let unknown = c
+            .apply_properties(&namesrv::processor::parse_properties(text))
+            .unwrap();
+        assert!(unknown.is_empty());
+        assert_eq!(
+            (c.hot_cache_bytes, c.timer_index_max_in_memory),
+            (64 << 20, 500_000)
+        );
+        for (key, value) in [("hotCacheBytes", "1000"), ("timerIndexMaxInMemory", "0")] {
+            let err = c
+                .apply_properties(&[(key.into(), value.into())])
+                .unwrap_err();
+            assert!(err.contains(key), "{err}");
+        }
     }
 }

@@ -261,8 +261,19 @@ fn registrar_loop(
         if let Some(meta) = meta {
             register_all(&config, &meta, &mut clients, &learned);
         }
-        next = Instant::now() + config.register_interval;
+        next = Instant::now() + next_registration(&config, &learned);
     }
+}
+
+/// A slave that does not know its master yet (the name server's answer names it) registers
+/// again after 2 s, not `register_interval`.
+fn next_registration(config: &BrokerConfig, learned: &crate::ha::LearnedMasters) -> Duration {
+    let slave = config.role == crate::config::BrokerRole::Slave;
+    let table = learned.lock().unwrap_or_else(|p| p.into_inner());
+    if slave && table.iter().any(|l| l.master.is_none()) {
+        return Duration::from_secs(2).min(config.register_interval);
+    }
+    config.register_interval
 }
 
 fn with_client<T>(

@@ -11,11 +11,20 @@ use std::sync::{Arc, Mutex};
 
 use storage::Notify;
 
-/// HA addresses the name servers gave each shard at registration (index: shard).
-pub type LearnedMasters = Arc<Mutex<Vec<Option<String>>>>;
+/// What the name servers answered each shard's registration (index: shard).
+pub type LearnedMasters = Arc<Mutex<Vec<Learned>>>;
+
+/// A slave shard's master, as a name server answered its registration.
+#[derive(Debug, Clone, Default)]
+pub struct Learned {
+    /// The master's HA address (`haServerAddr`).
+    pub ha: Option<String>,
+    /// The master's remoting address (`masterAddr`): where offsets committed on the slave go.
+    pub master: Option<String>,
+}
 
 pub fn learned_masters(shards: usize) -> LearnedMasters {
-    Arc::new(Mutex::new(vec![None; shards]))
+    Arc::new(Mutex::new(vec![Learned::default(); shards]))
 }
 
 /// One shard's replication state.
@@ -28,8 +37,15 @@ pub struct HaState {
     pub reported: Rc<Notify>,
     /// Sends waiting for a slave (SYNC_MASTER).
     pub waiting: Cell<usize>,
-    /// Slave: the master's HA address learned at registration.
+    /// Woken when the first send starts waiting (the ticker sleeps while none waits).
+    pub(crate) first_waiter: Rc<Notify>,
+    /// Slave: the master's addresses learned at registration.
     pub learned: Option<LearnedMasters>,
+    /// Slave: connected to its master's HA port (the metrics' gauge).
+    pub master_connected: Cell<bool>,
+    /// Master: a slave connected, so the replicated state is written whole again
+    /// (`crate::replstate`).
+    pub snapshot_due: Cell<bool>,
 }
 
 impl HaState {
@@ -61,14 +77,18 @@ pub fn learn_master(learned: &LearnedMasters, shard: usize, resp: &protocol::Rem
     let Ok(h) = RegisterBrokerResponseHeader::decode(&resp.ext_fields) else {
         return;
     };
+    let mut table = learned.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(slot) = table.get_mut(shard) else {
+        return;
+    };
+    if let Some(master) = h.master_addr.filter(|a| !a.is_empty()) {
+        slot.master = Some(master);
+    }
     let Some(addr) = h.ha_server_addr.filter(|a| !a.is_empty()) else {
         return;
     };
-    let mut table = learned.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(slot) = table.get_mut(shard) {
-        if slot.as_deref() != Some(addr.as_str()) {
-            tracing::info!(shard, master_ha = %addr, "master HA address from the name server");
-            *slot = Some(addr);
-        }
+    if slot.ha.as_deref() != Some(addr.as_str()) {
+        tracing::info!(shard, master_ha = %addr, "master HA address from the name server");
+        slot.ha = Some(addr);
     }
 }

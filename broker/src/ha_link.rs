@@ -53,6 +53,7 @@ pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
         // Nothing local (transaction checks, timers, send-backs) may write into its log.
         shard.store.set_replica_only();
         glommio::spawn_local(follow(shard.clone())).detach();
+        glommio::spawn_local(crate::replstate::follow(shard.clone())).detach();
         return Ok(());
     }
     if shard.config.role == BrokerRole::SyncMaster {
@@ -65,12 +66,21 @@ pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
         TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} (HA): {e}"))?;
     glommio::spawn_local(accept(shard.clone(), listener)).detach();
     glommio::spawn_local(ticker(shard.clone())).detach();
+    shard.on_event.set(Some(crate::replstate::on_event));
+    glommio::spawn_local(crate::replstate::run_master(shard.clone())).detach();
     Ok(())
 }
 
-/// Wakes waiting sends now and then, so that a timeout is noticed without a report.
+/// Wakes waiting sends now and then, so that a timeout is noticed without a report; while no
+/// send waits, it sleeps until one does (no wake-ups on an idle broker or an ASYNC_MASTER).
 async fn ticker(shard: Rc<Shard>) {
     loop {
+        if shard.ha.waiting.get() == 0 {
+            let first = shard.ha.first_waiter.notified();
+            if shard.ha.waiting.get() == 0 {
+                first.await;
+            }
+        }
         glommio::timer::sleep(Duration::from_millis(100)).await;
         if shard.ha.waiting.get() > 0 {
             shard.ha.reported.notify();
@@ -131,6 +141,7 @@ async fn serve_slave(shard: Rc<Shard>, stream: TcpStream) {
     let conn = shard.ha.next_conn.get();
     shard.ha.next_conn.set(conn + 1);
     shard.ha.report(conn, first);
+    shard.ha.snapshot_due.set(true);
     tracing::info!(shard = shard.id, slave = %peer, from, "slave connected");
     let done = Rc::new(Cell::new(false));
     let reader = glommio::spawn_local(read_reports(shard.clone(), conn, r, done.clone()));
@@ -274,7 +285,7 @@ fn master_address(shard: &Shard) -> Option<String> {
     }
     let learned = shard.ha.learned.as_ref()?;
     let table = learned.lock().unwrap_or_else(|p| p.into_inner());
-    table.get(shard.id).cloned().flatten()
+    table.get(shard.id).and_then(|l| l.ha.clone())
 }
 
 /// Slave side: follows the master for as long as the shard runs, reconnecting after failures.
@@ -318,7 +329,9 @@ async fn follow_once(shard: &Rc<Shard>, addr: &str) -> StoreError {
     let stop = Rc::new(Cell::new(false));
     let batch = Rc::new(storage::Notify::default());
     let reporter = glommio::spawn_local(report_loop(shard.clone(), w, stop.clone(), batch.clone()));
+    shard.ha.master_connected.set(true);
     let e = receive(shard, &mut r, &batch).await;
+    shard.ha.master_connected.set(false);
     stop.set(true);
     drop(reporter);
     e
@@ -523,6 +536,9 @@ async fn apply(shard: &Rc<Shard>, buf: &mut Vec<u8>, buf_off: &mut u64) -> Resul
         buf.drain(..r.used);
         *buf_off += r.used as u64;
         for (topic, queue) in r.new_queues {
+            if topic == crate::replstate::STATE_TOPIC {
+                continue; // read by `replstate::follow` from the store, not a topic
+            }
             adopt_queue(shard, topic, queue).await;
         }
         if r.used == 0 || buf.is_empty() {
@@ -564,6 +580,9 @@ pub async fn wait_slave(shard: &Shard, end: u64) -> protocol::ResponseCode {
     }
     let deadline = Instant::now() + shard.config.slave_timeout;
     let _waiting = Waiting::new(&ha.waiting);
+    if ha.waiting.get() == 1 {
+        ha.first_waiter.notify();
+    }
     loop {
         let next = ha.reported.notified();
         if ha.acked().is_some_and(|a| a >= end) {

@@ -1,63 +1,108 @@
-//! A fixed-bucket latency histogram for one shard: plain `Cell` counters (the shard's thread is
-//! the only writer and reader), read by a metrics scrape.
+//! The broker's histograms: the store's fixed-bucket [`Histogram`] (plain `Cell` counters; the
+//! shard's thread is the only writer and reader, a metrics scrape reads them) with the bounds
+//! of the families the broker serves.
 
-use std::cell::Cell;
-use std::time::Duration;
+pub use storage::stats::{Histogram, LATENCY_NS};
 
-/// Upper bounds of the buckets, in seconds (Prometheus `le`); one more bucket holds the rest.
-pub const BOUNDS: [f64; 14] = [
-    0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25, 1.0,
+/// RocketMQ's `rocketmq_message_size` buckets, in bytes: 1 KiB, 4 KiB, 512 KiB, 1, 2, 4 MiB.
+pub const MESSAGE_SIZE: &[u64] = &[1 << 10, 4 << 10, 512 << 10, 1 << 20, 2 << 20, 4 << 20];
+
+/// RocketMQ's `rocketmq_rpc_latency` buckets (1, 3, 5, 7, 10, 100 ms, 1, 2, 3 s), in nanoseconds.
+pub const RPC_LATENCY_NS: &[u64] = &[
+    1_000_000,
+    3_000_000,
+    5_000_000,
+    7_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    2_000_000_000,
+    3_000_000_000,
 ];
 
+/// Distinct (request code, response code, one-way) series [`RpcLatency`] keeps; later ones
+/// are counted under request code -1 (a client sending made-up codes cannot grow the table).
+const MAX_RPC_SERIES: usize = 128;
+
+/// `rocketmq_rpc_latency`: time from a request's dispatch to its answer, per request code,
+/// response code and whether it was one-way. A short table searched from the last hit: a
+/// connection's requests mostly repeat the same pair.
 #[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [Cell<u64>; BOUNDS.len() + 1],
-    sum_nanos: Cell<u64>,
+pub struct RpcLatency {
+    table: std::cell::RefCell<Vec<(RpcKey, Histogram)>>,
+    last: std::cell::Cell<usize>,
 }
 
-impl Histogram {
+/// Request code, response code, one-way.
+pub type RpcKey = (i32, i32, bool);
+
+impl RpcLatency {
     #[inline]
-    pub fn record(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = BOUNDS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BOUNDS.len());
-        self.buckets[i].set(self.buckets[i].get() + 1);
-        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos
-            .set(self.sum_nanos.get().saturating_add(nanos));
+    pub fn record(&self, key: RpcKey, took: std::time::Duration) {
+        let table = self.table.borrow();
+        let last = self.last.get();
+        if let Some((k, h)) = table.get(last) {
+            if *k == key {
+                h.record_duration(took);
+                return;
+            }
+        }
+        if let Some(i) = table.iter().position(|(k, _)| *k == key) {
+            self.last.set(i);
+            table[i].1.record_duration(took);
+            return;
+        }
+        drop(table);
+        self.record_new(key, took);
     }
 
-    /// Cumulative counts per bound (the last is +Inf, the total), and the sum in seconds.
-    pub fn cumulative(&self) -> ([u64; BOUNDS.len() + 1], f64) {
-        let mut out = [0u64; BOUNDS.len() + 1];
-        let mut acc = 0;
-        for (o, b) in out.iter_mut().zip(&self.buckets) {
-            acc += b.get();
-            *o = acc;
+    #[cold]
+    fn record_new(&self, key: RpcKey, took: std::time::Duration) {
+        let mut table = self.table.borrow_mut();
+        let key = if table.len() >= MAX_RPC_SERIES {
+            (-1, key.1, key.2)
+        } else {
+            key
+        };
+        let i = match table.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                table.push((key, Histogram::new(RPC_LATENCY_NS)));
+                table.len() - 1
+            }
+        };
+        table[i].1.record_duration(took);
+    }
+
+    /// Every series kept.
+    pub fn each(&self, mut f: impl FnMut(RpcKey, &Histogram)) {
+        for (k, h) in self.table.borrow().iter() {
+            f(*k, h);
         }
-        (out, self.sum_nanos.get() as f64 / 1e9)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
-    fn buckets_are_cumulative() {
-        let h = Histogram::default();
-        h.record(Duration::from_micros(5));
-        h.record(Duration::from_micros(700));
-        h.record(Duration::from_secs(3));
-        let (c, sum) = h.cumulative();
-        assert_eq!(c[0], 1); // <= 10 µs
-        assert_eq!(c[4], 1); // <= 500 µs
-        assert_eq!(c[5], 2); // <= 1 ms
-        assert_eq!(c[13], 2); // <= 1 s
-        assert_eq!(c[14], 3); // +Inf
-        assert!((sum - 3.000705).abs() < 1e-9);
+    fn rpc_latency_keeps_a_bounded_table() {
+        let r = RpcLatency::default();
+        r.record((10, 0, false), Duration::from_millis(2));
+        r.record((10, 0, false), Duration::from_millis(20));
+        r.record((11, 1, true), Duration::from_micros(10));
+        for code in 0..1000 {
+            r.record((1000 + code, 0, false), Duration::from_micros(1));
+        }
+        let mut seen = Vec::new();
+        r.each(|k, h| seen.push((k, h.count())));
+        assert_eq!(seen.len(), MAX_RPC_SERIES + 1);
+        assert_eq!(seen[0], ((10, 0, false), 2));
+        let (buckets, _) = r.table.borrow()[0].1.cumulative();
+        assert_eq!(&buckets[..6], &[0, 1, 1, 1, 1, 2]); // 2 ms ≤ 3 ms; 20 ms ≤ 100 ms
+        let other: u64 = seen.iter().filter(|(k, _)| k.0 == -1).map(|s| s.1).sum();
+        assert_eq!(other, 1000 - (MAX_RPC_SERIES as u64 - 2));
     }
 }

@@ -19,11 +19,15 @@ pub const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
 pub const RETRY_PREFIX: &str = "%RETRY%";
 pub const DLQ_PREFIX: &str = "%DLQ%";
 
+/// The topic of the state records a master writes for its slaves (`crate::replstate`).
+pub const STATE_TOPIC: &str = "SATURN_BROKER_STATE";
+
 /// Topics producers may not send to.
 pub const NOT_ALLOWED_SEND_TOPICS: &[&str] = &[
     "SCHEDULE_TOPIC_XXXX",
     "rmq_sys_wheel_timer",
     "SATURN_TIMER_PROGRESS",
+    STATE_TOPIC,
     "RMQ_SYS_TRANS_HALF_TOPIC",
     "RMQ_SYS_TRANS_OP_HALF_TOPIC",
     "TRANS_CHECK_MAX_TIME_TOPIC",

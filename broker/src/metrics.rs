@@ -28,9 +28,10 @@ pub struct Sample {
 /// What a shard answers a scrape with.
 pub type Reply = flume::Sender<Vec<Sample>>;
 
-/// A source of samples: a shard.
+/// A source of samples: a shard (it may read its store, hence async).
+#[allow(async_fn_in_trait)]
 pub trait Source {
-    fn collect(&self) -> Vec<Sample>;
+    async fn collect(&self) -> Vec<Sample>;
 }
 
 /// Every family served: name, type, help.
@@ -39,6 +40,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "rocketmq_messages_in_total",
         "counter",
         "Messages stored, per topic (retry and DLQ topics excluded).",
+    ),
+    (
+        "rocketmq_message_size",
+        "histogram",
+        "Stored size of the messages of each send (its average record size), per topic and message type, in bytes.",
     ),
     (
         "rocketmq_messages_out_total",
@@ -56,9 +62,19 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Stored bytes handed to consumers, per topic and group.",
     ),
     (
+        "rocketmq_rpc_latency",
+        "histogram",
+        "Time from a request's dispatch to its answer, in ms, per request and response code.",
+    ),
+    (
         "rocketmq_consumer_lag_messages",
         "gauge",
         "Messages not yet consumed: max offset minus committed offset, summed over queues.",
+    ),
+    (
+        "rocketmq_consumer_lag_latency",
+        "gauge",
+        "Age in ms of the oldest message not yet consumed (over the queues; 0 when caught up).",
     ),
     (
         "rocketmq_producer_connections",
@@ -91,6 +107,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Bytes appended but not yet flushed.",
     ),
     (
+        "rocketmq_storage_dispatch_behind_bytes",
+        "gauge",
+        "Bytes appended but not yet in the consume queues (0: an append fills them).",
+    ),
+    (
+        "rocketmq_storage_message_reserve_time",
+        "gauge",
+        "Age in ms of the oldest message held.",
+    ),
+    (
         "saturn_connections",
         "gauge",
         "Client connections of the shard.",
@@ -120,6 +146,61 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "histogram",
         "Time a SYNC_FLUSH send waits for its records to be durable.",
     ),
+    (
+        "saturn_flush_latency_seconds",
+        "histogram",
+        "Time of each group commit: its writes and the fdatasync of the segments it touched.",
+    ),
+    (
+        "saturn_group_commit_bytes",
+        "histogram",
+        "Bytes each group commit made durable.",
+    ),
+    (
+        "saturn_group_commit_records",
+        "histogram",
+        "Records each group commit made durable (a master's; a slave stores raw bytes).",
+    ),
+    (
+        "saturn_reads_total",
+        "counter",
+        "Records read by pulls and lookups, by where they came from (hot tail, read-ahead cache, disk).",
+    ),
+    (
+        "saturn_timer_pending",
+        "gauge",
+        "Delay and timer messages waiting for their time.",
+    ),
+    (
+        "saturn_timer_due_backlog",
+        "gauge",
+        "Timer messages due but not yet delivered.",
+    ),
+    (
+        "saturn_timer_offset_behind",
+        "gauge",
+        "Timer-topic messages stored but not yet indexed by the timer engine.",
+    ),
+    (
+        "saturn_timer_delivered_total",
+        "counter",
+        "Delay and timer messages delivered to their topics.",
+    ),
+    (
+        "saturn_replication_slaves",
+        "gauge",
+        "Slaves connected to this master shard.",
+    ),
+    (
+        "saturn_replication_lag_bytes",
+        "gauge",
+        "Commit-log bytes the furthest connected slave has not acknowledged yet.",
+    ),
+    (
+        "saturn_replication_master_connected",
+        "gauge",
+        "1 while this slave shard is connected to its master.",
+    ),
 ];
 
 /// The scrape side of every shard's channel.
@@ -136,7 +217,7 @@ pub fn channels(shards: usize) -> (Hub, Vec<flume::Receiver<Reply>>) {
 /// A shard's side: answers each scrape from its own thread.
 pub async fn serve<S: Source>(source: Rc<S>, scrapes: flume::Receiver<Reply>) {
     while let Ok(reply) = scrapes.recv_async().await {
-        let _ = reply.send(source.collect());
+        let _ = reply.send(source.collect().await);
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Shard {
     pub broker_properties: String,
     /// Replication (master/slave).
     pub ha: crate::ha::HaState,
+    /// Called with every configuration change before it is applied (set by replication's
+    /// start, so that this module does not depend on what it calls).
+    pub on_event: std::cell::Cell<Option<fn(&Shard, &ShardEvent)>>,
 }
 
 impl Shard {
@@ -118,6 +121,9 @@ impl Shard {
     }
 
     fn apply(&self, event: ShardEvent) -> bool {
+        if let Some(hook) = self.on_event.get() {
+            hook(self, &event);
+        }
         match event {
             ShardEvent::TopicUpdated(t) => {
                 self.topics
@@ -316,9 +322,11 @@ fn new_shard(
         timers: crate::timer::Timers::new(
             config.message_delay_levels.clone(),
             config.timer_max_delay.as_millis() as i64,
+            config.timer_index_max_in_memory,
         ),
         broker_properties: config.stored_properties(),
         ha: crate::ha::HaState::new(Some(learned_masters)),
+        on_event: std::cell::Cell::new(None),
         config: config.clone(),
     })
 }

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use protocol::body::ConsumeType;
 
-use crate::histogram::{Histogram, BOUNDS};
+use crate::histogram::Histogram;
 use crate::metrics::{labels, Sample, Source};
 use crate::shard::Shard;
+use crate::stats::MessageType;
 
 fn is_system(topic: &str) -> bool {
     topic.starts_with("rmq_sys_")
@@ -32,50 +33,59 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    fn push(&mut self, family: &'static str, extra: &[(&str, &str)], value: f64) {
+    fn pairs<'b>(&'b self, extra: &[(&'b str, &'b str)]) -> Vec<(&'b str, &'b str)> {
         let mut pairs = vec![
             ("cluster", self.shard.config.cluster_name.as_str()),
             ("node_type", "broker"),
             ("node_id", self.shard.name.as_str()),
         ];
         pairs.extend_from_slice(extra);
+        pairs
+    }
+
+    fn push(&mut self, family: &'static str, extra: &[(&str, &str)], value: f64) {
+        let labels = labels(&self.pairs(extra));
         self.samples.push(Sample {
             family,
             suffix: "",
-            labels: labels(&pairs),
+            labels,
             value,
         });
     }
 
-    /// A histogram's `_bucket` series (cumulative, `le` in seconds), `_sum` and `_count`.
-    fn histogram(&mut self, family: &'static str, h: &Histogram) {
+    /// A histogram's `_bucket` series (cumulative, `le` and the sum divided by `scale`: 1e9
+    /// turns nanoseconds into seconds), `_sum` and `_count`.
+    fn histogram(
+        &mut self,
+        family: &'static str,
+        extra: &[(&str, &str)],
+        h: &Histogram,
+        scale: f64,
+    ) {
         let (cumulative, sum) = h.cumulative();
-        let base = [
-            ("cluster", self.shard.config.cluster_name.as_str()),
-            ("node_type", "broker"),
-            ("node_id", self.shard.name.as_str()),
-        ];
-        let les: Vec<String> = BOUNDS
+        let les = h
+            .bounds()
             .iter()
-            .map(|b| b.to_string())
-            .chain(["+Inf".into()])
-            .collect();
-        for (le, count) in les.iter().zip(cumulative) {
-            let mut pairs = base.to_vec();
-            pairs.push(("le", le));
+            .map(|b| (*b as f64 / scale).to_string())
+            .chain(["+Inf".into()]);
+        for (le, count) in les.zip(&cumulative) {
+            let mut pairs = self.pairs(extra);
+            pairs.push(("le", &le));
+            let labels = labels(&pairs);
             self.samples.push(Sample {
                 family,
                 suffix: "_bucket",
-                labels: labels(&pairs),
-                value: count as f64,
+                labels,
+                value: *count as f64,
             });
         }
-        let total = cumulative[BOUNDS.len()] as f64;
-        for (suffix, value) in [("_sum", sum), ("_count", total)] {
+        let total = cumulative.last().copied().unwrap_or(0) as f64;
+        for (suffix, value) in [("_sum", sum as f64 / scale), ("_count", total)] {
+            let labels = labels(&self.pairs(extra));
             self.samples.push(Sample {
                 family,
                 suffix,
-                labels: labels(&base),
+                labels,
                 value,
             });
         }
@@ -83,59 +93,136 @@ impl Out<'_> {
 }
 
 impl Source for Shard {
-    fn collect(&self) -> Vec<Sample> {
+    async fn collect(&self) -> Vec<Sample> {
         let mut out = Out {
             shard: self,
             samples: Vec::new(),
         };
         traffic(self, &mut out);
-        lag(self, &mut out);
+        lag(self, &mut out).await;
         clients(self, &mut out);
-        let store = &self.store;
-        let held = store.commit_log_max_offset() - store.commit_log_min_offset();
-        out.push(
-            "rocketmq_topic_number",
-            &[],
-            self.topics.borrow().len() as f64,
-        );
-        out.push(
-            "rocketmq_consumer_group_number",
-            &[],
-            self.groups.borrow().len() as f64,
-        );
-        let disk = [("storage_type", "local"), ("storage_medium", "disk")];
-        out.push("rocketmq_storage_size", &disk, held.max(0) as f64);
-        out.push(
-            "rocketmq_storage_flush_behind_bytes",
-            &disk,
-            store.dirty_bytes() as f64,
-        );
-        out.push("saturn_connections", &[], self.connections.len() as f64);
-        out.push("saturn_consume_queues", &[], store.queues().len() as f64);
-        out.push(
-            "saturn_messages_put_total",
-            &[],
-            self.stats.put.total_msgs() as f64,
-        );
-        out.push(
-            "saturn_messages_got_total",
-            &[],
-            self.stats.got.total_msgs() as f64,
-        );
-        out.histogram("saturn_append_latency_seconds", &self.stats.append_latency);
-        out.histogram("saturn_flush_wait_seconds", &self.stats.flush_wait);
+        storage_figures(self, &mut out).await;
+        shard_figures(self, &mut out);
+        timer_figures(self, &mut out);
+        replication(self, &mut out);
         out.samples
     }
 }
 
+async fn storage_figures(shard: &Shard, out: &mut Out<'_>) {
+    let store = &shard.store;
+    let held = store.commit_log_max_offset() - store.commit_log_min_offset();
+    let disk = [("storage_type", "local"), ("storage_medium", "disk")];
+    out.push("rocketmq_storage_size", &disk, held.max(0) as f64);
+    out.push(
+        "rocketmq_storage_flush_behind_bytes",
+        &disk,
+        store.dirty_bytes() as f64,
+    );
+    out.push("rocketmq_storage_dispatch_behind_bytes", &disk, 0.0);
+    if let Some(oldest) = crate::storeext::earliest_store_time(store).await {
+        let age = (crate::metadata::now_ms() - oldest).max(0);
+        out.push("rocketmq_storage_message_reserve_time", &disk, age as f64);
+    }
+    let s = store.stats();
+    out.histogram("saturn_flush_latency_seconds", &[], &s.flush_latency, 1e9);
+    out.histogram("saturn_group_commit_bytes", &[], &s.commit_bytes, 1.0);
+    out.histogram("saturn_group_commit_records", &[], &s.commit_records, 1.0);
+    for (source, n) in [
+        ("hot", &s.hot_reads),
+        ("read_ahead", &s.read_ahead_reads),
+        ("disk", &s.disk_reads),
+    ] {
+        out.push("saturn_reads_total", &[("source", source)], n.get() as f64);
+    }
+}
+
+fn shard_figures(shard: &Shard, out: &mut Out<'_>) {
+    let topics = shard.topics.borrow().len() as f64;
+    out.push("rocketmq_topic_number", &[], topics);
+    let groups = shard.groups.borrow().len() as f64;
+    out.push("rocketmq_consumer_group_number", &[], groups);
+    out.push("saturn_connections", &[], shard.connections.len() as f64);
+    let queues = shard.store.queues().len() as f64;
+    out.push("saturn_consume_queues", &[], queues);
+    let stats = &shard.stats;
+    out.push(
+        "saturn_messages_put_total",
+        &[],
+        stats.put.total_msgs() as f64,
+    );
+    out.push(
+        "saturn_messages_got_total",
+        &[],
+        stats.got.total_msgs() as f64,
+    );
+    out.histogram(
+        "saturn_append_latency_seconds",
+        &[],
+        &stats.append_latency,
+        1e9,
+    );
+    out.histogram("saturn_flush_wait_seconds", &[], &stats.flush_wait, 1e9);
+    stats.rpc.each(|(request, response, oneway), h| {
+        let (request, response) = (request.to_string(), response.to_string());
+        let l = [
+            ("protocol_type", "remoting"),
+            ("request_code", request.as_str()),
+            ("response_code", response.as_str()),
+            ("result", if oneway { "oneway" } else { "success" }),
+        ];
+        out.histogram("rocketmq_rpc_latency", &l, h, 1e6);
+    });
+}
+
+/// The timer engine's figures (GET_BROKER_RUNTIME_INFO's timer keys).
+fn timer_figures(shard: &Shard, out: &mut Out<'_>) {
+    let t = &shard.timers;
+    out.push("saturn_timer_pending", &[], t.pending.get() as f64);
+    out.push("saturn_timer_due_backlog", &[], t.due_backlog.get() as f64);
+    out.push("saturn_timer_offset_behind", &[], t.unindexed.get() as f64);
+    out.push(
+        "saturn_timer_delivered_total",
+        &[],
+        t.delivered.get() as f64,
+    );
+}
+
+/// A master's connected slaves and how far behind the furthest is; a slave's link to its master.
+fn replication(shard: &Shard, out: &mut Out<'_>) {
+    let ha = &shard.ha;
+    if shard.config.role == crate::config::BrokerRole::Slave {
+        let up = f64::from(u8::from(ha.master_connected.get()));
+        out.push("saturn_replication_master_connected", &[], up);
+        return;
+    }
+    out.push("saturn_replication_slaves", &[], ha.slaves() as f64);
+    if let Some(acked) = ha.acked() {
+        let behind = shard.store.write_end().saturating_sub(acked);
+        out.push("saturn_replication_lag_bytes", &[], behind as f64);
+    }
+}
+
 fn traffic(shard: &Shard, out: &mut Out<'_>) {
-    shard.stats.each_topic_put(|topic, msgs, bytes| {
+    shard.stats.each_topic_put(|topic, put| {
         if topic.starts_with("%RETRY%") || topic.starts_with("%DLQ%") {
             return;
         }
-        let l = [("topic", topic), ("is_system", flag(is_system(topic)))];
-        out.push("rocketmq_messages_in_total", &l, msgs as f64);
-        out.push("rocketmq_throughput_in_total", &l, bytes as f64);
+        for kind in MessageType::ALL {
+            let (msgs, bytes) = put.typed(kind);
+            if msgs == 0 {
+                continue;
+            }
+            let l = [
+                ("topic", topic),
+                ("message_type", kind.name()),
+                ("is_system", flag(is_system(topic))),
+            ];
+            out.push("rocketmq_messages_in_total", &l, msgs as f64);
+            out.push("rocketmq_throughput_in_total", &l, bytes as f64);
+            let sizes = &put.sizes[kind as usize];
+            out.histogram("rocketmq_message_size", &l, sizes, 1.0);
+        }
     });
     shard.stats.each_group_get(|topic, group, msgs, bytes| {
         let l = [
@@ -148,17 +235,26 @@ fn traffic(shard: &Shard, out: &mut Out<'_>) {
     });
 }
 
-/// Per (topic, group) with committed offsets: the messages between them and each queue's end.
-fn lag(shard: &Shard, out: &mut Out<'_>) {
+/// Per (topic, group) with committed offsets: the messages between them and each queue's end,
+/// and the age of the oldest of them (a read of one record per queue behind).
+async fn lag(shard: &Shard, out: &mut Out<'_>) {
     let snapshot = shard.offsets.borrow().snapshot();
+    let now = crate::metadata::now_ms();
     for (key, queues) in &snapshot.offset_table {
         let Some((topic, group)) = key.split_once('@') else {
             continue;
         };
-        let behind: i64 = queues
-            .iter()
-            .map(|(q, committed)| (shard.store.max_offset(topic, *q) - committed).max(0))
-            .sum();
+        let (mut behind, mut oldest) = (0i64, now);
+        for (q, committed) in queues {
+            let n = (shard.store.max_offset(topic, *q) - committed).max(0);
+            if n > 0 {
+                behind += n;
+                let at = crate::storeext::store_time_at(&shard.store, topic, *q, *committed).await;
+                if at > 0 {
+                    oldest = oldest.min(at);
+                }
+            }
+        }
         let l = [
             ("topic", topic),
             ("consumer_group", group),
@@ -166,6 +262,11 @@ fn lag(shard: &Shard, out: &mut Out<'_>) {
             ("is_system", flag(is_system(topic))),
         ];
         out.push("rocketmq_consumer_lag_messages", &l, behind as f64);
+        out.push(
+            "rocketmq_consumer_lag_latency",
+            &l,
+            (now - oldest).max(0) as f64,
+        );
     }
 }
 

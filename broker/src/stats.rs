@@ -213,6 +213,65 @@ impl Counter {
     }
 }
 
+/// RocketMQ's `message_type` label of a send (its `TopicMessageType`): a transaction's half
+/// message or commit, else a message with a sharding key, else a delayed or timer message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    Normal = 0,
+    Fifo = 1,
+    Delay = 2,
+    Transaction = 3,
+}
+
+impl MessageType {
+    pub const ALL: [MessageType; 4] = [Self::Normal, Self::Fifo, Self::Delay, Self::Transaction];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::Fifo => "fifo",
+            Self::Delay => "delay",
+            Self::Transaction => "transaction",
+        }
+    }
+}
+
+/// One topic's put counters: all of them (the rates), and messages, bytes and the stored size
+/// of each send by message type (the metrics).
+#[derive(Debug)]
+pub struct TopicPut {
+    all: Counter,
+    typed: [(Cell<u64>, Cell<u64>); 4],
+    /// Average stored record size of each send, by message type.
+    pub sizes: [crate::histogram::Histogram; 4],
+}
+
+impl TopicPut {
+    fn new(now_ms: i64) -> Self {
+        use crate::histogram::{Histogram, MESSAGE_SIZE};
+        Self {
+            all: Counter::new(now_ms),
+            typed: Default::default(),
+            sizes: std::array::from_fn(|_| Histogram::new(MESSAGE_SIZE)),
+        }
+    }
+
+    #[inline]
+    fn add(&self, kind: MessageType, msgs: u64, bytes: u64, stored: u64) {
+        self.all.add(msgs, bytes);
+        let (m, b) = &self.typed[kind as usize];
+        m.set(m.get() + msgs);
+        b.set(b.get() + bytes);
+        self.sizes[kind as usize].record(stored / msgs.max(1));
+    }
+
+    /// Messages and body bytes of one message type.
+    pub fn typed(&self, kind: MessageType) -> (u64, u64) {
+        let (m, b) = &self.typed[kind as usize];
+        (m.get(), b.get())
+    }
+}
+
 /// Messages put and got since boot at the start of today and of yesterday (UTC days), as
 /// RocketMQ's runtime info reports them (`msgPutTotalTodayMorning`, ...).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -236,13 +295,19 @@ pub struct ShardStats {
     pub put: Counter,
     /// Every message handed to a consumer by this shard.
     pub got: Counter,
-    topic_put: RefCell<NameMap<Counter>>,
+    topic_put: RefCell<NameMap<TopicPut>>,
     /// topic → group → counter.
     group_get: RefCell<NameMap<NameMap<Counter>>>,
     /// Time a send spends getting its records into the store (backpressure wait included).
     pub append_latency: crate::histogram::Histogram,
     /// Time a SYNC_FLUSH send waits for its records to be durable.
     pub flush_wait: crate::histogram::Histogram,
+    /// Time from a request's dispatch to its answer (`rocketmq_rpc_latency`).
+    pub rpc: crate::histogram::RpcLatency,
+}
+
+fn latency() -> crate::histogram::Histogram {
+    crate::histogram::Histogram::new(crate::histogram::LATENCY_NS)
 }
 
 impl ShardStats {
@@ -257,21 +322,23 @@ impl ShardStats {
             got: Counter::new(now_ms),
             topic_put: RefCell::new(NameMap::default()),
             group_get: RefCell::new(NameMap::default()),
-            append_latency: Default::default(),
-            flush_wait: Default::default(),
+            append_latency: latency(),
+            flush_wait: latency(),
+            rpc: Default::default(),
         }
     }
 
-    /// A send stored `msgs` messages of `bytes` body bytes in `topic`.
+    /// A send of type `kind` stored `msgs` messages of `bytes` body bytes, `stored` bytes of
+    /// records, in `topic`.
     #[inline]
-    pub fn on_put(&self, topic: &str, msgs: u64, bytes: u64) {
+    pub fn on_put(&self, topic: &str, kind: MessageType, msgs: u64, bytes: u64, stored: u64) {
         self.put.add(msgs, bytes);
         let mut map = self.topic_put.borrow_mut();
         match map.get(topic) {
-            Some(c) => c.add(msgs, bytes),
+            Some(c) => c.add(kind, msgs, bytes, stored),
             None => {
-                let c = Counter::new(self.last_sample_ms.get());
-                c.add(msgs, bytes);
+                let c = TopicPut::new(self.last_sample_ms.get());
+                c.add(kind, msgs, bytes, stored);
                 map.insert(topic.to_owned(), c);
             }
         }
@@ -299,10 +366,10 @@ impl ShardStats {
         }
     }
 
-    /// Every topic's put totals: (topic, messages, bytes).
-    pub fn each_topic_put(&self, mut f: impl FnMut(&str, u64, u64)) {
+    /// Every topic's put counters.
+    pub fn each_topic_put(&self, mut f: impl FnMut(&str, &TopicPut)) {
         for (topic, c) in self.topic_put.borrow().iter() {
-            f(topic, c.total_msgs(), c.total_bytes());
+            f(topic, c);
         }
     }
 
@@ -332,7 +399,7 @@ impl ShardStats {
         self.put.sample(now_ms);
         self.got.sample(now_ms);
         for c in self.topic_put.borrow().values() {
-            c.sample(now_ms);
+            c.all.sample(now_ms);
         }
         for groups in self.group_get.borrow().values() {
             for c in groups.values() {
@@ -355,8 +422,12 @@ impl ShardStats {
             w
         };
         match name {
-            "TOPIC_PUT_NUMS" => self.topic_put.borrow().get(key).map(windows),
-            "TOPIC_PUT_SIZE" => self.topic_put.borrow().get(key).map(windows).map(sized),
+            "TOPIC_PUT_NUMS" => self.topic_put.borrow().get(key).map(|t| windows(&t.all)),
+            "TOPIC_PUT_SIZE" => self
+                .topic_put
+                .borrow()
+                .get(key)
+                .map(|t| sized(windows(&t.all))),
             "GROUP_GET_NUMS" | "GROUP_GET_SIZE" => {
                 let (topic, group) = key.split_once('@')?;
                 let map = self.group_get.borrow();
@@ -401,11 +472,11 @@ mod tests {
     fn rates_come_from_samples() {
         let s = ShardStats::new(0);
         for _ in 0..100 {
-            s.on_put("T", 1, 10);
+            s.on_put("T", MessageType::Normal, 1, 10, 100);
         }
         s.sample(10_000);
         for _ in 0..100 {
-            s.on_put("T", 2, 20);
+            s.on_put("T", MessageType::Delay, 2, 20, 300);
         }
         // 300 messages in 20 s since the counter was created at 0.
         let w = s.item("TOPIC_PUT_NUMS", "T", 20_000).unwrap();
@@ -415,6 +486,16 @@ mod tests {
         let size = s.item("TOPIC_PUT_SIZE", "T", 20_000).unwrap();
         assert_eq!(size[0].sum, 3000);
         assert!(s.item("TOPIC_PUT_NUMS", "U", 20_000).is_none());
+        let put = s.topic_put.borrow();
+        assert_eq!(put["T"].typed(MessageType::Normal), (100, 1000));
+        assert_eq!(put["T"].typed(MessageType::Delay), (200, 2000));
+        assert_eq!(put["T"].typed(MessageType::Fifo), (0, 0));
+        // One observation per send: its average stored record size.
+        assert_eq!(
+            put["T"].sizes[MessageType::Delay as usize].cumulative().1,
+            15000
+        );
+        assert_eq!(put["T"].sizes[MessageType::Normal as usize].count(), 100);
         // Over the last 10 s: 200 messages.
         assert!((s.put.rate_over(10_000, 20_000) - 20.0).abs() < 1e-9);
     }

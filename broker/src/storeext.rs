@@ -17,6 +17,18 @@ pub fn status_name(status: GetStatus) -> &'static str {
     }
 }
 
+/// Store time of the oldest record in the commit log, if any.
+pub async fn earliest_store_time(store: &Store) -> Option<i64> {
+    let (min, max) = (store.commit_log_min_offset(), store.commit_log_max_offset());
+    if max <= min {
+        return None;
+    }
+    let record = store.read_record(min).await.ok()?;
+    protocol::message::StoredMessage::decode(&record)
+        .ok()
+        .map(|(m, _)| m.store_timestamp)
+}
+
 /// Store time of the message at a queue offset, 0 when there is none.
 pub async fn store_time_at(store: &Store, topic: &str, queue_id: i32, offset: i64) -> i64 {
     let result = store

@@ -580,6 +580,23 @@ pub struct TopicRouteData {
     pub filter_server_table: BTreeMap<String, Vec<String>>,
 }
 
+impl TopicRouteData {
+    /// The master's address (broker id 0) of `broker_name`, if the route has one.
+    pub fn master_of(&self, broker_name: &str) -> Option<&String> {
+        self.broker_datas
+            .iter()
+            .find(|b| b.broker_name == broker_name)
+            .and_then(|b| b.broker_addrs.get(&0))
+    }
+
+    /// Each queue data whose broker has a master in the route, with the master's address.
+    pub fn master_queue_datas(&self) -> impl Iterator<Item = (&QueueData, &String)> {
+        self.queue_datas
+            .iter()
+            .filter_map(|qd| Some((qd, self.master_of(&qd.broker_name)?)))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterInfo {

@@ -241,9 +241,10 @@ pub(crate) fn submit_blocks(st: &mut State, writer: &Writer, upto: u64, eager: b
 /// written from a copy and again once complete), fdatasyncs, then publishes the new durable
 /// offset.
 pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
-    let (from, to, bases) = {
+    let (from, to, bases, records) = {
         let st = sh.st.borrow();
         let (from, to) = (st.cl.flushed(), st.cl.write_pos());
+        let records = sh.stats.appended_records.get();
         if from == to {
             return Ok(());
         }
@@ -253,7 +254,7 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
             bases.push(b);
             b += st.cfg.segment_size;
         }
-        (from, to, bases)
+        (from, to, bases, records)
     };
     let t_start = Instant::now();
     let mut files = Vec::with_capacity(bases.len());
@@ -267,7 +268,9 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
         submit_flush(&mut sh.st.borrow_mut(), &sh.writer, &files, to)?
     };
     sh.writer.wait(seq).await?;
-    tracing::trace!(bytes = to - from, total = ?t_start.elapsed(), "flushed");
+    let took = t_start.elapsed();
+    sh.stats.committed(took, to - from, records);
+    tracing::trace!(bytes = to - from, total = ?took, "flushed");
     publish_durable(sh, to);
     let sealed_durable = {
         let st = sh.st.borrow();

@@ -165,6 +165,7 @@ mod replica;
 mod retention;
 mod seg_index;
 mod state;
+pub mod stats;
 mod store;
 mod types;
 mod verify;

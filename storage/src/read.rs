@@ -387,6 +387,7 @@ async fn fetch_ahead(sh: &Rc<Shared>, all: &[(u64, u32)], n: usize) -> Vec<Resul
         let (p, s) = list[i];
         match look_up(sh, p, s) {
             InMemory::Hot(b) => {
+                crate::stats::add(&sh.stats.hot_reads, 1);
                 out.push(Ok(b));
                 i += 1;
             }
@@ -395,6 +396,7 @@ async fn fetch_ahead(sh: &Rc<Shared>, all: &[(u64, u32)], n: usize) -> Vec<Resul
                     let base = sh.st.borrow().cl.base_of(p);
                     read_ahead(sh, base, p + s as u64);
                 }
+                crate::stats::add(&sh.stats.read_ahead_reads, 1);
                 out.push(verify(sh, p, &b).await.map(|_| b));
                 i += 1;
             }
@@ -412,7 +414,9 @@ async fn fetch_ahead(sh: &Rc<Shared>, all: &[(u64, u32)], n: usize) -> Vec<Resul
                 } else {
                     read_span(sh, run.base, run.from, run.to).await
                 };
-                i += serve_run(sh, &list[i..j], &run, data, &mut out).await;
+                let served = serve_run(sh, &list[i..j], &run, data, &mut out).await;
+                crate::stats::add(&sh.stats.disk_reads, served as u64);
+                i += served;
             }
         }
     }

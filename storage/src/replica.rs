@@ -40,6 +40,13 @@ impl Store {
         self.sh.st.borrow().cl.write_pos()
     }
 
+    /// Whether commit-log offset `phys` lies below the hot tail, so that a read of it goes to
+    /// the segment files (Saturn's "not in memory": RocketMQ's `accessMessageInMemoryMaxRatio`
+    /// test, which sends slow consumers to a slave).
+    pub fn is_cold(&self, phys: u64) -> bool {
+        self.sh.st.borrow().cl.hot_start().is_some_and(|h| phys < h)
+    }
+
     /// End of the durable commit log.
     pub fn durable_end(&self) -> u64 {
         self.sh.st.borrow().cl.flushed()

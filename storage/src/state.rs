@@ -141,6 +141,8 @@ pub(crate) struct Shared {
     /// Retention keeps every segment holding data at or after this offset (a user of the store,
     /// such as the broker's timer engine, still needs it).
     pub retention_floor: std::cell::Cell<u64>,
+    /// Counters for a metrics scrape (see [`crate::stats`]).
+    pub stats: crate::stats::StoreStats,
 }
 
 pub(crate) fn visible_end(st: &State) -> u64 {

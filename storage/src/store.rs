@@ -49,6 +49,7 @@ impl Store {
             writer: Writer::start("saturn-store-writer")?,
             reader: crate::reader::Reader::start("saturn-store-reader")?,
             retention_floor: std::cell::Cell::new(u64::MAX),
+            stats: Default::default(),
         });
         // Persist what recovery rebuilt (consume-queue entries) and its end offset.
         checkpoint(&sh).await?;
@@ -64,6 +65,11 @@ impl Store {
             flusher: Some(flusher),
             checkpointer: Some(checkpointer),
         })
+    }
+
+    /// The store's counters (group commits, where pulled records came from).
+    pub fn stats(&self) -> &crate::stats::StoreStats {
+        &self.sh.stats
     }
 
     /// What recovery did at open.
@@ -88,6 +94,7 @@ impl Store {
             records.push(append_one(st, m, now, &mut piece_start, &mut pending)?);
         }
         st.cl.seal_piece(piece_start);
+        crate::stats::add(&self.sh.stats.appended_records, batch.len() as u64);
         let end_offset = st.cl.write_pos();
         // Whole blocks go to the disk writer as soon as a write's worth is ready, so the disk
         // is kept busy however rarely the flusher gets to run; the flusher writes the rest.
@@ -310,6 +317,14 @@ impl Store {
             .notified()
     }
 
+    /// As [`Store::wait_for_append`] for a queue that exists (`None` otherwise: nothing is
+    /// created).
+    pub fn wait_for_append_if_exists(&self, topic: &str, queue_id: i32) -> Option<Notified> {
+        let st = self.sh.st.borrow();
+        let lookup: &dyn QueueKeyRef = &(topic, queue_id);
+        st.queues.get(lookup).map(|q| q.waiters.notified())
+    }
+
     /// Forgets a topic: its queues and their files. Its records stay in the commit log until
     /// retention removes them.
     pub fn delete_topic(&self, topic: &str) {
@@ -352,6 +367,49 @@ impl Store {
     /// The record at a commit-log offset (VIEW_MESSAGE_BY_ID), verified.
     pub async fn read_record(&self, phys_offset: i64) -> Result<Bytes> {
         crate::read::read_record(&self.sh, phys_offset).await
+    }
+
+    /// Records at known commit-log offsets and sizes (an index of the caller's own, such as the
+    /// timer engine's), verified, answered in the order asked (read in log order). Unlike
+    /// [`Store::read_record`] one at a time, records that follow each other in the log are read
+    /// a span per I/O, the later spans in the background meanwhile, and a sequential read-ahead
+    /// keeps the disk busy past the last one. An offset below the log's start, past its visible
+    /// end or whose size does not fit a segment is an error in its place.
+    pub async fn read_records(&self, list: &[(i64, u32)]) -> Vec<Result<Bytes>> {
+        let (min, end, seg) = {
+            let st = self.sh.st.borrow();
+            (st.cl.min_offset(), visible_end(&st), st.cl.segment_size())
+        };
+        let check = |&(p, s): &(i64, u32)| -> std::result::Result<(u64, u32), &'static str> {
+            match p {
+                p if p < 0 => Err("negative offset"),
+                p if (p as u64) < min => Err("deleted by retention"),
+                p if p as u64 + s as u64 > end => Err("beyond the end of the commit log"),
+                _ if s == 0 || s as u64 > seg => Err("no record of this size starts here"),
+                p => Ok((p as u64, s)),
+            }
+        };
+        let checked: Vec<_> = list.iter().map(check).collect();
+        // Read in log order (the reader's spans assume it), answered in the order asked.
+        let mut order: Vec<usize> = (0..list.len()).filter(|&i| checked[i].is_ok()).collect();
+        order.sort_by_key(|&i| checked[i].map_or(0, |(p, _)| p));
+        let sorted: Vec<(u64, u32)> = order.iter().filter_map(|&i| checked[i].ok()).collect();
+        let mut out: Vec<Result<Bytes>> = checked
+            .iter()
+            .zip(list)
+            .map(|(c, &(p, _))| match c {
+                Ok(_) => Err(StoreError::Closed),
+                Err(reason) => Err(StoreError::NotFound {
+                    offset: p.max(0) as u64,
+                    reason,
+                }),
+            })
+            .collect();
+        let read = crate::read::fetch(&self.sh, &sorted).await;
+        for (i, r) in order.into_iter().zip(read) {
+            out[i] = r;
+        }
+        out
     }
 
     /// The queue offset of the first record stored at or after `ts_ms` (`upper == false`), or of

@@ -106,12 +106,14 @@ pub fn get_broker_config(
     cluster: Option<&str>,
 ) -> Result<Output> {
     let targets = admin.targets(broker, cluster)?;
+    config_sections(admin, targets, RequestCode::GET_BROKER_CONFIG)
+}
+
+/// The `key=value` configuration each of `addrs` answers to `code`, a section per address.
+fn config_sections(admin: &mut Admin, addrs: Vec<String>, code: RequestCode) -> Result<Output> {
     let mut sections = Vec::new();
-    for addr in targets {
-        let resp = admin.call(
-            &addr,
-            RemotingCommand::request(RequestCode::GET_BROKER_CONFIG, 0),
-        )?;
+    for addr in addrs {
+        let resp = admin.call(&addr, RemotingCommand::request(code, 0))?;
         let kv = properties_body(&resp);
         sections.push((addr, record(kv.into_iter().map(|(k, v)| (k, json!(v))))));
     }
@@ -140,16 +142,7 @@ pub fn update_broker_config(
 /// getNamesrvConfig: GET_NAMESRV_CONFIG (319) of each name server.
 pub fn get_namesrv_config(admin: &mut Admin) -> Result<Output> {
     let addrs = admin.namesrv_addrs().to_vec();
-    let mut sections = Vec::new();
-    for addr in addrs {
-        let resp = admin.call(
-            &addr,
-            RemotingCommand::request(RequestCode::GET_NAMESRV_CONFIG, 0),
-        )?;
-        let kv = properties_body(&resp);
-        sections.push((addr, record(kv.into_iter().map(|(k, v)| (k, json!(v))))));
-    }
-    Ok(single_or_sections(sections))
+    config_sections(admin, addrs, RequestCode::GET_NAMESRV_CONFIG)
 }
 
 /// wipeWritePerm / addWritePerm: 205 / 327 on every name server.
@@ -177,16 +170,7 @@ pub fn broker_consume_stats(admin: &mut Admin, addr: &str, order: bool) -> Resul
         .with_ext("timeoutMillis", 50_000);
     let resp = admin.call(addr, req)?;
     let body = fast_body(addr, &resp)?;
-    let mut t = Table::new(&[
-        "Topic",
-        "Group",
-        "Broker Name",
-        "QID",
-        "Broker Offset",
-        "Consumer Offset",
-        "Diff",
-        "LastTime",
-    ]);
+    let mut t = super::group::progress_table();
     let lists = body["consumeStatsList"]
         .as_array()
         .cloned()

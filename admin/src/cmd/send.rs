@@ -27,22 +27,10 @@ pub struct SendArgs<'a> {
 pub fn pick_queue(admin: &mut Admin, a: &SendArgs<'_>) -> Result<(String, String, i32)> {
     let route = admin.route(a.topic)?;
     let mut queues = Vec::new();
-    for qd in route
-        .queue_datas
-        .iter()
-        .filter(|q| perm::is_writeable(q.perm))
-    {
-        if a.broker_name.is_some_and(|b| b != qd.broker_name) {
+    for (qd, addr) in route.master_queue_datas() {
+        if !perm::is_writeable(qd.perm) || a.broker_name.is_some_and(|b| b != qd.broker_name) {
             continue;
         }
-        let Some(addr) = route
-            .broker_datas
-            .iter()
-            .find(|b| b.broker_name == qd.broker_name)
-            .and_then(|b| b.broker_addrs.get(&0))
-        else {
-            continue;
-        };
         for q in 0..qd.write_queue_nums {
             if a.queue_id.is_none_or(|want| want == q) {
                 queues.push((qd.broker_name.clone(), addr.clone(), q));

@@ -201,6 +201,7 @@ fn resend(a: &mut Admin, v: &Value) -> Result<Value> {
         Some(t) => t.to_owned(),
         None if m.topic.starts_with("%DLQ%") => m
             .property("RETRY_TOPIC")
+            .or_else(|| m.property("DLQ_ORIGIN_TOPIC"))
             .map(str::to_owned)
             .ok_or_else(|| {
                 AdminError::Usage(format!("{id} names no original topic: give topic"))

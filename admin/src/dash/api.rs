@@ -29,6 +29,7 @@ pub fn get(path: &str, q: &Query, cfg: &DashConfig) -> Response {
         "/api/message" => message_view(a, q),
         "/api/messages" => need(q, "topic").and_then(|t| browse(a, t, q)),
         "/api/dlq" => need(q, "group").and_then(|g| dlq_view(a, g, q)),
+        "/api/trace" => super::trace::trace_view(a, q),
         _ => return Response::error(404, &format!("no API at {path}")),
     };
     answer(out)

@@ -7,6 +7,7 @@
 //! * [`actions`]: the changes (topics, offset resets with a preview, group delete, re-send).
 //! * [`watch`]: the sampler thread behind [`history`] (charts over time) and [`alerts`]
 //!   (thresholds, webhook); [`live`]: producers and the live tail of a topic.
+//! * [`trace`]: a message's trace timeline from the trace topic.
 //!
 //! Safety: beyond loopback it refuses to start without an admin password. With a password every
 //! request needs HTTP Basic credentials: user `admin` with the admin password may do everything,
@@ -19,6 +20,7 @@ pub mod api;
 pub mod history;
 pub mod http;
 pub mod live;
+pub mod trace;
 pub mod watch;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -180,6 +182,7 @@ pub fn handle(req: &Request, cfg: &DashConfig) -> Response {
         ("GET", "/") | ("GET", "/index.html") => asset(INDEX, "text/html; charset=utf-8"),
         ("GET", "/app.js") => asset(APP_JS, "text/javascript; charset=utf-8"),
         ("GET", "/style.css") => asset(STYLE, "text/css; charset=utf-8"),
+        ("GET", "/trace.js") => asset(TRACE_JS, "text/javascript; charset=utf-8"),
         ("GET", "/api/whoami") => Response::json(
             200,
             &serde_json::json!({ "role": if role == Role::Admin { "admin" } else { "viewer" } }),
@@ -203,6 +206,7 @@ pub fn handle(req: &Request, cfg: &DashConfig) -> Response {
 const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/style.css");
+const TRACE_JS: &str = include_str!("assets/trace.js");
 
 fn asset(body: &'static str, ct: &'static str) -> Response {
     let mut r = Response::new(200, ct, body);

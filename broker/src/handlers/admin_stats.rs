@@ -126,21 +126,10 @@ pub async fn runtime_info(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {
         put("commitLogDiskRatio", format!("{r:.4}"));
         put("consumeQueueDiskRatio", format!("{r:.4}"));
     }
-    if let Some(ts) = earliest_store_time(shard, cl_min, cl_max).await {
+    if let Some(ts) = crate::storeext::earliest_store_time(&shard.store).await {
         t.insert("earliestMessageTimeStamp".into(), ts.to_string());
     }
     Reply::Cmd(req.success().with_body(encode_json(&KvTable { table: t })))
-}
-
-/// Store time of the oldest record in the commit log, if any.
-async fn earliest_store_time(shard: &Shard, cl_min: i64, cl_max: i64) -> Option<i64> {
-    if cl_max <= cl_min {
-        return None;
-    }
-    let record = shard.store.read_record(cl_min).await.ok()?;
-    StoredMessage::decode(&record)
-        .ok()
-        .map(|(m, _)| m.store_timestamp)
 }
 
 pub fn view_stats(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply {

@@ -49,10 +49,15 @@ pub fn update_consumer_offset(shard: &Rc<Shard>, req: &RemotingCommand) -> Reply
         // ali-ons commits -1 for queues it has not consumed from.
         return Reply::Cmd(req.success());
     }
-    shard
-        .offsets
-        .borrow_mut()
-        .commit(&h.topic, &h.consumer_group, h.queue_id, h.commit_offset);
+    let from_slave = req.ext_fields.get(crate::replstate::FROM_SLAVE).is_some();
+    crate::replstate::commit(
+        shard,
+        &h.topic,
+        &h.consumer_group,
+        h.queue_id,
+        h.commit_offset,
+        from_slave,
+    );
     Reply::Cmd(req.success())
 }
 

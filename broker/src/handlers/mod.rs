@@ -48,6 +48,7 @@ pub async fn dispatch(
     // task spawned per request (allocated and moved whole) is sized for a send, not for the
     // largest handler (a pull's future is three times a send's).
     let oneway = req.is_oneway();
+    let started = std::time::Instant::now();
     let reply = match req.request_code() {
         C::SEND_MESSAGE
         | C::SEND_MESSAGE_V2
@@ -86,6 +87,9 @@ pub async fn dispatch(
             .into_reply(&req),
         _ => Box::pin(admin_request(shard, &req)).await,
     };
+    let (Reply::Cmd(answer) | Reply::Parts(answer, _)) = &reply;
+    let key = (req.code, answer.code, oneway);
+    shard.stats.rpc.record(key, started.elapsed());
     if tracing::enabled!(tracing::Level::DEBUG) {
         let cmd = match &reply {
             Reply::Cmd(cmd) | Reply::Parts(cmd, _) => cmd,

@@ -29,7 +29,8 @@ pub async fn pull(shard: &Rc<Shard>, req: &RemotingCommand) -> Result<Reply, Han
     let group = check_pull(shard, &h).await?;
     let subscription = subscription(shard, &h, &group)?;
     let selector = super::filter::selector(&subscription, shard.config.enable_property_filter)?;
-    Ok(read_or_park(shard, req, &h, &subscription, selector.as_deref()).await)
+    let sub = (&subscription, selector.as_deref(), &group);
+    Ok(read_or_park(shard, req, &h, sub).await)
 }
 
 /// The group may consume, the topic exists and is readable, the queue is one of its.
@@ -118,14 +119,15 @@ async fn read_or_park(
     shard: &Rc<Shard>,
     req: &RemotingCommand,
     h: &PullMessageRequestHeader,
-    subscription: &SubscriptionData,
-    selector: Option<&Selector>,
+    (subscription, selector, group): (
+        &SubscriptionData,
+        Option<&Selector>,
+        &SubscriptionGroupConfig,
+    ),
 ) -> Reply {
     if pullflag::has_commit_offset_flag(h.sys_flag) && h.commit_offset >= 0 {
-        shard
-            .offsets
-            .borrow_mut()
-            .commit(&h.topic, &h.consumer_group, h.queue_id, h.commit_offset);
+        let (topic, group) = (&h.topic, &h.consumer_group);
+        crate::replstate::commit(shard, topic, group, h.queue_id, h.commit_offset, false);
     }
 
     let max_count = (h.max_msg_nums.max(1) as usize).min(MAX_PULL_COUNT);
@@ -158,6 +160,7 @@ async fn read_or_park(
             select(selector, &mut result);
         }
         let (code, next) = map_status(&result, h.queue_offset);
+        let (code, suggest) = crate::slave_read::suggest(shard, group, &result, code);
         let now = Instant::now();
         if code == ResponseCode::PULL_NOT_FOUND && suspend && now < deadline {
             let timer = glommio::timer::sleep(deadline - now);
@@ -169,7 +172,7 @@ async fn read_or_park(
             Some(crate::storeext::status_name(result.status).to_owned()),
         );
         PullMessageResponseHeader {
-            suggest_which_broker_id: 0,
+            suggest_which_broker_id: suggest,
             next_begin_offset: next,
             min_offset: result.min_offset,
             max_offset: result.max_offset,

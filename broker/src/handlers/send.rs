@@ -36,6 +36,10 @@ pub async fn send(
     let batch = req.request_code() == RequestCode::SEND_BATCH_MESSAGE || h.batch == Some(true);
     let (properties, found) = check_send(shard, req, &mut h, batch)?;
     let half = !batch && found.tran_msg;
+    // Only a message with a scheduling property is looked at again (no second pass over the
+    // properties of every send).
+    let timed = !batch && found.may_schedule();
+    let kind = found.message_type(half);
     let target = resolve_target(shard, conn, &mut h, batch).await?;
     let real_queue = target.queue_id;
     let entries = if batch {
@@ -47,16 +51,16 @@ pub async fn send(
     if half {
         // A transactional send: stored as its half message, answered with its real queue.
         super::transaction::into_half(&mut to_store[0], &h.producer_group);
-        let mut reply = store_and_answer(shard, req, to_store, wait).await?;
+        let mut reply = store_and_answer(shard, req, to_store, wait, kind).await?;
         if let Reply::Cmd(resp) = &mut reply {
             resp.ext_fields.insert("queueId", real_queue.to_string());
         }
         return Ok(reply);
     }
-    if !batch {
+    if timed {
         schedule(shard, &mut to_store[0])?;
     }
-    store_and_answer(shard, req, to_store, wait).await
+    store_and_answer(shard, req, to_store, wait, kind).await
 }
 
 /// What is checked before anything else: the topic's name, the sizes, no transactional batch,
@@ -261,6 +265,7 @@ async fn store_and_answer(
     req: &RemotingCommand,
     batch: Vec<storage::MessageToStore>,
     wait: bool,
+    kind: crate::stats::MessageType,
 ) -> Result<Reply, HandlerError> {
     let queue_id = batch[0].queue_id;
     let started = std::time::Instant::now();
@@ -272,16 +277,27 @@ async fn store_and_answer(
         .store
         .append(&batch)
         .map_err(HandlerError::from_store)?;
-    shard.stats.append_latency.record(started.elapsed());
-    let body_bytes: usize = batch.iter().map(|m| m.body.len()).sum();
+    if crate::timer::is_timer_topic(&batch[0].topic) {
+        shard.timers.arrived.notify();
+    }
     shard
         .stats
-        .on_put(&batch[0].topic, batch.len() as u64, body_bytes as u64);
+        .append_latency
+        .record_duration(started.elapsed());
+    let body_bytes: usize = batch.iter().map(|m| m.body.len()).sum();
+    let stored: i64 = appended.records.iter().map(|r| i64::from(r.size)).sum();
+    shard.stats.on_put(
+        &batch[0].topic,
+        kind,
+        batch.len() as u64,
+        body_bytes as u64,
+        stored as u64,
+    );
     let mut code = ResponseCode::SUCCESS;
     if wait && shard.config.flush == crate::config::FlushDiskType::Sync {
         let waited = std::time::Instant::now();
         let durable = shard.store.wait_durable(appended.end_offset).await;
-        shard.stats.flush_wait.record(waited.elapsed());
+        shard.stats.flush_wait.record_duration(waited.elapsed());
         match durable {
             Ok(_) => {}
             Err(e @ storage::StoreError::FlushTimeout { .. }) => {
@@ -350,6 +366,32 @@ pub(super) struct Scanned {
     pub(super) timer_del: bool,
     /// TRAN_MSG=true: a transaction's half message.
     pub(super) tran_msg: bool,
+    /// __SHARDINGKEY: a FIFO message (the metrics' message type).
+    sharding_key: bool,
+}
+
+impl Scanned {
+    /// RocketMQ's message type of a send (`half`: stored as a transaction's half message).
+    fn message_type(&self, half: bool) -> crate::stats::MessageType {
+        use crate::stats::MessageType;
+        let delayed = self.delay.as_deref().is_some_and(|d| d.trim() != "0")
+            || self.timers.iter().any(Option::is_some);
+        if half {
+            MessageType::Transaction
+        } else if self.sharding_key {
+            MessageType::Fifo
+        } else if delayed {
+            MessageType::Delay
+        } else {
+            MessageType::Normal
+        }
+    }
+
+    /// Whether a scheduling property (DELAY, a timer, a timer cancellation) is present: only
+    /// then may the message go to a timer queue ([`crate::timer::schedule_of`]).
+    pub(super) fn may_schedule(&self) -> bool {
+        self.delay.is_some() || self.timers.iter().any(Option::is_some) || self.timer_del
+    }
 }
 
 pub(super) fn scan(props: &str) -> Scanned {
@@ -369,6 +411,7 @@ pub(super) fn scan(props: &str) -> Scanned {
             prop::TIMER_DELAY_MS => found.timers[2] = Some(value.to_owned()),
             crate::timer::TIMER_DEL_UNIQKEY => found.timer_del = true,
             prop::TRAN_MSG => found.tran_msg = value.eq_ignore_ascii_case("true"),
+            prop::SHARDING_KEY => found.sharding_key = true,
             _ => {}
         }
     }
@@ -572,6 +615,8 @@ pub async fn send_back(
     };
     let props = props.encode();
     let found = scan(&props);
+    let timed = found.may_schedule();
+    let kind = found.message_type(false);
     let mut stored = message_to_store(
         topic,
         queue_id,
@@ -585,8 +630,10 @@ pub async fn send_back(
         msg.reconsume_times + 1,
     );
     let _ = conn;
-    schedule(shard, &mut stored)?;
-    match store_and_answer(shard, req, vec![stored], false).await? {
+    if timed {
+        schedule(shard, &mut stored)?;
+    }
+    match store_and_answer(shard, req, vec![stored], false, kind).await? {
         Reply::Cmd(mut resp) if resp.code == 0 => {
             resp.ext_fields.clear();
             Ok(Reply::Cmd(resp))

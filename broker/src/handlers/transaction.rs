@@ -171,9 +171,13 @@ async fn store_decision(
         .append(&batch)
         .map_err(HandlerError::from_store)?;
     if decision == Decision::Commit {
-        shard
-            .stats
-            .on_put(&batch[0].topic, 1, batch[0].body.len() as u64);
+        shard.stats.on_put(
+            &batch[0].topic,
+            crate::stats::MessageType::Transaction,
+            1,
+            batch[0].body.len() as u64,
+            appended.records[0].size as u64,
+        );
     }
     if shard.config.flush == crate::config::FlushDiskType::Sync {
         match shard.store.wait_durable(appended.end_offset).await {

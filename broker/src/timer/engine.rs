@@ -1,4 +1,7 @@
-//! The timer engine of one shard: a loop that ticks every [`TICK`] and
+//! The timer engine of one shard: a loop that ticks at most every [`TICK`], and only when
+//! there is work — the next pending timer or delayed message falls due, a record arrives in a
+//! timer queue (the engine waits on those queues' append notifications), or its once-a-second
+//! housekeeping is due (no timers: one wake-up a second, not 200) — and on each tick
 //!
 //! 1. indexes the timer queue (`rmq_sys_wheel_timer`) from its "indexed up to" offset into the
 //!    [`Index`] and fdatasyncs the bucket files it wrote;
@@ -30,6 +33,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -56,8 +60,11 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// How often the engine looks for due timers.
+/// The shortest interval between two ticks (a burst of arriving timers is taken in ticks of at
+/// least this much, not one per append).
 pub const TICK: Duration = Duration::from_millis(5);
+/// The longest the engine sleeps (its housekeeping interval).
+const MAX_SLEEP_MS: i64 = 1000;
 /// Width of an index bucket.
 const BUCKET_MS: i64 = 60_000;
 /// How far ahead of now the index holds buckets in memory.
@@ -73,6 +80,8 @@ pub struct Timers {
     pub levels: Vec<i64>,
     /// The farthest ahead a timer may be due (ms).
     pub max_delay_ms: i64,
+    /// Most timer-index entries held in memory (`timerIndexMaxInMemory`; see [`Index`]).
+    pub index_max_in_memory: usize,
     /// Next queue offset of each level (GET_ALL_DELAY_OFFSET).
     pub level_offsets: RefCell<Vec<i64>>,
     /// Timers indexed and pending, plus delayed messages not yet delivered.
@@ -85,20 +94,25 @@ pub struct Timers {
     pub delivered: Cell<u64>,
     /// Index entries held in memory.
     pub in_memory: Cell<u64>,
+    /// Notified by the send path when it stored a timer or delayed message, so that the engine,
+    /// asleep until the next due time, looks at it (also when its queue is new).
+    pub arrived: Rc<storage::Notify>,
 }
 
 impl Timers {
-    pub fn new(levels: Vec<i64>, max_delay_ms: i64) -> Timers {
+    pub fn new(levels: Vec<i64>, max_delay_ms: i64, index_max_in_memory: usize) -> Timers {
         let n = levels.len();
         Timers {
             levels,
             max_delay_ms,
+            index_max_in_memory,
             level_offsets: RefCell::new(vec![0; n]),
             pending: Cell::new(0),
             due_backlog: Cell::new(0),
             unindexed: Cell::new(0),
             delivered: Cell::new(0),
             in_memory: Cell::new(0),
+            arrived: Rc::default(),
         }
     }
 
@@ -166,6 +180,8 @@ struct Engine {
     durable_due: Rc<Cell<i64>>,
     last_housekeeping: i64,
     last_publish: i64,
+    /// Earliest due time (ms) of what the last tick left pending in the level queues.
+    next_level_due: Cell<i64>,
 }
 
 /// Runs the shard's timer engine until the task is cancelled.
@@ -179,16 +195,52 @@ pub async fn run<H: Host + 'static>(shard: Rc<H>) {
     };
     let mut last_error = 0;
     loop {
-        glommio::timer::sleep(TICK).await;
-        if let Err(e) = engine.tick(&shard).await {
-            let now = now_ms();
-            if now - last_error > 10_000 {
-                tracing::warn!(shard = shard.shard_id(), error = %e, "timer engine tick failed");
-                last_error = now;
+        let started = std::time::Instant::now();
+        // Armed before the tick: a timer appended while it runs wakes the next wait.
+        let arrived = arrivals(&*shard);
+        match engine.tick(&shard).await {
+            Ok(wake) => {
+                let wait = Duration::from_millis(wake.saturating_sub(now_ms()).max(0) as u64);
+                if wait > TICK.saturating_sub(started.elapsed()) {
+                    futures_lite::future::or(arrived, glommio::timer::sleep(wait)).await;
+                }
+                let rest = TICK.saturating_sub(started.elapsed());
+                if !rest.is_zero() {
+                    glommio::timer::sleep(rest).await;
+                }
             }
-            glommio::timer::sleep(Duration::from_millis(100)).await;
+            Err(e) => {
+                let now = now_ms();
+                if now - last_error > 10_000 {
+                    tracing::warn!(shard = shard.shard_id(), error = %e, "timer engine tick failed");
+                    last_error = now;
+                }
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
+}
+
+/// Resolves at the next record readers can see in the timer queue or a delay level's queue, or
+/// when the send path reports a timer stored (see [`Timers::arrived`]; a queue that does not
+/// exist yet has no waiters).
+fn arrivals<H: Host>(shard: &H) -> impl std::future::Future<Output = ()> {
+    let store = shard.store();
+    let mut waits = vec![shard.timers().arrived.notified()];
+    waits.extend(store.wait_for_append_if_exists(TIMER_TOPIC, 0));
+    for q in 0..shard.timers().levels.len() {
+        waits.extend(store.wait_for_append_if_exists(SCHEDULE_TOPIC, q as i32));
+    }
+    std::future::poll_fn(move |cx| {
+        let ready = waits
+            .iter_mut()
+            .any(|w| std::pin::Pin::new(w).poll(cx).is_ready());
+        if ready {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
 }
 
 async fn recover<H: Host>(shard: &Rc<H>) -> Result<Engine, String> {
@@ -222,7 +274,8 @@ async fn recover<H: Host>(shard: &Rc<H>) -> Result<Engine, String> {
     }
     p.levels.truncate(n);
     let dir = shard.timer_dir().join("buckets");
-    let index = Index::open(dir, BUCKET_MS, p.cursor.0).map_err(|e| e.to_string())?;
+    let max_near = shard.timers().index_max_in_memory;
+    let index = Index::open(dir, BUCKET_MS, p.cursor.0, max_near).map_err(|e| e.to_string())?;
     tracing::info!(
         shard = shard.shard_id(),
         pending_indexed = index.pending(),
@@ -239,11 +292,16 @@ async fn recover<H: Host>(shard: &Rc<H>) -> Result<Engine, String> {
         progress_end: 0,
         last_housekeeping: 0,
         last_publish: 0,
+        next_level_due: Cell::new(i64::MAX),
     })
 }
 
 impl Engine {
-    async fn tick<H: Host + 'static>(&mut self, shard: &Rc<H>) -> Result<(), String> {
+    /// One round of indexing, delivery and housekeeping. Returns when (ms) the engine needs to
+    /// run again if no timer arrives before: at once when work was left for the next tick, the
+    /// earliest pending due time, at the latest the next housekeeping.
+    async fn tick<H: Host + 'static>(&mut self, shard: &Rc<H>) -> Result<i64, String> {
+        let max = shard.store().max_offset(TIMER_TOPIC, 0);
         let indexed = self.index_new(shard).await?;
         self.index
             .sync()
@@ -254,6 +312,7 @@ impl Engine {
             .advance(now + LOOKAHEAD_MS, self.p.cursor)
             .await
             .map_err(|e| format!("timer index: {e}"))?;
+        let backlog = indexed < max;
         let mut indexed = Some(indexed);
         loop {
             let full = self.deliver(shard, indexed.take()).await?;
@@ -261,7 +320,7 @@ impl Engine {
                 break;
             }
         }
-        if now - self.last_housekeeping >= 1000 {
+        if now - self.last_housekeeping >= MAX_SLEEP_MS {
             self.last_housekeeping = now;
             self.housekeeping(shard).await?;
         }
@@ -270,7 +329,18 @@ impl Engine {
             self.last_publish = now;
             self.publish(&**shard);
         }
-        Ok(())
+        if backlog {
+            return Ok(now);
+        }
+        let due = self.index.next_due().unwrap_or(i64::MAX);
+        let due = due.min(self.next_level_due.get());
+        // Figures published before the last change are refreshed by one more tick.
+        let publish = if self.last_publish == now {
+            i64::MAX
+        } else {
+            self.last_publish + 200
+        };
+        Ok(due.min(publish).min(self.last_housekeeping + MAX_SLEEP_MS))
     }
 
     /// Reads the timer queue from the indexed-up-to offset into the index. Returns the new
@@ -329,12 +399,7 @@ impl Engine {
         let taken = self
             .index
             .take_due(now, MAX_BATCH.saturating_sub(batch.len()));
-        for e in &taken {
-            match read_timer(&**shard, e).await {
-                Ok(m) => batch.push(m),
-                Err(err) => tracing::error!(phys = e.phys, error = %err, "timer dropped"),
-            }
-        }
+        read_timers(&**shard, &taken, &mut batch).await;
         let indexed = indexed.unwrap_or(self.p.indexed);
         if taken.is_empty() && levels == self.p.levels && indexed == self.p.indexed {
             return Ok(false);
@@ -375,15 +440,25 @@ impl Engine {
         batch: &mut Vec<storage::MessageToStore>,
     ) -> Vec<i64> {
         let mut next = self.p.levels.clone();
+        let next_due = &self.next_level_due;
+        next_due.set(i64::MAX);
         for (q, off) in next.iter_mut().enumerate() {
             let room = MAX_BATCH.saturating_sub(batch.len());
             let q = q as i32;
-            if room == 0 || *off >= shard.store().max_offset(SCHEDULE_TOPIC, q) {
+            if *off >= shard.store().max_offset(SCHEDULE_TOPIC, q) {
                 continue;
             }
-            // Due entries form the queue's head: stop at the first that is not due.
+            if room == 0 {
+                next_due.set(now); // more may be due: the next tick looks again
+                continue;
+            }
+            // Due entries form the queue's head: stop at the first that is not due (and
+            // remember when it is).
             let stop = Cell::new(false);
             let filter = |due: i64| {
+                if !stop.get() && due > now {
+                    next_due.set(next_due.get().min(due));
+                }
                 if stop.get() || due > now {
                     stop.set(true);
                 }
@@ -393,6 +468,10 @@ impl Engine {
                 .store()
                 .get_messages(SCHEDULE_TOPIC, q, *off, room.min(256), 8 << 20, filter)
                 .await;
+            // Full, or cut short by the byte bound before a record not due: more may be due.
+            if r.records.len() >= room.min(256) || (!stop.get() && !r.records.is_empty()) {
+                next_due.set(now);
+            }
             if r.status == storage::GetStatus::OffsetTooSmall {
                 tracing::error!(
                     level = q + 1,
@@ -484,14 +563,26 @@ async fn head_phys<H: Host>(shard: &H, topic: &str, q: i32, off: i64) -> i64 {
         .map_or(i64::MAX, |(v, _)| v.phys_offset)
 }
 
-async fn read_timer<H: Host>(shard: &H, e: &Entry) -> Result<storage::MessageToStore, String> {
-    let rec = shard
-        .store()
-        .read_record(e.phys)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (m, _) = StoredMessage::decode(&rec).map_err(|e| e.to_string())?;
-    restore(m)
+/// Reads the records of `taken` (a span per I/O where they follow each other in the log, as a
+/// burst sent in order does) and pushes them, re-stored, into `batch`. A record that cannot be
+/// read or re-stored is logged and dropped.
+async fn read_timers<H: Host>(
+    shard: &H,
+    taken: &[Entry],
+    batch: &mut Vec<storage::MessageToStore>,
+) {
+    let list: Vec<(i64, u32)> = taken.iter().map(|e| (e.phys, e.size as u32)).collect();
+    let records = shard.store().read_records(&list).await;
+    for (e, rec) in taken.iter().zip(records) {
+        let restored = rec.map_err(|e| e.to_string()).and_then(|rec| {
+            let (m, _) = StoredMessage::decode(&rec).map_err(|e| e.to_string())?;
+            restore(m)
+        });
+        match restored {
+            Ok(m) => batch.push(m),
+            Err(err) => tracing::error!(phys = e.phys, error = %err, "timer dropped"),
+        }
+    }
 }
 
 fn progress_record<H: Host>(shard: &H, p: &Progress) -> storage::MessageToStore {

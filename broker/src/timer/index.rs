@@ -8,9 +8,17 @@
 //! others only a count and the lowest commit-log offset per bucket. A bucket is read into memory
 //! when the window reaches it ([`Index::advance`]), its duplicates (a timer indexed again after a
 //! crash) dropped. A bucket's file is deleted once the engine's durable progress is past its end.
+//!
+//! **Memory bound.** At most `max_near` entries are held in memory (`timerIndexMaxInMemory`),
+//! however many timers fall due in the window: a bucket that does not fit is read in part, its
+//! first entries in (due, offset) order up to the bound (the file streamed through a bounded
+//! heap, never read whole), and the rest read again, from after the last entry taken, once the
+//! deliveries have made room. Timers indexed meanwhile into that bucket at or before that entry
+//! go to memory at once (they sort among what is held); later ones wait in the file. Memory is
+//! then at most `max_near` entries plus one count per bucket with a file.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::Write as _;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 /// One pending timer.
@@ -57,12 +65,23 @@ pub struct Index {
     files: BTreeSet<i64>,
     /// Entries appended since the last sync, per bucket.
     unsynced: BTreeMap<i64, Vec<u8>>,
+    /// Most entries held in memory.
+    max_near: usize,
+    /// The bucket read in part (it starts at `near_end` and stays in `far`), and the last
+    /// entry taken from it: its entries up to that one are in memory or delivered.
+    partial: Option<(i64, Entry)>,
 }
 
 impl Index {
     /// Opens the index in `dir`: every bucket file ending at or before `done_due` is deleted
     /// (the engine's durable progress is past it), the others counted.
-    pub fn open(dir: PathBuf, width: i64, done_due: i64) -> std::io::Result<Index> {
+    /// At most `max_near` entries are held in memory.
+    pub fn open(
+        dir: PathBuf,
+        width: i64,
+        done_due: i64,
+        max_near: usize,
+    ) -> std::io::Result<Index> {
         std::fs::create_dir_all(&dir)?;
         let mut index = Index {
             dir,
@@ -73,6 +92,8 @@ impl Index {
             far_count: 0,
             files: BTreeSet::new(),
             unsynced: BTreeMap::new(),
+            max_near: max_near.max(1),
+            partial: None,
         };
         for item in std::fs::read_dir(&index.dir)? {
             let name = item?.file_name();
@@ -84,14 +105,17 @@ impl Index {
                 std::fs::remove_file(&path)?;
                 continue;
             }
-            let entries = read_bucket(&path)?;
+            let (mut count, mut min_phys) = (0u64, i64::MAX);
+            scan_bucket(&path, |e| {
+                count += 1;
+                min_phys = min_phys.min(e.phys);
+            })?;
             // A torn last entry (a crash while appending) is cut, so appends stay aligned.
             std::fs::OpenOptions::new()
                 .write(true)
                 .open(&path)?
-                .set_len((entries.len() * ENTRY_LEN) as u64)?;
-            if let Some(min_phys) = entries.iter().map(|e| e.phys).min() {
-                let count = entries.len() as u64;
+                .set_len(count * ENTRY_LEN as u64)?;
+            if count > 0 {
                 index.far.insert(start, Far { count, min_phys });
                 index.far_count += count;
             }
@@ -122,6 +146,12 @@ impl Index {
             .count() as u64
     }
 
+    /// The earliest due time held in memory (the near window; what is beyond it is not due
+    /// within the window).
+    pub fn next_due(&self) -> Option<i64> {
+        self.near.first().map(|e| e.due)
+    }
+
     /// Entries held in memory.
     pub fn in_memory(&self) -> usize {
         self.near.len()
@@ -138,7 +168,8 @@ impl Index {
     pub fn insert(&mut self, e: Entry) {
         let b = self.bucket(e.due);
         e.encode(self.unsynced.entry(b).or_default());
-        if b < self.near_end {
+        let in_part = matches!(self.partial, Some((pb, last)) if pb == b && e <= last);
+        if b < self.near_end || in_part {
             self.near.insert(e);
         } else {
             let f = self.far.entry(b).or_insert(Far {
@@ -182,30 +213,45 @@ impl Index {
     }
 
     /// Brings every bucket starting at or before `until` into memory, leaving out entries at or
-    /// below `cursor` (delivered) and duplicates. The index must be synced.
+    /// below `cursor` (delivered) and duplicates, as far as `max_near` allows (a bucket that
+    /// does not fit is read in part). The index must be synced.
     pub async fn advance(&mut self, until: i64, cursor: (i64, i64)) -> std::io::Result<()> {
         let end = self.bucket(until).saturating_add(self.width);
-        while let Some((&b, _)) = self.far.first_key_value() {
+        let mut reached = end;
+        while let Some((&b, &f)) = self.far.first_key_value() {
             if b >= end {
                 break;
             }
-            let f = self.far.remove(&b).unwrap_or(Far {
-                count: 0,
-                min_phys: 0,
-            });
-            self.far_count -= f.count;
+            let room = self.max_near.saturating_sub(self.near.len());
+            if room == 0 {
+                reached = b;
+                break;
+            }
+            let after = match self.partial {
+                Some((pb, last)) if pb == b => cursor.max((last.due, last.phys)),
+                _ => cursor,
+            };
             let path = self.dir.join(bucket_name(b));
-            let entries = glommio::executor()
-                .spawn_blocking(move || read_bucket(&path))
+            let (mut taken, rest) = glommio::executor()
+                .spawn_blocking(move || first_of_bucket(&path, after, room))
                 .await?;
-            let mut seen = HashSet::with_capacity(entries.len());
-            for e in entries {
-                if (e.due, e.phys) > cursor && seen.insert(e.phys) {
-                    self.near.insert(e);
-                }
+            self.far.remove(&b);
+            self.far_count -= f.count;
+            self.partial = None;
+            // Built in order off the loop: merging it is linear (a million entries inserted
+            // one by one would hold the shard's loop for most of a second).
+            let last = taken.last().copied();
+            self.near.append(&mut taken);
+            if let (true, Some(last)) = (rest > 0, last) {
+                // Read in part: the bucket stays far with what is left of it.
+                self.far.insert(b, Far { count: rest, ..f });
+                self.far_count += rest;
+                self.partial = Some((b, last));
+                reached = b;
+                break;
             }
         }
-        self.near_end = self.near_end.max(end);
+        self.near_end = self.near_end.max(reached);
         Ok(())
     }
 
@@ -276,12 +322,134 @@ fn append_buckets(
     Ok(())
 }
 
-/// A bucket's entries; a torn last entry (a crash while appending) is ignored.
-fn read_bucket(path: &Path) -> std::io::Result<Vec<Entry>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+/// Calls `f` with each entry of a bucket's file, streamed; a torn last entry (a crash while
+/// appending) is ignored, a missing file is empty.
+fn scan_bucket(path: &Path, mut f: impl FnMut(Entry)) -> std::io::Result<()> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    Ok(bytes.chunks_exact(ENTRY_LEN).map(Entry::decode).collect())
+    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut buf = [0u8; ENTRY_LEN * 4096];
+    let mut have = 0;
+    loop {
+        let n = r.read(&mut buf[have..])?;
+        have += n;
+        let whole = have - have % ENTRY_LEN;
+        buf[..whole]
+            .chunks_exact(ENTRY_LEN)
+            .for_each(|b| f(Entry::decode(b)));
+        buf.copy_within(whole..have, 0);
+        have -= whole;
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// The first `room` entries of a bucket after `after` (due, offset), without duplicates, and
+/// how many entries after them the file holds (duplicates included). Memory: `room` entries,
+/// however large the file.
+fn first_of_bucket(
+    path: &Path,
+    after: (i64, i64),
+    room: usize,
+) -> std::io::Result<(BTreeSet<Entry>, u64)> {
+    let mut heap = BinaryHeap::with_capacity(room.min(1 << 20) + 1);
+    let mut later = 0u64;
+    scan_bucket(path, |e| {
+        if (e.due, e.phys) <= after {
+            return;
+        }
+        heap.push(e);
+        if heap.len() > room {
+            heap.pop();
+            later += 1;
+        }
+    })?;
+    let mut taken = heap.into_sorted_vec();
+    let mut seen = HashSet::with_capacity(taken.len());
+    taken.retain(|e| seen.insert(e.phys));
+    // From sorted input, a BTreeSet is built in one pass.
+    Ok((taken.into_iter().collect(), later))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_dir(name: &str) -> PathBuf {
+        let root = std::env::var_os("SATURN_TEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-data")
+            });
+        let dir = root.join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn e(due: i64, phys: i64) -> Entry {
+        Entry {
+            due,
+            phys,
+            size: 100,
+        }
+    }
+
+    /// Takes every due entry, advancing the window as the engine does, checking the bound.
+    async fn drain(index: &mut Index, cursor: &mut (i64, i64), max: usize) -> Vec<Entry> {
+        let mut out = Vec::new();
+        loop {
+            index.advance(10_000, *cursor).await.unwrap();
+            assert!(index.in_memory() <= max, "{} held", index.in_memory());
+            let got = index.take_due(10_000, 3);
+            let Some(last) = got.last() else { break };
+            *cursor = (last.due, last.phys);
+            out.extend(got);
+        }
+        out
+    }
+
+    /// 35 timers in one bucket, at most 10 in memory: delivered in order, each once, the bucket
+    /// read in parts; one indexed meanwhile before the part held joins memory at once, one after
+    /// it waits in the file; after a reopen only what is past the cursor comes back.
+    #[test]
+    fn a_bucket_larger_than_the_bound_is_read_in_parts() {
+        glommio::LocalExecutor::default().run(async {
+            let dir = test_dir("timer-index-bound");
+            let mut index = Index::open(dir.clone(), 60_000, i64::MIN, 10).unwrap();
+            // Sent out of due order (phys rising), duplicates of two (indexed again).
+            let mut all: Vec<Entry> = (0..35).map(|i| e(1000 + (i * 7) % 35, 500 * i)).collect();
+            for x in all.iter().chain(&all[3..5]) {
+                index.insert(*x);
+            }
+            index.sync().await.unwrap();
+            index.advance(10_000, (i64::MIN, i64::MIN)).await.unwrap();
+            assert_eq!(index.in_memory(), 10);
+            assert_eq!(index.pending(), 37, "10 held + 27 in the file");
+            let first = index.take_due(10_000, 4);
+            let mut cursor = (first[3].due, first[3].phys);
+            // Before the end of the part held (due 1009): to memory now. After it: the file.
+            index.insert(e(1005, 99_000));
+            index.insert(e(5000, 99_500));
+            assert_eq!(index.in_memory(), 7);
+            index.sync().await.unwrap();
+            let mut got = first;
+            got.extend(drain(&mut index, &mut cursor, 10).await);
+            all.push(e(1005, 99_000));
+            all.push(e(5000, 99_500));
+            all.sort();
+            assert_eq!(got, all);
+            assert_eq!(index.pending(), 0);
+
+            // Reopened with the cursor in the middle: the rest, in order.
+            let mut index = Index::open(dir.clone(), 60_000, i64::MIN, 10).unwrap();
+            let mut cursor = (all[20].due, all[20].phys);
+            let rest = drain(&mut index, &mut cursor, 10).await;
+            assert_eq!(rest, all[21..].to_vec());
+            let _ = std::fs::remove_dir_all(&dir);
+        });
+    }
 }

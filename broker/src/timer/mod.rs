@@ -149,6 +149,11 @@ pub fn schedule_of(
     })
 }
 
+/// Whether `topic` is one of the queues the timer engine reads (a delayed or timer message).
+pub fn is_timer_topic(topic: &str) -> bool {
+    topic == SCHEDULE_TOPIC || topic == TIMER_TOPIC
+}
+
 /// Rewrites a message about to be stored into its timer form: SCHEDULE_TOPIC_XXXX or
 /// rmq_sys_wheel_timer, with REAL_TOPIC / REAL_QID and the due time as its tags code.
 pub fn divert(msg: &mut storage::MessageToStore, schedule: Schedule) {

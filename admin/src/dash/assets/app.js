@@ -106,7 +106,7 @@ const views = {
     const m = g.members;
     const parts = [el("h2", {}, `Group ${name} — total lag ${g.totalLag}`), table(g.lag),
       el("h2", {}, "Members"), m.offline ? el("p", {}, m.offline) : table(m.connections),
-      m.subscriptions ? table(m.subscriptions) : ""];
+      m.subscriptions ? table(m.subscriptions) : "", el("p", {}, linkTo("#dlq/" + encodeURIComponent(name), "Dead letters of " + name))];
     if (role === "admin") parts.push(...resetForms(name), form([], "Delete group " + name, async () => {
       if (!confirm("Delete group " + name + "?")) return;
       await api("/api/group/delete", { group: name }); location.hash = "#groups";
@@ -137,12 +137,14 @@ const views = {
     const r = await api("/api/message?" + new URLSearchParams({ topic, broker, queue, offset }));
     view.replaceChildren(...r.messages.map(messageView));
   },
-  async dlq() {
+  async dlq(group) {
     const out = el("div", {});
-    view.replaceChildren(el("h2", {}, "Dead letters per group"), form([["group", "consumer group"]], "Show", async i => {
-      const d = await api("/api/dlq?group=" + encodeURIComponent(i.group.value));
+    const show = async g => {
+      const d = await api("/api/dlq?group=" + encodeURIComponent(g));
       out.replaceChildren(el("h2", {}, d.topic), table(d.queues), ...d.messages.map(messageView));
-    }), out);
+    };
+    view.replaceChildren(el("h2", {}, "Dead letters per group"), form([["group", "consumer group", group]], "Show", i => show(i.group.value)), out);
+    if (group) await show(group);
   },
 };
 
@@ -169,6 +171,12 @@ function messageView(m) {
   const fields = Object.entries(m).filter(([k]) => k !== "Body" && k !== "Properties" && k !== "Message Body").map(([k, v]) => ({ field: k, value: v }));
   const parts = [el("h2", {}, "Message " + m.OffsetID), table(fields), table(Object.entries(m.Properties).map(([k, v]) => ({ property: k, value: v }))),
     el("p", {}, `Body (${b.size} bytes) as `, fmt), pre];
+  if (m["Msg ID"]) parts.splice(1, 0, el("p", {}, linkTo("#trace/" + encodeURIComponent(m["Msg ID"]), "Trace timeline of " + m["Msg ID"])));
+  const origin = m.Topic.startsWith("%DLQ%") && (m.Properties.RETRY_TOPIC || m.Properties.DLQ_ORIGIN_TOPIC);
+  if (role === "admin" && origin) parts.splice(1, 0, el("button", { class: "redrive", onclick: () => run(async () => {
+    const r = await api("/api/message/resend", { id: m.OffsetID });
+    say(`re-drove ${m.OffsetID} to ${r.topic}: queue ${r.queue} offset ${r.queueOffset}, new id ${r.msgId}`);
+  }) }, "Re-drive to " + origin));
   if (role === "admin") parts.push(form([["topic", "topic (default: its own; a dead letter: its origin)"]], "Re-send", async i => {
     const r = await api("/api/message/resend", { id: m.OffsetID, topic: i.topic.value });
     say(`re-sent to ${r.topic} queue ${r.queue} offset ${r.queueOffset}`);
