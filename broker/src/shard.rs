@@ -19,6 +19,9 @@ use crate::control::{ControlHandle, ShardEvent};
 use crate::metadata::Metadata;
 use crate::offsets::OffsetTable;
 
+/// A function told of every configuration change a shard applies ([`Shard::on_event`]).
+pub type EventHook = fn(&Shard, &ShardEvent);
+
 pub struct Shard {
     pub id: usize,
     pub name: String,
@@ -56,7 +59,7 @@ pub struct Shard {
     pub ha: crate::ha::HaState,
     /// Called with every configuration change before it is applied (set by replication's
     /// start, so that this module does not depend on what it calls).
-    pub on_event: std::cell::Cell<Option<fn(&Shard, &ShardEvent)>>,
+    pub on_event: std::cell::Cell<Option<EventHook>>,
 }
 
 impl Shard {
