@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use namesrv::client::BlockingClient;
 use protocol::body::{decode_json, ClusterInfo, TopicRouteData};
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
+use saturn_client::BlockingClient;
 use serde_json::Value;
 
 use crate::fjson;
@@ -15,7 +15,7 @@ use crate::fjson;
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("{0}")]
-    Net(#[from] namesrv::client::ClientError),
+    Net(#[from] saturn_client::ClientError),
     #[error("{addr} answered {code} ({name}): {remark}")]
     Refused {
         addr: String,

@@ -543,7 +543,7 @@ fn consume_verdict(c: &ConsumeArgs, shared: &consume::Shared) -> bool {
 }
 
 fn queue_max_offset(q: &route::Queue, topic: &str) -> Result<i64, String> {
-    let mut client = namesrv::client::BlockingClient::connect(&q.addr, Duration::from_secs(5))
+    let mut client = saturn_client::BlockingClient::connect(&q.addr, Duration::from_secs(5))
         .map_err(|e| e.to_string())?;
     let resp = client
         .invoke(

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use namesrv::client::BlockingClient;
 use protocol::body::{decode_json, perm, TopicRouteData};
 use protocol::{RemotingCommand, RequestCode};
+use saturn_client::BlockingClient;
 
 /// One queue to send to or pull from.
 #[derive(Debug, Clone)]

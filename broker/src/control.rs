@@ -10,7 +10,7 @@ use protocol::body::{encode_json, perm, RegisterBrokerBody, SubscriptionGroupCon
 use protocol::header::{CommandHeader, RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader};
 use protocol::{RemotingCommand, RequestCode};
 
-use namesrv::client::BlockingClient;
+use saturn_client::BlockingClient;
 
 use crate::config::BrokerConfig;
 use crate::metadata::Metadata;
@@ -279,7 +279,7 @@ fn next_registration(config: &BrokerConfig, learned: &crate::ha::LearnedMasters)
 fn with_client<T>(
     slot: &mut Option<BlockingClient>,
     addr: &str,
-    f: impl FnOnce(&mut BlockingClient) -> Result<T, namesrv::client::ClientError>,
+    f: impl FnOnce(&mut BlockingClient) -> Result<T, saturn_client::ClientError>,
 ) -> Result<T, String> {
     if slot.is_none() {
         *slot =

@@ -291,7 +291,7 @@ fn master_addr(shard: &Shard) -> Option<String> {
 
 /// One connection, one UPDATE_CONSUMER_OFFSET per entry; the count answered with success.
 fn send_offsets(addr: &str, entries: &[Entry]) -> Result<usize, String> {
-    let mut client = namesrv::client::BlockingClient::connect(addr, Duration::from_secs(1))
+    let mut client = saturn_client::BlockingClient::connect(addr, Duration::from_secs(1))
         .map_err(|e| e.to_string())?;
     let mut ok = 0;
     for (k, queue, offset) in entries {

@@ -4,7 +4,9 @@
 //! state lives in memory and is rebuilt from registrations, so several name
 //! servers run side by side with nothing shared.
 
-pub mod client;
+/// The blocking remoting client, now the `saturn-client` crate; kept under
+/// this name for the code and tests that import `namesrv::client`.
+pub use saturn_client as client;
 pub mod kv;
 pub mod processor;
 pub mod prom;

@@ -35,6 +35,26 @@ struct Args {
     /// Largest frame accepted, in bytes.
     #[arg(long, default_value_t = protocol::DEFAULT_MAX_FRAME_SIZE)]
     max_frame_size: usize,
+    #[command(flatten)]
+    dashboard: DashFlags,
+}
+
+/// The built-in dashboard (admin::dash) for the brokers registered here, off unless an address
+/// is given: the same flags as `saturn-broker standalone`.
+#[derive(clap::Args, Debug)]
+struct DashFlags {
+    /// Serve the dashboard (a page and a JSON API) on this address, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    dashboard_listen: Option<SocketAddr>,
+    /// The dashboard's `admin` password (default: $SATURN_DASHBOARD_PASSWORD); required
+    /// beyond loopback.
+    #[arg(long)]
+    dashboard_password: Option<String>,
+    /// The dashboard's read-only `viewer` password (default: $SATURN_DASHBOARD_READONLY_PASSWORD).
+    #[arg(long)]
+    dashboard_readonly_password: Option<String>,
+    #[command(flatten)]
+    watch: admin::dash::watch::WatchFlags,
 }
 
 fn main() {
@@ -59,15 +79,50 @@ fn main() {
         metrics_listen: args.metrics_listen,
         ..ServerConfig::default()
     };
-    let server = match NameServer::start(config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("saturn-namesrv: cannot listen on {}: {e}", args.listen);
-            std::process::exit(1);
-        }
-    };
+    // The dashboard's settings are checked before the name server starts listening.
+    let dash = dashboard_config(args.dashboard);
+    let server = NameServer::start(config)
+        .unwrap_or_else(|e| fail(&format!("cannot listen on {}: {e}", args.listen)));
     // Tests and scripts read this line to learn the port.
     println!("saturn-namesrv listening on {}", server.local_addr());
     tracing::info!(addr = %server.local_addr(), "name server started");
+    if let Some((addr, mut cfg)) = dash {
+        // Asked on loopback when the name server listens on every address.
+        let own = server.local_addr();
+        let ip = if own.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            own.ip()
+        };
+        cfg.namesrv = SocketAddr::new(ip, own.port()).to_string();
+        match admin::dash::serve(addr, cfg) {
+            // Tests and scripts read this line.
+            Ok(local) => println!("saturn-dashboard listening on http://{local}/"),
+            Err(e) => fail(&e),
+        }
+    }
     server.wait();
+}
+
+/// The dashboard's address and configuration (its name server still to be filled in), or none
+/// without --dashboard-listen; exits on a bad setting.
+fn dashboard_config(f: DashFlags) -> Option<(SocketAddr, admin::dash::DashConfig)> {
+    let Some(addr) = f.dashboard_listen else {
+        if let Some(flag) = f.watch.first_set() {
+            fail(&format!(
+                "{flag} is a dashboard setting: it needs --dashboard-listen"
+            ));
+        }
+        return None;
+    };
+    let mut cfg =
+        admin::dash::DashConfig::from_env("", f.dashboard_password, f.dashboard_readonly_password);
+    cfg.watch = f.watch.to_config().unwrap_or_else(|e| fail(&e));
+    admin::dash::check(addr, &cfg).unwrap_or_else(|e| fail(&e));
+    Some((addr, cfg))
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("saturn-namesrv: {message}");
+    std::process::exit(1);
 }

@@ -5,7 +5,6 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use namesrv::client::BlockingClient;
 use protocol::body::{
     decode_json, encode_json, ClusterInfo, KvTable, RegisterBrokerBody, TopicConfig, TopicList,
     TopicRouteData,
@@ -15,6 +14,7 @@ use protocol::header::{
     RegisterBrokerResponseHeader,
 };
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
+use saturn_client::BlockingClient;
 
 struct Server {
     child: Child,

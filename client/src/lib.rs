@@ -1,6 +1,11 @@
-//! A small blocking remoting client: what a broker's control thread uses to
-//! register with name servers, and what tests and tools use to talk to a
-//! server. Not for the data path.
+//! `saturn-client`: a small blocking remoting client: what a broker's control
+//! thread uses to register with name servers, what saturn-admin and the
+//! dashboard use, and what tests and tools use to talk to a server. Not for
+//! the data path.
+//!
+//! Its own crate so that the name server's binary can serve the dashboard
+//! (saturn-admin's library) without a package cycle: saturn-admin depends on
+//! this crate, not on saturn-namesrv.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
