@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The built-in dashboard (admin::dash) of a real `saturn-broker standalone --shards 2`.
 
-    cargo build --profile test-opt -p saturn-broker -p saturn-admin
+    cargo build --profile test-opt -p saturn-broker -p saturn-admin -p saturn-namesrv
     SATURN_BROKER_BIN=target/test-opt/saturn-broker python3 tests/e2e_dashboard.py [--keep]
 
 Starts standalone with `--dashboard-listen` and admin/viewer passwords, sends with a real client
@@ -17,7 +17,8 @@ receiver>`: the history's put counts add up to what was sent, the live tail retu
 messages sent after it started (and commits nothing), the producers page lists a running Python
 producer's group without being told its name, and the lag alert fires and then resolves (the
 webhook receiver gets both) when a group's lag rises over 3 and is consumed; a second broker
-killed and started again fires and resolves the broker-down alert.
+killed and started again fires and resolves the broker-down alert. `saturn-namesrv
+--dashboard-listen` serves the same dashboard for the brokers registered with it.
 """
 import argparse
 import base64
@@ -239,7 +240,45 @@ class Scenario:
         E.check(sorted(x["Keys"] for x in every) == sorted(["dk%d" % i for i in range(6)] + ["jsonkey"]),
                 "by time: %s" % [x["Keys"] for x in every])
         E.check(len(self.h.ok("/api/messages?topic=%s&max=3" % TOPIC)["messages"]) == 3, "max=3")
+        rng = {"topic": TOPIC, "begin": now - 600000, "end": now + 60000, "max": 2}
+        pages = self.pages(rng)
+        E.check([len(p) for p in pages] == [2, 2, 2, 1] and [x for p in pages for x in p] == every,
+                "pages of 2 concatenated are the range: %s" % [[x["Keys"] for x in p] for p in pages])
+        status, _, v = self.h.call("/api/messages?" + urllib.parse.urlencode(dict(rng, cursor="x/0/1")))
+        E.check(status == 400 and "not a queue of" in v["error"], "a cursor of another topic: %d %s" % (status, v))
+        status, _, v = self.h.call("/api/messages?" + urllib.parse.urlencode(dict(rng, cursor="nonsense")))
+        E.check(status == 400 and "bad cursor" in v["error"], "a bad cursor: %d %s" % (status, v))
         E.check(self.h.ok("/api/messages?topic=%s&end=%d" % (TOPIC, now - 600000))["messages"] == [], "before")
+
+    def pages(self, q, limit=100):
+        """/api/messages page after page (each page's cursor into the next) until the cursor is null."""
+        pages, cursor = [], None
+        for _ in range(limit):
+            r = self.h.ok("/api/messages?" + urllib.parse.urlencode(dict(q, **({"cursor": cursor} if cursor else {}))))
+            pages.append(r["messages"])
+            cursor = r["cursor"]
+            if cursor is None:
+                return pages
+        E.check(False, "still a cursor after %d pages" % limit)
+        return pages
+
+    def browse_pages(self):
+        """DashBurst's 500 messages on 2 queues (tail_burst) in pages of 64 by time range: every
+        page full but the last, every stored message once, in queue order, nothing else."""
+        burst, now = "DashBurst", int(time.time() * 1000)
+        maxes = self.b.max_offsets(burst, queues=1)
+        total = sum(per[0] for per in maxes.values())
+        pages = self.pages({"topic": burst, "begin": now - 600000, "end": now + 60000, "max": 64})
+        want_pages = (total + 63) // 64
+        E.check(total >= 500 and len(pages) == want_pages and all(len(p) == 64 for p in pages[:-1]),
+                "%d messages in %s pages" % (total, [len(p) for p in pages]))
+        got = [(m["Store Host"], m["Queue ID"], m["Queue Offset"]) for p in pages for m in p]
+        addrs = self.b.shard_names(burst)
+        want = [(addrs[b], 0, o) for b in maxes for o in range(maxes[b][0])]
+        E.check(sorted(got) == sorted(want) and len(set(got)) == len(got), "pages hold every message once")
+        E.check(len({m["OffsetID"] for p in pages for m in p}) == total, "distinct ids")
+        status, _, v = self.h.call("/api/messages?topic=%s&max=x" % burst)
+        E.check(status == 400 and "max is not a number" in v["error"], "bad max: %d %s" % (status, v))
 
     def run_consumer(self):
         cmd = E.CLIENTS["rocketmq-0.4.4"] + ["consume", "--namesrv", self.b.namesrv, "--topic", TOPIC,
@@ -273,7 +312,42 @@ class Scenario:
         self.h.ok("/api/group/reset", {"group": GROUP, "topic": TOPIC, "to": "latest"})
         E.check(self.h.ok("/api/group?group=" + GROUP)["totalLag"] == 0, "lag after reset to latest")
         status, _, v = self.h.call("/api/group/reset", {"group": GROUP, "topic": TOPIC, "to": "yesterday"})
-        E.check(status == 400 and "earliest, latest or time" in v["error"], "bad target: %d %s" % (status, v))
+        E.check(status == 400 and "earliest, latest, time or offset" in v["error"], "bad target: %d %s" % (status, v))
+
+    def reset_queue(self):
+        """One queue to a given offset (resetOffsetByQueueId): the preview tells what moves and
+        changes nothing, the reset moves that queue alone, an offset beyond the queue is clamped
+        to [min, max] and the preview says so; bad queues, brokers and offsets are refused."""
+        maxes = self.b.max_offsets(TOPIC)
+        broker, qid = next((b, q) for b, per in sorted(maxes.items()) for q, m in enumerate(per) if m >= 2)
+        top = maxes[broker][qid]
+        before = self.b.committed_offsets(TOPIC, GROUP)
+        E.check(before[broker][qid] == top, "the group is at the end %s" % before)
+        body = {"group": GROUP, "topic": TOPIC, "to": "offset", "broker": broker, "queue": qid, "offset": 1}
+        pv = self.h.ok("/api/group/reset", dict(body, preview=True))
+        E.check(pv["preview"] and pv["totalMoves"] == 1 - top and pv["clamped"] is False and pv["note"] is None
+                and [(r["broker"], r["queue"], r["current"], r["target"]) for r in pv["queues"]]
+                == [(broker, qid, top, 1)], "preview %s" % pv)
+        E.check(self.b.committed_offsets(TOPIC, GROUP) == before, "a preview changed nothing")
+        done = self.h.ok("/api/group/reset", body)
+        E.check(not done["preview"] and done["result"]["offset"] == 1 and done["result"]["path"] == "broker",
+                "reset %s" % done)
+        want = {b: list(per) for b, per in before.items()}
+        want[broker][qid] = 1
+        E.check(self.b.committed_offsets(TOPIC, GROUP) == want, "only that queue moved: %s" % want)
+        E.check(self.h.ok("/api/group?group=" + GROUP)["totalLag"] == top - 1, "lag after the queue reset")
+        pv = self.h.ok("/api/group/reset", dict(body, offset=10 ** 9, preview=True))
+        E.check(pv["clamped"] and pv["queues"][0]["target"] == top and pv["totalMoves"] == top - 1
+                and "clamped to %d" % top in pv["note"], "clamped to max %s" % pv)
+        done = self.h.ok("/api/group/reset", dict(body, offset=-5))
+        E.check(done["clamped"] and done["result"]["offset"] == 0 and "clamped to 0" in done["note"], "to min %s" % done)
+        E.check(self.b.committed_offsets(TOPIC, GROUP)[broker][qid] == 0, "clamped reset committed 0")
+        for bad, why in (({"queue": 99}, "queue 99 is not a queue"), ({"broker": "nosuch-0"}, "no queues on broker"),
+                         ({"offset": None}, "needs an offset"), ({"offset": "x"}, "not a number")):
+            status, _, v = self.h.call("/api/group/reset", dict(body, **bad))
+            E.check(status == 400 and why in v["error"], "%s: %d %s" % (bad, status, v))
+        self.h.ok("/api/group/reset", {"group": GROUP, "topic": TOPIC, "to": "latest"})
+        E.check(self.b.committed_offsets(TOPIC, GROUP) == before, "back at the end")
 
     def alerts(self):
         """Lag over 3 (a reset to the earliest: 7): the alert fires, the webhook gets it; a real
@@ -450,6 +524,48 @@ class Scenario:
         E.check(bad.returncode == 1 and b"--alert-lag is a dashboard setting" in bad.stderr,
                 "an alert flag without a dashboard: %d %s" % (bad.returncode, bad.stderr[-300:]))
 
+    def namesrv_dashboard(self):
+        """`saturn-namesrv --dashboard-listen`: the name server's own dashboard lists a broker
+        registered with it; beyond loopback without a password it refuses to start."""
+        base = E.free_port_block(self.b.namesrv_port + 16, 8)
+        ns_bin = os.path.join(os.path.dirname(E.BROKER_BIN), "saturn-namesrv")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SATURN_DASHBOARD")}
+        ns = subprocess.Popen([ns_bin, "--listen", "127.0.0.1:%d" % base, "--dashboard-listen",
+                               "127.0.0.1:%d" % (base + 1), "--history-interval", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+        E.LIVE.add(ns)
+        broker = None
+        try:
+            lines = [ns.stdout.readline().decode() for _ in range(2)]
+            E.check(lines[0].startswith("saturn-namesrv listening on 127.0.0.1:%d" % base)
+                    and "saturn-dashboard listening on http://127.0.0.1:%d/" % (base + 1) in lines[1], "%r" % lines)
+            broker = subprocess.Popen([E.BROKER_BIN, "--namesrv", "127.0.0.1:%d" % base, "--port", str(base + 4),
+                                       "--shards", "1", "--no-pin", "--broker-ip", "127.0.0.1", "--broker-name",
+                                       "nsdash", "--segment-size", str(64 << 20), "--data-dir",
+                                       os.path.join(self.run_dir, "nsdash")],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+            E.LIVE.add(broker)
+            E.check(broker.stdout.readline().decode().startswith("saturn-broker ready"), "nsdash broker")
+            h = Http(base + 1)
+            listed = lambda: [(b["broker"], b["addr"]) for b in h.call("/api/cluster", user=None)[2]["brokers"]]
+            want = [("nsdash-0", "127.0.0.1:%d" % (base + 4))]
+            E.check(E.wait_for(lambda: listed() == want, 15), "cluster %s" % listed())
+            c = h.call("/api/cluster", user=None)[2]
+            E.check(c["namesrv"] == ["127.0.0.1:%d" % base] and c["brokers"][0]["online"], "cluster %s" % c)
+            E.check(E.wait_for(lambda: h.call("/api/history", user=None)[2]["samples"], 10), "the sampler runs")
+        finally:
+            if broker is not None:
+                E.kill_proc(broker)
+            E.kill_proc(ns)
+        bad = subprocess.run([ns_bin, "--listen", "127.0.0.1:0", "--dashboard-listen", "0.0.0.0:0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30, env=env)
+        E.check(bad.returncode == 1 and b"beyond loopback" in bad.stderr, "no password beyond loopback: %d %s"
+                % (bad.returncode, bad.stderr[-300:]))
+        bad = subprocess.run([ns_bin, "--listen", "127.0.0.1:0", "--alert-lag", "5"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30, env=env)
+        E.check(bad.returncode == 1 and b"--alert-lag is a dashboard setting" in bad.stderr,
+                "an alert flag without a dashboard: %d %s" % (bad.returncode, bad.stderr[-300:]))
+
     def deletes(self):
         self.h.ok("/api/topic/update", {"topic": GONE, "readQueues": 2})
         self.b.wait_route(GONE)
@@ -523,7 +639,7 @@ def main():
             raise
         s = Scenario(broker, run_dir, port, hook)
         for name in ["assets", "login_gate", "cluster", "create_topic", "send", "history", "topic_view", "messages",
-                     "consume", "reset", "alerts", "tail_and_producers", "tail_burst", "resend", "dlq", "trace", "admin_dashboard",
+                     "consume", "reset", "reset_queue", "alerts", "tail_and_producers", "tail_burst", "browse_pages", "resend", "dlq", "trace", "admin_dashboard", "namesrv_dashboard",
                      "deletes", "broker_down"]:
             A.step(name, getattr(s, name))
     finally:

@@ -34,14 +34,14 @@ pub fn post(path: &str, body: &[u8], cfg: &DashConfig) -> Response {
     answer(out)
 }
 
-fn str_field<'a>(v: &'a Value, name: &str) -> Result<&'a str> {
+pub(super) fn str_field<'a>(v: &'a Value, name: &str) -> Result<&'a str> {
     v[name]
         .as_str()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| AdminError::Usage(format!("missing field {name}")))
 }
 
-fn int_field(v: &Value, name: &str, default: i64) -> Result<i64> {
+pub(super) fn int_field(v: &Value, name: &str, default: i64) -> Result<i64> {
     match &v[name] {
         Value::Null => Ok(default),
         x => x
@@ -77,7 +77,7 @@ fn update_topic(a: &mut Admin, v: &Value) -> Result<Value> {
 }
 
 /// The timestamp a reset goes to: `to` = earliest (0), latest (-1) or time (`time`, in ms or
-/// mqadmin's `yyyy-MM-dd#HH:mm:ss:SSS`).
+/// mqadmin's `yyyy-MM-dd#HH:mm:ss:SSS`); `to` = offset is [`super::queue_reset`].
 fn reset_ts(v: &Value) -> Result<i64> {
     match str_field(v, "to")? {
         "earliest" => Ok(0),
@@ -91,7 +91,7 @@ fn reset_ts(v: &Value) -> Result<i64> {
             offset::parse_time(&t, cluster::now_ms())
         }
         other => Err(AdminError::Usage(format!(
-            "to must be earliest, latest or time, not {other}"
+            "to must be earliest, latest, time or offset, not {other}"
         ))),
     }
 }
@@ -99,6 +99,9 @@ fn reset_ts(v: &Value) -> Result<i64> {
 /// Resets `group` on `topic`; with `"preview": true` only tells what would move.
 fn reset(a: &mut Admin, v: &Value) -> Result<Value> {
     let (g, t) = (str_field(v, "group")?, str_field(v, "topic")?);
+    if v["to"] == "offset" {
+        return super::queue_reset::reset(a, v, g, t);
+    }
     let ts = reset_ts(v)?;
     let rows = preview(a, g, t, ts)?;
     let moves: i64 = rows.iter().filter_map(|r| r["moves"].as_i64()).sum();

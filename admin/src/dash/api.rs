@@ -27,7 +27,7 @@ pub fn get(path: &str, q: &Query, cfg: &DashConfig) -> Response {
         "/api/groups" => group::consumer_progress(a, None, None).map(|o| o.to_json()),
         "/api/group" => need(q, "group").and_then(|g| group_view(a, g)),
         "/api/message" => message_view(a, q),
-        "/api/messages" => need(q, "topic").and_then(|t| browse(a, t, q)),
+        "/api/messages" => need(q, "topic").and_then(|t| super::browse::browse(a, t, q)),
         "/api/dlq" => need(q, "group").and_then(|g| dlq_view(a, g, q)),
         "/api/trace" => super::trace::trace_view(a, q),
         _ => return Response::error(404, &format!("no API at {path}")),
@@ -57,7 +57,7 @@ pub fn need<'a>(q: &'a Query, name: &str) -> Result<&'a str> {
         .ok_or_else(|| AdminError::Usage(format!("missing parameter {name}")))
 }
 
-fn number<T: std::str::FromStr>(q: &Query, name: &str) -> Result<T> {
+pub(super) fn number<T: std::str::FromStr>(q: &Query, name: &str) -> Result<T> {
     need(q, name)?
         .parse()
         .map_err(|_| AdminError::Usage(format!("parameter {name} is not a number")))
@@ -243,29 +243,6 @@ fn message_view(a: &mut Admin, q: &Query) -> Result<Value> {
         return Err(AdminError::Usage("no message matches".into()));
     }
     Ok(json!({ "messages": found.iter().map(message_json).collect::<Vec<_>>() }))
-}
-
-/// A topic's messages stored between `begin` and `end` (ms; default: all), at most `max`
-/// (default 50, at most 500), queue by queue.
-fn browse(a: &mut Admin, t: &str, q: &Query) -> Result<Value> {
-    let opt = |name: &str| -> Result<Option<i64>> {
-        match q.get(name).filter(|v| !v.is_empty()) {
-            None => Ok(None),
-            Some(_) => number(q, name).map(Some),
-        }
-    };
-    let r = message::Range {
-        topic: t,
-        broker_name: None,
-        queue_id: None,
-        offset: None,
-        begin: opt("begin")?,
-        end: opt("end")?,
-        max: number(q, "max").unwrap_or(50).min(500),
-        group: message::TOOLS_GROUP,
-    };
-    let msgs = message::read_range(a, &r)?;
-    Ok(json!({ "topic": t, "messages": msgs.iter().map(message_json).collect::<Vec<_>>() }))
 }
 
 /// A group's dead letters: %DLQ%group's queues on every master (asked directly: a new DLQ is on

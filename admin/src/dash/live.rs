@@ -82,7 +82,7 @@ fn producers(a: &mut Admin) -> Result<Value> {
     Ok(json!({ "groups": list, "errors": errors }))
 }
 
-fn parse_cursor(c: &str) -> Result<BTreeMap<(String, i32), i64>> {
+pub(super) fn parse_cursor(c: &str) -> Result<BTreeMap<(String, i32), i64>> {
     let bad = || AdminError::Usage(format!("bad cursor {c}: broker/queue/offset,..."));
     let mut out = BTreeMap::new();
     for part in c.split(',').filter(|p| !p.is_empty()) {

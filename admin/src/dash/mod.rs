@@ -3,8 +3,10 @@
 //! is what saturn-admin would print.
 //!
 //! * [`http`]: the minimal HTTP/1.1 side.
-//! * [`api`]: the read-only JSON views (cluster, topics, groups, messages, dead letters).
+//! * [`api`]: the read-only JSON views (cluster, topics, groups, messages, dead letters);
+//!   [`browse`]: a topic's messages by time range, page by page.
 //! * [`actions`]: the changes (topics, offset resets with a preview, group delete, re-send).
+//!   [`queue_reset`]: one queue's reset to a given offset.
 //! * [`watch`]: the sampler thread behind [`history`] (charts over time) and [`alerts`]
 //!   (thresholds, webhook); [`live`]: producers and the live tail of a topic.
 //! * [`trace`]: a message's trace timeline from the trace topic.
@@ -17,9 +19,11 @@
 pub mod actions;
 pub mod alerts;
 pub mod api;
+pub mod browse;
 pub mod history;
 pub mod http;
 pub mod live;
+pub mod queue_reset;
 pub mod trace;
 pub mod watch;
 

@@ -122,13 +122,8 @@ const views = {
     view.replaceChildren(el("h2", {}, "Find messages"),
       form([["id", "message id (offsetMsgId, or UNIQ_KEY with topic)"], ["topic", "topic"]], "By id", i => show({ id: i.id.value, topic: i.topic.value })),
       form([["topic", "topic"], ["key", "key"]], "By key", i => show({ topic: i.topic.value, key: i.key.value })),
-      form([["topic", "topic"], ["begin", "from (ms)"], ["end", "to (ms)"], ["max", "at most", "50"]], "By time",
-        async i => {
-          const r = await api("/api/messages?" + new URLSearchParams(Object.fromEntries(Object.entries(
-            { topic: i.topic.value, begin: i.begin.value, end: i.end.value, max: i.max.value }).filter(([, v]) => v))));
-          out.replaceChildren(table(r.messages.map(m => ({ id: m.OffsetID, queue: m["Queue ID"], offset: m["Queue Offset"],
-            keys: m.Keys, tags: m.Tags, stored: new Date(m["Store Timestamp"]).toISOString(), body: m.Body.text.slice(0, 80) }))));
-        }),
+      form([["topic", "topic"], ["begin", "from (ms)"], ["end", "to (ms)"], ["max", "per page", "50"]], "By time",
+        i => timePage(out, { topic: i.topic.value, begin: i.begin.value, end: i.end.value, max: i.max.value }, 1)),
       form([["topic", "topic"], ["broker", "broker name"], ["queue", "queue"], ["offset", "offset"]], "By queue offset",
         i => show({ topic: i.topic.value, broker: i.broker.value, queue: i.queue.value, offset: i.offset.value })),
       out);
@@ -148,15 +143,29 @@ const views = {
   },
 };
 
+// One page of a topic's messages in a time range; "Next page" continues from the answer's cursor.
+async function timePage(out, q, page) {
+  const r = await api("/api/messages?" + new URLSearchParams(Object.fromEntries(Object.entries(q).filter(([, v]) => v))));
+  const next = r.cursor ? el("button", { class: "next", onclick: () => run(() => timePage(out, { ...q, cursor: r.cursor }, page + 1)) }, "Next page") : el("span", {}, "(end of the range)");
+  out.replaceChildren(el("p", {}, `Page ${page}: ${r.messages.length} messages `, next),
+    table(r.messages.map(m => ({ id: m.OffsetID, broker: m["Store Host"], queue: m["Queue ID"], offset: m["Queue Offset"],
+      keys: m.Keys, tags: m.Tags, stored: new Date(m["Store Timestamp"]).toISOString(), body: m.Body.text.slice(0, 80) }))));
+}
+
 function resetForms(group) {
   const preview = el("div", {});
   const f = el("form", {});
   const topic = el("input", { placeholder: "topic" });
-  const to = el("select", {}, el("option", {}, "earliest"), el("option", {}, "latest"), el("option", {}, "time"));
+  const to = el("select", {}, el("option", {}, "earliest"), el("option", {}, "latest"), el("option", {}, "time"), el("option", {}, "offset"));
   const time = el("input", { placeholder: "time: ms or yyyy-MM-dd#HH:mm:ss:SSS" });
-  const body = p => ({ group, topic: topic.value, to: to.value, time: time.value, preview: p });
-  const show = r => preview.replaceChildren(el("p", {}, (r.preview ? "Would move " : "Moved ") + r.totalMoves + " messages (negative: consumed again)"), table(r.queues));
-  f.append(topic, to, time, el("button", { type: "button", onclick: () => run(async () => show(await api("/api/group/reset", body(true)))) }, "Preview"),
+  // to=offset: one queue (broker name, queue id) to an offset, clamped to the queue's [min, max].
+  const [broker, queue, offset] = ["broker name", "queue", "offset"].map(p => el("input", { placeholder: p, class: "byqueue", hidden: "" }));
+  to.addEventListener("change", () => { for (const i of [broker, queue, offset]) i.hidden = to.value !== "offset"; time.hidden = to.value === "offset"; });
+  const body = p => to.value === "offset" ? { group, topic: topic.value, to: "offset", broker: broker.value, queue: queue.value, offset: offset.value, preview: p }
+    : { group, topic: topic.value, to: to.value, time: time.value, preview: p };
+  const show = r => preview.replaceChildren(el("p", {}, (r.preview ? "Would move " : "Moved ") + r.totalMoves + " messages (negative: consumed again)"),
+    ...(r.note ? [el("p", { class: "note" }, r.note)] : []), table(r.queues));
+  f.append(topic, to, time, broker, queue, offset, el("button", { type: "button", onclick: () => run(async () => show(await api("/api/group/reset", body(true)))) }, "Preview"),
     el("button", { class: "danger", onclick: ev => { ev.preventDefault(); if (confirm("Reset the offsets of " + group + "?")) run(async () => show(await api("/api/group/reset", body(false)))); } }, "Reset"));
   return [el("h2", {}, "Reset offset"), f, preview];
 }
