@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use namesrv::client::BlockingClient;
@@ -37,21 +37,23 @@ pub fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
-static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+static NEXT_SLOT: AtomicU32 = AtomicU32::new(0);
 
 fn free(port: u16) -> bool {
     TcpListener::bind(("0.0.0.0", port)).is_ok()
 }
 
-/// A base port with base-2 .. base+8 free (two shards), and a name server port (base+10),
-/// checked free too.
+/// Blocks of 16 ports from 20,000 to 31,999: below Linux's ephemeral range (32,768 and up), so
+/// that no client socket of this or another process takes a broker's port (its HA port, say)
+/// between the check and the broker's bind.
+const PORT_LOW: u32 = 20_000;
+const PORT_SLOTS: u32 = 750;
+
 pub fn pick_ports() -> (u16, u16) {
-    if NEXT_PORT.load(Ordering::Relaxed) == 0 {
-        let seed = 20_000 + (std::process::id() % 2_000) as u16 * 16;
-        let _ = NEXT_PORT.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
-    }
+    let seed = std::process::id() % PORT_SLOTS;
     loop {
-        let base = NEXT_PORT.fetch_add(16, Ordering::Relaxed);
+        let slot = (seed + NEXT_SLOT.fetch_add(1, Ordering::Relaxed)) % PORT_SLOTS;
+        let base = (PORT_LOW + slot * 16) as u16;
         if (base - 2..=base + 10).all(free) {
             return (base, base + 10);
         }
