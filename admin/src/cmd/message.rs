@@ -225,7 +225,9 @@ pub fn query_by_offset(
     Ok(Output::Record(detail(&m)))
 }
 
-fn offset_of(
+/// A queue's offset from its broker: GET_MIN_OFFSET, GET_MAX_OFFSET, or
+/// SEARCH_OFFSET_BY_TIMESTAMP with `ts` (0 when the broker answers none).
+pub(crate) fn offset_of(
     admin: &mut Admin,
     addr: &str,
     code: RequestCode,

@@ -112,50 +112,25 @@ fn reset(a: &mut Admin, v: &Value) -> Result<Value> {
     Ok(json!({ "preview": false, "queues": rows, "totalMoves": moves, "result": done }))
 }
 
-fn offset_req(
-    a: &mut Admin,
-    addr: &str,
-    code: RequestCode,
-    q: (&str, i32),
-    ts: i64,
-) -> Result<i64> {
-    let mut req = RemotingCommand::request(code, 0)
-        .with_ext("topic", q.0)
-        .with_ext("queueId", q.1);
-    if code == RequestCode::SEARCH_OFFSET_BY_TIMESTAMP {
-        req = req.with_ext("timestamp", ts);
-    }
-    let resp = a.call(addr, req)?;
-    Ok(resp.ext("offset").and_then(|v| v.parse().ok()).unwrap_or(0))
-}
-
 /// Per queue: the group's committed offset now, where the reset would put it, and the
 /// difference (negative: messages consumed again; positive: messages skipped).
 fn preview(a: &mut Admin, g: &str, t: &str, ts: i64) -> Result<Vec<Value>> {
     let route = a.route(t)?;
     let mut rows = Vec::new();
-    for qd in &route.queue_datas {
-        let Some(addr) = route
-            .broker_datas
-            .iter()
-            .find(|b| b.broker_name == qd.broker_name)
-            .and_then(|b| b.broker_addrs.get(&0))
-            .cloned()
-        else {
-            continue;
-        };
+    for (qd, addr) in route.master_queue_datas() {
         for qid in 0..qd.read_queue_nums {
             let code = match ts {
                 0 => RequestCode::GET_MIN_OFFSET,
                 -1 => RequestCode::GET_MAX_OFFSET,
                 _ => RequestCode::SEARCH_OFFSET_BY_TIMESTAMP,
             };
-            let target = offset_req(a, &addr, code, (t, qid), ts)?;
+            let ts = (code == RequestCode::SEARCH_OFFSET_BY_TIMESTAMP).then_some(ts);
+            let target = crate::cmd::message::offset_of(a, addr, code, (t, qid), ts)?;
             let req = RemotingCommand::request(RequestCode::QUERY_CONSUMER_OFFSET, 0)
                 .with_ext("consumerGroup", g)
                 .with_ext("topic", t)
                 .with_ext("queueId", qid);
-            let resp = a.call_raw(&addr, req)?;
+            let resp = a.call_raw(addr, req)?;
             let current: Option<i64> = (resp.code == ResponseCode::SUCCESS.num())
                 .then(|| resp.ext("offset").and_then(|v| v.parse().ok()))
                 .flatten();

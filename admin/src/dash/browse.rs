@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use protocol::message::StoredMessage;
-use protocol::{RemotingCommand, RequestCode};
+use protocol::RequestCode;
 use serde_json::{json, Value};
 
 use super::api::{message_json, number};
@@ -41,33 +41,26 @@ pub fn browse(a: &mut Admin, t: &str, q: &Query) -> Result<Value> {
     };
     let route = a.route(t)?;
     let (mut msgs, mut cursor, mut more) = (Vec::new(), Vec::new(), false);
-    for qd in &route.queue_datas {
-        let Some(addr) = route
-            .broker_datas
-            .iter()
-            .find(|b| b.broker_name == qd.broker_name)
-            .and_then(|b| b.broker_addrs.get(&0))
-            .cloned()
-        else {
-            continue;
-        };
+    for (qd, addr) in route.master_queue_datas() {
         for qid in 0..qd.read_queue_nums {
             let qq = (t, qid);
             let from = match at.remove(&(qd.broker_name.clone(), qid)) {
                 Some(o) => o,
-                None => start(a, &addr, qq, begin)?,
+                None => start(a, addr, qq, begin)?,
             };
             let to = match end {
-                Some(e) => offset(
+                Some(e) => crate::cmd::message::offset_of(
                     a,
-                    &addr,
+                    addr,
                     RequestCode::SEARCH_OFFSET_BY_TIMESTAMP,
                     qq,
                     Some(e),
                 )?,
-                None => offset(a, &addr, RequestCode::GET_MAX_OFFSET, qq, None)?,
+                None => {
+                    crate::cmd::message::offset_of(a, addr, RequestCode::GET_MAX_OFFSET, qq, None)?
+                }
             };
-            let from = read_queue(a, &addr, qq, (from, to), max, &mut msgs)?;
+            let from = read_queue(a, addr, qq, (from, to), max, &mut msgs)?;
             more |= from < to;
             cursor.push(format!("{}/{qid}/{from}", qd.broker_name));
         }
@@ -83,26 +76,15 @@ pub fn browse(a: &mut Admin, t: &str, q: &Query) -> Result<Value> {
 
 fn start(a: &mut Admin, addr: &str, q: (&str, i32), begin: Option<i64>) -> Result<i64> {
     match begin {
-        Some(b) => offset(a, addr, RequestCode::SEARCH_OFFSET_BY_TIMESTAMP, q, Some(b)),
-        None => offset(a, addr, RequestCode::GET_MIN_OFFSET, q, None),
+        Some(b) => crate::cmd::message::offset_of(
+            a,
+            addr,
+            RequestCode::SEARCH_OFFSET_BY_TIMESTAMP,
+            q,
+            Some(b),
+        ),
+        None => crate::cmd::message::offset_of(a, addr, RequestCode::GET_MIN_OFFSET, q, None),
     }
-}
-
-fn offset(
-    a: &mut Admin,
-    addr: &str,
-    code: RequestCode,
-    q: (&str, i32),
-    ts: Option<i64>,
-) -> Result<i64> {
-    let mut req = RemotingCommand::request(code, 0)
-        .with_ext("topic", q.0)
-        .with_ext("queueId", q.1);
-    if let Some(ts) = ts {
-        req = req.with_ext("timestamp", ts);
-    }
-    let resp = a.call(addr, req)?;
-    Ok(resp.ext("offset").and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// Appends the queue's messages in [from, to) until `out` holds `max`; answers the offset of

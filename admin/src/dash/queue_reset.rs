@@ -87,10 +87,7 @@ fn plan(a: &mut Admin, v: &Value, g: &str, t: &str) -> Result<Plan> {
         )));
     }
     let addr = route
-        .broker_datas
-        .iter()
-        .find(|b| b.broker_name == broker)
-        .and_then(|b| b.broker_addrs.get(&0))
+        .master_of(broker)
         .cloned()
         .ok_or_else(|| AdminError::Usage(format!("broker {broker} has no master in the route")))?;
     let queue = queue as i32;
