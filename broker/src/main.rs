@@ -29,27 +29,10 @@ enum Command {
         #[arg(long, default_value_t = 9876)]
         namesrv_port: u16,
         #[command(flatten)]
-        dashboard: DashFlags,
+        dashboard: admin::dash::watch::DashFlags,
         #[command(flatten)]
         flags: Flags,
     },
-}
-
-/// The built-in dashboard (admin::dash), off unless an address is given.
-#[derive(Args, Debug, Clone, Default)]
-struct DashFlags {
-    /// Serve the dashboard (a page and a JSON API) on this address, e.g. 127.0.0.1:8080.
-    #[arg(long)]
-    dashboard_listen: Option<SocketAddr>,
-    /// The dashboard's `admin` password (default: $SATURN_DASHBOARD_PASSWORD); required
-    /// beyond loopback.
-    #[arg(long)]
-    dashboard_password: Option<String>,
-    /// The dashboard's read-only `viewer` password (default: $SATURN_DASHBOARD_READONLY_PASSWORD).
-    #[arg(long)]
-    dashboard_readonly_password: Option<String>,
-    #[command(flatten)]
-    watch: admin::dash::watch::WatchFlags,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -115,7 +98,7 @@ fn main() {
             dashboard,
             flags,
         }) => (merge(cli.flags, flags), Some(namesrv_port), dashboard),
-        None => (cli.flags, None, DashFlags::default()),
+        None => (cli.flags, None, admin::dash::watch::DashFlags::default()),
     };
     let mut config = BrokerConfig::default();
     if standalone.is_some() {
@@ -153,12 +136,9 @@ fn main() {
 
     let shards = config.shards;
     let ports: Vec<String> = (0..shards).map(|i| config.shard_addr(i)).collect();
-    if let Some(addr) = dash.dashboard_listen {
-        start_dashboard(addr, &dash, &config.namesrv_addrs.join(";"));
-    } else if let Some(flag) = dash.watch.first_set() {
-        fail(&format!(
-            "{flag} is a dashboard setting: it needs --dashboard-listen"
-        ));
+    let dashboard = dash.config(&config.namesrv_addrs.join(";"));
+    if let Some((addr, cfg)) = dashboard.unwrap_or_else(|e| fail(&e)) {
+        start_dashboard(addr, cfg);
     }
     let broker = Broker::start(config).unwrap_or_else(|e| fail(&e));
     // Tests and scripts read this line.
@@ -293,13 +273,7 @@ fn raise_open_file_limit(want: usize) {
     }
 }
 
-fn start_dashboard(addr: SocketAddr, f: &DashFlags, namesrv: &str) {
-    let mut cfg = admin::dash::DashConfig::from_env(
-        namesrv,
-        f.dashboard_password.clone(),
-        f.dashboard_readonly_password.clone(),
-    );
-    cfg.watch = f.watch.to_config().unwrap_or_else(|e| fail(&e));
+fn start_dashboard(addr: SocketAddr, cfg: admin::dash::DashConfig) {
     match admin::dash::serve(addr, cfg) {
         // Tests and scripts read this line.
         Ok(local) => println!("saturn-dashboard listening on http://{local}/"),

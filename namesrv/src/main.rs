@@ -36,25 +36,7 @@ struct Args {
     #[arg(long, default_value_t = protocol::DEFAULT_MAX_FRAME_SIZE)]
     max_frame_size: usize,
     #[command(flatten)]
-    dashboard: DashFlags,
-}
-
-/// The built-in dashboard (admin::dash) for the brokers registered here, off unless an address
-/// is given: the same flags as `saturn-broker standalone`.
-#[derive(clap::Args, Debug)]
-struct DashFlags {
-    /// Serve the dashboard (a page and a JSON API) on this address, e.g. 127.0.0.1:8080.
-    #[arg(long)]
-    dashboard_listen: Option<SocketAddr>,
-    /// The dashboard's `admin` password (default: $SATURN_DASHBOARD_PASSWORD); required
-    /// beyond loopback.
-    #[arg(long)]
-    dashboard_password: Option<String>,
-    /// The dashboard's read-only `viewer` password (default: $SATURN_DASHBOARD_READONLY_PASSWORD).
-    #[arg(long)]
-    dashboard_readonly_password: Option<String>,
-    #[command(flatten)]
-    watch: admin::dash::watch::WatchFlags,
+    dashboard: admin::dash::watch::DashFlags,
 }
 
 fn main() {
@@ -80,7 +62,7 @@ fn main() {
         ..ServerConfig::default()
     };
     // The dashboard's settings are checked before the name server starts listening.
-    let dash = dashboard_config(args.dashboard);
+    let dash = args.dashboard.config("").unwrap_or_else(|e| fail(&e));
     let server = NameServer::start(config)
         .unwrap_or_else(|e| fail(&format!("cannot listen on {}: {e}", args.listen)));
     // Tests and scripts read this line to learn the port.
@@ -102,24 +84,6 @@ fn main() {
         }
     }
     server.wait();
-}
-
-/// The dashboard's address and configuration (its name server still to be filled in), or none
-/// without --dashboard-listen; exits on a bad setting.
-fn dashboard_config(f: DashFlags) -> Option<(SocketAddr, admin::dash::DashConfig)> {
-    let Some(addr) = f.dashboard_listen else {
-        if let Some(flag) = f.watch.first_set() {
-            fail(&format!(
-                "{flag} is a dashboard setting: it needs --dashboard-listen"
-            ));
-        }
-        return None;
-    };
-    let mut cfg =
-        admin::dash::DashConfig::from_env("", f.dashboard_password, f.dashboard_readonly_password);
-    cfg.watch = f.watch.to_config().unwrap_or_else(|e| fail(&e));
-    admin::dash::check(addr, &cfg).unwrap_or_else(|e| fail(&e));
-    Some((addr, cfg))
 }
 
 fn fail(message: &str) -> ! {

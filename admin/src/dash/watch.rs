@@ -20,6 +20,50 @@ use super::history::{self, Ring};
 use super::http::{Request, Response};
 use super::DashConfig;
 
+/// The dashboard's flags as `saturn-broker standalone` and `saturn-namesrv` take them; the
+/// dashboard is off unless an address is given.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DashFlags {
+    /// Serve the dashboard (a page and a JSON API) on this address, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    pub dashboard_listen: Option<std::net::SocketAddr>,
+    /// The dashboard's `admin` password (default: $SATURN_DASHBOARD_PASSWORD); required
+    /// beyond loopback.
+    #[arg(long)]
+    pub dashboard_password: Option<String>,
+    /// The dashboard's read-only `viewer` password (default: $SATURN_DASHBOARD_READONLY_PASSWORD).
+    #[arg(long)]
+    pub dashboard_readonly_password: Option<String>,
+    #[command(flatten)]
+    pub watch: WatchFlags,
+}
+
+impl DashFlags {
+    /// The dashboard's address and checked configuration for name server(s) `namesrv`, or none
+    /// without --dashboard-listen; a dashboard setting without it, or a bad one, is an error.
+    pub fn config(
+        self,
+        namesrv: &str,
+    ) -> std::result::Result<Option<(std::net::SocketAddr, super::DashConfig)>, String> {
+        let Some(addr) = self.dashboard_listen else {
+            return match self.watch.first_set() {
+                Some(flag) => Err(format!(
+                    "{flag} is a dashboard setting: it needs --dashboard-listen"
+                )),
+                None => Ok(None),
+            };
+        };
+        let mut cfg = super::DashConfig::from_env(
+            namesrv,
+            self.dashboard_password,
+            self.dashboard_readonly_password,
+        );
+        cfg.watch = self.watch.to_config()?;
+        super::check(addr, &cfg)?;
+        Ok(Some((addr, cfg)))
+    }
+}
+
 /// The watcher's flags.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct WatchFlags {
