@@ -7,8 +7,6 @@
 mod common;
 
 use common::*;
-use protocol::header::{CommandHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2};
-use protocol::message::encode_properties;
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 const REPLY_TOPIC: &str = "DefaultCluster_REPLY_TOPIC";
@@ -19,26 +17,9 @@ fn reply_request(to: &str, correlation: &str, body: &[u8]) -> RemotingCommand {
         ("REPLY_TO_CLIENT", to),
         ("MSG_TYPE", "reply"),
     ];
-    let header = SendMessageRequestHeader {
-        producer_group: "PG_replier".into(),
-        topic: REPLY_TOPIC.into(),
-        default_topic: "TBW102".into(),
-        default_topic_queue_nums: 4,
-        queue_id: 0,
-        sys_flag: 0,
-        born_timestamp: 1_700_000_000_000,
-        flag: 0,
-        properties: Some(encode_properties(&props)),
-        reconsume_times: Some(0),
-        unit_mode: Some(false),
-        max_reconsume_times: None,
-        batch: Some(false),
-        broker_name: None,
-    };
-    let mut req = RemotingCommand::request(RequestCode::SEND_REPLY_MESSAGE_V2, 0);
-    SendMessageRequestHeaderV2::from(header).encode(&mut req.ext_fields);
-    req.body = bytes::Bytes::copy_from_slice(body);
-    req
+    let mut header = send_header(REPLY_TOPIC, 0, Some(&props));
+    header.producer_group = "PG_replier".into();
+    send_command(RequestCode::SEND_REPLY_MESSAGE_V2, header, body)
 }
 
 #[test]

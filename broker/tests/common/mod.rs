@@ -268,7 +268,17 @@ pub fn send_request(
     body: &[u8],
     props: Option<&[(&str, &str)]>,
 ) -> RemotingCommand {
-    let header = SendMessageRequestHeader {
+    let header = send_header(topic, queue, props);
+    send_command(RequestCode::SEND_MESSAGE_V2, header, body)
+}
+
+/// The header of [`send_request`], for a test to change before [`send_command`].
+pub fn send_header(
+    topic: &str,
+    queue: i32,
+    props: Option<&[(&str, &str)]>,
+) -> SendMessageRequestHeader {
+    SendMessageRequestHeader {
         producer_group: "pg".into(),
         topic: topic.into(),
         default_topic: "TBW102".into(),
@@ -283,8 +293,17 @@ pub fn send_request(
         max_reconsume_times: None,
         batch: Some(false),
         broker_name: None,
-    };
-    let mut req = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2, 0);
+    }
+}
+
+/// A send request `code` (SEND_MESSAGE_V2, SEND_REPLY_MESSAGE_V2) with `header`'s short
+/// (V2) fields and `body`.
+pub fn send_command(
+    code: RequestCode,
+    header: SendMessageRequestHeader,
+    body: &[u8],
+) -> RemotingCommand {
+    let mut req = RemotingCommand::request(code, 0);
     SendMessageRequestHeaderV2::from(header).encode(&mut req.ext_fields);
     req.body = bytes::Bytes::copy_from_slice(body);
     req
@@ -356,11 +375,26 @@ pub fn pull_request(
     expr: &str,
     suspend_ms: i64,
 ) -> RemotingCommand {
+    let header = pull_header(group, topic, queue, offset, max, expr, suspend_ms);
+    pull_command(&header)
+}
+
+/// The header of [`pull_request`] (a TAG expression), for a test to change before
+/// [`pull_command`].
+pub fn pull_header(
+    group: &str,
+    topic: &str,
+    queue: i32,
+    offset: i64,
+    max: i32,
+    expr: &str,
+    suspend_ms: i64,
+) -> PullMessageRequestHeader {
     let mut flags = pullflag::FLAG_SUBSCRIPTION;
     if suspend_ms > 0 {
         flags |= pullflag::FLAG_SUSPEND;
     }
-    let header = PullMessageRequestHeader {
+    PullMessageRequestHeader {
         consumer_group: group.into(),
         topic: topic.into(),
         queue_id: queue,
@@ -373,7 +407,11 @@ pub fn pull_request(
         sub_version: 0,
         expression_type: Some("TAG".into()),
         max_msg_bytes: None,
-    };
+    }
+}
+
+/// A PULL_MESSAGE with `header`.
+pub fn pull_command(header: &PullMessageRequestHeader) -> RemotingCommand {
     let mut req = RemotingCommand::request(RequestCode::PULL_MESSAGE, 0);
     header.encode(&mut req.ext_fields);
     req
