@@ -221,7 +221,7 @@ pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
 /// Appends the active segment's record-table entries of records below `c` to its journal.
 async fn write_sums(sh: &Shared, c: u64) -> Result<()> {
     const E: u64 = 12;
-    let (path, disk, to, data, pos) = {
+    let (base, path, disk, to, data, pos) = {
         let st = sh.st.borrow();
         let base = st.cl.active_base();
         let recs = &st.cl.active.records;
@@ -237,7 +237,14 @@ async fn write_sums(sh: &Shared, c: u64) -> Result<()> {
         }
         let skip = (a - first as u64 * E) as usize;
         let disk = st.cfg.disk.clone();
-        (st.cl.sums_path(base), disk, to, data[skip..].to_vec(), a)
+        (
+            base,
+            st.cl.sums_path(base),
+            disk,
+            to,
+            data[skip..].to_vec(),
+            a,
+        )
     };
     let created = !disk.exists(&path);
     let f = File::open(&disk, &path, true).await?;
@@ -253,6 +260,10 @@ async fn write_sums(sh: &Shared, c: u64) -> Result<()> {
     let mut st = sh.st.borrow_mut();
     if st.cl.sums_path(st.cl.active_base()) == path {
         st.cl.set_sums_written(to);
+    } else if !matches!(st.cl.segments().get(&base), Some(Some(i)) if !i.idx_on_disk) {
+        // The segment was sealed during the write and its `.idx` is already on disk (or the
+        // segment is gone): the journal just written is not needed and nothing else removes it.
+        st.cfg.disk.remove_file(&path)?;
     }
     Ok(())
 }

@@ -57,7 +57,11 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     crate::io::probe_device(&disk, &cfg.dir).await?;
 
     let mut free_segments = spare_segments(&cfg, &free_dir)?;
-    let (bases, idx_files) = list_segments(&disk, &cl_dir)?;
+    let Listing {
+        bases,
+        idx_files,
+        journals,
+    } = list_segments(&disk, &cl_dir)?;
     let mut cl = CommitLog::new(&cl_dir, seg, cfg.hot_cache_bytes + cfg.max_dirty_bytes);
     cl.ra = crate::readcache::ReadCache::new(cfg.read_cache_bytes);
     let cp = Checkpoint::load(&disk, &cfg.dir).await?;
@@ -102,6 +106,7 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
         indexed_from,
     };
     set_log_end(&cfg, &mut cl, &log_end, indexes, &mut free_segments).await?;
+    drop_stale_journals(&disk, &cl, &journals)?;
     if let Some(cp) = &cp {
         keep_manifest_queues(&cfg, cp, &mut queues);
     }
@@ -227,20 +232,47 @@ fn spare_segments(cfg: &StoreConfig, free_dir: &Path) -> Result<Vec<std::path::P
 }
 
 /// Segment bases (sorted) and bases with an `.idx` file; leftover temporary files go.
-fn list_segments(disk: &Disk, cl_dir: &Path) -> Result<(Vec<u64>, Vec<u64>)> {
-    let mut bases = Vec::new();
-    let mut idx_files = Vec::new();
+/// What the commit-log directory holds.
+struct Listing {
+    /// Segment bases, ascending.
+    bases: Vec<u64>,
+    /// Segments with an `.idx` file.
+    idx_files: Vec<u64>,
+    /// Segments with a `.sums` journal.
+    journals: Vec<u64>,
+}
+
+fn list_segments(disk: &Disk, cl_dir: &Path) -> Result<Listing> {
+    let mut l = Listing {
+        bases: Vec::new(),
+        idx_files: Vec::new(),
+        journals: Vec::new(),
+    };
     for name in disk.list_dir(cl_dir)? {
         if let Some(b) = parse_name(&name) {
-            bases.push(b);
+            l.bases.push(b);
         } else if let Some(b) = name.strip_suffix(".idx").and_then(parse_name) {
-            idx_files.push(b);
+            l.idx_files.push(b);
+        } else if let Some(b) = name.strip_suffix(".sums").and_then(parse_name) {
+            l.journals.push(b);
         } else if name.ends_with(".tmp") {
             disk.remove_file(&cl_dir.join(&name))?;
         }
     }
-    bases.sort_unstable();
-    Ok((bases, idx_files))
+    l.bases.sort_unstable();
+    Ok(l)
+}
+
+/// After recovery no journal is needed: the scan has read those of the segments it indexed
+/// (and `set_log_end` removed them), and every older segment has its `.idx`. What is left is
+/// stale: a journal whose removal a power cut undid (removals are not synced), or one the
+/// checkpointer wrote again while its segment was being sealed. Left alone they would pile up,
+/// one per segment, and every later recovery would list them.
+fn drop_stale_journals(disk: &Disk, cl: &CommitLog, journals: &[u64]) -> Result<()> {
+    for &b in journals {
+        disk.remove_file(&cl.sums_path(b))?;
+    }
+    Ok(())
 }
 
 /// The segments from the first on up to a gap (anything after a gap is unreachable).
