@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use futures_lite::future;
 
+use crate::offsets::LogOffset;
 use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::io::{align_down, align_up, File};
@@ -225,7 +226,7 @@ async fn write_sums(sh: &Shared, c: u64) -> Result<()> {
         let st = sh.st.borrow();
         let base = st.cl.active_base();
         let recs = &st.cl.active.records;
-        let to = recs.partition_point(|r| r.pos.at(base) < c);
+        let to = recs.partition_point(|r| r.pos.at(LogOffset::new(base)).get() < c);
         if st.cl.sums_written().min(to) == to {
             return Ok(());
         }

@@ -16,7 +16,7 @@ use protocol::message::{RecordInput, BLANK_MAGIC};
 
 use crate::error::Result;
 use crate::io::{align_down, align_up, AlignedBuf, File};
-use crate::offsets::SegPos;
+use crate::offsets::LogOffset;
 use crate::readcache::ReadCache;
 use crate::seg_index::{index_keys, SegIndex};
 use crate::writer::Source;
@@ -442,7 +442,7 @@ impl CommitLog {
     ) {
         let pos = self.write_pos;
         self.space(piece_start, pos, rec.len()).copy_from_slice(rec);
-        let seg_pos = SegPos::of(pos, self.base_of(pos));
+        let seg_pos = LogOffset::new(pos).pos_in(LogOffset::new(self.base_of(pos)));
         let crc = crc32c::crc32c(rec);
         self.active
             .add_record(seg_pos, rec.len() as u32, crc, store_ts);
@@ -506,7 +506,7 @@ impl CommitLog {
         let out = self.space(piece_start, pos, size);
         input.encode_into(out)?;
         let crc = crc32c::crc32c(out);
-        let seg_pos = SegPos::of(pos, self.base_of(pos));
+        let seg_pos = LogOffset::new(pos).pos_in(LogOffset::new(self.base_of(pos)));
         self.active.add_record(seg_pos, size as u32, crc, now);
         index_keys(&mut self.active, keys.0, keys.1, keys.2, seg_pos);
         self.write_pos = pos + size as u64;

@@ -9,7 +9,7 @@ use protocol::message::{property_value, RecordView};
 
 use crate::error::{Result, StoreError};
 use crate::io::{align_down, align_up, File};
-use crate::offsets::SegPos;
+use crate::offsets::{LogOffset, SegPos};
 use crate::seg_index::{key_hash, RecEntry, SegIndex};
 use crate::state::{cq_entries, visible_end, QueueKey, Shared};
 use crate::types::{GetResult, GetStatus};
@@ -265,7 +265,7 @@ async fn rec_entry(sh: &Shared, phys: u64) -> Result<Option<RecEntry>> {
         let wait = {
             let st = sh.st.borrow();
             let base = st.cl.base_of(phys);
-            let pos = SegPos::of(phys, base);
+            let pos = LogOffset::new(phys).pos_in(LogOffset::new(base));
             if base == st.cl.active_base() {
                 return Ok(st.cl.active.record(pos));
             }
@@ -792,7 +792,7 @@ pub(crate) async fn query_by_key(
                 if out.len() >= max {
                     return out;
                 }
-                let Ok(b) = read_record(sh, pos.at(base) as i64).await else {
+                let Ok(b) = read_record(sh, pos.at(LogOffset::new(base)).as_i64()).await else {
                     continue;
                 };
                 if record_matches(&b, topic, key, begin, end) {

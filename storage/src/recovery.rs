@@ -30,7 +30,7 @@ use crate::config::StoreConfig;
 use crate::cq::{file_name, ConsumeQueue, CqEntry, CQ_ENTRY};
 use crate::error::{Result, StoreError};
 use crate::io::{align_down, align_up, Disk, File, BLOCK};
-use crate::offsets::SegPos;
+use crate::offsets::{LogOffset, SegPos};
 use crate::seg_index::{index_keys, read_sums, write_index_file, RecEntry, SegIndex};
 use crate::state::{QueueKey, State};
 use crate::types::RecoveryReport;
@@ -743,7 +743,7 @@ impl Scan<'_> {
 
     /// Checks a record against the CRC32C journaled when it was written, if there is one.
     fn check_sum(&self, base: u64, p: u64, rec: &[u8]) -> std::result::Result<(), String> {
-        match self.sums.get(&SegPos::of(p, base)) {
+        match self.sums.get(&LogOffset::new(p).pos_in(LogOffset::new(base))) {
             Some(e) => verify::against_entry(rec, e),
             None => Ok(()),
         }
@@ -814,7 +814,7 @@ impl Scan<'_> {
         };
         self.report.records += 1;
         if let Some(idx) = self.indexes.get_mut(&base) {
-            let pos = SegPos::of(p, base);
+            let pos = LogOffset::new(p).pos_in(LogOffset::new(base));
             idx.add_record(
                 pos,
                 rec.len() as u32,
