@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use futures_lite::future;
 
-use crate::offsets::LogOffset;
 use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::io::{align_down, align_up, File};
+use crate::offsets::LogOffset;
 use crate::seg_index::write_index_file;
 use crate::state::{cq_file, disk_full, fail, Shared};
 
@@ -132,7 +132,7 @@ pub(crate) async fn seal_indexes(sh: &Shared) -> Result<()> {
             let Some((&base, idx)) = st.cl.sealing.iter().next() else {
                 return Ok(());
             };
-            if base + st.cfg.segment_size > st.cl.flushed() {
+            if base.add(st.cfg.segment_size) > st.cl.flushed() {
                 return Ok(());
             }
             (base, idx.clone(), st.cl.idx_path(base))
@@ -170,7 +170,7 @@ pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
             let mut n = q.max();
             while n > q.mem_start() {
                 match q.mem_entry(n - 1) {
-                    Some(e) if e.phys as u64 >= c => n -= 1,
+                    Some(e) if e.phys >= c => n -= 1,
                     _ => break,
                 }
             }
@@ -220,13 +220,13 @@ pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
 }
 
 /// Appends the active segment's record-table entries of records below `c` to its journal.
-async fn write_sums(sh: &Shared, c: u64) -> Result<()> {
+async fn write_sums(sh: &Shared, c: LogOffset) -> Result<()> {
     const E: u64 = 12;
     let (path, disk, to, data, pos) = {
         let st = sh.st.borrow();
         let base = st.cl.active_base();
         let recs = &st.cl.active.records;
-        let to = recs.partition_point(|r| r.pos.at(LogOffset::new(base)).get() < c);
+        let to = recs.partition_point(|r| r.pos.at(base) < c);
         if st.cl.sums_written().min(to) == to {
             return Ok(());
         }

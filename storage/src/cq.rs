@@ -14,6 +14,7 @@ use std::rc::Rc;
 
 use crate::io::{align_down, align_up, File, BLOCK};
 use crate::notify::Notify;
+use crate::offsets::LogOffset;
 
 pub const CQ_ENTRY: u64 = 20;
 /// Entries read from disk at once (and kept per queue) when a reader reaches below memory.
@@ -21,14 +22,14 @@ pub const CQ_READ_AHEAD: u64 = 1600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CqEntry {
-    pub phys: i64,
+    pub phys: LogOffset,
     pub size: i32,
     pub tags: i64,
 }
 
 impl CqEntry {
     pub fn encode(&self, out: &mut [u8]) {
-        out[..8].copy_from_slice(&self.phys.to_be_bytes());
+        out[..8].copy_from_slice(&self.phys.get().to_be_bytes());
         out[8..12].copy_from_slice(&self.size.to_be_bytes());
         out[12..20].copy_from_slice(&self.tags.to_be_bytes());
     }
@@ -39,7 +40,7 @@ impl CqEntry {
         let mut t = [0u8; 8];
         t.copy_from_slice(&b[12..20]);
         CqEntry {
-            phys: i64::from_be_bytes(p),
+            phys: LogOffset::new(u64::from_be_bytes(p)),
             size: i32::from_be_bytes([b[8], b[9], b[10], b[11]]),
             tags: i64::from_be_bytes(t),
         }

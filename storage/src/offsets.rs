@@ -125,6 +125,12 @@ impl fmt::Display for LogOffset {
 pub struct SegPos(pub u32);
 
 impl SegPos {
+    /// The byte position in the segment's file.
+    #[inline]
+    pub fn file_pos(self) -> u64 {
+        u64::from(self.0)
+    }
+
     /// The commit-log offset of this position in the segment starting at `base`.
     #[inline]
     pub fn at(self, base: LogOffset) -> LogOffset {

@@ -62,12 +62,12 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     cl.ra = crate::readcache::ReadCache::new(cfg.read_cache_bytes);
     let cp = Checkpoint::load(&disk, &cfg.dir).await?;
     let mut report = RecoveryReport {
-        checkpoint: cp.as_ref().map(|c| c.offset),
+        checkpoint: cp.as_ref().map(|c| c.offset.get()),
         segments: bases.len(),
         ..Default::default()
     };
     if bases.is_empty() {
-        if cp.as_ref().is_some_and(|c| c.offset > 0) {
+        if cp.as_ref().is_some_and(|c| c.offset > LogOffset::ZERO) {
             tracing::warn!("checkpoint present but no commit-log segments: starting empty");
         }
         return start_empty(cfg, cl, free_segments, report, t0);
@@ -77,13 +77,13 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     cl.set_min_offset(first);
     let c = cp
         .as_ref()
-        .map_or(first, |c| c.offset.clamp(first, last + seg));
+        .map_or(first, |c| c.offset.clamp(first, last.add(seg)));
 
     let mut queues = load_queues(&cfg, &cq_root, c, first).await?;
     report.rebuilt_queues = queues_behind(cp.as_ref(), &queues);
     let rebuild = report.rebuilt_queues > 0;
     let (start, indexed_from) = scan_start(&bases, &idx_files, c, rebuild);
-    report.scanned_from = start;
+    report.scanned_from = start.get();
     let mut scan = Scan {
         cfg: &cfg,
         c,
@@ -95,7 +95,7 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     };
     let end = scan.run(&bases, start).await?;
     let indexes = std::mem::take(&mut scan.indexes);
-    report.end_offset = end;
+    report.end_offset = end.get();
     let log_end = LogEnd {
         bases: &bases,
         end,
@@ -113,9 +113,9 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
 /// Where the scan ended: the segments found, the recovered end, the first segment whose
 /// index the scan rebuilt.
 struct LogEnd<'a> {
-    bases: &'a [u64],
-    end: u64,
-    indexed_from: u64,
+    bases: &'a [LogOffset],
+    end: LogOffset,
+    indexed_from: LogOffset,
 }
 
 /// Makes `e.end` the commit log's end: zeros what a crashed flush may have left after it,
@@ -125,11 +125,11 @@ async fn set_log_end(
     cfg: &StoreConfig,
     cl: &mut CommitLog,
     e: &LogEnd<'_>,
-    mut indexes: BTreeMap<u64, SegIndex>,
+    mut indexes: BTreeMap<LogOffset, SegIndex>,
     free_segments: &mut Vec<std::path::PathBuf>,
 ) -> Result<()> {
     let disk = &cfg.disk;
-    let active = e.end - e.end % cfg.segment_size;
+    let active = e.end.segment_base(cfg.segment_size);
     let max_garbage = (cfg.max_dirty_bytes + cfg.write_chunk_bytes) as u64 + BLOCK;
     let tail = scrub_after(cl, active, e.end, max_garbage, cfg).await?;
     for &b in e.bases.iter().filter(|&&b| b > active) {
@@ -145,7 +145,7 @@ async fn set_log_end(
         None if e.end == active => SegIndex::new(),
         None => {
             return Err(StoreError::Corrupt {
-                offset: active,
+                offset: active.get(),
                 reason: "active segment was not indexed by the scan".into(),
             })
         }
@@ -174,9 +174,14 @@ fn keep_manifest_queues(
 
 /// Where the scan starts (a record boundary: the checkpoint, or a segment's start) and the first
 /// segment whose index it rebuilds: the first without a usable `.idx` (the active one has none).
-fn scan_start(bases: &[u64], idx_files: &[u64], c: u64, rebuild: bool) -> (u64, u64) {
+fn scan_start(
+    bases: &[LogOffset],
+    idx_files: &[LogOffset],
+    c: LogOffset,
+    rebuild: bool,
+) -> (LogOffset, LogOffset) {
     let (first, last) = (bases[0], bases[bases.len() - 1]);
-    let idx_ok = |b: u64| idx_files.contains(&b) && b != last;
+    let idx_ok = |b: LogOffset| idx_files.contains(&b) && b != last;
     let indexed_from = bases.iter().copied().find(|&b| !idx_ok(b)).unwrap_or(last);
     let start = if rebuild { first } else { c.min(last) };
     (start.min(indexed_from), indexed_from)
@@ -184,7 +189,12 @@ fn scan_start(bases: &[u64], idx_files: &[u64], c: u64, rebuild: bool) -> (u64, 
 
 /// The recovered end: everything below it is durable; the partial block's bytes (`tail`) are
 /// kept for the next flush, which rewrites that block.
-async fn set_end(disk: &Disk, cl: &mut CommitLog, end: u64, tail: Option<Piece>) -> Result<()> {
+async fn set_end(
+    disk: &Disk,
+    cl: &mut CommitLog,
+    end: LogOffset,
+    tail: Option<Piece>,
+) -> Result<()> {
     cl.set_recovered_end(end, tail);
     let active = cl.active_base();
     let active_path = cl.segment_path(active);
@@ -206,7 +216,7 @@ fn start_empty(
     let cq_root = cfg.dir.join("consumequeue");
     cfg.disk.remove_dir_all(&cq_root)?;
     cfg.disk.create_dir_all(&cq_root)?;
-    cl.insert_segment(0, None);
+    cl.insert_segment(LogOffset::ZERO, None);
     report.elapsed = t0.elapsed();
     log_report(&report);
     Ok(new_state(cfg, cl, HashMap::new(), free_segments, report))
@@ -227,14 +237,14 @@ fn spare_segments(cfg: &StoreConfig, free_dir: &Path) -> Result<Vec<std::path::P
 }
 
 /// Segment bases (sorted) and bases with an `.idx` file; leftover temporary files go.
-fn list_segments(disk: &Disk, cl_dir: &Path) -> Result<(Vec<u64>, Vec<u64>)> {
+fn list_segments(disk: &Disk, cl_dir: &Path) -> Result<(Vec<LogOffset>, Vec<LogOffset>)> {
     let mut bases = Vec::new();
     let mut idx_files = Vec::new();
     for name in disk.list_dir(cl_dir)? {
         if let Some(b) = parse_name(&name) {
-            bases.push(b);
+            bases.push(LogOffset::new(b));
         } else if let Some(b) = name.strip_suffix(".idx").and_then(parse_name) {
-            idx_files.push(b);
+            idx_files.push(LogOffset::new(b));
         } else if name.ends_with(".tmp") {
             disk.remove_file(&cl_dir.join(&name))?;
         }
@@ -244,13 +254,16 @@ fn list_segments(disk: &Disk, cl_dir: &Path) -> Result<(Vec<u64>, Vec<u64>)> {
 }
 
 /// The segments from the first on up to a gap (anything after a gap is unreachable).
-fn contiguous(bases: &[u64], seg: u64) -> Vec<u64> {
+fn contiguous(bases: &[LogOffset], seg: u64) -> Vec<LogOffset> {
     let mut out = vec![bases[0]];
     for &b in &bases[1..] {
-        if b == out[out.len() - 1] + seg {
+        if b == out[out.len() - 1].add(seg) {
             out.push(b);
         } else {
-            tracing::error!(segment = b, "commit-log segment after a gap; ignoring it");
+            tracing::error!(
+                segment = b.get(),
+                "commit-log segment after a gap; ignoring it"
+            );
         }
     }
     out
@@ -260,8 +273,8 @@ fn contiguous(bases: &[u64], seg: u64) -> Vec<u64> {
 async fn load_queues(
     cfg: &StoreConfig,
     cq_root: &Path,
-    c: u64,
-    first: u64,
+    c: LogOffset,
+    first: LogOffset,
 ) -> Result<HashMap<(String, i32), ConsumeQueue>> {
     let mut queues = HashMap::new();
     for topic in cfg.disk.list_dir(cq_root)? {
@@ -295,7 +308,7 @@ fn queues_behind(cp: Option<&Checkpoint>, queues: &HashMap<(String, i32), Consum
 async fn retire_segment(
     cfg: &StoreConfig,
     cl: &CommitLog,
-    b: u64,
+    b: LogOffset,
     max_garbage: u64,
     free_segments: &mut Vec<std::path::PathBuf>,
 ) -> Result<()> {
@@ -308,14 +321,20 @@ async fn retire_segment(
     f.fdatasync().await?;
     drop(f);
     if free_segments.len() < cfg.recycle_segments {
-        let to = cl.dir().join("free").join(format!("recycled-{b:020}"));
+        let to = cl
+            .dir()
+            .join("free")
+            .join(format!("recycled-{:020}", b.get()));
         disk.rename_durable(&path, &to)?;
         free_segments.push(to);
     } else {
         disk.remove_durable(&path)?;
     }
     disk.remove_durable(&cl.idx_path(b))?;
-    tracing::warn!(segment = b, "segment beyond the recovered end retired");
+    tracing::warn!(
+        segment = b.get(),
+        "segment beyond the recovered end retired"
+    );
     Ok(())
 }
 
@@ -324,7 +343,7 @@ async fn retire_segment(
 async fn sealed_info(
     disk: &Disk,
     cl: &CommitLog,
-    b: u64,
+    b: LogOffset,
     rebuilt: Option<SegIndex>,
 ) -> Result<SealedInfo> {
     match rebuilt {
@@ -357,7 +376,7 @@ fn new_state(
         failed: None,
         full_enospc: None,
         full_floor: None,
-        checkpointed: 0,
+        checkpointed: LogOffset::ZERO,
         closed: false,
         free_segments,
         preparing: false,
@@ -406,8 +425,8 @@ async fn read_idx_header(disk: &Disk, path: &Path) -> Result<SealedInfo> {
 /// is not zero. Returns the tail piece (the bytes of the partial block) for the next flush.
 async fn scrub_after(
     cl: &CommitLog,
-    active: u64,
-    end: u64,
+    active: LogOffset,
+    end: LogOffset,
     max_garbage: u64,
     cfg: &StoreConfig,
 ) -> Result<Option<Piece>> {
@@ -416,24 +435,26 @@ async fn scrub_after(
         return Ok(None);
     }
     let f = Rc::new(File::open(&cfg.disk, &path, false).await?);
-    let seg_end = active + cl.segment_size();
-    let a = align_down(end);
-    let z_end = (align_up(end) + max_garbage).min(seg_end);
-    let look = f.read_at(end - active, (z_end - end) as usize).await?;
-    let tail_bytes = f.read_exact_at(a - active, (end - a) as usize).await?;
+    let seg_end = active.add(cl.segment_size());
+    let a = end.align_down();
+    let z_end = end.align_up().add(max_garbage).min(seg_end);
+    // Byte position in the segment's file.
+    let at = |o: LogOffset| active.distance_to(o);
+    let look = f.read_at(at(end), end.distance_to(z_end) as usize).await?;
+    let tail_bytes = f.read_exact_at(at(a), a.distance_to(end) as usize).await?;
     if look.iter().any(|&b| b != 0) {
         tracing::warn!(
-            offset = end,
-            bytes = z_end - end,
+            offset = end.get(),
+            bytes = end.distance_to(z_end),
             "zeroing bytes after the recovered end"
         );
         if end > a {
             let mut buf = f.alloc(BLOCK as usize);
             buf.as_bytes_mut()[..tail_bytes.len()].copy_from_slice(&tail_bytes);
-            f.write_at(buf, a - active).await?;
+            f.write_at(buf, at(a)).await?;
         }
-        let from = align_up(end) - active;
-        f.zero_range(from, z_end - active, cfg.write_chunk_bytes, cfg.write_depth)
+        let from = at(end.align_up());
+        f.zero_range(from, at(z_end), cfg.write_chunk_bytes, cfg.write_depth)
             .await?;
         f.fdatasync().await?;
     }
@@ -449,8 +470,8 @@ async fn load_queue(
     root: &Path,
     topic: &str,
     qid: i32,
-    c: u64,
-    cl_min: u64,
+    c: LogOffset,
+    cl_min: LogOffset,
 ) -> Result<Option<ConsumeQueue>> {
     let Some(mut q) = open_queue(cfg, root, topic, qid).await? else {
         return Ok(None);
@@ -542,14 +563,19 @@ async fn open_queue(
 /// The first entry in `[lo, hi)` whose record lies at or beyond commit-log offset `at`, or that
 /// is blank (`hi` if none is); entries are in commit-log order. A blank slot is no entry: the
 /// queue cannot extend past it (its zeros would read as the record at offset 0).
-async fn first_entry_from(q: &ConsumeQueue, mut lo: u64, mut hi: u64, at: u64) -> Result<u64> {
+async fn first_entry_from(
+    q: &ConsumeQueue,
+    mut lo: u64,
+    mut hi: u64,
+    at: LogOffset,
+) -> Result<u64> {
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         let e = match q.mem_entry(mid) {
             Some(e) => e,
             None => entry(q, mid).await?,
         };
-        if !e.is_empty() && (e.phys as u64) < at {
+        if !e.is_empty() && e.phys < at {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -562,7 +588,7 @@ async fn read_entry(f: &File, slot: u64) -> Result<CqEntry> {
     let b = f.read_at(slot * CQ_ENTRY, CQ_ENTRY as usize).await?;
     if b.len() < CQ_ENTRY as usize {
         return Ok(CqEntry {
-            phys: 0,
+            phys: LogOffset::ZERO,
             size: 0,
             tags: 0,
         });
@@ -575,7 +601,7 @@ async fn entry(q: &ConsumeQueue, idx: u64) -> Result<CqEntry> {
     match q.files.get(&file_no) {
         Some(f) => read_entry(f, pos / CQ_ENTRY).await,
         None => Ok(CqEntry {
-            phys: 0,
+            phys: LogOffset::ZERO,
             size: 0,
             tags: 0,
         }),
@@ -606,11 +632,11 @@ async fn zero_entries(q: &ConsumeQueue, from: u64, to: u64) -> Result<()> {
 
 struct Scan<'a> {
     cfg: &'a StoreConfig,
-    c: u64,
+    c: LogOffset,
     queues: &'a mut HashMap<(String, i32), ConsumeQueue>,
     /// Indexes being rebuilt, by segment base (segments from `indexed_from` on).
-    indexes: BTreeMap<u64, SegIndex>,
-    indexed_from: u64,
+    indexes: BTreeMap<LogOffset, SegIndex>,
+    indexed_from: LogOffset,
     report: &'a mut RecoveryReport,
     /// The record table journaled for the segment being scanned (position → size, CRC32C).
     sums: HashMap<SegPos, RecEntry>,
@@ -618,11 +644,11 @@ struct Scan<'a> {
 
 impl Scan<'_> {
     /// Scans from `start` to the end of the valid log; returns that end.
-    async fn run(&mut self, bases: &[u64], start: u64) -> Result<u64> {
+    async fn run(&mut self, bases: &[LogOffset], start: LogOffset) -> Result<LogOffset> {
         let seg = self.cfg.segment_size;
         let mut p = start;
         loop {
-            let base = p - p % seg;
+            let base = p.segment_base(seg);
             if !bases.contains(&base) {
                 return Ok(p);
             }
@@ -643,49 +669,55 @@ impl Scan<'_> {
             let r = self.scan_segment(&f, base, p).await;
             f.close().await?;
             match r? {
-                SegEnd::Next => p = base + seg,
+                SegEnd::Next => p = base.add(seg),
                 SegEnd::Stop(at) => return Ok(at),
             }
         }
     }
 
-    async fn scan_segment(&mut self, f: &File, base: u64, mut p: u64) -> Result<SegEnd> {
-        let seg_end = base + self.cfg.segment_size;
+    async fn scan_segment(
+        &mut self,
+        f: &File,
+        base: LogOffset,
+        mut p: LogOffset,
+    ) -> Result<SegEnd> {
+        let seg_end = base.add(self.cfg.segment_size);
+        let buf_end = |buf: &Bytes, start: LogOffset| start.add(buf.len() as u64);
         let mut buf = Bytes::new();
         let mut buf_start = p;
         loop {
-            if p + 8 > seg_end {
+            if p.add(8) > seg_end {
                 return Ok(self.stop(p, "no room for a record"));
             }
             // Make sure the header, then the whole record, is buffered.
             let need_hdr = 8usize;
-            if p + need_hdr as u64 > buf_start + buf.len() as u64 {
+            if p.add(need_hdr as u64) > buf_end(&buf, buf_start) {
                 (buf, buf_start) = self.fill(f, base, p, need_hdr).await?;
                 if buf.len() < need_hdr {
                     return Ok(self.stop(p, "end of file"));
                 }
             }
-            let o = (p - buf_start) as usize;
+            let o = buf_start.distance_to(p) as usize;
             let total = u32::from_be_bytes(buf[o..o + 4].try_into().expect("4 bytes")) as u64;
             let magic = u32::from_be_bytes(buf[o + 4..o + 8].try_into().expect("4 bytes"));
-            if magic == BLANK_MAGIC && total == seg_end - p {
+            if magic == BLANK_MAGIC && total == p.distance_to(seg_end) {
                 self.report.scanned_bytes += 8;
                 return Ok(SegEnd::Next);
             }
             let plausible = (magic == MESSAGE_MAGIC_V1 || magic == MESSAGE_MAGIC_V2)
                 && total >= 8
-                && p + total + 8 <= seg_end;
-            if plausible && p + total > buf_start + buf.len() as u64 {
+                && p.add(total + 8) <= seg_end;
+            if plausible && p.add(total) > buf_end(&buf, buf_start) {
                 (buf, buf_start) = self.fill(f, base, p, total as usize).await?;
             }
-            let o = (p - buf_start) as usize;
+            let o = buf_start.distance_to(p) as usize;
             let rec = plausible.then(|| buf.get(o..o + total as usize)).flatten();
             match rec.map(|r| verify::structural(r, p).and_then(|()| self.check_sum(base, p, r))) {
                 Some(Ok(())) => {
                     let r = buf.slice(o..o + total as usize);
                     self.dispatch(base, p, &r);
                     self.report.scanned_bytes += total;
-                    p += total;
+                    p = p.add(total);
                 }
                 other => {
                     let reason = match other {
@@ -713,12 +745,12 @@ impl Scan<'_> {
     async fn invalid(
         &mut self,
         f: &File,
-        base: u64,
-        p: u64,
+        base: LogOffset,
+        p: LogOffset,
         zeros: bool,
         reason: &str,
-    ) -> Result<std::result::Result<u64, SegEnd>> {
-        let seg_end = base + self.cfg.segment_size;
+    ) -> Result<std::result::Result<LogOffset, SegEnd>> {
+        let seg_end = base.add(self.cfg.segment_size);
         if p >= self.c {
             if zeros {
                 return Ok(Err(self.stop(p, "end")));
@@ -726,15 +758,15 @@ impl Scan<'_> {
             return Ok(Err(self.stop_invalid(p, reason)));
         }
         let limit = self.c.min(seg_end);
-        match self.resync(f, base, p + 1, limit).await? {
+        match self.resync(f, base, p.add(1), limit).await? {
             Some(q) => {
-                tracing::error!(offset = p, skipped = q - p, reason = %reason, "corrupt record in the commit log; skipped");
-                self.report.corrupt.push((p, q));
+                tracing::error!(offset = p.get(), skipped = p.distance_to(q), reason = %reason, "corrupt record in the commit log; skipped");
+                self.report.corrupt.push((p.get(), q.get()));
                 Ok(Ok(q))
             }
             None if self.c > seg_end => {
-                tracing::error!(offset = p, reason = %reason, "corrupt record in the commit log; rest of the segment skipped");
-                self.report.corrupt.push((p, seg_end));
+                tracing::error!(offset = p.get(), reason = %reason, "corrupt record in the commit log; rest of the segment skipped");
+                self.report.corrupt.push((p.get(), seg_end.get()));
                 Ok(Err(SegEnd::Next))
             }
             None => Ok(Err(self.stop_invalid(p, reason))),
@@ -742,45 +774,62 @@ impl Scan<'_> {
     }
 
     /// Checks a record against the CRC32C journaled when it was written, if there is one.
-    fn check_sum(&self, base: u64, p: u64, rec: &[u8]) -> std::result::Result<(), String> {
-        match self.sums.get(&LogOffset::new(p).pos_in(LogOffset::new(base))) {
+    fn check_sum(
+        &self,
+        base: LogOffset,
+        p: LogOffset,
+        rec: &[u8],
+    ) -> std::result::Result<(), String> {
+        match self.sums.get(&p.pos_in(base)) {
             Some(e) => verify::against_entry(rec, e),
             None => Ok(()),
         }
     }
 
-    fn stop(&mut self, p: u64, _why: &str) -> SegEnd {
+    fn stop(&mut self, p: LogOffset, _why: &str) -> SegEnd {
         SegEnd::Stop(p)
     }
 
-    fn stop_invalid(&mut self, p: u64, reason: &str) -> SegEnd {
+    fn stop_invalid(&mut self, p: LogOffset, reason: &str) -> SegEnd {
         tracing::warn!(
-            offset = p,
+            offset = p.get(),
             reason,
             "commit log ends here (torn or unwritten tail)"
         );
-        if p < self.report.truncated_at.unwrap_or(u64::MAX) {
-            self.report.truncated_at = Some(p);
+        if p.get() < self.report.truncated_at.unwrap_or(u64::MAX) {
+            self.report.truncated_at = Some(p.get());
         }
         SegEnd::Stop(p)
     }
 
-    async fn fill(&mut self, f: &File, base: u64, p: u64, need: usize) -> Result<(Bytes, u64)> {
-        let seg_end = base + self.cfg.segment_size;
-        let len = (need.max(SCAN_CHUNK) as u64).min(seg_end - p) as usize;
-        Ok((f.read_at(p - base, len).await?, p))
+    async fn fill(
+        &mut self,
+        f: &File,
+        base: LogOffset,
+        p: LogOffset,
+        need: usize,
+    ) -> Result<(Bytes, LogOffset)> {
+        let seg_end = base.add(self.cfg.segment_size);
+        let len = (need.max(SCAN_CHUNK) as u64).min(p.distance_to(seg_end)) as usize;
+        Ok((f.read_at(base.distance_to(p), len).await?, p))
     }
 
     /// The first offset in `[from, limit)` where a record verifies.
-    async fn resync(&mut self, f: &File, base: u64, from: u64, limit: u64) -> Result<Option<u64>> {
+    async fn resync(
+        &mut self,
+        f: &File,
+        base: LogOffset,
+        from: LogOffset,
+        limit: LogOffset,
+    ) -> Result<Option<LogOffset>> {
         let mut at = from;
         while at < limit {
-            let chunk = f.read_at(at - base, SCAN_CHUNK).await?;
+            let chunk = f.read_at(base.distance_to(at), SCAN_CHUNK).await?;
             if chunk.len() < 8 {
                 return Ok(None);
             }
             for i in 0..chunk.len().saturating_sub(8) {
-                let q = at + i as u64;
+                let q = at.add(i as u64);
                 if q >= limit {
                     return Ok(None);
                 }
@@ -793,8 +842,11 @@ impl Scan<'_> {
                 let rec = if i + total <= chunk.len() {
                     chunk.slice(i..i + total)
                 } else {
-                    f.read_at(q - base, total.min(self.cfg.segment_size as usize))
-                        .await?
+                    f.read_at(
+                        base.distance_to(q),
+                        total.min(self.cfg.segment_size as usize),
+                    )
+                    .await?
                 };
                 if rec.len() == total
                     && verify::structural(&rec, q).is_ok()
@@ -803,18 +855,18 @@ impl Scan<'_> {
                     return Ok(Some(q));
                 }
             }
-            at += (chunk.len() - 8) as u64;
+            at = at.add((chunk.len() - 8) as u64);
         }
         Ok(None)
     }
 
-    fn dispatch(&mut self, base: u64, p: u64, rec: &Bytes) {
+    fn dispatch(&mut self, base: LogOffset, p: LogOffset, rec: &Bytes) {
         let Ok((v, _)) = RecordView::parse(rec) else {
             return;
         };
         self.report.records += 1;
         if let Some(idx) = self.indexes.get_mut(&base) {
-            let pos = LogOffset::new(p).pos_in(LogOffset::new(base));
+            let pos = p.pos_in(base);
             idx.add_record(
                 pos,
                 rec.len() as u32,
@@ -843,7 +895,7 @@ impl Scan<'_> {
             _ => 0,
         };
         let entry = CqEntry {
-            phys: p as i64,
+            phys: p,
             size: rec.len() as i32,
             tags,
         };
@@ -861,7 +913,7 @@ impl Scan<'_> {
                     queue = v.queue_id,
                     expected = q.max(),
                     found = qo,
-                    offset = p,
+                    offset = p.get(),
                     "gap in queue offsets; record not queued"
                 );
             }
@@ -871,5 +923,5 @@ impl Scan<'_> {
 
 enum SegEnd {
     Next,
-    Stop(u64),
+    Stop(LogOffset),
 }

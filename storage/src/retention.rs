@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use crate::config::StoreConfig;
 use crate::error::Result;
+use crate::offsets::LogOffset;
 use crate::state::{cq_entries, Shared};
 
 pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
@@ -26,7 +27,7 @@ pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
         }
         disk.remove_durable(&d.idx_path)?;
         tracing::info!(
-            segment = d.base,
+            segment = d.base.get(),
             recycled = d.recycle_to.is_some(),
             "retention deleted a segment"
         );
@@ -41,7 +42,7 @@ pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
 
 /// The oldest segment, to delete, and where its file goes.
 struct Expired {
-    base: u64,
+    base: LogOffset,
     seg_path: PathBuf,
     idx_path: PathBuf,
     /// The spare it becomes, if one more spare is kept.
@@ -55,11 +56,11 @@ fn next_expired(sh: &Shared, now_ms: i64) -> Option<Expired> {
     let st = sh.st.borrow();
     let active = st.cl.active_base();
     let (&base, info) = st.cl.segments().iter().next()?;
-    if base >= active || base + st.cfg.segment_size > st.checkpointed {
+    if base >= active || base.add(st.cfg.segment_size) > st.checkpointed {
         return None;
     }
     // Nor one holding data a user of the store still needs.
-    if base + st.cfg.segment_size > sh.retention_floor.get() {
+    if base.add(st.cfg.segment_size) > sh.retention_floor.get() {
         return None;
     }
     let seg_path = st.cl.segment_path(base);
@@ -75,7 +76,7 @@ fn next_expired(sh: &Shared, now_ms: i64) -> Option<Expired> {
         st.cl
             .dir()
             .join("free")
-            .join(format!("recycled-{base:020}"))
+            .join(format!("recycled-{:020}", base.get()))
     });
     Some(Expired {
         base,
@@ -114,7 +115,7 @@ pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
             let mid = lo + (hi - lo) / 2;
             let e = cq_entries(sh, &key, mid, 1).await?;
             match e.first() {
-                Some(e) if !e.is_empty() && e.phys as u64 >= cl_min => hi = mid,
+                Some(e) if !e.is_empty() && e.phys >= cl_min => hi = mid,
                 _ => lo = mid + 1,
             }
         }

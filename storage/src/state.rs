@@ -16,6 +16,7 @@ use crate::cq::{ConsumeQueue, CqEntry, CQ_ENTRY, CQ_READ_AHEAD};
 use crate::error::{Result, StoreError};
 use crate::io::File;
 use crate::notify::Notify;
+use crate::offsets::LogOffset;
 use crate::types::RecoveryReport;
 use crate::writer::Writer;
 
@@ -74,10 +75,10 @@ pub(crate) struct State {
     pub queues: HashMap<QueueKey, ConsumeQueue>,
     /// SYNC_FLUSH: (commit-log end, queue, entries) made visible once `end` is durable.
     /// Consecutive records of one queue share an entry.
-    pub pending_visible: VecDeque<(u64, Rc<QueueKey>, u64)>,
+    pub pending_visible: VecDeque<(LogOffset, Rc<QueueKey>, u64)>,
     /// Replication gate (a SYNC_MASTER's): records are visible only below this offset (what a
     /// slave has), in addition to the flush mode's bound. `None`: no gate.
-    pub replica_gate: Option<u64>,
+    pub replica_gate: Option<LogOffset>,
     /// A slave's store: takes only its master's log ([`crate::Store::append_replica`]).
     pub replica_only: bool,
     /// Set when a disk write or sync failed: the store is read-only until a restart.
@@ -89,7 +90,7 @@ pub(crate) struct State {
     pub full_floor: Option<String>,
     /// Offset of the last checkpoint written: retention deletes only segments below it (the
     /// consume-queue entries of records beyond it can only be rebuilt from the commit log).
-    pub checkpointed: u64,
+    pub checkpointed: LogOffset,
     pub closed: bool,
     pub free_segments: Vec<std::path::PathBuf>,
     pub preparing: bool,
@@ -111,7 +112,7 @@ impl State {
         let mut prev = self
             .cl
             .flushed()
-            .min(self.pending_visible.front().map_or(u64::MAX, |p| p.0));
+            .min(self.pending_visible.front().map_or(LogOffset::MAX, |p| p.0));
         for (end, _, _) in &self.pending_visible {
             assert!(
                 *end >= prev && *end <= self.cl.write_pos(),
@@ -140,26 +141,26 @@ pub(crate) struct Shared {
     pub reader: crate::reader::Reader,
     /// Retention keeps every segment holding data at or after this offset (a user of the store,
     /// such as the broker's timer engine, still needs it).
-    pub retention_floor: std::cell::Cell<u64>,
+    pub retention_floor: std::cell::Cell<LogOffset>,
     /// Counters for a metrics scrape (see [`crate::stats`]).
     pub stats: crate::stats::StoreStats,
 }
 
-pub(crate) fn visible_end(st: &State) -> u64 {
+pub(crate) fn visible_end(st: &State) -> LogOffset {
     let end = match st.cfg.flush {
         FlushMode::Sync => st.cl.flushed(),
         FlushMode::Async => st.cl.write_pos(),
     };
-    end.min(st.replica_gate.unwrap_or(u64::MAX))
+    end.min(st.replica_gate.unwrap_or(LogOffset::MAX))
 }
 
 /// Everything below `to` is durable: readers may see it (SYNC_FLUSH), waiters are woken.
-pub(crate) fn publish_state(st: &mut State, durable: &Notify, to: u64) {
+pub(crate) fn publish_state(st: &mut State, durable: &Notify, to: LogOffset) {
     let limit = match st.cfg.flush {
         FlushMode::Sync => to,
-        FlushMode::Async => u64::MAX,
+        FlushMode::Async => LogOffset::MAX,
     };
-    let limit = limit.min(st.replica_gate.unwrap_or(u64::MAX));
+    let limit = limit.min(st.replica_gate.unwrap_or(LogOffset::MAX));
     while let Some((end, _, _)) = st.pending_visible.front() {
         if *end > limit {
             break;
