@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::io::{align_up, Disk, File};
-use crate::offsets::LogOffset;
+use crate::offsets::{LogOffset, QueueOffset};
 
 const MAGIC: &[u8; 8] = b"SATCKPT1";
 
@@ -19,7 +19,7 @@ const MAGIC: &[u8; 8] = b"SATCKPT1";
 pub struct Checkpoint {
     pub offset: LogOffset,
     pub min_offset: LogOffset,
-    pub queues: Vec<(String, i32, u64)>,
+    pub queues: Vec<(String, i32, QueueOffset)>,
 }
 
 impl Checkpoint {
@@ -32,7 +32,7 @@ impl Checkpoint {
             p.extend_from_slice(&(t.len() as u32).to_be_bytes());
             p.extend_from_slice(t.as_bytes());
             p.extend_from_slice(&q.to_be_bytes());
-            p.extend_from_slice(&max.to_be_bytes());
+            p.extend_from_slice(&max.get().to_be_bytes());
         }
         let mut out = Vec::with_capacity(16 + p.len());
         out.extend_from_slice(MAGIC);
@@ -69,7 +69,7 @@ impl Checkpoint {
             let tl = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
             let t = std::str::from_utf8(take(tl)?).ok()?.to_string();
             let q = i32::from_be_bytes(take(4)?.try_into().ok()?);
-            let max = u64::from_be_bytes(take(8)?.try_into().ok()?);
+            let max = QueueOffset::new(u64::from_be_bytes(take(8)?.try_into().ok()?));
             queues.push((t, q, max));
         }
         Some(Checkpoint {
@@ -121,7 +121,10 @@ mod tests {
         let c = Checkpoint {
             offset: LogOffset::new(123),
             min_offset: LogOffset::new(4),
-            queues: vec![("t".into(), 1, 9), ("%RETRY%g".into(), 0, 0)],
+            queues: vec![
+                ("t".into(), 1, QueueOffset::new(9)),
+                ("%RETRY%g".into(), 0, QueueOffset::ZERO),
+            ],
         };
         let mut b = c.encode();
         assert_eq!(Checkpoint::decode(&b), Some(c));

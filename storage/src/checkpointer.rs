@@ -169,8 +169,8 @@ pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
             // Entries of records below the checkpoint offset.
             let mut n = q.max();
             while n > q.mem_start() {
-                match q.mem_entry(n - 1) {
-                    Some(e) if e.phys >= c => n -= 1,
+                match q.mem_entry(n.prev()) {
+                    Some(e) if e.phys >= c => n = n.prev(),
                     _ => break,
                 }
             }

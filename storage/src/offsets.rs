@@ -13,9 +13,6 @@
 //! `new` (for counts read from disk or the wire) and no arithmetic mixing two kinds: adding a
 //! queue offset to a log offset, or a segment position to a log offset, does not compile.
 
-// Until the commit log and the queues use all of them.
-#![allow(dead_code)]
-
 use std::fmt;
 
 use crate::io::{align_down, align_up};
@@ -73,12 +70,6 @@ impl LogOffset {
     pub fn distance_to(self, later: LogOffset) -> u64 {
         debug_assert!(later.0 >= self.0, "{later:?} before {self:?}");
         later.0 - self.0
-    }
-
-    /// Bytes from here to `later`, 0 when `later` is not after this offset.
-    #[inline]
-    pub fn saturating_distance_to(self, later: LogOffset) -> u64 {
-        later.0.saturating_sub(self.0)
     }
 
     /// The base of the segment of `segment_size` bytes that holds this offset.
@@ -151,8 +142,6 @@ pub struct QueueOffset(u64);
 
 impl QueueOffset {
     pub const ZERO: QueueOffset = QueueOffset(0);
-    /// Above every entry (an absent bound).
-    pub const MAX: QueueOffset = QueueOffset(u64::MAX);
 
     #[inline]
     pub const fn new(entry: u64) -> QueueOffset {
@@ -184,6 +173,19 @@ impl QueueOffset {
         QueueOffset(self.0 + 1)
     }
 
+    /// The entry before this one (which is not the first).
+    #[inline]
+    pub fn prev(self) -> QueueOffset {
+        debug_assert!(self.0 > 0);
+        QueueOffset(self.0 - 1)
+    }
+
+    /// The entry halfway from this one to `end` (rounded down), for binary searches.
+    #[inline]
+    pub fn midpoint(self, end: QueueOffset) -> QueueOffset {
+        QueueOffset(self.0 + self.distance_to(end) / 2)
+    }
+
     /// The entry `n` entries further on.
     #[inline]
     #[allow(clippy::should_implement_trait)]
@@ -195,6 +197,18 @@ impl QueueOffset {
     #[inline]
     pub fn saturating_back(self, n: u64) -> QueueOffset {
         QueueOffset(self.0.saturating_sub(n))
+    }
+
+    /// The entries from this one up to `end` (excluded).
+    #[inline]
+    pub fn until(self, end: QueueOffset) -> impl Iterator<Item = QueueOffset> {
+        (self.0..end.0).map(QueueOffset)
+    }
+
+    /// Entries from here to `later`, 0 when `later` is not after this one.
+    #[inline]
+    pub fn saturating_distance_to(self, later: QueueOffset) -> u64 {
+        later.0.saturating_sub(self.0)
     }
 
     /// Entries from here to `later` (which is not before this one).
@@ -226,7 +240,6 @@ mod tests {
         assert_eq!(p, SegPos(4100));
         assert_eq!(p.at(base), o);
         assert_eq!(base.distance_to(o), 4100);
-        assert_eq!(o.saturating_distance_to(base), 0);
         assert_eq!(o.align_down(), base.add(4096));
         assert_eq!(o.align_up(), base.add(8192));
         assert_eq!(o.add(10).back(10), o);
@@ -238,10 +251,14 @@ mod tests {
     fn queue_offsets() {
         let q = QueueOffset::new(7);
         assert_eq!(q.next(), QueueOffset::new(8));
+        assert_eq!(q.next().prev(), q);
+        assert_eq!(q.midpoint(q.add(5)), q.add(2));
         assert_eq!(q.add(3).get(), 10);
         assert_eq!(q.distance_to(q.add(5)), 5);
         assert_eq!(q.saturating_back(9), QueueOffset::ZERO);
         assert_eq!(QueueOffset::from_i64(-3), None);
         assert_eq!(QueueOffset::from_i64(q.as_i64()), Some(q));
+        let v: Vec<u64> = q.until(q.add(3)).map(QueueOffset::get).collect();
+        assert_eq!(v, [7, 8, 9]);
     }
 }

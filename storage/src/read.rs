@@ -9,7 +9,7 @@ use protocol::message::{property_value, RecordView};
 
 use crate::error::{Result, StoreError};
 use crate::io::File;
-use crate::offsets::{LogOffset, SegPos};
+use crate::offsets::{LogOffset, QueueOffset, SegPos};
 use crate::seg_index::{key_hash, RecEntry, SegIndex};
 use crate::state::{cq_entries, visible_end, QueueKey, Shared};
 use crate::types::{GetResult, GetStatus};
@@ -41,7 +41,7 @@ pub(crate) async fn get_messages(
     filter: &dyn Fn(i64) -> bool,
 ) -> GetResult {
     let key = (topic.to_string(), queue_id);
-    let Some((min, max, cl_min)) = queue_bounds(sh, &key) else {
+    let Some((q_min, q_max, cl_min)) = queue_bounds(sh, &key) else {
         return GetResult {
             status: GetStatus::NoMatchedLogicQueue,
             records: Vec::new(),
@@ -50,6 +50,7 @@ pub(crate) async fn get_messages(
             max_offset: 0,
         };
     };
+    let (min, max) = (q_min.as_i64(), q_max.as_i64());
     let result = |status, next| GetResult {
         status,
         records: Vec::new(),
@@ -60,8 +61,12 @@ pub(crate) async fn get_messages(
     if let Some((status, next)) = offset_status(offset, min, max) {
         return result(status, next);
     }
+    // Within [min, max) from here on.
+    let Some(at) = QueueOffset::from_i64(offset) else {
+        return result(GetStatus::OffsetTooSmall, min);
+    };
     let limits = (max_count, max_bytes, cl_min);
-    let Some(pick) = pick_entries(sh, &key, offset, max, limits, filter).await else {
+    let Some(pick) = pick_entries(sh, &key, at, q_max, limits, filter).await else {
         return result(GetStatus::OffsetFoundNull, offset);
     };
     let Picked {
@@ -70,8 +75,8 @@ pub(crate) async fn get_messages(
         removed,
     } = pick;
     let npicked = list.len();
-    let from = (offset + consumed) as u64;
-    let ahead = with_next_records(sh, &key, list, from, max, limits).await;
+    let from = at.add(consumed);
+    let ahead = with_next_records(sh, &key, list, from, q_max, limits).await;
     let fetched = fetch_ahead(sh, &ahead, npicked).await;
     let mut records = Vec::with_capacity(fetched.len());
     for (r, (phys, _)) in fetched.into_iter().zip(&ahead[..npicked]) {
@@ -84,7 +89,7 @@ pub(crate) async fn get_messages(
     }
     let status = if !records.is_empty() {
         GetStatus::Found
-    } else if removed > 0 && removed as i64 == consumed {
+    } else if removed > 0 && removed as u64 == consumed {
         GetStatus::MessageWasRemoving
     } else {
         GetStatus::NoMatchedMessage
@@ -92,7 +97,7 @@ pub(crate) async fn get_messages(
     GetResult {
         status,
         records,
-        next_begin_offset: offset + consumed,
+        next_begin_offset: from.as_i64(),
         min_offset: min,
         max_offset: max,
     }
@@ -100,14 +105,10 @@ pub(crate) async fn get_messages(
 
 /// The queue's (min, max) offsets as readers see them and the commit log's minimum; None for
 /// an unknown queue.
-fn queue_bounds(sh: &Shared, key: &QueueKey) -> Option<(i64, i64, LogOffset)> {
+fn queue_bounds(sh: &Shared, key: &QueueKey) -> Option<(QueueOffset, QueueOffset, LogOffset)> {
     let st = sh.st.borrow();
     let q = st.queues.get(key)?;
-    Some((
-        q.readable_min() as i64,
-        q.visible() as i64,
-        st.cl.min_offset(),
-    ))
+    Some((q.readable_min(), q.visible(), st.cl.min_offset()))
 }
 
 /// The answer to a pull at `offset` that finds nothing to read (status, next offset), if so.
@@ -130,7 +131,7 @@ fn offset_status(offset: i64, min: i64, max: i64) -> Option<(GetStatus, i64)> {
 /// (`consumed`), of which `removed` point below the commit log's start.
 struct Picked {
     list: Vec<(LogOffset, u32)>,
-    consumed: i64,
+    consumed: u64,
     removed: usize,
 }
 
@@ -141,14 +142,14 @@ struct Picked {
 async fn pick_entries(
     sh: &Shared,
     key: &QueueKey,
-    offset: i64,
-    max: i64,
+    offset: QueueOffset,
+    max: QueueOffset,
     limits: (usize, usize, LogOffset),
     filter: &dyn Fn(i64) -> bool,
 ) -> Option<Picked> {
     let (max_count, max_bytes, cl_min) = limits;
     let take = max_count.max(1);
-    let scan = ((max - offset) as u64).min(SCAN_MIN.max(max_count as u64));
+    let scan = offset.distance_to(max).min(SCAN_MIN.max(max_count as u64));
     let mut p = Picked {
         list: Vec::new(),
         consumed: 0,
@@ -156,14 +157,14 @@ async fn pick_entries(
     };
     let mut bytes = 0usize;
     let mut step = (take as u64).min(scan);
-    let mut next = offset as u64;
-    let scan_end = offset as u64 + scan;
+    let mut next = offset;
+    let scan_end = offset.add(scan);
     while next < scan_end {
-        let n = step.min(scan_end - next);
+        let n = step.min(next.distance_to(scan_end));
         let entries = match cq_entries(sh, key, next, n).await {
             Ok(e) => e,
             Err(e) => {
-                tracing::error!(error = %e, topic = %key.0, queue_id = key.1, offset, "reading consume queue");
+                tracing::error!(error = %e, topic = %key.0, queue_id = key.1, offset = offset.get(), "reading consume queue");
                 break;
             }
         };
@@ -171,7 +172,7 @@ async fn pick_entries(
             let size = e.size as usize;
             let full = !p.list.is_empty() && bytes + size > max_bytes;
             if e.is_empty() {
-                blank_entry(key, offset as u64 + p.consumed as u64, max);
+                blank_entry(key, offset.add(p.consumed), max);
             }
             if p.list.len() >= take || e.is_empty() || full {
                 return Some(p);
@@ -187,7 +188,7 @@ async fn pick_entries(
         if (entries.len() as u64) < n {
             break;
         }
-        next += n;
+        next = next.add(n);
         step = step.saturating_mul(2);
     }
     (p.consumed > 0 || !p.list.is_empty()).then_some(p)
@@ -196,12 +197,12 @@ async fn pick_entries(
 /// A blank slot below the queue's visible end: recovery or a queue write left a hole, and the
 /// records from here on cannot be pulled. Said loudly, with where, never served as a record.
 #[cold]
-fn blank_entry(key: &QueueKey, idx: u64, visible: i64) {
+fn blank_entry(key: &QueueKey, idx: QueueOffset, visible: QueueOffset) {
     tracing::error!(
         topic = %key.0,
         queue_id = key.1,
-        offset = idx,
-        visible,
+        offset = idx.get(),
+        visible = visible.get(),
         "blank consume-queue entry inside the visible range"
     );
 }
@@ -213,8 +214,8 @@ async fn with_next_records(
     sh: &Shared,
     key: &QueueKey,
     mut list: Vec<(LogOffset, u32)>,
-    from: u64,
-    max: i64,
+    from: QueueOffset,
+    max: QueueOffset,
     limits: (usize, usize, LogOffset),
 ) -> Vec<(LogOffset, u32)> {
     let (max_count, _, cl_min) = limits;
@@ -225,7 +226,7 @@ async fn with_next_records(
     if !cold {
         return list;
     }
-    let n = ((max as u64).saturating_sub(from)).min(max_count.clamp(32, 256) as u64);
+    let n = (from.saturating_distance_to(max)).min(max_count.clamp(32, 256) as u64);
     if let Ok(es) = cq_entries(sh, key, from, n).await {
         let mut b = 0u64;
         for e in es.iter().take_while(|e| !e.is_empty()) {
@@ -729,7 +730,11 @@ async fn fetch_raw(sh: &Shared, phys: LogOffset, len: usize) -> Result<Bytes> {
     f.read_exact_at(phys.pos_in(base).file_pos(), len).await
 }
 
-async fn store_time_of_entry(sh: &Rc<Shared>, key: &(String, i32), idx: u64) -> Option<i64> {
+async fn store_time_of_entry(
+    sh: &Rc<Shared>,
+    key: &(String, i32),
+    idx: QueueOffset,
+) -> Option<i64> {
     let e = *cq_entries(sh, key, idx, 1).await.ok()?.first()?;
     let b = fetch(sh, &[(e.phys, e.size as u32)]).await.pop()?.ok()?;
     RecordView::parse(&b).ok().map(|(v, _)| v.store_timestamp)
@@ -751,28 +756,28 @@ pub(crate) async fn offset_by_timestamp(
         }
     };
     if min >= max {
-        return max as i64;
+        return max.as_i64();
     }
     // Lower: first index with store time >= ts. Upper: last index with store time <= ts.
     let (mut lo, mut hi) = (min, max);
     while lo < hi {
-        let mid = lo + (hi - lo) / 2;
+        let mid = lo.midpoint(hi);
         let t = store_time_of_entry(sh, &key, mid).await.unwrap_or(i64::MIN);
         let go_right = if upper { t <= ts } else { t < ts };
         if go_right {
-            lo = mid + 1;
+            lo = mid.next();
         } else {
             hi = mid;
         }
     }
     if upper {
         if lo == min {
-            min as i64
+            min.as_i64()
         } else {
-            (lo - 1) as i64
+            lo.prev().as_i64()
         }
     } else {
-        lo as i64
+        lo.as_i64()
     }
 }
 

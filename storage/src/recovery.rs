@@ -30,7 +30,7 @@ use crate::config::StoreConfig;
 use crate::cq::{file_name, ConsumeQueue, CqEntry, CQ_ENTRY};
 use crate::error::{Result, StoreError};
 use crate::io::{align_down, align_up, Disk, File, BLOCK};
-use crate::offsets::{LogOffset, SegPos};
+use crate::offsets::{LogOffset, QueueOffset, SegPos};
 use crate::seg_index::{index_keys, read_sums, write_index_file, RecEntry, SegIndex};
 use crate::state::{QueueKey, State};
 use crate::types::RecoveryReport;
@@ -165,7 +165,7 @@ fn keep_manifest_queues(
     let cq_root = cfg.dir.join("consumequeue");
     for (t, qid, m) in &cp.queues {
         let key = (t.clone(), *qid);
-        if !queues.contains_key(&key) && *m > 0 {
+        if !queues.contains_key(&key) && *m > QueueOffset::ZERO {
             let q = ConsumeQueue::new(&cq_root, t, *qid, cfg.cq_file_entries, *m);
             queues.insert(key, q);
         }
@@ -295,9 +295,11 @@ fn queues_behind(cp: Option<&Checkpoint>, queues: &HashMap<(String, i32), Consum
     let Some(cp) = cp else { return 0 };
     let mut n = 0;
     for (t, qid, m) in &cp.queues {
-        let have = queues.get(&(t.clone(), *qid)).map_or(0, |q| q.max());
+        let have = queues
+            .get(&(t.clone(), *qid))
+            .map_or(QueueOffset::ZERO, |q| q.max());
         if have < *m {
-            tracing::warn!(topic = %t, queue = qid, have, expected = m, "consume queue missing or behind; rebuilding");
+            tracing::warn!(topic = %t, queue = qid, have = have.get(), expected = m.get(), "consume queue missing or behind; rebuilding");
             n += 1;
         }
     }
@@ -486,7 +488,7 @@ async fn load_queue(
         zero_entries(&q, n, on_disk).await?;
     }
     let mut mem = VecDeque::new();
-    for i in q.block_start(n)..n {
+    for i in q.block_start(n).until(n) {
         mem.push_back(entry(&q, i).await?);
     }
     q.restore(n, mem);
@@ -500,11 +502,11 @@ async fn load_queue(
 /// its files; but a recovery that cut the queue back zeroed the entries beyond its cut, so the
 /// last files may hold none: the end is in the last file that holds an entry, never at the end
 /// of the file before an empty one (the zeros there are not entries).
-async fn written_end(q: &ConsumeQueue) -> Result<u64> {
+async fn written_end(q: &ConsumeQueue) -> Result<QueueOffset> {
     for (&no, f) in q.files.iter().rev() {
         let n = written_prefix(f, q.file_entries).await?;
         if n > 0 {
-            return Ok(q.start() + no * q.file_entries + n);
+            return Ok(q.start().add(no * q.file_entries + n));
         }
     }
     Ok(q.start())
@@ -533,11 +535,11 @@ async fn open_queue(
     qid: i32,
 ) -> Result<Option<ConsumeQueue>> {
     let dir = root.join(topic).join(qid.to_string());
-    let firsts: Vec<u64> = cfg
+    let firsts: Vec<QueueOffset> = cfg
         .disk
         .list_dir(&dir)?
         .iter()
-        .filter_map(|n| parse_name(n))
+        .filter_map(|n| parse_name(n).map(QueueOffset::new))
         .collect();
     let Some(&start) = firsts.first() else {
         return Ok(None);
@@ -545,17 +547,17 @@ async fn open_queue(
     let fe = cfg.cq_file_entries;
     let mut q = ConsumeQueue::new(root, topic, qid, fe, start);
     for &f in &firsts {
-        if (f - start) % fe != 0 {
+        if f < start || start.distance_to(f) % fe != 0 {
             tracing::warn!(
                 topic,
                 queue = qid,
-                file = f,
+                file = f.get(),
                 "misnamed consume-queue file ignored"
             );
             continue;
         }
         let file = File::open(&cfg.disk, &dir.join(file_name(f)), false).await?;
-        q.files.insert((f - start) / fe, Rc::new(file));
+        q.files.insert(start.distance_to(f) / fe, Rc::new(file));
     }
     Ok(Some(q))
 }
@@ -565,18 +567,18 @@ async fn open_queue(
 /// queue cannot extend past it (its zeros would read as the record at offset 0).
 async fn first_entry_from(
     q: &ConsumeQueue,
-    mut lo: u64,
-    mut hi: u64,
+    mut lo: QueueOffset,
+    mut hi: QueueOffset,
     at: LogOffset,
-) -> Result<u64> {
+) -> Result<QueueOffset> {
     while lo < hi {
-        let mid = lo + (hi - lo) / 2;
+        let mid = lo.midpoint(hi);
         let e = match q.mem_entry(mid) {
             Some(e) => e,
             None => entry(q, mid).await?,
         };
         if !e.is_empty() && e.phys < at {
-            lo = mid + 1;
+            lo = mid.next();
         } else {
             hi = mid;
         }
@@ -596,7 +598,7 @@ async fn read_entry(f: &File, slot: u64) -> Result<CqEntry> {
     Ok(CqEntry::decode(&b))
 }
 
-async fn entry(q: &ConsumeQueue, idx: u64) -> Result<CqEntry> {
+async fn entry(q: &ConsumeQueue, idx: QueueOffset) -> Result<CqEntry> {
     let (file_no, pos) = q.locate(idx);
     match q.files.get(&file_no) {
         Some(f) => read_entry(f, pos / CQ_ENTRY).await,
@@ -610,15 +612,15 @@ async fn entry(q: &ConsumeQueue, idx: u64) -> Result<CqEntry> {
 
 /// Zeros entries `[from, to)` on disk (they point at records the log no longer has), the last
 /// file first: if this is cut short, the entries zeroed are still the end of what is written.
-async fn zero_entries(q: &ConsumeQueue, from: u64, to: u64) -> Result<()> {
+async fn zero_entries(q: &ConsumeQueue, from: QueueOffset, to: QueueOffset) -> Result<()> {
     let mut hi = to;
     while hi > from {
-        let (file_no, _) = q.locate(hi - 1);
-        let lo = from.max(q.start() + file_no * q.file_entries);
+        let (file_no, _) = q.locate(hi.prev());
+        let lo = from.max(q.start().add(file_no * q.file_entries));
         if let Some(f) = q.files.get(&file_no) {
             let (_, pos) = q.locate(lo);
             let a = align_down(pos);
-            let b = align_up(pos + (hi - lo) * CQ_ENTRY);
+            let b = align_up(pos + lo.distance_to(hi) * CQ_ENTRY);
             let keep = f.read_exact_at(a, (pos - a) as usize).await?;
             let mut buf = f.alloc((b - a) as usize);
             buf.as_bytes_mut()[..keep.len()].copy_from_slice(&keep);
@@ -881,7 +883,7 @@ impl Scan<'_> {
             return;
         }
         let key = (v.topic.to_string(), v.queue_id);
-        let qo = v.queue_offset.max(0) as u64;
+        let qo = QueueOffset::from_i64(v.queue_offset).unwrap_or(QueueOffset::ZERO);
         let root = self.cfg.dir.join("consumequeue");
         let fe = self.cfg.cq_file_entries;
         let q = self
@@ -911,8 +913,8 @@ impl Scan<'_> {
                 tracing::error!(
                     topic = v.topic,
                     queue = v.queue_id,
-                    expected = q.max(),
-                    found = qo,
+                    expected = q.max().get(),
+                    found = qo.get(),
                     offset = p.get(),
                     "gap in queue offsets; record not queued"
                 );

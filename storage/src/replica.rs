@@ -21,7 +21,7 @@ use crate::commitlog::BLANK_LEN;
 use crate::config::FlushMode;
 use crate::cq::{ConsumeQueue, CqEntry};
 use crate::error::{Result, StoreError};
-use crate::offsets::LogOffset;
+use crate::offsets::{LogOffset, QueueOffset};
 use crate::state::{QueueKeyRef, State};
 use crate::store::{pend_visible, Store};
 
@@ -290,7 +290,7 @@ fn check_queue_offset(st: &State, v: &RecordView<'_>) -> std::result::Result<(),
     }
     let lookup: &dyn QueueKeyRef = &(v.topic, v.queue_id);
     match st.queues.get(lookup) {
-        Some(q) if q.max() != v.queue_offset as u64 => Err(format!(
+        Some(q) if QueueOffset::from_i64(v.queue_offset) != Some(q.max()) => Err(format!(
             "{}:{} QUEUEOFFSET {}, the replica's queue is at {}",
             v.topic,
             v.queue_id,
@@ -345,7 +345,7 @@ fn dispatch(
             v.topic,
             v.queue_id,
             st.cfg.cq_file_entries,
-            v.queue_offset as u64,
+            QueueOffset::from_i64(v.queue_offset).unwrap_or(QueueOffset::ZERO),
         );
         st.queues.insert((v.topic.to_string(), v.queue_id), q);
     }

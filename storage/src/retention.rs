@@ -112,11 +112,11 @@ pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
         // First entry whose record still exists (entries are in commit-log order).
         let (mut lo, mut hi) = (lo0, hi0);
         while lo < hi {
-            let mid = lo + (hi - lo) / 2;
+            let mid = lo.midpoint(hi);
             let e = cq_entries(sh, &key, mid, 1).await?;
             match e.first() {
                 Some(e) if !e.is_empty() && e.phys >= cl_min => hi = mid,
-                _ => lo = mid + 1,
+                _ => lo = mid.next(),
             }
         }
         let doomed: Vec<(u64, Rc<crate::io::File>, std::path::PathBuf)> = {
@@ -129,7 +129,7 @@ pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
             if q.max() == q.start() {
                 continue;
             }
-            let (first_live_file, _) = q.locate(q.min().min(q.max() - 1).max(q.start()));
+            let (first_live_file, _) = q.locate(q.min().min(q.max().prev()).max(q.start()));
             let dead: Vec<u64> = q.files.range(..first_live_file).map(|(k, _)| *k).collect();
             let mut v = Vec::new();
             for n in dead {
@@ -138,7 +138,7 @@ pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
                 }
             }
             // Files never opened in this run.
-            let live_name = crate::cq::file_name(q.start() + first_live_file * q.file_entries);
+            let live_name = crate::cq::file_name(q.start().add(first_live_file * q.file_entries));
             for name in disk.list_dir(&q.dir)? {
                 if name.len() == 20 && name.as_str() < live_name.as_str() {
                     let p = q.dir.join(&name);

@@ -16,7 +16,7 @@ use crate::cq::{ConsumeQueue, CqEntry, CQ_ENTRY, CQ_READ_AHEAD};
 use crate::error::{Result, StoreError};
 use crate::io::File;
 use crate::notify::Notify;
-use crate::offsets::LogOffset;
+use crate::offsets::{LogOffset, QueueOffset};
 use crate::types::RecoveryReport;
 use crate::writer::Writer;
 
@@ -75,7 +75,7 @@ pub(crate) struct State {
     pub queues: HashMap<QueueKey, ConsumeQueue>,
     /// SYNC_FLUSH: (commit-log end, queue, entries) made visible once `end` is durable.
     /// Consecutive records of one queue share an entry.
-    pub pending_visible: VecDeque<(LogOffset, Rc<QueueKey>, u64)>,
+    pub pending_visible: VecDeque<(LogOffset, Rc<QueueKey>, QueueOffset)>,
     /// Replication gate (a SYNC_MASTER's): records are visible only below this offset (what a
     /// slave has), in addition to the flush mode's bound. `None`: no gate.
     pub replica_gate: Option<LogOffset>,
@@ -239,12 +239,12 @@ pub(crate) async fn cq_file(
 pub(crate) async fn cq_entries(
     sh: &Shared,
     key: &QueueKey,
-    from: u64,
+    from: QueueOffset,
     n: u64,
 ) -> Result<Vec<CqEntry>> {
     let mut out = Vec::with_capacity(n as usize);
     let mut idx = from;
-    let end = from + n;
+    let end = from.add(n);
     while idx < end {
         let (mem, fe, max, locate) = {
             let st = sh.st.borrow();
@@ -256,7 +256,11 @@ pub(crate) async fn cq_entries(
             }
             let mem = if idx >= q.mem_start() {
                 let hi = end.min(q.max());
-                Some((idx..hi).filter_map(|i| q.mem_entry(i)).collect::<Vec<_>>())
+                Some(
+                    idx.until(hi)
+                        .filter_map(|i| q.mem_entry(i))
+                        .collect::<Vec<_>>(),
+                )
             } else {
                 None
             };
@@ -275,24 +279,28 @@ pub(crate) async fn cq_entries(
         // Below memory: read ahead a window of durable entries from this file, keep it for the
         // next pulls of the queue.
         let (file_no, pos) = locate;
-        let file_end = idx + fe - pos / CQ_ENTRY;
-        let hi = file_end.min(max).min(idx + CQ_READ_AHEAD.max(end - idx));
+        let file_end = idx.add(fe - pos / CQ_ENTRY);
+        let hi = file_end
+            .min(max)
+            .min(idx.add(CQ_READ_AHEAD.max(idx.distance_to(end))));
         let Some(f) = cq_file(sh, key, file_no, false).await? else {
             return Ok(out);
         };
-        let b = f.read_at(pos, ((hi - idx) * CQ_ENTRY) as usize).await?;
+        let b = f
+            .read_at(pos, (idx.distance_to(hi) * CQ_ENTRY) as usize)
+            .await?;
         let got = b.len() as u64 / CQ_ENTRY;
         let b = b.slice(..(got * CQ_ENTRY) as usize);
-        let upto = end.min(idx + got);
+        let upto = end.min(idx.add(got));
         out.extend(
-            b[..((upto - idx) * CQ_ENTRY) as usize]
+            b[..(idx.distance_to(upto) * CQ_ENTRY) as usize]
                 .chunks_exact(CQ_ENTRY as usize)
                 .map(CqEntry::decode),
         );
         if let Some(q) = sh.st.borrow_mut().queues.get_mut(key) {
             q.keep_read_ahead(idx, b);
         }
-        if got < hi - idx {
+        if got < idx.distance_to(hi) {
             return Ok(out);
         }
         idx = upto;

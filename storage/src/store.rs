@@ -20,7 +20,7 @@ use crate::error::{Result, StoreError};
 use crate::flusher::{durable_ticker, ensure_segment_with, flusher_loop, submit_blocks};
 use crate::io::File;
 use crate::notify::{Notified, Notify};
-use crate::offsets::LogOffset;
+use crate::offsets::{LogOffset, QueueOffset};
 use crate::state::{publish_state, visible_end, QueueKey, QueueKeyRef, Shared, State};
 use crate::types::{
     AppendResult, AppendedRecord, GetResult, MessageToStore, QueueInfo, RecoveryReport,
@@ -261,14 +261,14 @@ impl Store {
         let st = self.sh.st.borrow();
         st.queues
             .get(&(topic.to_string(), queue_id))
-            .map_or(0, |q| q.visible() as i64)
+            .map_or(0, |q| q.visible().as_i64())
     }
 
     pub fn min_offset(&self, topic: &str, queue_id: i32) -> i64 {
         let st = self.sh.st.borrow();
         st.queues
             .get(&(topic.to_string(), queue_id))
-            .map_or(0, |q| q.readable_min() as i64)
+            .map_or(0, |q| q.readable_min().as_i64())
     }
 
     pub fn queues(&self) -> Vec<QueueInfo> {
@@ -279,8 +279,8 @@ impl Store {
             .map(|q| QueueInfo {
                 topic: q.topic.clone(),
                 queue_id: q.queue_id,
-                min_offset: q.readable_min() as i64,
-                max_offset: q.visible() as i64,
+                min_offset: q.readable_min().as_i64(),
+                max_offset: q.visible().as_i64(),
             })
             .collect();
         v.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
@@ -315,7 +315,7 @@ impl Store {
         let fe = st.cfg.cq_file_entries;
         st.queues
             .entry((topic.to_string(), queue_id))
-            .or_insert_with(|| ConsumeQueue::new(&root, topic, queue_id, fe, 0))
+            .or_insert_with(|| ConsumeQueue::new(&root, topic, queue_id, fe, QueueOffset::ZERO))
             .waiters
             .notified()
     }
@@ -522,7 +522,7 @@ fn append_one(
     let pos = st.cl.write_pos();
     let dispatch = sysflag::is_dispatched(m.sys_flag);
     let cq = queue_of(&mut st.queues, &st.cfg, &m.topic, m.queue_id);
-    let queue_offset = if dispatch { cq.max() as i64 } else { 0 };
+    let queue_offset = if dispatch { cq.max().as_i64() } else { 0 };
     let input = input_of(m, store_host, now, queue_offset, pos.as_i64());
     let keys = (m.topic.as_str(), m.uniq_key.as_deref(), m.keys.as_str());
     st.cl.append_record(piece_start, &input, size, now, keys)?;
@@ -562,7 +562,13 @@ fn queue_of<'a>(
     let lookup: &dyn QueueKeyRef = &(topic, queue_id);
     if !queues.contains_key(lookup) {
         let root = cfg.dir.join("consumequeue");
-        let q = ConsumeQueue::new(&root, topic, queue_id, cfg.cq_file_entries, 0);
+        let q = ConsumeQueue::new(
+            &root,
+            topic,
+            queue_id,
+            cfg.cq_file_entries,
+            QueueOffset::ZERO,
+        );
         queues.insert((topic.to_string(), queue_id), q);
     }
     match queues.get_mut(lookup) {
@@ -576,7 +582,7 @@ fn queue_of<'a>(
 /// whether one was added).
 #[inline]
 pub(crate) fn pend_visible(
-    pending: &mut VecDeque<(LogOffset, Rc<QueueKey>, u64)>,
+    pending: &mut VecDeque<(LogOffset, Rc<QueueKey>, QueueOffset)>,
     merge: bool,
     end: LogOffset,
     cq: &ConsumeQueue,
