@@ -9,9 +9,10 @@
 //! * [`QueueOffset`]: an entry number in one consume queue (RocketMQ's queue offset).
 //!
 //! They are `#[repr(transparent)]` over their integer and every method is `#[inline]`: the
-//! types cost nothing at run time. There is no conversion from a bare integer other than
-//! `new` (for counts read from disk or the wire) and no arithmetic mixing two kinds: adding a
-//! queue offset to a log offset, or a segment position to a log offset, does not compile.
+//! types cost nothing at run time. A bare integer becomes one only through `new` (numbers read
+//! from disk, file names) or `from_i64` (the wire, a record's fields; `None` when negative),
+//! and back through `get` or `as_i64`; there is no arithmetic mixing two kinds: adding a queue
+//! offset to a log offset, or a segment position to a log offset, does not compile.
 
 use std::fmt;
 
