@@ -405,7 +405,8 @@ fn dashboard(
             return ExitCode::FAILURE;
         }
     };
-    match admin::dash::serve(listen, cfg) {
+    let checked = admin::dash::Checked::new(listen, cfg);
+    match checked.and_then(admin::dash::serve) {
         Ok(local) => {
             println!("saturn-dashboard listening on http://{local}/");
             loop {

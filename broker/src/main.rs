@@ -116,6 +116,11 @@ fn main() {
         }
     }
     apply_flags(&mut config, &flags);
+    // The dashboard's settings are checked once, here, before anything starts (the name
+    // servers' address is set when the embedded one listens).
+    let dashboard = dash
+        .config(&config.namesrv_addrs.join(";"))
+        .unwrap_or_else(|e| fail(&e));
     raise_open_file_limit(config.shards * config.max_connections_per_shard);
 
     let namesrv = standalone.map(|port| {
@@ -136,9 +141,9 @@ fn main() {
 
     let shards = config.shards;
     let ports: Vec<String> = (0..shards).map(|i| config.shard_addr(i)).collect();
-    let dashboard = dash.config(&config.namesrv_addrs.join(";"));
-    if let Some((addr, cfg)) = dashboard.unwrap_or_else(|e| fail(&e)) {
-        start_dashboard(addr, cfg);
+    if let Some(mut dash) = dashboard {
+        dash.set_namesrv(config.namesrv_addrs.join(";"));
+        start_dashboard(dash);
     }
     let broker = Broker::start(config).unwrap_or_else(|e| fail(&e));
     // Tests and scripts read this line.
@@ -273,8 +278,8 @@ fn raise_open_file_limit(want: usize) {
     }
 }
 
-fn start_dashboard(addr: SocketAddr, cfg: admin::dash::DashConfig) {
-    match admin::dash::serve(addr, cfg) {
+fn start_dashboard(dash: admin::dash::Checked) {
+    match admin::dash::serve(dash) {
         // Tests and scripts read this line.
         Ok(local) => println!("saturn-dashboard listening on http://{local}/"),
         Err(e) => fail(&e),

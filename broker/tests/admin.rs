@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{create_topic, heartbeat, pull, send_ok, Broker};
+use common::{commit_offset, create_topic, heartbeat, pull, query_offset, send_ok, Broker};
 use namesrv::client::BlockingClient;
 use protocol::body::{decode_json, encode_json, HeartbeatData, KvTable};
 use protocol::message::{decode_offset_msg_id, tag_hash, StoredMessage};
@@ -25,33 +25,6 @@ fn invoke(c: &mut BlockingClient, code: RequestCode, ext: &[(&str, &str)]) -> Re
 fn json(resp: &RemotingCommand) -> Value {
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
     serde_json::from_slice(&resp.body).unwrap()
-}
-
-fn commit(c: &mut BlockingClient, topic: &str, group: &str, queue: i32, offset: i64) {
-    let q = queue.to_string();
-    let o = offset.to_string();
-    let resp = invoke(
-        c,
-        RequestCode::UPDATE_CONSUMER_OFFSET,
-        &[
-            ("topic", topic),
-            ("consumerGroup", group),
-            ("queueId", &q),
-            ("commitOffset", &o),
-        ],
-    );
-    assert_eq!(resp.code, 0, "{:?}", resp.remark);
-}
-
-fn committed(c: &mut BlockingClient, topic: &str, group: &str, queue: i32) -> i64 {
-    let q = queue.to_string();
-    let resp = invoke(
-        c,
-        RequestCode::QUERY_CONSUMER_OFFSET,
-        &[("topic", topic), ("consumerGroup", group), ("queueId", &q)],
-    );
-    assert_eq!(resp.code, 0, "{:?}", resp.remark);
-    resp.ext("offset").unwrap().parse().unwrap()
 }
 
 /// Reads commands on a consumer's connection until a request with `code` arrives (skipping
@@ -141,8 +114,8 @@ fn broker_consume_stats_and_consume_queue_entries() {
     }
     send_ok(&mut s0, "CqT", 1, b"other", &[]);
     heartbeat(&mut s0, "cq-client", "CqG", "CqT", "*");
-    commit(&mut s0, "CqT", "CqG", 0, 2);
-    commit(&mut s0, "CqT", "CqG", 1, 1);
+    commit_offset(&mut s0, "CqG", "CqT", 0, 2);
+    commit_offset(&mut s0, "CqG", "CqT", 1, 1);
 
     // The body keys offset tables by MessageQueue objects, as RocketMQ's fastjson writes them:
     // not JSON a strict parser takes, so it is read as text.
@@ -344,8 +317,8 @@ fn reset_offset_pushes_new_offsets_to_online_consumers() {
     for i in 0..10 {
         send_ok(&mut s0, "ResetT", i % 2, b"r", &[]);
     }
-    commit(&mut s0, "ResetT", "ResetG", 0, 5);
-    commit(&mut s0, "ResetT", "ResetG", 1, 4);
+    commit_offset(&mut s0, "ResetG", "ResetT", 0, 5);
+    commit_offset(&mut s0, "ResetG", "ResetT", 1, 4);
     let reset = |c: &mut BlockingClient, ts: &str| {
         invoke(
             c,
@@ -362,10 +335,10 @@ fn reset_offset_pushes_new_offsets_to_online_consumers() {
     let offline = reset(&mut s0, "0");
     assert_eq!(offline.code, 0, "{:?}", offline.remark);
     assert!(String::from_utf8_lossy(&offline.body).contains("\"queueId\":1"));
-    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 0), 0);
-    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 1), 0);
-    commit(&mut s0, "ResetT", "ResetG", 0, 5);
-    commit(&mut s0, "ResetT", "ResetG", 1, 4);
+    assert_eq!(query_offset(&mut s0, "ResetG", "ResetT", 0), 0);
+    assert_eq!(query_offset(&mut s0, "ResetG", "ResetT", 1), 0);
+    commit_offset(&mut s0, "ResetG", "ResetT", 0, 5);
+    commit_offset(&mut s0, "ResetG", "ResetT", 1, 4);
 
     let mut consumer = b.client(&b.shards[0]);
     heartbeat(&mut consumer, "reset-client", "ResetG", "ResetT", "*");
@@ -380,12 +353,12 @@ fn reset_offset_pushes_new_offsets_to_online_consumers() {
         body.contains("\"queueId\":0") && body.contains("\"queueId\":1"),
         "{body}"
     );
-    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 0), 0);
-    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 1), 0);
+    assert_eq!(query_offset(&mut s0, "ResetG", "ResetT", 0), 0);
+    assert_eq!(query_offset(&mut s0, "ResetG", "ResetT", 1), 0);
     // -1: to the end of every queue.
     assert_eq!(reset(&mut s0, "-1").code, 0);
-    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 0), 5);
-    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 1), 5);
+    assert_eq!(query_offset(&mut s0, "ResetG", "ResetT", 0), 5);
+    assert_eq!(query_offset(&mut s0, "ResetG", "ResetT", 1), 5);
     let unknown = invoke(
         &mut s0,
         RequestCode::INVOKE_BROKER_TO_RESET_OFFSET,
@@ -410,9 +383,9 @@ fn reset_offset_pushes_new_offsets_to_online_consumers() {
         invoke(c, RequestCode::INVOKE_BROKER_TO_RESET_OFFSET, &fields)
     };
     assert_eq!(unforced(&mut s0, "0").code, 0);
-    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 0), 0);
+    assert_eq!(query_offset(&mut s0, "ResetG", "ResetT", 0), 0);
     assert_eq!(unforced(&mut s0, "-1").code, 0);
-    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 0), 0);
+    assert_eq!(query_offset(&mut s0, "ResetG", "ResetT", 0), 0);
 
     // 5.x: one queue to a given offset, pushed with that queue only; outside the queue refused.
     let to_offset = |c: &mut BlockingClient, offset: &str| {
@@ -428,7 +401,7 @@ fn reset_offset_pushes_new_offsets_to_online_consumers() {
     };
     let resp = to_offset(&mut s0, "3");
     assert_eq!(resp.code, 0, "{:?}", resp.remark);
-    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 1), 3);
+    assert_eq!(query_offset(&mut s0, "ResetG", "ResetT", 1), 3);
     let body = String::from_utf8_lossy(&resp.body).to_string();
     assert!(
         body.contains("\"queueId\":1") && !body.contains("\"queueId\":0"),
@@ -440,5 +413,5 @@ fn reset_offset_pushes_new_offsets_to_online_consumers() {
         .remark
         .unwrap()
         .contains("not in consume queue range [0-5]"));
-    assert_eq!(committed(&mut s0, "ResetT", "ResetG", 1), 3);
+    assert_eq!(query_offset(&mut s0, "ResetG", "ResetT", 1), 3);
 }

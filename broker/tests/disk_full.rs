@@ -8,11 +8,8 @@ use protocol::ResponseCode;
 
 #[test]
 fn sends_below_the_free_space_floor_get_service_not_available() {
-    let dir = test_dir("disk-full-conf");
-    let conf = dir.join("broker.conf");
     // No disk here has an exabyte free.
-    std::fs::write(&conf, "diskMinFreeBytes=1000000000000000000\n").unwrap();
-    let broker = Broker::start("disk-full", &["-c", conf.to_str().unwrap()]);
+    let broker = Broker::start_conf("disk-full", "diskMinFreeBytes=1000000000000000000\n", &[]);
     let mut s0 = broker.client(&broker.shards[0]);
     create_topic(&mut s0, "Full", 2);
     let resp = send(&mut s0, "Full", 0, b"refused", &[("UNIQ_KEY", "F1")]);

@@ -6,20 +6,6 @@
 mod common;
 
 use common::*;
-use namesrv::client::BlockingClient;
-use protocol::{RemotingCommand, RequestCode};
-
-fn max_offset(client: &mut BlockingClient, topic: &str, queue: i32) -> i64 {
-    let resp = client
-        .invoke(
-            RemotingCommand::request(RequestCode::GET_MAX_OFFSET, 0)
-                .with_ext("topic", topic)
-                .with_ext("queueId", queue),
-        )
-        .unwrap();
-    assert_eq!(resp.code, 0, "{:?}", resp.remark);
-    resp.ext("offset").unwrap().parse().unwrap()
-}
 
 #[test]
 fn delayed_and_timer_messages_wait_under_their_timer_topics() {

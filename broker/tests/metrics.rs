@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -152,15 +152,6 @@ fn in_labels(topic: &str, kind: &str, system: bool) -> String {
     format!("topic=\"{topic}\",message_type=\"{kind}\",is_system=\"{system}\"")
 }
 
-fn commit_offset(c: &mut BlockingClient, group: &str, topic: &str, queue: i32, offset: i64) {
-    let req = RemotingCommand::request(RequestCode::UPDATE_CONSUMER_OFFSET, 0)
-        .with_ext("consumerGroup", group)
-        .with_ext("topic", topic)
-        .with_ext("queueId", queue)
-        .with_ext("commitOffset", offset);
-    assert_eq!(c.invoke(req).unwrap().code, 0);
-}
-
 /// A transaction's half message, then its END_TRANSACTION (commit 8, rollback 12).
 fn transaction(c: &mut BlockingClient, topic: &str, body: &str, decision: i32) {
     let resp = send(
@@ -196,21 +187,11 @@ fn scrape_until(port: u16, ok: impl Fn(&Scrape) -> bool) -> Scrape {
 }
 
 fn start_broker() -> (Broker, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = test_dir("metrics-conf");
-    let conf = dir.join("broker.conf");
-    let text = format!(
+    let port = free_port();
+    let conf = format!(
         "metricsExporterType=PROM\nmetricsPromExporterPort={port}\nmetricsPromExporterHost=127.0.0.1\n"
     );
-    std::fs::write(&conf, text).unwrap();
-    let broker = Broker::start(
-        "metrics",
-        &["-c", conf.to_str().unwrap(), "--flush", "SYNC_FLUSH"],
-    );
+    let broker = Broker::start_conf("metrics", &conf, &["--flush", "SYNC_FLUSH"]);
     (broker, port)
 }
 

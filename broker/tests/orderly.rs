@@ -14,11 +14,11 @@ use protocol::{RemotingCommand, RequestCode};
 
 /// A broker whose queue locks expire 1 s after their last renewal.
 fn broker(name: &str) -> Broker {
-    let dir = test_dir(&format!("{name}-conf"));
-    let conf = dir.join("broker.conf");
-    std::fs::write(&conf, "rocketmq.broker.rebalance.lockMaxLiveTime=1000\n").unwrap();
-    let conf = conf.to_str().unwrap().to_owned();
-    Broker::start(name, &["-c", &conf])
+    Broker::start_conf(
+        name,
+        "rocketmq.broker.rebalance.lockMaxLiveTime=1000\n",
+        &[],
+    )
 }
 
 fn mq(queue_id: i32) -> MessageQueue {

@@ -7,26 +7,9 @@
 mod common;
 
 use common::*;
-use namesrv::client::BlockingClient;
-use protocol::body::{encode_json, HeartbeatData, ProducerData};
-use protocol::header::{CommandHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2};
-use protocol::message::encode_properties;
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 const REPLY_TOPIC: &str = "DefaultCluster_REPLY_TOPIC";
-
-fn producer_heartbeat(c: &mut BlockingClient, client_id: &str) {
-    let mut hb = HeartbeatData {
-        client_id: client_id.into(),
-        ..Default::default()
-    };
-    hb.producer_data_set.push(ProducerData {
-        group_name: "PG_requester".into(),
-    });
-    let mut req = RemotingCommand::request(RequestCode::HEART_BEAT, 0);
-    req.body = encode_json(&hb).into();
-    assert_eq!(c.invoke(req).unwrap().code, 0);
-}
 
 fn reply_request(to: &str, correlation: &str, body: &[u8]) -> RemotingCommand {
     let props = [
@@ -34,38 +17,9 @@ fn reply_request(to: &str, correlation: &str, body: &[u8]) -> RemotingCommand {
         ("REPLY_TO_CLIENT", to),
         ("MSG_TYPE", "reply"),
     ];
-    let header = SendMessageRequestHeader {
-        producer_group: "PG_replier".into(),
-        topic: REPLY_TOPIC.into(),
-        default_topic: "TBW102".into(),
-        default_topic_queue_nums: 4,
-        queue_id: 0,
-        sys_flag: 0,
-        born_timestamp: 1_700_000_000_000,
-        flag: 0,
-        properties: Some(encode_properties(&props)),
-        reconsume_times: Some(0),
-        unit_mode: Some(false),
-        max_reconsume_times: None,
-        batch: Some(false),
-        broker_name: None,
-    };
-    let mut req = RemotingCommand::request(RequestCode::SEND_REPLY_MESSAGE_V2, 0);
-    SendMessageRequestHeaderV2::from(header).encode(&mut req.ext_fields);
-    req.body = bytes::Bytes::copy_from_slice(body);
-    req
-}
-
-fn max_offset(c: &mut BlockingClient, topic: &str) -> i64 {
-    let req = RemotingCommand::request(RequestCode::GET_MAX_OFFSET, 0)
-        .with_ext("topic", topic)
-        .with_ext("queueId", 0);
-    c.invoke(req)
-        .unwrap()
-        .ext("offset")
-        .unwrap()
-        .parse()
-        .unwrap()
+    let mut header = send_header(REPLY_TOPIC, 0, Some(&props));
+    header.producer_group = "PG_replier".into();
+    send_command(RequestCode::SEND_REPLY_MESSAGE_V2, header, body)
 }
 
 #[test]
@@ -73,7 +27,7 @@ fn replies_are_pushed_to_the_requester_and_stored() {
     let broker = Broker::start("reply", &[]);
     let addr = broker.shards[0].clone();
     let mut requester = broker.client(&addr);
-    producer_heartbeat(&mut requester, "requester-1");
+    producer_heartbeat(&mut requester, "requester-1", "PG_requester");
     // The request itself: stored like any message, with CLUSTER added.
     create_topic(&mut requester, "Rpc", 1);
     let props = [
@@ -87,7 +41,7 @@ fn replies_are_pushed_to_the_requester_and_stored() {
     assert_eq!(msgs[0].property("REPLY_TO_CLIENT"), Some("requester-1"));
 
     let replier = std::thread::spawn(move || {
-        let mut c = BlockingClient::connect(&addr, std::time::Duration::from_secs(10)).unwrap();
+        let mut c = connect(&addr);
         c.invoke(reply_request("requester-1", "corr-1", b"answer"))
             .unwrap()
     });
@@ -118,7 +72,11 @@ fn replies_are_pushed_to_the_requester_and_stored() {
     let answer = replier.join().unwrap();
     assert_eq!(answer.code, 0, "{:?}", answer.remark);
     assert_eq!(answer.ext("msgId"), Some("0"));
-    assert_eq!(max_offset(&mut requester, REPLY_TOPIC), 1, "reply stored");
+    assert_eq!(
+        max_offset(&mut requester, REPLY_TOPIC, 0),
+        1,
+        "reply stored"
+    );
 
     // Nobody of that id: SYSTEM_ERROR naming it (and the reply is stored all the same).
     let resp = requester
@@ -129,7 +87,7 @@ fn replies_are_pushed_to_the_requester_and_stored() {
         resp.remark.as_deref(),
         Some("push reply message fail, channel of <nobody> not found.")
     );
-    assert_eq!(max_offset(&mut requester, REPLY_TOPIC), 2);
+    assert_eq!(max_offset(&mut requester, REPLY_TOPIC, 0), 2);
 }
 
 #[test]
@@ -137,9 +95,9 @@ fn a_requester_that_hangs_up_fails_the_reply_clearly() {
     let broker = Broker::start("reply-gone", &[]);
     let addr = broker.shards[0].clone();
     let mut requester = broker.client(&addr);
-    producer_heartbeat(&mut requester, "requester-2");
+    producer_heartbeat(&mut requester, "requester-2", "PG_requester");
     let replier = std::thread::spawn(move || {
-        let mut c = BlockingClient::connect(&addr, std::time::Duration::from_secs(10)).unwrap();
+        let mut c = connect(&addr);
         c.invoke(reply_request("requester-2", "corr-3", b"answer"))
             .unwrap()
     });

@@ -6,123 +6,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::repl::{slave_conf, Slave};
 use common::*;
 use namesrv::client::BlockingClient;
 use protocol::body::{decode_json, encode_json, SubscriptionGroupConfig, SubscriptionGroupWrapper};
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
-/// A slave process (no embedded name server) from a broker.conf.
-struct Slave {
-    child: Option<Child>,
-    shards: Vec<String>,
-    conf: PathBuf,
-    dir: PathBuf,
-}
-
-impl Slave {
-    fn start(name: &str, namesrv: &str) -> Slave {
-        let (port, _) = pick_ports();
-        let dir = test_dir(name);
-        let conf = dir.join("slave.conf");
-        let text = format!(
-            "brokerName=saturn\nbrokerId=1\nbrokerRole=SLAVE\nslaveReadEnable=true\n\
-             namesrvAddr={namesrv}\nlistenPort={port}\nstorePathRootDir={}\nbrokerIP1=127.0.0.1\n",
-            dir.join("data").display()
-        );
-        std::fs::write(&conf, text).unwrap();
-        let mut s = Slave {
-            child: None,
-            shards: Vec::new(),
-            conf,
-            dir,
-        };
-        s.launch();
-        s
-    }
-
-    fn launch(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_saturn-broker"))
-            .arg("-c")
-            .arg(&self.conf)
-            .args(["--shards", "2", "--no-pin"])
-            .args(["--segment-size", &(16u64 << 20).to_string()])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start saturn-broker (slave)");
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
-        loop {
-            let mut line = String::new();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "slave exited");
-            if let Some(rest) = line.trim().strip_prefix("saturn-broker ready: ") {
-                self.shards = rest.split(' ').map(str::to_owned).collect();
-                break;
-            }
-        }
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                sink.clear();
-            }
-        });
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Slave {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn client(addr: &str) -> BlockingClient {
-    BlockingClient::connect(addr, Duration::from_secs(10)).unwrap()
-}
-
-fn query_offset(c: &mut BlockingClient, group: &str, topic: &str, queue: i32) -> i64 {
-    let req = RemotingCommand::request(RequestCode::QUERY_CONSUMER_OFFSET, 0)
-        .with_ext("consumerGroup", group)
-        .with_ext("topic", topic)
-        .with_ext("queueId", queue)
-        .with_ext("setZeroIfNotFound", false);
-    let resp = c.invoke(req).unwrap();
-    if resp.code != 0 {
-        return -1;
-    }
-    resp.ext("offset").unwrap().parse().unwrap()
-}
-
-fn commit_offset(c: &mut BlockingClient, group: &str, topic: &str, queue: i32, offset: i64) {
-    let req = RemotingCommand::request(RequestCode::UPDATE_CONSUMER_OFFSET, 0)
-        .with_ext("consumerGroup", group)
-        .with_ext("topic", topic)
-        .with_ext("queueId", queue)
-        .with_ext("commitOffset", offset);
-    assert_eq!(c.invoke(req).unwrap().code, 0);
-}
-
-/// Waits until `check` holds (20 s at most); returns how long it took.
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < Duration::from_secs(20), "never: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    start.elapsed()
+/// A slave reading enabled (slaveReadEnable) of the master registered with `namesrv`.
+fn start_slave(name: &str, namesrv: &str) -> Slave {
+    Slave::start(name, &slave_conf(namesrv, &["slaveReadEnable=true"]))
 }
 
 fn wait_offset(
@@ -198,11 +92,9 @@ fn configs_travel(m: &mut BlockingClient, s: &mut BlockingClient) {
 
 #[test]
 fn offsets_and_configs_travel_and_slave_commits_reach_the_master() {
-    let dir = test_dir("slave-read-conf");
-    let conf = dir.join("master.conf");
-    std::fs::write(&conf, "slaveReadEnable=true\nsaturnHotCacheBytes=1048576\n").unwrap();
-    let mut master = Broker::start("slave-read-master", &["-c", conf.to_str().unwrap()]);
-    let mut m: Vec<_> = master.shards.iter().map(|a| client(a)).collect();
+    let conf = "slaveReadEnable=true\nsaturnHotCacheBytes=1048576\n";
+    let mut master = Broker::start_conf("slave-read-master", conf, &[]);
+    let mut m: Vec<_> = master.shards.iter().map(|a| connect(a)).collect();
     create_topic(&mut m[0], "Early", 8);
     create_topic(&mut m[0], "St", 4);
     for i in 0..40usize {
@@ -211,8 +103,8 @@ fn offsets_and_configs_travel_and_slave_commits_reach_the_master() {
     commit_offset(&mut m[0], "g", "St", 0, 3);
     commit_offset(&mut m[0], "g", "St", 2, 5);
 
-    let mut slave = Slave::start("slave-read-slave", &master.namesrv);
-    let mut s: Vec<_> = slave.shards.iter().map(|a| client(a)).collect();
+    let mut slave = start_slave("slave-read-slave", &master.namesrv);
+    let mut s: Vec<_> = slave.shards.iter().map(|a| connect(a)).collect();
     // Offsets committed before the slave existed arrive with the snapshot written when it
     // connects; later ones within a second of their commit.
     wait_offset(&mut s[0], "g", "St", 0, 3);
@@ -247,7 +139,7 @@ fn offsets_and_configs_travel_and_slave_commits_reach_the_master() {
     // A slave that restarts has the state from its own log.
     slave.kill();
     slave.launch();
-    let mut s0 = client(&slave.shards[0]);
+    let mut s0 = slave.client(0);
     wait_offset(&mut s0, "g", "St", 0, 15);
     assert_eq!(topic_queues(&mut s0, "Early"), Some(8));
 }
@@ -257,7 +149,7 @@ fn offsets_and_configs_travel_and_slave_commits_reach_the_master() {
 fn master_down_and_back(master: &mut Broker, m: &mut Vec<BlockingClient>, slave: &mut Slave) {
     std::thread::sleep(Duration::from_millis(1500)); // the master's offsets file is written
     master.signal(9);
-    let mut s0 = client(&slave.shards[0]);
+    let mut s0 = slave.client(0);
     commit_offset(&mut s0, "g", "St", 0, 15); // master had 3: the slave's wins
     commit_offset(&mut s0, "g", "St", 2, 4); // master had 5: the master's wins
     assert_eq!(query_offset(&mut s0, "g", "St", 0), 15);
@@ -265,13 +157,13 @@ fn master_down_and_back(master: &mut Broker, m: &mut Vec<BlockingClient>, slave:
     std::thread::sleep(Duration::from_millis(1500));
     slave.kill();
     slave.launch();
-    let mut s: Vec<_> = slave.shards.iter().map(|a| client(a)).collect();
+    let mut s: Vec<_> = slave.shards.iter().map(|a| connect(a)).collect();
     std::thread::sleep(Duration::from_millis(1500)); // its replay of the state records is done
     assert_eq!(query_offset(&mut s[0], "g", "St", 0), 15);
     // Its replay met the master's 5 (≥ its own 4): the larger value, as the master will keep.
     assert_eq!(query_offset(&mut s[0], "g", "St", 2), 5);
     master.launch();
-    *m = master.shards.iter().map(|a| client(a)).collect();
+    *m = master.shards.iter().map(|a| connect(a)).collect();
     let took = wait_offset(&mut m[0], "g", "St", 0, 15);
     eprintln!("offset committed on the slave reached the restarted master after {took:?}");
     wait_offset(&mut s[0], "g", "St", 2, 5);

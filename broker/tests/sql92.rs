@@ -7,28 +7,13 @@ mod common;
 
 use common::*;
 use protocol::body::{encode_json, CheckClientRequestBody, SubscriptionData};
-use protocol::header::{CommandHeader, PullMessageRequestHeader};
-use protocol::message::{decode_all, pullflag};
+use protocol::message::decode_all;
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 fn sql_pull(topic: &str, offset: i64, expr: &str) -> RemotingCommand {
-    let header = PullMessageRequestHeader {
-        consumer_group: "CG_sql".into(),
-        topic: topic.into(),
-        queue_id: 0,
-        queue_offset: offset,
-        max_msg_nums: 32,
-        sys_flag: pullflag::FLAG_SUBSCRIPTION,
-        commit_offset: 0,
-        suspend_timeout_millis: 0,
-        subscription: Some(expr.into()),
-        sub_version: 0,
-        expression_type: Some("SQL92".into()),
-        max_msg_bytes: None,
-    };
-    let mut req = RemotingCommand::request(RequestCode::PULL_MESSAGE, 0);
-    header.encode(&mut req.ext_fields);
-    req
+    let mut header = pull_header("CG_sql", topic, 0, offset, 32, expr, 0);
+    header.expression_type = Some("SQL92".into());
+    pull_command(&header)
 }
 
 fn check_config(topic: &str, expr: &str) -> RemotingCommand {

@@ -28,20 +28,12 @@ fn start(name: &str, extra_conf: &str) -> Broker {
 }
 
 fn start_with(name: &str, extra_conf: &str, flags: &[&str]) -> Broker {
-    let dir = test_dir(&format!("{name}-conf"));
-    let conf = dir.join("broker.conf");
-    std::fs::write(
-        &conf,
-        // The shared test disk can be over RocketMQ's 85 % (retention would delete what the
-        // tests read).
-        format!(
-            "messageDelayLevel=300ms 600ms 900ms 1200ms\ndiskMaxUsedSpaceRatio=95\n{extra_conf}"
-        ),
-    )
-    .unwrap();
-    let mut args = vec!["-c", conf.to_str().unwrap()];
-    args.extend_from_slice(flags);
-    Broker::start(name, &args)
+    // The shared test disk can be over RocketMQ's 85 % (retention would delete what the tests
+    // read).
+    let conf = format!(
+        "messageDelayLevel=300ms 600ms 900ms 1200ms\ndiskMaxUsedSpaceRatio=95\n{extra_conf}"
+    );
+    Broker::start_conf(name, &conf, flags)
 }
 
 /// Long-polls `topic`/`queue` from `offset` until a message comes (or `within` passes).

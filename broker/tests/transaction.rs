@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use namesrv::client::BlockingClient;
-use protocol::body::{encode_json, HeartbeatData, ProducerData};
 use protocol::message::decode_offset_msg_id;
 use protocol::{RemotingCommand, RequestCode};
 
@@ -23,17 +22,10 @@ fn tx_broker(name: &str) -> Broker {
 }
 
 fn tx_broker_with(name: &str, max_checks: u32) -> Broker {
-    let dir = test_dir(&format!("{name}-conf"));
-    let conf = dir.join("broker.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "transactionTimeOut=500\ntransactionCheckInterval=300\ntransactionCheckMax={max_checks}\n"
-        ),
-    )
-    .unwrap();
-    let conf = conf.to_str().unwrap().to_owned();
-    Broker::start(name, &["--flush", "SYNC_FLUSH", "-c", &conf])
+    let conf = format!(
+        "transactionTimeOut=500\ntransactionCheckInterval=300\ntransactionCheckMax={max_checks}\n"
+    );
+    Broker::start_conf(name, &conf, &["--flush", "SYNC_FLUSH"])
 }
 
 struct Half {
@@ -85,19 +77,6 @@ fn bodies(c: &mut BlockingClient, topic: &str, queues: i32) -> Vec<String> {
     }
     out.sort();
     out
-}
-
-fn register_producer(c: &mut BlockingClient) {
-    let hb = HeartbeatData {
-        client_id: "tx-test-client".into(),
-        producer_data_set: vec![ProducerData {
-            group_name: GROUP.into(),
-        }],
-        ..Default::default()
-    };
-    let mut req = RemotingCommand::request(RequestCode::HEART_BEAT, 0);
-    req.body = encode_json(&hb).into();
-    assert_eq!(c.invoke(req).unwrap().code, 0);
 }
 
 /// The CHECK_TRANSACTION_STATE requests read on `c` within `wait`: (half-queue offset,
@@ -201,7 +180,7 @@ fn kill_run(delay_ms: u64) {
     broker.signal(libc::SIGKILL);
     broker.launch();
     let mut c = broker.client(&broker.shards[1]);
-    register_producer(&mut c);
+    producer_heartbeat(&mut c, "tx-test-client", GROUP);
     let checked: BTreeSet<i64> = checks_within(&mut c, Duration::from_secs(3))
         .into_iter()
         .map(|(offset, _)| offset)
@@ -227,7 +206,7 @@ fn kill_run(delay_ms: u64) {
     broker.signal(libc::SIGKILL);
     broker.launch();
     let mut c = broker.client(&broker.shards[1]);
-    register_producer(&mut c);
+    producer_heartbeat(&mut c, "tx-test-client", GROUP);
     assert!(
         checks_within(&mut c, Duration::from_millis(1500)).is_empty(),
         "a decided half message was checked after the second restart"
@@ -242,7 +221,7 @@ fn an_unanswered_half_message_reaches_the_check_max_topic_once_across_a_kill() {
     let mut broker = tx_broker_with("tx-max", 3);
     let mut c = broker.client(&broker.shards[0]);
     create_topic(&mut c, "Tx", 1);
-    register_producer(&mut c);
+    producer_heartbeat(&mut c, "tx-test-client", GROUP);
     let h = send_half(&mut c, "Tx", 0, "silent");
     let before = checks_within(&mut c, Duration::from_millis(900));
     assert!(
@@ -253,7 +232,7 @@ fn an_unanswered_half_message_reaches_the_check_max_topic_once_across_a_kill() {
     broker.signal(libc::SIGKILL);
     broker.launch();
     let mut c = broker.client(&broker.shards[0]);
-    register_producer(&mut c);
+    producer_heartbeat(&mut c, "tx-test-client", GROUP);
     // Check counts start again after a restart: three more, then the discard.
     let after = checks_within(&mut c, Duration::from_secs(3));
     let q = h.queue_offset;

@@ -68,7 +68,7 @@ fn main() {
     // Tests and scripts read this line to learn the port.
     println!("saturn-namesrv listening on {}", server.local_addr());
     tracing::info!(addr = %server.local_addr(), "name server started");
-    if let Some((addr, mut cfg)) = dash {
+    if let Some(mut dash) = dash {
         // Asked on loopback when the name server listens on every address.
         let own = server.local_addr();
         let ip = if own.ip().is_unspecified() {
@@ -76,8 +76,8 @@ fn main() {
         } else {
             own.ip()
         };
-        cfg.namesrv = SocketAddr::new(ip, own.port()).to_string();
-        match admin::dash::serve(addr, cfg) {
+        dash.set_namesrv(SocketAddr::new(ip, own.port()).to_string());
+        match admin::dash::serve(dash) {
             // Tests and scripts read this line.
             Ok(local) => println!("saturn-dashboard listening on http://{local}/"),
             Err(e) => fail(&e),

@@ -92,13 +92,41 @@ pub fn check(addr: SocketAddr, cfg: &DashConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// Binds `addr` and serves the dashboard on its own thread for the life of the process.
-pub fn serve(addr: SocketAddr, cfg: DashConfig) -> Result<SocketAddr, String> {
-    check(addr, &cfg)?;
+/// A dashboard address and configuration that passed [`check`]. [`serve`] takes only this, so
+/// the check runs once, where the settings are read: a program makes it before it starts
+/// anything, and a refused configuration stops it before it listens anywhere.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    addr: SocketAddr,
+    cfg: DashConfig,
+}
+
+impl Checked {
+    /// Runs [`check`]; its error when the configuration is refused.
+    pub fn new(addr: SocketAddr, cfg: DashConfig) -> Result<Checked, String> {
+        check(addr, &cfg)?;
+        Ok(Checked { addr, cfg })
+    }
+
+    /// The address the dashboard will listen on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The name servers the admin calls go to (not part of the check: `saturn-broker
+    /// standalone` and `saturn-namesrv` learn their own name server's address after it).
+    pub fn set_namesrv(&mut self, namesrv: String) {
+        self.cfg.namesrv = namesrv;
+    }
+}
+
+/// Binds the checked address and serves the dashboard on its own thread for the life of the
+/// process.
+pub fn serve(dash: Checked) -> Result<SocketAddr, String> {
+    let Checked { addr, mut cfg } = dash;
     let listener =
         TcpListener::bind(addr).map_err(|e| format!("dashboard cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let mut cfg = cfg;
     cfg.watcher = Some(watch::start(&cfg)?);
     let cfg = Arc::new(cfg);
     std::thread::Builder::new()
@@ -270,6 +298,9 @@ mod tests {
         assert!(check(any, &cfg(Some("pw"), None)).is_ok());
         assert!(check(lo, &cfg(Some(""), None)).is_err());
         assert!(check(lo, &cfg(None, Some("ro"))).is_err());
+        // The only way to `serve`: a refused configuration never reaches it.
+        assert!(Checked::new(any, cfg(None, None)).is_err());
+        assert_eq!(Checked::new(lo, cfg(None, None)).unwrap().addr(), lo);
     }
 
     #[test]

@@ -39,12 +39,10 @@ pub struct DashFlags {
 }
 
 impl DashFlags {
-    /// The dashboard's address and checked configuration for name server(s) `namesrv`, or none
-    /// without --dashboard-listen; a dashboard setting without it, or a bad one, is an error.
-    pub fn config(
-        self,
-        namesrv: &str,
-    ) -> std::result::Result<Option<(std::net::SocketAddr, super::DashConfig)>, String> {
+    /// The dashboard's address and checked configuration ([`super::check`], run here and only
+    /// here) for name server(s) `namesrv`, or none without --dashboard-listen; a dashboard
+    /// setting without it, or a bad one, is an error.
+    pub fn config(self, namesrv: &str) -> std::result::Result<Option<super::Checked>, String> {
         let Some(addr) = self.dashboard_listen else {
             return match self.watch.first_set() {
                 Some(flag) => Err(format!(
@@ -59,8 +57,7 @@ impl DashFlags {
             self.dashboard_readonly_password,
         );
         cfg.watch = self.watch.to_config()?;
-        super::check(addr, &cfg)?;
-        Ok(Some((addr, cfg)))
+        super::Checked::new(addr, cfg).map(Some)
     }
 }
 

@@ -45,7 +45,7 @@ pub async fn dispatch(
 ) -> Option<Outgoing> {
     use RequestCode as C;
     // Sends are served inline; every other handler's state lives in a box of its own, so the
-    // task spawned per request (allocated and moved whole) is sized for a send, not for the
+    // box that holds each request's future (see `conn::serve`) is sized for a send, not for the
     // largest handler (a pull's future is three times a send's).
     let oneway = req.is_oneway();
     let started = std::time::Instant::now();

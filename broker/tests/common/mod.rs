@@ -1,5 +1,9 @@
-//! Helpers for tests that run the real `saturn-broker` binary on loopback.
+//! Helpers for tests that run the real `saturn-broker` binary on loopback: a standalone broker
+//! ([`Broker`]), free ports, test directories, and the requests tests send (sends, pulls,
+//! offsets, heartbeats). [`repl`]: slaves and what replication tests check on them.
 #![allow(dead_code)]
+
+pub mod repl;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -9,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use namesrv::client::BlockingClient;
-use protocol::body::{decode_json, encode_json, HeartbeatData, TopicRouteData};
+use protocol::body::{decode_json, encode_json, HeartbeatData, ProducerData, TopicRouteData};
 use protocol::header::{
     CommandHeader, PullMessageRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
 };
@@ -24,6 +28,8 @@ pub struct Broker {
     pub base_port: u16,
     pub namesrv_port: u16,
     pub extra: Vec<String>,
+    /// The directory of the broker.conf [`Broker::start_conf`] wrote (removed on drop).
+    pub conf_dir: Option<PathBuf>,
 }
 
 /// A directory on the real disk (storage needs O_DIRECT: not tmpfs).
@@ -49,6 +55,8 @@ fn free(port: u16) -> bool {
 const PORT_LOW: u32 = 20_000;
 const PORT_SLOTS: u32 = 750;
 
+/// A broker's port (shards at +4 each, HA ports at +1) and its name server's (+10), from a
+/// block no other test of this process takes.
 pub fn pick_ports() -> (u16, u16) {
     let seed = std::process::id() % PORT_SLOTS;
     loop {
@@ -58,6 +66,72 @@ pub fn pick_ports() -> (u16, u16) {
             return (base, base + 10);
         }
     }
+}
+
+/// One free port (for a metrics exporter, say), from a block of its own like [`pick_ports`]'s.
+pub fn free_port() -> u16 {
+    pick_ports().0
+}
+
+/// `saturn-broker` with `first` (a subcommand), 2 unpinned shards, 16 MiB segments, warn logs,
+/// stdout piped; inside network namespace `netns` when given (`ip netns exec` execs the broker
+/// itself, no fork: the child's pid is the broker's).
+pub fn broker_command(netns: Option<&str>, first: &[&str]) -> Command {
+    let bin = env!("CARGO_BIN_EXE_saturn-broker");
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, bin]);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.args(first)
+        .args(["--shards", "2", "--no-pin"])
+        .args(["--segment-size", &(16u64 << 20).to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
+/// Reads `child`'s stdout until its `saturn-broker ready: <shard addresses>` line (60 s at
+/// most), then keeps draining it on a thread so the broker never blocks on it; the shards.
+pub fn wait_ready(child: &mut Child) -> Vec<String> {
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let shards = loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("saturn-broker exited before it was ready");
+        }
+        if let Some(rest) = line.trim().strip_prefix("saturn-broker ready: ") {
+            break rest.split(' ').map(str::to_owned).collect();
+        }
+        assert!(Instant::now() < deadline, "broker not ready in time");
+    };
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+            sink.clear();
+        }
+    });
+    shards
+}
+
+/// A client of `addr` with a 10 s timeout.
+pub fn connect(addr: &str) -> BlockingClient {
+    BlockingClient::connect(addr, Duration::from_secs(10)).unwrap()
+}
+
+/// Waits until `check` holds (20 s at most); how long it took.
+pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < Duration::from_secs(20), "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
 }
 
 impl Broker {
@@ -71,49 +145,36 @@ impl Broker {
             base_port,
             namesrv_port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            conf_dir: None,
         };
         b.launch();
         b
     }
 
+    /// [`Broker::start`] with a broker.conf of `conf` (in a directory of its own, removed on
+    /// drop) given as `-c` before `extra`.
+    pub fn start_conf(name: &str, conf: &str, extra: &[&str]) -> Broker {
+        let conf_dir = test_dir(&format!("{name}-conf"));
+        let path = conf_dir.join("broker.conf");
+        std::fs::write(&path, conf).unwrap();
+        let mut args = vec!["-c", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut b = Broker::start(name, &args);
+        b.conf_dir = Some(conf_dir);
+        b
+    }
+
     pub fn launch(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_saturn-broker"))
-            .arg("standalone")
+        let mut child = broker_command(None, &["standalone"])
             .args(["--namesrv-port", &self.namesrv_port.to_string()])
             .args(["--port", &self.base_port.to_string()])
-            .args(["--shards", "2", "--no-pin", "--broker-ip", "127.0.0.1"])
-            .args(["--segment-size", &(16u64 << 20).to_string()])
+            .args(["--broker-ip", "127.0.0.1"])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("start saturn-broker");
-        let stdout = child.stdout.take().unwrap();
-        let mut reader = BufReader::new(stdout);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let shards;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap() == 0 {
-                panic!("saturn-broker exited before it was ready");
-            }
-            if let Some(rest) = line.trim().strip_prefix("saturn-broker ready: ") {
-                shards = rest.split(' ').map(str::to_owned).collect();
-                break;
-            }
-            assert!(Instant::now() < deadline, "broker not ready in time");
-        }
-        // Keep draining stdout so the broker never blocks on it.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                sink.clear();
-            }
-        });
-        self.shards = shards;
+        self.shards = wait_ready(&mut child);
         self.child = Some(child);
     }
 
@@ -127,7 +188,7 @@ impl Broker {
     }
 
     pub fn client(&self, addr: &str) -> BlockingClient {
-        BlockingClient::connect(addr, Duration::from_secs(10)).unwrap()
+        connect(addr)
     }
 
     /// Waits until the name server routes `topic` to both shards.
@@ -163,6 +224,9 @@ impl Drop for Broker {
             let _ = c.wait();
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
+        if let Some(dir) = &self.conf_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -192,7 +256,29 @@ pub fn send(
     body: &[u8],
     props: &[(&str, &str)],
 ) -> RemotingCommand {
-    let header = SendMessageRequestHeader {
+    client
+        .invoke(send_request(topic, queue, body, Some(props)))
+        .unwrap()
+}
+
+/// A SEND_MESSAGE_V2 of producer group `pg` (properties absent when `props` is None).
+pub fn send_request(
+    topic: &str,
+    queue: i32,
+    body: &[u8],
+    props: Option<&[(&str, &str)]>,
+) -> RemotingCommand {
+    let header = send_header(topic, queue, props);
+    send_command(RequestCode::SEND_MESSAGE_V2, header, body)
+}
+
+/// The header of [`send_request`], for a test to change before [`send_command`].
+pub fn send_header(
+    topic: &str,
+    queue: i32,
+    props: Option<&[(&str, &str)]>,
+) -> SendMessageRequestHeader {
+    SendMessageRequestHeader {
         producer_group: "pg".into(),
         topic: topic.into(),
         default_topic: "TBW102".into(),
@@ -201,17 +287,43 @@ pub fn send(
         sys_flag: 0,
         born_timestamp: 1_700_000_000_000,
         flag: 0,
-        properties: Some(encode_properties(props)),
+        properties: props.map(encode_properties),
         reconsume_times: Some(0),
         unit_mode: Some(false),
         max_reconsume_times: None,
         batch: Some(false),
         broker_name: None,
-    };
-    let mut req = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2, 0);
+    }
+}
+
+/// A send request `code` (SEND_MESSAGE_V2, SEND_REPLY_MESSAGE_V2) with `header`'s short
+/// (V2) fields and `body`.
+pub fn send_command(
+    code: RequestCode,
+    header: SendMessageRequestHeader,
+    body: &[u8],
+) -> RemotingCommand {
+    let mut req = RemotingCommand::request(code, 0);
     SendMessageRequestHeaderV2::from(header).encode(&mut req.ext_fields);
     req.body = bytes::Bytes::copy_from_slice(body);
-    client.invoke(req).unwrap()
+    req
+}
+
+/// One send without properties, as a producer thread makes it; (code, queue offset) or the
+/// connection's error (the broker was killed, say).
+pub fn try_send(
+    c: &mut BlockingClient,
+    topic: &str,
+    queue: i32,
+    body: &[u8],
+) -> Result<(i32, i64), String> {
+    let req = send_request(topic, queue, body, None);
+    let r = c.invoke(req).map_err(|e| e.to_string())?;
+    let off = r
+        .ext("queueOffset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1);
+    Ok((r.code, off))
 }
 
 pub fn send_ok(
@@ -263,11 +375,26 @@ pub fn pull_request(
     expr: &str,
     suspend_ms: i64,
 ) -> RemotingCommand {
+    let header = pull_header(group, topic, queue, offset, max, expr, suspend_ms);
+    pull_command(&header)
+}
+
+/// The header of [`pull_request`] (a TAG expression), for a test to change before
+/// [`pull_command`].
+pub fn pull_header(
+    group: &str,
+    topic: &str,
+    queue: i32,
+    offset: i64,
+    max: i32,
+    expr: &str,
+    suspend_ms: i64,
+) -> PullMessageRequestHeader {
     let mut flags = pullflag::FLAG_SUBSCRIPTION;
     if suspend_ms > 0 {
         flags |= pullflag::FLAG_SUSPEND;
     }
-    let header = PullMessageRequestHeader {
+    PullMessageRequestHeader {
         consumer_group: group.into(),
         topic: topic.into(),
         queue_id: queue,
@@ -280,7 +407,11 @@ pub fn pull_request(
         sub_version: 0,
         expression_type: Some("TAG".into()),
         max_msg_bytes: None,
-    };
+    }
+}
+
+/// A PULL_MESSAGE with `header`.
+pub fn pull_command(header: &PullMessageRequestHeader) -> RemotingCommand {
     let mut req = RemotingCommand::request(RequestCode::PULL_MESSAGE, 0);
     header.encode(&mut req.ext_fields);
     req
@@ -310,4 +441,91 @@ pub fn pull(
         Vec::new()
     };
     (resp.code, msgs, next)
+}
+
+/// Every message of a queue from offset 0 until `need` are read, in pulls of 32 (what a pull
+/// returns at most); fewer when a pull fails or finds nothing.
+pub fn pull_all(c: &mut BlockingClient, topic: &str, queue: i32, need: i64) -> Vec<StoredMessage> {
+    let mut msgs = Vec::new();
+    while (msgs.len() as i64) < need {
+        let (code, batch, _) = pull(c, "cg", topic, queue, msgs.len() as i64, 32, "*", 0);
+        if code != 0 || batch.is_empty() {
+            break;
+        }
+        msgs.extend(batch);
+    }
+    msgs
+}
+
+/// GET_MAX_OFFSET of a queue; asserts it is answered 0.
+pub fn max_offset(c: &mut BlockingClient, topic: &str, queue: i32) -> i64 {
+    let req = RemotingCommand::request(RequestCode::GET_MAX_OFFSET, 0)
+        .with_ext("topic", topic)
+        .with_ext("queueId", queue);
+    let resp = c.invoke(req).unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    resp.ext("offset").unwrap().parse().unwrap()
+}
+
+/// GET_MAX_OFFSET of a queue, -1 when it is not answered with one (no such topic yet, the
+/// connection failed).
+pub fn try_max_offset(c: &mut BlockingClient, topic: &str, queue: i32) -> i64 {
+    let req = RemotingCommand::request(RequestCode::GET_MAX_OFFSET, 0)
+        .with_ext("topic", topic)
+        .with_ext("queueId", queue);
+    c.invoke(req)
+        .ok()
+        .and_then(|r| r.ext("offset").and_then(|v| v.parse().ok()))
+        .unwrap_or(-1)
+}
+
+/// Waits until the queue holds `n` entries (20 s at most).
+pub fn wait_max_offset(c: &mut BlockingClient, topic: &str, queue: i32, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while try_max_offset(c, topic, queue) < n {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}:{queue} never reached {n}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// QUERY_CONSUMER_OFFSET; -1 when none is committed (or the query is refused).
+pub fn query_offset(c: &mut BlockingClient, group: &str, topic: &str, queue: i32) -> i64 {
+    let req = RemotingCommand::request(RequestCode::QUERY_CONSUMER_OFFSET, 0)
+        .with_ext("consumerGroup", group)
+        .with_ext("topic", topic)
+        .with_ext("queueId", queue)
+        .with_ext("setZeroIfNotFound", false);
+    let resp = c.invoke(req).unwrap();
+    if resp.code != 0 {
+        return -1;
+    }
+    resp.ext("offset").unwrap().parse().unwrap()
+}
+
+/// UPDATE_CONSUMER_OFFSET; asserts it is answered 0.
+pub fn commit_offset(c: &mut BlockingClient, group: &str, topic: &str, queue: i32, offset: i64) {
+    let req = RemotingCommand::request(RequestCode::UPDATE_CONSUMER_OFFSET, 0)
+        .with_ext("consumerGroup", group)
+        .with_ext("topic", topic)
+        .with_ext("queueId", queue)
+        .with_ext("commitOffset", offset);
+    let resp = c.invoke(req).unwrap();
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+}
+
+/// A producer's HEART_BEAT for `group`; asserts it is answered 0.
+pub fn producer_heartbeat(c: &mut BlockingClient, client_id: &str, group: &str) {
+    let hb = HeartbeatData {
+        client_id: client_id.into(),
+        producer_data_set: vec![ProducerData {
+            group_name: group.into(),
+        }],
+        ..Default::default()
+    };
+    let mut req = RemotingCommand::request(RequestCode::HEART_BEAT, 0);
+    req.body = encode_json(&hb).into();
+    assert_eq!(c.invoke(req).unwrap().code, 0);
 }
