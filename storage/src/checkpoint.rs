@@ -11,27 +11,28 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::io::{align_up, Disk, File};
+use crate::offsets::{LogOffset, QueueOffset};
 
 const MAGIC: &[u8; 8] = b"SATCKPT1";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Checkpoint {
-    pub offset: u64,
-    pub min_offset: u64,
-    pub queues: Vec<(String, i32, u64)>,
+    pub offset: LogOffset,
+    pub min_offset: LogOffset,
+    pub queues: Vec<(String, i32, QueueOffset)>,
 }
 
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
         let mut p = Vec::new();
-        p.extend_from_slice(&self.offset.to_be_bytes());
-        p.extend_from_slice(&self.min_offset.to_be_bytes());
+        p.extend_from_slice(&self.offset.get().to_be_bytes());
+        p.extend_from_slice(&self.min_offset.get().to_be_bytes());
         p.extend_from_slice(&(self.queues.len() as u32).to_be_bytes());
         for (t, q, max) in &self.queues {
             p.extend_from_slice(&(t.len() as u32).to_be_bytes());
             p.extend_from_slice(t.as_bytes());
             p.extend_from_slice(&q.to_be_bytes());
-            p.extend_from_slice(&max.to_be_bytes());
+            p.extend_from_slice(&max.get().to_be_bytes());
         }
         let mut out = Vec::with_capacity(16 + p.len());
         out.extend_from_slice(MAGIC);
@@ -60,15 +61,15 @@ impl Checkpoint {
             r = rest;
             Some(a)
         };
-        let offset = u64::from_be_bytes(take(8)?.try_into().ok()?);
-        let min_offset = u64::from_be_bytes(take(8)?.try_into().ok()?);
+        let offset = LogOffset::new(u64::from_be_bytes(take(8)?.try_into().ok()?));
+        let min_offset = LogOffset::new(u64::from_be_bytes(take(8)?.try_into().ok()?));
         let n = u32::from_be_bytes(take(4)?.try_into().ok()?);
         let mut queues = Vec::new();
         for _ in 0..n {
             let tl = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
             let t = std::str::from_utf8(take(tl)?).ok()?.to_string();
             let q = i32::from_be_bytes(take(4)?.try_into().ok()?);
-            let max = u64::from_be_bytes(take(8)?.try_into().ok()?);
+            let max = QueueOffset::new(u64::from_be_bytes(take(8)?.try_into().ok()?));
             queues.push((t, q, max));
         }
         Some(Checkpoint {
@@ -118,9 +119,12 @@ mod tests {
     #[test]
     fn round_trip() {
         let c = Checkpoint {
-            offset: 123,
-            min_offset: 4,
-            queues: vec![("t".into(), 1, 9), ("%RETRY%g".into(), 0, 0)],
+            offset: LogOffset::new(123),
+            min_offset: LogOffset::new(4),
+            queues: vec![
+                ("t".into(), 1, QueueOffset::new(9)),
+                ("%RETRY%g".into(), 0, QueueOffset::ZERO),
+            ],
         };
         let mut b = c.encode();
         assert_eq!(Checkpoint::decode(&b), Some(c));

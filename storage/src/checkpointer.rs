@@ -11,6 +11,7 @@ use futures_lite::future;
 use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::io::{align_down, align_up, File};
+use crate::offsets::LogOffset;
 use crate::seg_index::write_index_file;
 use crate::state::{cq_file, disk_full, fail, Shared};
 
@@ -131,7 +132,7 @@ pub(crate) async fn seal_indexes(sh: &Shared) -> Result<()> {
             let Some((&base, idx)) = st.cl.sealing.iter().next() else {
                 return Ok(());
             };
-            if base + st.cfg.segment_size > st.cl.flushed() {
+            if base.add(st.cfg.segment_size) > st.cl.flushed() {
                 return Ok(());
             }
             (base, idx.clone(), st.cl.idx_path(base))
@@ -168,8 +169,8 @@ pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
             // Entries of records below the checkpoint offset.
             let mut n = q.max();
             while n > q.mem_start() {
-                match q.mem_entry(n - 1) {
-                    Some(e) if e.phys as u64 >= c => n -= 1,
+                match q.mem_entry(n.prev()) {
+                    Some(e) if e.phys >= c => n = n.prev(),
                     _ => break,
                 }
             }
@@ -219,7 +220,7 @@ pub(crate) async fn checkpoint(sh: &Shared) -> Result<()> {
 }
 
 /// Appends the active segment's record-table entries of records below `c` to its journal.
-async fn write_sums(sh: &Shared, c: u64) -> Result<()> {
+async fn write_sums(sh: &Shared, c: LogOffset) -> Result<()> {
     const E: u64 = 12;
     let (base, path, disk, to, data, pos) = {
         let st = sh.st.borrow();

@@ -15,8 +15,8 @@ use crate::arena::Arena;
 use protocol::message::{RecordInput, BLANK_MAGIC};
 
 use crate::error::Result;
-use crate::io::{align_down, align_up, AlignedBuf, File};
-use crate::offsets::SegPos;
+use crate::io::{AlignedBuf, File};
+use crate::offsets::LogOffset;
 use crate::readcache::ReadCache;
 use crate::seg_index::{index_keys, SegIndex};
 use crate::writer::Source;
@@ -25,25 +25,33 @@ use crate::writer::Source;
 /// room stays after it.
 pub const BLANK_LEN: u64 = 8;
 
-pub fn segment_name(base: u64) -> String {
-    format!("{base:020}")
+pub fn segment_name(base: LogOffset) -> String {
+    format!("{:020}", base.get())
 }
 
 pub struct Piece {
-    pub start: u64,
+    pub start: LogOffset,
     pub data: Bytes,
 }
 
 impl Piece {
-    pub fn end(&self) -> u64 {
-        self.start + self.data.len() as u64
+    pub fn end(&self) -> LogOffset {
+        self.start.add(self.data.len() as u64)
     }
 }
 
 /// Copies bytes `[from, to)` of the pieces into `out`, whose first byte is offset `a`; what no
 /// piece covers is zeroed.
-fn image_of(pieces: &VecDeque<Piece>, a: u64, from: u64, to: u64, out: &mut [u8]) {
-    debug_assert!(a <= from && to - a <= out.len() as u64);
+fn image_of(
+    pieces: &VecDeque<Piece>,
+    a: LogOffset,
+    from: LogOffset,
+    to: LogOffset,
+    out: &mut [u8],
+) {
+    debug_assert!(a <= from && a.distance_to(to) <= out.len() as u64);
+    // Index in `out` of offset `o`.
+    let at = |o: LogOffset| a.distance_to(o) as usize;
     let i = pieces.partition_point(|p| p.end() <= from);
     let mut cursor = from;
     for p in pieces.iter().skip(i) {
@@ -53,13 +61,13 @@ fn image_of(pieces: &VecDeque<Piece>, a: u64, from: u64, to: u64, out: &mut [u8]
         let lo = p.start.max(from);
         let hi = p.end().min(to);
         if lo < hi {
-            out[(cursor - a) as usize..(lo - a) as usize].fill(0);
-            out[(lo - a) as usize..(hi - a) as usize]
-                .copy_from_slice(&p.data[(lo - p.start) as usize..(hi - p.start) as usize]);
+            out[at(cursor)..at(lo)].fill(0);
+            let src = p.start.distance_to(lo) as usize..p.start.distance_to(hi) as usize;
+            out[at(lo)..at(hi)].copy_from_slice(&p.data[src]);
             cursor = hi;
         }
     }
-    out[(cursor - a) as usize..(to - a) as usize].fill(0);
+    out[at(cursor)..at(to)].fill(0);
 }
 
 /// What is known about a sealed segment without loading its index.
@@ -80,31 +88,31 @@ pub struct CommitLog {
     dir: PathBuf,
     segment_size: u64,
     /// Open segment files by base offset (only those the flusher or readers touched).
-    pub files: BTreeMap<u64, Rc<File>>,
+    pub files: BTreeMap<LogOffset, Rc<File>>,
     /// Bases of all segments in use, oldest first; the last is active.
-    segments: BTreeMap<u64, Option<SealedInfo>>,
+    segments: BTreeMap<LogOffset, Option<SealedInfo>>,
     /// Next append offset.
-    write_pos: u64,
+    write_pos: LogOffset,
     /// Everything below is durable.
-    flushed: u64,
+    flushed: LogOffset,
     /// Every complete block below this was handed to the disk writer in its final form.
-    submitted: u64,
+    submitted: LogOffset,
     /// Oldest offset still stored.
-    min_offset: u64,
+    min_offset: LogOffset,
     pieces: VecDeque<Piece>,
     cache_bytes: usize,
     arena: Arena,
     /// Index of the active segment.
     pub active: SegIndex,
     /// Indexes of sealed segments whose `.idx` file is not written yet.
-    pub sealing: BTreeMap<u64, std::sync::Arc<SegIndex>>,
+    pub sealing: BTreeMap<LogOffset, std::sync::Arc<SegIndex>>,
     /// The tables of the last index written to its file, kept for the next segment's index
     /// (their memory is already faulted in; a fresh segment's would be tens of MB).
     pub spare_index: Option<SegIndex>,
     /// Recently loaded sealed indexes (tiny LRU, newest last).
-    pub loaded: VecDeque<(u64, Rc<SegIndex>)>,
+    pub loaded: VecDeque<(LogOffset, Rc<SegIndex>)>,
     /// Sealed indexes being loaded, with the signal given when each is done.
-    pub loading: Vec<(u64, Rc<crate::notify::Notify>)>,
+    pub loading: Vec<(LogOffset, Rc<crate::notify::Notify>)>,
     /// Record-table entries of the active segment already in its `.sums` journal.
     sums_written: usize,
     /// Cold bytes read ahead for readers.
@@ -119,10 +127,10 @@ impl CommitLog {
             segment_size,
             files: BTreeMap::new(),
             segments: BTreeMap::new(),
-            write_pos: 0,
-            flushed: 0,
-            submitted: 0,
-            min_offset: 0,
+            write_pos: LogOffset::ZERO,
+            flushed: LogOffset::ZERO,
+            submitted: LogOffset::ZERO,
+            min_offset: LogOffset::ZERO,
             pieces: VecDeque::new(),
             cache_bytes: 0,
             arena: Arena::new(keep_bytes),
@@ -142,25 +150,25 @@ impl CommitLog {
 
     /// Next append offset.
     #[inline]
-    pub fn write_pos(&self) -> u64 {
+    pub fn write_pos(&self) -> LogOffset {
         self.write_pos
     }
 
     /// Everything below is durable.
     #[inline]
-    pub fn flushed(&self) -> u64 {
+    pub fn flushed(&self) -> LogOffset {
         self.flushed
     }
 
     /// Every complete block below this was handed to the disk writer in its final form.
     #[inline]
-    pub fn submitted(&self) -> u64 {
+    pub fn submitted(&self) -> LogOffset {
         self.submitted
     }
 
     /// Oldest offset still stored.
     #[inline]
-    pub fn min_offset(&self) -> u64 {
+    pub fn min_offset(&self) -> LogOffset {
         self.min_offset
     }
 
@@ -175,7 +183,7 @@ impl CommitLog {
 
     /// Bases of all segments in use, oldest first (the last is active), with what is known of
     /// the sealed ones.
-    pub fn segments(&self) -> &BTreeMap<u64, Option<SealedInfo>> {
+    pub fn segments(&self) -> &BTreeMap<LogOffset, Option<SealedInfo>> {
         &self.segments
     }
 
@@ -190,7 +198,7 @@ impl CommitLog {
     }
 
     /// A sealed segment's `.idx` file is on disk.
-    pub fn mark_idx_on_disk(&mut self, base: u64) {
+    pub fn mark_idx_on_disk(&mut self, base: LogOffset) {
         if let Some(Some(info)) = self.segments.get_mut(&base) {
             info.idx_on_disk = true;
         }
@@ -198,31 +206,31 @@ impl CommitLog {
 
     /// Everything below `to` is durable (the durable offset never goes back); drops durable
     /// pieces beyond the hot-cache `budget`.
-    pub fn mark_durable(&mut self, to: u64, budget: usize) {
+    pub fn mark_durable(&mut self, to: LogOffset, budget: usize) {
         self.flushed = self.flushed.max(to);
         self.evict(budget);
     }
 
     /// The blocks up to `p` were handed to the disk writer; append memory below them can go.
-    pub fn set_submitted(&mut self, p: u64) {
+    pub fn set_submitted(&mut self, p: LogOffset) {
         debug_assert!(p >= self.submitted && p <= self.write_pos);
         self.submitted = p;
-        self.arena.release_below(p);
+        self.arena.release_below(p.get());
     }
 
     /// After a failed write: every block not durable is to be submitted again.
     pub fn resubmit_unflushed(&mut self) {
-        self.submitted = align_down(self.flushed);
+        self.submitted = self.flushed.align_down();
     }
 
     /// The write source for the blocks `[p, limit)` (`p` block-aligned, `limit` within `p`'s
     /// segment), with the end of the run it covers: the append memory itself when one chunk
     /// holds the run, else a copy from the pieces (zeros where none covers, after a blank marker).
-    pub fn write_source(&self, p: u64, limit: u64) -> (Source, u64) {
-        match self.arena.write_run(p, limit) {
-            Some((f, end)) => (Box::new(f), end),
+    pub fn write_source(&self, p: LogOffset, limit: LogOffset) -> (Source, LogOffset) {
+        match self.arena.write_run(p.get(), limit.get()) {
+            Some((f, end)) => (Box::new(f), LogOffset::new(end)),
             None => {
-                let mut b = AlignedBuf::zeroed((limit - p) as usize);
+                let mut b = AlignedBuf::zeroed(p.distance_to(limit) as usize);
                 self.image_into(p, p, limit, b.as_mut_slice());
                 (Box::new(b), limit)
             }
@@ -230,22 +238,22 @@ impl CommitLog {
     }
 
     /// Recovery found segments from `first` on.
-    pub fn set_min_offset(&mut self, first: u64) {
+    pub fn set_min_offset(&mut self, first: LogOffset) {
         self.min_offset = first;
     }
 
     /// Recovery adds a segment to the table (sealed ones with their `info`).
-    pub fn insert_segment(&mut self, base: u64, info: Option<SealedInfo>) {
+    pub fn insert_segment(&mut self, base: LogOffset, info: Option<SealedInfo>) {
         self.segments.insert(base, info);
     }
 
     /// Recovery's end: everything below `end` is durable; the partial block's bytes (`tail`)
     /// are kept for the next flush, which rewrites that block.
-    pub fn set_recovered_end(&mut self, end: u64, tail: Option<Piece>) {
+    pub fn set_recovered_end(&mut self, end: LogOffset, tail: Option<Piece>) {
         self.sums_written = 0;
         self.write_pos = end;
         self.flushed = end;
-        self.submitted = align_down(end);
+        self.submitted = end.align_down();
         if let Some(t) = tail {
             self.cache_bytes += t.data.len();
             self.pieces.push_back(t);
@@ -254,7 +262,7 @@ impl CommitLog {
 
     /// Retention: forgets the oldest segment (`base`) and what is cached of it; the log now
     /// starts at the next one. Returns its open file, if any.
-    pub fn remove_oldest(&mut self, base: u64) -> Option<Rc<File>> {
+    pub fn remove_oldest(&mut self, base: LogOffset) -> Option<Rc<File>> {
         debug_assert_eq!(self.segments.keys().next(), Some(&base));
         self.segments.remove(&base);
         let file = self.files.remove(&base);
@@ -267,34 +275,34 @@ impl CommitLog {
             .copied()
             .unwrap_or(self.write_pos);
         self.min_offset = next;
-        self.ra.retain(next, u64::MAX);
+        self.ra.retain(next, LogOffset::MAX);
         file
     }
 
-    pub fn segment_path(&self, base: u64) -> PathBuf {
+    pub fn segment_path(&self, base: LogOffset) -> PathBuf {
         self.dir.join(segment_name(base))
     }
 
-    pub fn idx_path(&self, base: u64) -> PathBuf {
+    pub fn idx_path(&self, base: LogOffset) -> PathBuf {
         self.dir.join(format!("{}.idx", segment_name(base)))
     }
 
     /// Journal of the active segment's record table (position, size, CRC32C per record),
     /// appended at each checkpoint so recovery can check records below the checkpoint.
-    pub fn sums_path(&self, base: u64) -> PathBuf {
+    pub fn sums_path(&self, base: LogOffset) -> PathBuf {
         self.dir.join(format!("{}.sums", segment_name(base)))
     }
 
-    pub fn base_of(&self, offset: u64) -> u64 {
-        offset - offset % self.segment_size
+    pub fn base_of(&self, offset: LogOffset) -> LogOffset {
+        offset.segment_base(self.segment_size)
     }
 
-    pub fn active_base(&self) -> u64 {
+    pub fn active_base(&self) -> LogOffset {
         self.base_of(self.write_pos)
     }
 
     /// Freezes what was encoded since the last call into a piece.
-    pub fn seal_piece(&mut self, start: u64) {
+    pub fn seal_piece(&mut self, start: LogOffset) {
         if self.arena.pending() == 0 {
             return;
         }
@@ -305,8 +313,8 @@ impl CommitLog {
     }
 
     /// `[offset, offset+len)` from the hot cache, if one piece holds it all.
-    pub fn cached(&self, offset: u64, len: usize) -> Option<Bytes> {
-        let end = offset + len as u64;
+    pub fn cached(&self, offset: LogOffset, len: usize) -> Option<Bytes> {
+        let end = offset.add(len as u64);
         let first = self.pieces.front()?;
         if offset < first.start {
             return None;
@@ -316,14 +324,14 @@ impl CommitLog {
         if end > p.end() {
             return None;
         }
-        let lo = (offset - p.start) as usize;
+        let lo = p.start.distance_to(offset) as usize;
         Some(p.data.slice(lo..lo + len))
     }
 
     /// Copies bytes `[from, to)` into `out`, whose first byte is offset `a` (block-aligned,
     /// `a <= from`); what no piece covers (after a blank marker) is zeroed. Pieces cover
     /// everything from `align_down(flushed)` on.
-    pub fn image_into(&self, a: u64, from: u64, to: u64, out: &mut [u8]) {
+    pub fn image_into(&self, a: LogOffset, from: LogOffset, to: LogOffset, out: &mut [u8]) {
         image_of(&self.pieces, a, from, to, out)
     }
 
@@ -331,13 +339,13 @@ impl CommitLog {
     /// bytes not frozen yet begin (moved to `pos` when they are frozen for a new chunk). A new
     /// chunk is started when the current one lacks room or does not end at `pos` (after a
     /// segment roll), with the bytes of `pos`'s block before it copied in front.
-    pub fn space(&mut self, piece_start: &mut u64, pos: u64, n: usize) -> &mut [u8] {
-        if self.arena.room() < n || self.arena.next_pos() != Some(pos) {
+    pub fn space(&mut self, piece_start: &mut LogOffset, pos: LogOffset, n: usize) -> &mut [u8] {
+        if self.arena.room() < n || self.arena.next_pos() != Some(pos.get()) {
             self.seal_piece(*piece_start);
-            let a = align_down(pos);
+            let a = pos.align_down();
             let pieces = &self.pieces;
             self.arena
-                .new_chunk(pos, n, |head| image_of(pieces, a, a, pos, head));
+                .new_chunk(pos.get(), n, |head| image_of(pieces, a, a, pos, head));
             *piece_start = pos;
         }
         self.arena.extend(n)
@@ -354,7 +362,7 @@ impl CommitLog {
         assert!(f <= w, "flushed {f} > write_pos {w}");
         assert!(s <= w, "submitted {s} > write_pos {w}");
         assert!(
-            align_down(f) <= s,
+            f.align_down() <= s,
             "submitted {s} < align_down(flushed {f})"
         );
         assert!(
@@ -372,11 +380,18 @@ impl CommitLog {
             self.segments.keys().next(),
             Some(&self.min_offset.min(active))
         );
-        let mut prev = None;
+        let mut prev: Option<LogOffset> = None;
         for &b in self.segments.keys() {
-            assert_eq!(b % self.segment_size, 0, "segment base {b} not aligned");
+            assert!(
+                b.is_segment_base(self.segment_size),
+                "segment base {b} not aligned"
+            );
             if let Some(p) = prev {
-                assert_eq!(b, p + self.segment_size, "segments not contiguous at {b}");
+                assert_eq!(
+                    b,
+                    p.add(self.segment_size),
+                    "segments not contiguous at {b}"
+                );
             }
             prev = Some(b);
         }
@@ -396,7 +411,7 @@ impl CommitLog {
 
     /// Drops durable pieces beyond the cache budget, keeping the block the next flush rewrites.
     fn evict(&mut self, budget: usize) {
-        let keep = align_down(self.flushed);
+        let keep = self.flushed.align_down();
         while self.cache_bytes > budget {
             match self.pieces.front() {
                 Some(p) if p.end() <= keep => {
@@ -411,19 +426,19 @@ impl CommitLog {
     /// Ends the active segment (blank marker, roll to the next) when a record of `size` bytes
     /// would not leave [`BLANK_LEN`] bytes free in it. `piece_start` as for [`Self::space`].
     #[inline]
-    pub fn make_room(&mut self, piece_start: &mut u64, size: u64) {
+    pub fn make_room(&mut self, piece_start: &mut LogOffset, size: u64) {
         let pos = self.write_pos;
-        let seg_end = self.base_of(pos) + self.segment_size;
-        if pos + size + BLANK_LEN > seg_end {
+        let seg_end = self.base_of(pos).add(self.segment_size);
+        if pos.add(size + BLANK_LEN) > seg_end {
             self.close_segment(piece_start);
         }
     }
 
     /// Ends the active segment at the append position with the blank marker and rolls to the
     /// next one. `piece_start` as for [`Self::space`].
-    pub fn close_segment(&mut self, piece_start: &mut u64) {
+    pub fn close_segment(&mut self, piece_start: &mut LogOffset) {
         let pos = self.write_pos;
-        let seg_end = self.base_of(pos) + self.segment_size;
+        let seg_end = self.base_of(pos).add(self.segment_size);
         self.seal_piece(*piece_start);
         self.write_blank(pos, seg_end);
         self.seal_piece(pos);
@@ -435,23 +450,23 @@ impl CommitLog {
     /// CRC32C, store time and keys as [`Self::append_record`] does.
     pub fn append_verbatim(
         &mut self,
-        piece_start: &mut u64,
+        piece_start: &mut LogOffset,
         rec: &[u8],
         store_ts: i64,
         keys: (&str, Option<&str>, &str),
     ) {
         let pos = self.write_pos;
         self.space(piece_start, pos, rec.len()).copy_from_slice(rec);
-        let seg_pos = SegPos::of(pos, self.base_of(pos));
+        let seg_pos = pos.pos_in(self.base_of(pos));
         let crc = crc32c::crc32c(rec);
         self.active
             .add_record(seg_pos, rec.len() as u32, crc, store_ts);
         index_keys(&mut self.active, keys.0, keys.1, keys.2, seg_pos);
-        self.write_pos = pos + rec.len() as u64;
+        self.write_pos = pos.add(rec.len() as u64);
     }
 
     /// `[from, end)` cut to the hot-tail piece that holds `from`, if one does.
-    pub fn hot_slice(&self, from: u64, end: u64) -> Option<Bytes> {
+    pub fn hot_slice(&self, from: LogOffset, end: LogOffset) -> Option<Bytes> {
         let i = self
             .pieces
             .partition_point(|p| p.start <= from)
@@ -460,20 +475,20 @@ impl CommitLog {
         if from >= p.end() {
             return None;
         }
-        let lo = (from - p.start) as usize;
-        let hi = (end.min(p.end()) - p.start) as usize;
+        let lo = p.start.distance_to(from) as usize;
+        let hi = p.start.distance_to(end.min(p.end())) as usize;
         Some(p.data.slice(lo..hi))
     }
 
     /// Where the hot tail starts (everything before it is durable, on disk).
-    pub fn hot_start(&self) -> Option<u64> {
+    pub fn hot_start(&self) -> Option<LogOffset> {
         self.pieces.front().map(|p| p.start)
     }
 
     /// `from`, or the next segment's start when `from` lies in the zeros after the blank
     /// marker of a segment that is no longer the active one (in the hot tail, no piece holds
     /// them).
-    pub fn skip_blank_gap(&self, from: u64) -> u64 {
+    pub fn skip_blank_gap(&self, from: LogOffset) -> LogOffset {
         let base = self.base_of(from);
         if base == self.active_base() || from == base {
             return from;
@@ -484,7 +499,7 @@ impl CommitLog {
             .any(|p| p.start <= from && from < p.end());
         let in_tail = self.pieces.front().is_some_and(|p| p.start <= from);
         if !covered && in_tail {
-            base + self.segment_size
+            base.add(self.segment_size)
         } else {
             from
         }
@@ -496,7 +511,7 @@ impl CommitLog {
     #[inline]
     pub fn append_record(
         &mut self,
-        piece_start: &mut u64,
+        piece_start: &mut LogOffset,
         input: &RecordInput<'_>,
         size: usize,
         now: i64,
@@ -506,27 +521,27 @@ impl CommitLog {
         let out = self.space(piece_start, pos, size);
         input.encode_into(out)?;
         let crc = crc32c::crc32c(out);
-        let seg_pos = SegPos::of(pos, self.base_of(pos));
+        let seg_pos = pos.pos_in(self.base_of(pos));
         self.active.add_record(seg_pos, size as u32, crc, now);
         index_keys(&mut self.active, keys.0, keys.1, keys.2, seg_pos);
-        self.write_pos = pos + size as u64;
+        self.write_pos = pos.add(size as u64);
         Ok(())
     }
 
     /// Ends a segment with the blank marker, followed by zeros up to the end of its block (so that
     /// block is written whole from the append memory; the segment's remaining blocks are zeroed by
     /// the flusher).
-    pub fn write_blank(&mut self, pos: u64, seg_end: u64) {
+    pub fn write_blank(&mut self, pos: LogOffset, seg_end: LogOffset) {
         let mut start = pos;
-        let n = (align_up(pos + BLANK_LEN).min(seg_end) - pos) as usize;
+        let n = pos.distance_to(pos.add(BLANK_LEN).align_up().min(seg_end)) as usize;
         let out = self.space(&mut start, pos, n);
-        out[..4].copy_from_slice(&((seg_end - pos) as u32).to_be_bytes());
+        out[..4].copy_from_slice(&(pos.distance_to(seg_end) as u32).to_be_bytes());
         out[4..8].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
         out[8..].fill(0);
     }
 
     /// Makes the segment starting at `next_base` the active one.
-    pub fn roll(&mut self, next_base: u64) {
+    pub fn roll(&mut self, next_base: LogOffset) {
         let old_base = self.active_base();
         let (records, keys) = self.active.next_capacity();
         let next = match self.spare_index.take() {

@@ -14,6 +14,7 @@ use std::rc::Rc;
 
 use crate::io::{align_down, align_up, File, BLOCK};
 use crate::notify::Notify;
+use crate::offsets::{LogOffset, QueueOffset};
 
 pub const CQ_ENTRY: u64 = 20;
 /// Entries read from disk at once (and kept per queue) when a reader reaches below memory.
@@ -21,14 +22,14 @@ pub const CQ_READ_AHEAD: u64 = 1600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CqEntry {
-    pub phys: i64,
+    pub phys: LogOffset,
     pub size: i32,
     pub tags: i64,
 }
 
 impl CqEntry {
     pub fn encode(&self, out: &mut [u8]) {
-        out[..8].copy_from_slice(&self.phys.to_be_bytes());
+        out[..8].copy_from_slice(&self.phys.get().to_be_bytes());
         out[8..12].copy_from_slice(&self.size.to_be_bytes());
         out[12..20].copy_from_slice(&self.tags.to_be_bytes());
     }
@@ -39,7 +40,7 @@ impl CqEntry {
         let mut t = [0u8; 8];
         t.copy_from_slice(&b[12..20]);
         CqEntry {
-            phys: i64::from_be_bytes(p),
+            phys: LogOffset::new(u64::from_be_bytes(p)),
             size: i32::from_be_bytes([b[8], b[9], b[10], b[11]]),
             tags: i64::from_be_bytes(t),
         }
@@ -51,8 +52,8 @@ impl CqEntry {
     }
 }
 
-pub fn file_name(first_entry: u64) -> String {
-    format!("{first_entry:020}")
+pub fn file_name(first_entry: QueueOffset) -> String {
+    format!("{:020}", first_entry.get())
 }
 
 /// A queue's offsets (`start <= mem_start <= flushed <= max`, `min, visible <= max`) and its
@@ -69,22 +70,22 @@ pub struct ConsumeQueue {
     /// Open files by file number (first entry / file_entries).
     pub files: BTreeMap<u64, Rc<File>>,
     /// First entry whose record still exists.
-    min: u64,
+    min: QueueOffset,
     /// Next entry index to append.
-    max: u64,
+    max: QueueOffset,
     /// Entries readers may see (lags `max` under SYNC_FLUSH until the records are durable).
-    visible: u64,
+    visible: QueueOffset,
     /// Entries `[mem_start, max)` are in memory.
     mem: VecDeque<CqEntry>,
-    mem_start: u64,
+    mem_start: QueueOffset,
     /// Entries `[0, flushed)` are durable on disk.
-    flushed: u64,
+    flushed: QueueOffset,
     /// First entry index this queue ever had on disk (entries before it are zeros).
-    start: u64,
+    start: QueueOffset,
     pub waiters: Rc<Notify>,
     /// Read-ahead window of durable entries read from disk: the raw entries from index `.0` on
     /// (at most [`CQ_READ_AHEAD`] of them).
-    ra: Option<(u64, bytes::Bytes)>,
+    ra: Option<(QueueOffset, bytes::Bytes)>,
 }
 
 /// A block-aligned write of one queue file.
@@ -95,7 +96,13 @@ pub struct CqWrite {
 }
 
 impl ConsumeQueue {
-    pub fn new(root: &Path, topic: &str, queue_id: i32, file_entries: u64, start: u64) -> Self {
+    pub fn new(
+        root: &Path,
+        topic: &str,
+        queue_id: i32,
+        file_entries: u64,
+        start: QueueOffset,
+    ) -> Self {
         ConsumeQueue {
             key: Rc::new((topic.to_string(), queue_id)),
             topic: topic.to_string(),
@@ -117,44 +124,44 @@ impl ConsumeQueue {
 
     /// First entry whose record still exists.
     #[inline]
-    pub fn min(&self) -> u64 {
+    pub fn min(&self) -> QueueOffset {
         self.min
     }
 
     /// Next entry index to append.
     #[inline]
-    pub fn max(&self) -> u64 {
+    pub fn max(&self) -> QueueOffset {
         self.max
     }
 
     /// Entries readers may see (lags `max` under SYNC_FLUSH until the records are durable).
     #[inline]
-    pub fn visible(&self) -> u64 {
+    pub fn visible(&self) -> QueueOffset {
         self.visible
     }
 
     /// The first entry readers may see: `min`, or `visible` when that is lower.
     #[inline]
-    pub fn readable_min(&self) -> u64 {
+    pub fn readable_min(&self) -> QueueOffset {
         self.min.min(self.visible)
     }
 
     /// Entries from here on are in memory.
     #[inline]
-    pub fn mem_start(&self) -> u64 {
+    pub fn mem_start(&self) -> QueueOffset {
         self.mem_start
     }
 
     /// First entry index this queue ever had on disk.
     #[inline]
-    pub fn start(&self) -> u64 {
+    pub fn start(&self) -> QueueOffset {
         self.start
     }
 
     /// Entries below `upto` become visible to readers (never fewer than before); waiters are
     /// woken when that is news.
     #[inline]
-    pub fn publish(&mut self, upto: u64) {
+    pub fn publish(&mut self, upto: QueueOffset) {
         debug_assert!(upto <= self.max);
         if upto > self.visible {
             self.visible = upto;
@@ -168,15 +175,16 @@ impl ConsumeQueue {
     }
 
     /// The first entry of the block holding entry `n` (what recovery keeps in memory).
-    pub fn block_start(&self, n: u64) -> u64 {
-        self.start + align_down((n - self.start) * CQ_ENTRY) / CQ_ENTRY
+    pub fn block_start(&self, n: QueueOffset) -> QueueOffset {
+        self.start
+            .add(align_down(self.start.distance_to(n) * CQ_ENTRY) / CQ_ENTRY)
     }
 
     /// Recovery: the queue ends at `n`, all of it durable and visible; `mem` holds the entries
     /// `[block_start(n), n)`.
-    pub fn restore(&mut self, n: u64, mem: VecDeque<CqEntry>) {
+    pub fn restore(&mut self, n: QueueOffset, mem: VecDeque<CqEntry>) {
         self.mem_start = self.block_start(n);
-        debug_assert_eq!(self.mem_start + mem.len() as u64, n);
+        debug_assert_eq!(self.mem_start.add(mem.len() as u64), n);
         debug_assert!(
             mem.iter().all(|e| !e.is_empty()),
             "{:?}: blank entry below the recovered end {n}",
@@ -191,24 +199,24 @@ impl ConsumeQueue {
 
     /// The first entry whose record still exists is `min` (recovery), or later than before
     /// (retention).
-    pub fn set_min(&mut self, min: u64) {
+    pub fn set_min(&mut self, min: QueueOffset) {
         debug_assert!(min <= self.max);
         self.min = min;
     }
 
     /// Keeps `b`, raw entries read from disk from index `first` on, as the read-ahead window.
-    pub fn keep_read_ahead(&mut self, first: u64, b: bytes::Bytes) {
+    pub fn keep_read_ahead(&mut self, first: QueueOffset, b: bytes::Bytes) {
         self.ra = Some((first, b));
     }
 
     pub fn file_path(&self, file_no: u64) -> PathBuf {
         self.dir
-            .join(file_name(self.start + file_no * self.file_entries))
+            .join(file_name(self.start.add(file_no * self.file_entries)))
     }
 
     /// (file number, byte position in that file) of entry `idx`.
-    pub fn locate(&self, idx: u64) -> (u64, u64) {
-        let rel = idx - self.start;
+    pub fn locate(&self, idx: QueueOffset) -> (u64, u64) {
+        let rel = self.start.distance_to(idx);
         let file_no = rel / self.file_entries;
         (file_no, (rel - file_no * self.file_entries) * CQ_ENTRY)
     }
@@ -216,29 +224,36 @@ impl ConsumeQueue {
     pub fn push(&mut self, e: CqEntry) {
         debug_assert!(!e.is_empty(), "{:?}: blank entry pushed", self.key);
         self.mem.push_back(e);
-        self.max += 1;
+        self.max = self.max.next();
     }
 
-    pub fn mem_entry(&self, idx: u64) -> Option<CqEntry> {
+    pub fn mem_entry(&self, idx: QueueOffset) -> Option<CqEntry> {
         if idx < self.mem_start || idx >= self.max {
             return None;
         }
-        self.mem.get((idx - self.mem_start) as usize).copied()
+        self.mem
+            .get(self.mem_start.distance_to(idx) as usize)
+            .copied()
     }
 
     /// Appends the entries `[idx, hi)` the read-ahead window holds from `idx` on; returns the
     /// index of the first entry not appended.
-    pub fn ra_entries(&self, idx: u64, hi: u64, out: &mut Vec<CqEntry>) -> u64 {
+    pub fn ra_entries(
+        &self,
+        idx: QueueOffset,
+        hi: QueueOffset,
+        out: &mut Vec<CqEntry>,
+    ) -> QueueOffset {
         let Some((first, b)) = &self.ra else {
             return idx;
         };
-        let last = first + b.len() as u64 / CQ_ENTRY;
+        let last = first.add(b.len() as u64 / CQ_ENTRY);
         if idx < *first || idx >= last || idx >= hi {
             return idx;
         }
         let end = hi.min(last);
-        let lo = ((idx - first) * CQ_ENTRY) as usize;
-        let hi_b = ((end - first) * CQ_ENTRY) as usize;
+        let lo = (first.distance_to(idx) * CQ_ENTRY) as usize;
+        let hi_b = (first.distance_to(end) * CQ_ENTRY) as usize;
         out.extend(
             b[lo..hi_b]
                 .chunks_exact(CQ_ENTRY as usize)
@@ -254,8 +269,8 @@ impl ConsumeQueue {
             return Vec::new();
         }
         let mut out = Vec::new();
-        let byte_start = align_down((self.flushed - self.start) * CQ_ENTRY);
-        let byte_end = (self.max - self.start) * CQ_ENTRY;
+        let byte_start = align_down(self.start.distance_to(self.flushed) * CQ_ENTRY);
+        let byte_end = self.start.distance_to(self.max) * CQ_ENTRY;
         let file_bytes = self.file_entries * CQ_ENTRY;
         let mut pos = byte_start;
         while pos < byte_end {
@@ -263,10 +278,9 @@ impl ConsumeQueue {
             let file_end = (file_no + 1) * file_bytes;
             let end = byte_end.min(file_end);
             let mut data = vec![0u8; (align_up(end) - pos) as usize];
-            let first = self.start + pos / CQ_ENTRY;
-            let last = self.start + end.div_ceil(CQ_ENTRY);
             let mut slot = [0u8; CQ_ENTRY as usize];
-            for idx in first..last {
+            for i in pos / CQ_ENTRY..end.div_ceil(CQ_ENTRY) {
+                let idx = self.start.add(i);
                 // Entries before mem_start are only those that never existed (before `start`):
                 // eviction keeps the block holding `flushed` in memory.
                 let Some(e) = self.mem_entry(idx) else {
@@ -274,7 +288,7 @@ impl ConsumeQueue {
                     continue;
                 };
                 e.encode(&mut slot);
-                let ebyte = (idx - self.start) * CQ_ENTRY;
+                let ebyte = i * CQ_ENTRY;
                 // Copy the part of [ebyte, ebyte+20) that falls in [pos, end).
                 let lo = ebyte.max(pos);
                 let hi = (ebyte + CQ_ENTRY).min(end);
@@ -330,7 +344,7 @@ impl ConsumeQueue {
             "{k:?}: min/visible below start"
         );
         assert_eq!(
-            self.mem_start + self.mem.len() as u64,
+            self.mem_start.add(self.mem.len() as u64),
             self.max,
             "{k:?}: entries in memory do not end at max"
         );
@@ -345,15 +359,15 @@ impl ConsumeQueue {
 
     /// Records that entries below `upto` are durable, and trims memory to `cache` entries while
     /// keeping the block that the next flush rewrites.
-    pub fn flushed_to(&mut self, upto: u64, cache: usize) {
+    pub fn flushed_to(&mut self, upto: QueueOffset, cache: usize) {
         self.flushed = self.flushed.max(upto);
-        let keep_from = (self.start
-            + align_down((self.flushed - self.start) * CQ_ENTRY) / CQ_ENTRY)
-            .min(self.max.saturating_sub(cache as u64))
+        let keep_from = self
+            .block_start(self.flushed)
+            .min(self.max.saturating_back(cache as u64))
             .max(self.mem_start);
         while self.mem_start < keep_from {
             self.mem.pop_front();
-            self.mem_start += 1;
+            self.mem_start = self.mem_start.next();
         }
     }
 }

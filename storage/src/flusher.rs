@@ -9,7 +9,8 @@ use futures_lite::future;
 
 use crate::config::{FlushMode, SegmentInit};
 use crate::error::{Result, StoreError};
-use crate::io::{align_down, File, BLOCK};
+use crate::io::{File, BLOCK};
+use crate::offsets::LogOffset;
 use crate::state::{disk_full, fail, publish_state, Shared, State};
 use crate::writer::{Op, WriteJob, Writer};
 
@@ -17,7 +18,7 @@ pub(crate) async fn flusher_loop(sh: Rc<Shared>) {
     loop {
         let (mode, interval, cp_interval, ret_interval, idle, over, closed) = {
             let st = sh.st.borrow();
-            let dirty = st.cl.write_pos() - st.cl.flushed();
+            let dirty = st.cl.flushed().distance_to(st.cl.write_pos());
             (
                 st.cfg.flush,
                 st.cfg.flush_interval,
@@ -89,7 +90,7 @@ pub(crate) async fn durable_ticker(sh: std::rc::Weak<Shared>) {
 }
 
 /// Opens the segment file for `base`, taking a recycled one or creating and preparing it.
-pub(crate) async fn ensure_segment(sh: &Shared, base: u64) -> Result<Rc<File>> {
+pub(crate) async fn ensure_segment(sh: &Shared, base: LogOffset) -> Result<Rc<File>> {
     ensure_segment_with(sh, base, false).await
 }
 
@@ -97,7 +98,7 @@ pub(crate) async fn ensure_segment(sh: &Shared, base: u64) -> Result<Rc<File>> {
 /// takes long (at open, before any append waits).
 pub(crate) async fn ensure_segment_with(
     sh: &Shared,
-    base: u64,
+    base: LogOffset,
     full_init: bool,
 ) -> Result<Rc<File>> {
     let disk = sh.st.borrow().cfg.disk.clone();
@@ -166,17 +167,20 @@ fn maybe_prepare_spare(sh: &Rc<Shared>) {
     let disk = sh.st.borrow().cfg.disk.clone();
     let (path, size, init, chunk, depth) = {
         let mut st = sh.st.borrow_mut();
-        let half = st.cl.write_pos() - st.cl.active_base() > st.cfg.segment_size / 2;
+        let half = st.cl.active_base().distance_to(st.cl.write_pos()) > st.cfg.segment_size / 2;
         if !half || st.preparing || !st.free_segments.is_empty() || st.closed {
             return;
         }
-        let next = st.cl.active_base() + st.cfg.segment_size;
+        let next = st.cl.active_base().add(st.cfg.segment_size);
         if st.cl.files.contains_key(&next) {
             return;
         }
         st.preparing = true;
         (
-            st.cl.dir().join("free").join(format!("prep-{next:020}")),
+            st.cl
+                .dir()
+                .join("free")
+                .join(format!("prep-{:020}", next.get())),
             st.cfg.segment_size,
             st.cfg.segment_init.resolve(st.cfg.flush),
             st.cfg.write_chunk_bytes,
@@ -211,7 +215,12 @@ fn maybe_prepare_spare(sh: &Rc<Shared>) {
 /// run, else copied from the pieces (what none covers, after a blank marker, is zeros).
 /// `eager` (from an append): only full `write_chunk_bytes` runs, and only into segment files
 /// already open.
-pub(crate) fn submit_blocks(st: &mut State, writer: &Writer, upto: u64, eager: bool) -> Result<()> {
+pub(crate) fn submit_blocks(
+    st: &mut State,
+    writer: &Writer,
+    upto: LogOffset,
+    eager: bool,
+) -> Result<()> {
     let chunk = st.cfg.write_chunk_bytes as u64;
     let seg = st.cfg.segment_size;
     let mut p = st.cl.submitted();
@@ -220,16 +229,19 @@ pub(crate) fn submit_blocks(st: &mut State, writer: &Writer, upto: u64, eager: b
         let Some(file) = st.cl.files.get(&base) else {
             break;
         };
-        let limit = upto.min(base + seg).min(p + chunk);
+        let limit = upto.min(base.add(seg)).min(p.add(chunk));
         let (src, end) = st.cl.write_source(p, limit);
-        if eager && end - p < chunk {
+        if eager && p.distance_to(end) < chunk {
             break;
         }
         let (fd, path) = file.writer_handle()?;
         writer.submit(WriteJob {
             file: fd,
             path,
-            op: Op::Write { pos: p - base, src },
+            op: Op::Write {
+                pos: p.pos_in(base).file_pos(),
+                src,
+            },
         });
         p = end;
         st.cl.set_submitted(p);
@@ -252,7 +264,7 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
         let mut b = st.cl.base_of(from);
         while b < to {
             bases.push(b);
-            b += st.cfg.segment_size;
+            b = b.add(st.cfg.segment_size);
         }
         (from, to, bases, records)
     };
@@ -269,8 +281,8 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
     };
     sh.writer.wait(seq).await?;
     let took = t_start.elapsed();
-    sh.stats.committed(took, to - from, records);
-    tracing::trace!(bytes = to - from, total = ?took, "flushed");
+    sh.stats.committed(took, from.distance_to(to), records);
+    tracing::trace!(bytes = from.distance_to(to), total = ?took, "flushed");
     publish_durable(sh, to);
     let sealed_durable = {
         let st = sh.st.borrow();
@@ -278,7 +290,7 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
             .sealing
             .keys()
             .next()
-            .is_some_and(|&b| b + st.cfg.segment_size <= st.cl.flushed())
+            .is_some_and(|&b| b.add(st.cfg.segment_size) <= st.cl.flushed())
     };
     if sealed_durable {
         sh.sealed.notify();
@@ -293,10 +305,10 @@ pub(crate) async fn flush_once(sh: &Rc<Shared>) -> Result<()> {
 fn submit_flush(
     st: &mut State,
     writer: &Writer,
-    files: &[(u64, Rc<File>)],
-    to: u64,
+    files: &[(LogOffset, Rc<File>)],
+    to: LogOffset,
 ) -> Result<u64> {
-    let a = align_down(to);
+    let a = to.align_down();
     submit_blocks(st, writer, a, false)?;
     if st.cl.submitted() < a {
         return Err(StoreError::Failed(format!(
@@ -314,7 +326,7 @@ fn submit_flush(
             file: fd,
             path,
             op: Op::Write {
-                pos: a - base,
+                pos: a.pos_in(base).file_pos(),
                 src: Box::new(b),
             },
         });
@@ -330,10 +342,10 @@ fn submit_flush(
             op: Op::Sync,
         });
     }
-    Ok(writer.submit_mark(to))
+    Ok(writer.submit_mark(to.get()))
 }
 
-fn publish_durable(sh: &Shared, to: u64) {
+fn publish_durable(sh: &Shared, to: LogOffset) {
     let mut st = sh.st.borrow_mut();
     publish_state(&mut st, &sh.durable, to);
 }

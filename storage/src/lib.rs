@@ -102,11 +102,22 @@
 //! SERVICE_NOT_AVAILABLE. Retention deletes only segments the last checkpoint covers (the
 //! consume-queue entries of later records can only be rebuilt from the commit log).
 //!
+//! **Offsets.** Three kinds, each its own type (module `offsets`, zero-cost wrappers):
+//! `LogOffset`, a byte offset in the shard's commit log (segment bases, the append, submitted
+//! and durable positions, records' PHYSICALOFFSET, consume-queue entries' commit-log offsets);
+//! `SegPos`, a byte position within one segment (record tables, `.sums` journals, the key
+//! index); `QueueOffset`, an entry number in one consume queue. They convert into each other
+//! only through named operations (`LogOffset::pos_in(base)`, `SegPos::at(base)`,
+//! `segment_base`, `distance_to`), so mixing two kinds does not compile. The store's public
+//! API keeps RocketMQ's integers (`i64` on the wire, `u64` for commit-log ends) and converts
+//! at its edge.
+//!
 //! **Invariants.** The commit log's offsets (`min_offset <= write_pos`,
 //! `align_down(flushed) <= submitted <= write_pos`, contiguous segments, the active one last)
 //! and each consume queue's (`start <= mem_start <= flushed <= max`, `min, visible <= max`,
 //! memory holding exactly `[mem_start, max)`) are checked after every append, flush,
-//! checkpoint, retention pass and recovery in debug builds (the test profile has them).
+//! checkpoint, retention pass and recovery in debug builds (the test profile has them). They
+//! are stated in the offset types: the commit log's in `LogOffset`, a queue's in `QueueOffset`.
 //!
 //! **Modules.** Dependencies point one way (`scripts/modcycles storage/src` checks there is no
 //! cycle): the API on top, the parts of the store below it, the state they share below them,
@@ -142,7 +153,7 @@
 //!   memory; `seg_index`: the record table and key index of a segment, the one 12-byte
 //!   (position, size, CRC32C) entry codec (`RecEntry`, in `.idx` files and `.sums` journals)
 //!   and the one key indexer (`index_keys`); `verify`: the one record verifier (against the
-//!   entry, or structurally); `offsets`: `SegPos`, a position within a segment.
+//!   entry, or structurally); `offsets`: `LogOffset`, `SegPos` and `QueueOffset` (above).
 
 mod arena;
 mod checkpoint;

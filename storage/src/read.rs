@@ -8,8 +8,8 @@ use bytes::Bytes;
 use protocol::message::{property_value, RecordView};
 
 use crate::error::{Result, StoreError};
-use crate::io::{align_down, align_up, File};
-use crate::offsets::SegPos;
+use crate::io::File;
+use crate::offsets::{LogOffset, QueueOffset, SegPos};
 use crate::seg_index::{key_hash, RecEntry, SegIndex};
 use crate::state::{cq_entries, visible_end, QueueKey, Shared};
 use crate::types::{GetResult, GetStatus};
@@ -41,7 +41,7 @@ pub(crate) async fn get_messages(
     filter: &dyn Fn(i64) -> bool,
 ) -> GetResult {
     let key = (topic.to_string(), queue_id);
-    let Some((min, max, cl_min)) = queue_bounds(sh, &key) else {
+    let Some((q_min, q_max, cl_min)) = queue_bounds(sh, &key) else {
         return GetResult {
             status: GetStatus::NoMatchedLogicQueue,
             records: Vec::new(),
@@ -50,6 +50,7 @@ pub(crate) async fn get_messages(
             max_offset: 0,
         };
     };
+    let (min, max) = (q_min.as_i64(), q_max.as_i64());
     let result = |status, next| GetResult {
         status,
         records: Vec::new(),
@@ -60,8 +61,12 @@ pub(crate) async fn get_messages(
     if let Some((status, next)) = offset_status(offset, min, max) {
         return result(status, next);
     }
+    // Within [min, max) from here on.
+    let Some(at) = QueueOffset::from_i64(offset) else {
+        return result(GetStatus::OffsetTooSmall, min);
+    };
     let limits = (max_count, max_bytes, cl_min);
-    let Some(pick) = pick_entries(sh, &key, offset, max, limits, filter).await else {
+    let Some(pick) = pick_entries(sh, &key, at, q_max, limits, filter).await else {
         return result(GetStatus::OffsetFoundNull, offset);
     };
     let Picked {
@@ -70,21 +75,21 @@ pub(crate) async fn get_messages(
         removed,
     } = pick;
     let npicked = list.len();
-    let from = (offset + consumed) as u64;
-    let ahead = with_next_records(sh, &key, list, from, max, limits).await;
+    let from = at.add(consumed);
+    let ahead = with_next_records(sh, &key, list, from, q_max, limits).await;
     let fetched = fetch_ahead(sh, &ahead, npicked).await;
     let mut records = Vec::with_capacity(fetched.len());
     for (r, (phys, _)) in fetched.into_iter().zip(&ahead[..npicked]) {
         match r {
             Ok(b) => records.push(b),
             Err(e) => {
-                tracing::error!(error = %e, offset = phys, "skipping a record that failed verification")
+                tracing::error!(error = %e, offset = phys.get(), "skipping a record that failed verification")
             }
         }
     }
     let status = if !records.is_empty() {
         GetStatus::Found
-    } else if removed > 0 && removed as i64 == consumed {
+    } else if removed > 0 && removed as u64 == consumed {
         GetStatus::MessageWasRemoving
     } else {
         GetStatus::NoMatchedMessage
@@ -92,7 +97,7 @@ pub(crate) async fn get_messages(
     GetResult {
         status,
         records,
-        next_begin_offset: offset + consumed,
+        next_begin_offset: from.as_i64(),
         min_offset: min,
         max_offset: max,
     }
@@ -100,14 +105,10 @@ pub(crate) async fn get_messages(
 
 /// The queue's (min, max) offsets as readers see them and the commit log's minimum; None for
 /// an unknown queue.
-fn queue_bounds(sh: &Shared, key: &QueueKey) -> Option<(i64, i64, u64)> {
+fn queue_bounds(sh: &Shared, key: &QueueKey) -> Option<(QueueOffset, QueueOffset, LogOffset)> {
     let st = sh.st.borrow();
     let q = st.queues.get(key)?;
-    Some((
-        q.readable_min() as i64,
-        q.visible() as i64,
-        st.cl.min_offset(),
-    ))
+    Some((q.readable_min(), q.visible(), st.cl.min_offset()))
 }
 
 /// The answer to a pull at `offset` that finds nothing to read (status, next offset), if so.
@@ -129,8 +130,8 @@ fn offset_status(offset: i64, min: i64, max: i64) -> Option<(GetStatus, i64)> {
 /// The records a pull takes: (position, size) of each, and how many entries it went past
 /// (`consumed`), of which `removed` point below the commit log's start.
 struct Picked {
-    list: Vec<(u64, u32)>,
-    consumed: i64,
+    list: Vec<(LogOffset, u32)>,
+    consumed: u64,
     removed: usize,
 }
 
@@ -141,14 +142,14 @@ struct Picked {
 async fn pick_entries(
     sh: &Shared,
     key: &QueueKey,
-    offset: i64,
-    max: i64,
-    limits: (usize, usize, u64),
+    offset: QueueOffset,
+    max: QueueOffset,
+    limits: (usize, usize, LogOffset),
     filter: &dyn Fn(i64) -> bool,
 ) -> Option<Picked> {
     let (max_count, max_bytes, cl_min) = limits;
     let take = max_count.max(1);
-    let scan = ((max - offset) as u64).min(SCAN_MIN.max(max_count as u64));
+    let scan = offset.distance_to(max).min(SCAN_MIN.max(max_count as u64));
     let mut p = Picked {
         list: Vec::new(),
         consumed: 0,
@@ -156,14 +157,14 @@ async fn pick_entries(
     };
     let mut bytes = 0usize;
     let mut step = (take as u64).min(scan);
-    let mut next = offset as u64;
-    let scan_end = offset as u64 + scan;
+    let mut next = offset;
+    let scan_end = offset.add(scan);
     while next < scan_end {
-        let n = step.min(scan_end - next);
+        let n = step.min(next.distance_to(scan_end));
         let entries = match cq_entries(sh, key, next, n).await {
             Ok(e) => e,
             Err(e) => {
-                tracing::error!(error = %e, topic = %key.0, queue_id = key.1, offset, "reading consume queue");
+                tracing::error!(error = %e, topic = %key.0, queue_id = key.1, offset = offset.get(), "reading consume queue");
                 break;
             }
         };
@@ -171,23 +172,23 @@ async fn pick_entries(
             let size = e.size as usize;
             let full = !p.list.is_empty() && bytes + size > max_bytes;
             if e.is_empty() {
-                blank_entry(key, offset as u64 + p.consumed as u64, max);
+                blank_entry(key, offset.add(p.consumed), max);
             }
             if p.list.len() >= take || e.is_empty() || full {
                 return Some(p);
             }
             p.consumed += 1;
-            if (e.phys as u64) < cl_min {
+            if e.phys < cl_min {
                 p.removed += 1;
             } else if filter(e.tags) {
                 bytes += size;
-                p.list.push((e.phys as u64, e.size as u32));
+                p.list.push((e.phys, e.size as u32));
             }
         }
         if (entries.len() as u64) < n {
             break;
         }
-        next += n;
+        next = next.add(n);
         step = step.saturating_mul(2);
     }
     (p.consumed > 0 || !p.list.is_empty()).then_some(p)
@@ -196,12 +197,12 @@ async fn pick_entries(
 /// A blank slot below the queue's visible end: recovery or a queue write left a hole, and the
 /// records from here on cannot be pulled. Said loudly, with where, never served as a record.
 #[cold]
-fn blank_entry(key: &QueueKey, idx: u64, visible: i64) {
+fn blank_entry(key: &QueueKey, idx: QueueOffset, visible: QueueOffset) {
     tracing::error!(
         topic = %key.0,
         queue_id = key.1,
-        offset = idx,
-        visible,
+        offset = idx.get(),
+        visible = visible.get(),
         "blank consume-queue entry inside the visible range"
     );
 }
@@ -212,35 +213,35 @@ fn blank_entry(key: &QueueKey, idx: u64, visible: i64) {
 async fn with_next_records(
     sh: &Shared,
     key: &QueueKey,
-    mut list: Vec<(u64, u32)>,
-    from: u64,
-    max: i64,
-    limits: (usize, usize, u64),
-) -> Vec<(u64, u32)> {
+    mut list: Vec<(LogOffset, u32)>,
+    from: QueueOffset,
+    max: QueueOffset,
+    limits: (usize, usize, LogOffset),
+) -> Vec<(LogOffset, u32)> {
     let (max_count, _, cl_min) = limits;
     let cold = list.last().is_some_and(|&(p, n)| {
         let st = sh.st.borrow();
-        p + n as u64 <= align_down(st.cl.flushed()) && st.cl.cached(p, n as usize).is_none()
+        p.add(u64::from(n)) <= st.cl.flushed().align_down() && st.cl.cached(p, n as usize).is_none()
     });
     if !cold {
         return list;
     }
-    let n = ((max as u64).saturating_sub(from)).min(max_count.clamp(32, 256) as u64);
+    let n = (from.saturating_distance_to(max)).min(max_count.clamp(32, 256) as u64);
     if let Ok(es) = cq_entries(sh, key, from, n).await {
         let mut b = 0u64;
         for e in es.iter().take_while(|e| !e.is_empty()) {
-            if b >= READ_AHEAD_BYTES || (e.phys as u64) < cl_min {
+            if b >= READ_AHEAD_BYTES || e.phys < cl_min {
                 break;
             }
             b += e.size as u64;
-            list.push((e.phys as u64, e.size as u32));
+            list.push((e.phys, e.size as u32));
         }
     }
     list
 }
 
 /// Opens an existing segment file for reading.
-pub(crate) async fn segment_file(sh: &Shared, base: u64) -> Result<Rc<File>> {
+pub(crate) async fn segment_file(sh: &Shared, base: LogOffset) -> Result<Rc<File>> {
     let path = {
         let st = sh.st.borrow();
         if let Some(f) = st.cl.files.get(&base) {
@@ -248,7 +249,7 @@ pub(crate) async fn segment_file(sh: &Shared, base: u64) -> Result<Rc<File>> {
         }
         if !st.cl.segments().contains_key(&base) {
             return Err(StoreError::NotFound {
-                offset: base,
+                offset: base.get(),
                 reason: "segment deleted",
             });
         }
@@ -260,12 +261,12 @@ pub(crate) async fn segment_file(sh: &Shared, base: u64) -> Result<Rc<File>> {
 }
 
 /// The record-table entry the store kept for the record at `phys`, if it knows the segment.
-async fn rec_entry(sh: &Shared, phys: u64) -> Result<Option<RecEntry>> {
+async fn rec_entry(sh: &Shared, phys: LogOffset) -> Result<Option<RecEntry>> {
     let (base, pos, idx_path) = loop {
         let wait = {
             let st = sh.st.borrow();
             let base = st.cl.base_of(phys);
-            let pos = SegPos::of(phys, base);
+            let pos = phys.pos_in(base);
             if base == st.cl.active_base() {
                 return Ok(st.cl.active.record(pos));
             }
@@ -307,7 +308,7 @@ async fn rec_entry(sh: &Shared, phys: u64) -> Result<Option<RecEntry>> {
 
 async fn load_index(
     sh: &Shared,
-    base: u64,
+    base: LogOffset,
     path: &std::path::Path,
 ) -> Result<Option<Rc<SegIndex>>> {
     let disk = sh.st.borrow().cfg.disk.clone();
@@ -345,9 +346,9 @@ async fn load_index(
 /// record's full bytes at its position when it was appended, so a match means these are the
 /// bytes written there (magic, TOTALSIZE, PHYSICALOFFSET and BODYCRC, which the store computed
 /// too, included). Other records are parsed and their body CRC computed.
-async fn verify(sh: &Shared, phys: u64, b: &Bytes) -> Result<()> {
+async fn verify(sh: &Shared, phys: LogOffset, b: &Bytes) -> Result<()> {
     let corrupt = |reason: String| StoreError::Corrupt {
-        offset: phys,
+        offset: phys.get(),
         reason,
     };
     match rec_entry(sh, phys).await? {
@@ -373,13 +374,13 @@ async fn verify(sh: &Shared, phys: u64, b: &Bytes) -> Result<()> {
 /// is kept in the read-ahead cache when its bytes are final (below the flushed offset), for the
 /// records of the other queues it holds (and the next pull of this one). The pull's later spans
 /// are read in the background meanwhile.
-pub(crate) async fn fetch(sh: &Rc<Shared>, list: &[(u64, u32)]) -> Vec<Result<Bytes>> {
+pub(crate) async fn fetch(sh: &Rc<Shared>, list: &[(LogOffset, u32)]) -> Vec<Result<Bytes>> {
     fetch_ahead(sh, list, list.len()).await
 }
 
 /// [`fetch`] of `all[..n]`; the records of `all[n..]` (the queue's next ones) are read into the
 /// read-ahead cache when they extend the last span read, not returned.
-async fn fetch_ahead(sh: &Rc<Shared>, all: &[(u64, u32)], n: usize) -> Vec<Result<Bytes>> {
+async fn fetch_ahead(sh: &Rc<Shared>, all: &[(LogOffset, u32)], n: usize) -> Vec<Result<Bytes>> {
     let list = &all[..n];
     let mut out = Vec::with_capacity(list.len());
     let mut i = 0;
@@ -394,7 +395,7 @@ async fn fetch_ahead(sh: &Rc<Shared>, all: &[(u64, u32)], n: usize) -> Vec<Resul
             InMemory::ReadAhead(b) => {
                 if i + 1 == list.len() {
                     let base = sh.st.borrow().cl.base_of(p);
-                    read_ahead(sh, base, p + s as u64);
+                    read_ahead(sh, base, p.add(u64::from(s)));
                 }
                 crate::stats::add(&sh.stats.read_ahead_reads, 1);
                 out.push(verify(sh, p, &b).await.map(|_| b));
@@ -431,12 +432,12 @@ enum InMemory {
     Loading(crate::notify::Notified),
     /// Not in memory; the read-ahead cache holds the bytes before `uncached_from`.
     No {
-        uncached_from: u64,
+        uncached_from: LogOffset,
     },
 }
 
 #[inline]
-fn look_up(sh: &Shared, p: u64, s: u32) -> InMemory {
+fn look_up(sh: &Shared, p: LogOffset, s: u32) -> InMemory {
     let mut st = sh.st.borrow_mut();
     if let Some(b) = st.cl.cached(p, s as usize) {
         return InMemory::Hot(b);
@@ -453,14 +454,14 @@ fn look_up(sh: &Shared, p: u64, s: u32) -> InMemory {
 
 /// Starts background reads into the read-ahead cache for the records of `list` from `k` on
 /// that are not in memory, run by run, within [`READ_SPAN_MAX`] of `p`.
-fn prefetch_runs(sh: &Rc<Shared>, list: &[(u64, u32)], mut k: usize, p: u64) {
-    while k < list.len() && list[k].0 + list[k].1 as u64 - p <= READ_SPAN_MAX {
+fn prefetch_runs(sh: &Rc<Shared>, list: &[(LogOffset, u32)], mut k: usize, p: LogOffset) {
+    while k < list.len() && p.distance_to(list[k].0.add(u64::from(list[k].1))) <= READ_SPAN_MAX {
         let (q, n) = list[k];
         let uf = {
             let st = sh.st.borrow();
             let uf = st.cl.ra.cached_to(q);
             let in_memory = st.cl.cached(q, n as usize).is_some()
-                || uf >= q + n as u64
+                || uf >= q.add(u64::from(n))
                 || st.cl.ra.loading(uf).is_some();
             if in_memory {
                 k += 1;
@@ -476,7 +477,7 @@ fn prefetch_runs(sh: &Rc<Shared>, list: &[(u64, u32)], mut k: usize, p: u64) {
         let sh2 = sh.clone();
         glommio::spawn_local(async move {
             if let Err(e) = read_into_cache(&sh2, r.base, r.from, r.to, token).await {
-                tracing::warn!(error = %e, offset = r.from, "commit-log read failed");
+                tracing::warn!(error = %e, offset = r.from.get(), "commit-log read failed");
             }
         })
         .detach();
@@ -488,7 +489,7 @@ fn prefetch_runs(sh: &Rc<Shared>, list: &[(u64, u32)], mut k: usize, p: u64) {
 /// `out`; returns how many it served (the rest, beyond the span read, are looked up again).
 async fn serve_run(
     sh: &Shared,
-    recs: &[(u64, u32)],
+    recs: &[(LogOffset, u32)],
     run: &Run,
     data: Result<Bytes>,
     out: &mut Vec<Result<Bytes>>,
@@ -496,10 +497,10 @@ async fn serve_run(
     let (base, from, to) = (run.base, run.from, run.to);
     let mut served = 0;
     for (k, &(p, s)) in recs.iter().enumerate() {
-        let end = p + s as u64;
+        let end = p.add(u64::from(s));
         let r = match &data {
             Ok(d) if p >= from && end <= to => {
-                let lo = (p - from) as usize;
+                let lo = from.distance_to(p) as usize;
                 Ok(d.slice(lo..lo + s as usize))
             }
             // The first record may begin in the cached bytes before `from` (read whole
@@ -508,15 +509,18 @@ async fn serve_run(
                 let cached = sh.st.borrow_mut().cl.ra.get(p, s as usize);
                 match cached {
                     Some(b) => Ok(b),
-                    None => read_span(sh, base, align_down(p), align_up(end))
+                    None => read_span(sh, base, p.align_down(), end.align_up())
                         .await
-                        .map(|d| d.slice((p - align_down(p)) as usize..).slice(..s as usize)),
+                        .map(|d| {
+                            d.slice(p.align_down().distance_to(p) as usize..)
+                                .slice(..s as usize)
+                        }),
                 }
             }
             // Beyond the span read (cached already): looked up again.
             Ok(_) => break,
             Err(e) => Err(StoreError::Corrupt {
-                offset: p,
+                offset: p.get(),
                 reason: format!("read failed: {e}"),
             }),
         };
@@ -535,10 +539,14 @@ async fn serve_run(
 /// memory or being read, the next [`SEQ_READ_BYTES`] are read in the background. Consumers
 /// draining a backlog go through the log in order and find the next spans in memory, while
 /// the disk reads on.
-fn read_ahead(sh: &Rc<Shared>, base: u64, to: u64) {
+fn read_ahead(sh: &Rc<Shared>, base: LogOffset, to: LogOffset) {
     let (at, end, token) = {
         let mut st = sh.st.borrow_mut();
-        let limit = align_down(st.cl.flushed()).min(base + st.cl.segment_size());
+        let limit = st
+            .cl
+            .flushed()
+            .align_down()
+            .min(base.add(st.cl.segment_size()));
         let mut at = to;
         loop {
             let c = st.cl.ra.cached_to(at);
@@ -550,14 +558,14 @@ fn read_ahead(sh: &Rc<Shared>, base: u64, to: u64) {
                 }
             }
         }
-        if at >= to + SEQ_AHEAD_BYTES || at >= limit {
+        if at >= to.add(SEQ_AHEAD_BYTES) || at >= limit {
             return;
         }
-        let mut end = align_down(at + SEQ_READ_BYTES).min(limit);
+        let mut end = at.add(SEQ_READ_BYTES).align_down().min(limit);
         if let Some(n) = st.cl.ra.next_start(at, end) {
             end = n;
         }
-        if end <= at || !at.is_multiple_of(4096) {
+        if end <= at || at.align_down() != at {
             return;
         }
         (at, end, st.cl.ra.begin(at, end))
@@ -565,7 +573,7 @@ fn read_ahead(sh: &Rc<Shared>, base: u64, to: u64) {
     let sh = sh.clone();
     glommio::spawn_local(async move {
         if let Err(e) = read_into_cache(&sh, base, at, end, token).await {
-            tracing::warn!(error = %e, offset = at, "commit-log read-ahead failed");
+            tracing::warn!(error = %e, offset = at.get(), "commit-log read-ahead failed");
         }
     })
     .detach();
@@ -575,49 +583,53 @@ fn read_ahead(sh: &Rc<Shared>, base: u64, to: u64) {
 #[derive(Clone, Copy)]
 struct Run {
     j: usize,
-    base: u64,
-    from: u64,
-    to: u64,
+    base: LogOffset,
+    from: LogOffset,
+    to: LogOffset,
     /// Whether the bytes are final (below the flushed offset), so the span can be cached.
     keep: bool,
 }
 
 /// Plans the read of the records from `list[i]` on (not in memory from `uf` on): as long as they
 /// follow each other in one segment, without gaps over [`GAP_MAX`], within [`READ_SPAN_MAX`].
-fn plan_run(sh: &Shared, list: &[(u64, u32)], i: usize, uf: u64) -> Run {
+fn plan_run(sh: &Shared, list: &[(LogOffset, u32)], i: usize, uf: LogOffset) -> Run {
     let st = sh.st.borrow();
     let (p, _) = list[i];
     let base = st.cl.base_of(p);
-    let seg_end = base + st.cl.segment_size();
+    let seg_end = base.add(st.cl.segment_size());
     let chunk = st.cfg.read_chunk_bytes as u64;
-    let limit = align_down(st.cl.flushed());
+    let limit = st.cl.flushed().align_down();
+    let end_of = |k: usize| list[k].0.add(u64::from(list[k].1));
     let mut j = i + 1;
     while j < list.len()
-        && list[j].0 >= list[j - 1].0 + list[j - 1].1 as u64
-        && list[j].0 - (list[j - 1].0 + list[j - 1].1 as u64) <= GAP_MAX
-        && list[j].0 + list[j].1 as u64 <= limit.min(seg_end)
-        && list[j].0 + list[j].1 as u64 - p <= READ_SPAN_MAX
+        && list[j].0 >= end_of(j - 1)
+        && end_of(j - 1).distance_to(list[j].0) <= GAP_MAX
+        && end_of(j) <= limit.min(seg_end)
+        && p.distance_to(end_of(j)) <= READ_SPAN_MAX
     {
         j += 1;
     }
-    let need_end = list[j - 1].0 + list[j - 1].1 as u64;
+    let need_end = end_of(j - 1);
     // Bytes at or beyond `limit` may still change on disk: such a span is not kept.
     let keep = need_end <= limit;
     if !keep {
         return Run {
             j,
             base,
-            from: align_down(p),
-            to: align_up(need_end),
+            from: p.align_down(),
+            to: need_end.align_up(),
             keep,
         };
     }
     let from = if uf > p {
         uf
     } else {
-        st.cl.ra.cached_to(base + (p - base) / chunk * chunk)
+        st.cl
+            .ra
+            .cached_to(base.add(base.distance_to(p) / chunk * chunk))
     };
-    let mut to = (base + (need_end - base).div_ceil(chunk) * chunk)
+    let mut to = base
+        .add(base.distance_to(need_end).div_ceil(chunk) * chunk)
         .min(seg_end)
         .min(limit);
     if let Some(n) = st.cl.ra.next_start(from, to) {
@@ -627,23 +639,33 @@ fn plan_run(sh: &Shared, list: &[(u64, u32)], i: usize, uf: u64) -> Run {
         j,
         base,
         from,
-        to: to.max(align_up(need_end)),
+        to: to.max(need_end.align_up()),
         keep,
     }
 }
 
 /// Reads `[from, to)` of the segment at `base` (block-aligned) without keeping it.
-async fn read_span(sh: &Shared, base: u64, from: u64, to: u64) -> Result<Bytes> {
+async fn read_span(sh: &Shared, base: LogOffset, from: LogOffset, to: LogOffset) -> Result<Bytes> {
     let f = segment_file(sh, base).await?;
     let (fd, path) = f.writer_handle()?;
     sh.reader
-        .read(fd, path, from - base, (to - from) as usize)
+        .read(
+            fd,
+            path,
+            from.pos_in(base).file_pos(),
+            from.distance_to(to) as usize,
+        )
         .await
 }
 
 /// Reads `[from, to)` of the segment at `base` into the read-ahead cache (registered as under
 /// way meanwhile, so that other readers wait for it).
-async fn read_extent(sh: &Shared, base: u64, from: u64, to: u64) -> Result<Bytes> {
+async fn read_extent(
+    sh: &Shared,
+    base: LogOffset,
+    from: LogOffset,
+    to: LogOffset,
+) -> Result<Bytes> {
     let token = sh.st.borrow_mut().cl.ra.begin(from, to);
     read_into_cache(sh, base, from, to, token).await
 }
@@ -651,9 +673,9 @@ async fn read_extent(sh: &Shared, base: u64, from: u64, to: u64) -> Result<Bytes
 /// Reads `[from, to)`, registered with `token` by `ReadCache::begin`, into the cache.
 async fn read_into_cache(
     sh: &Shared,
-    base: u64,
-    from: u64,
-    to: u64,
+    base: LogOffset,
+    from: LogOffset,
+    to: LogOffset,
     token: Rc<crate::notify::Notify>,
 ) -> Result<Bytes> {
     let data = read_span(sh, base, from, to).await;
@@ -670,10 +692,9 @@ pub(crate) async fn read_record(sh: &Rc<Shared>, phys: i64) -> Result<Bytes> {
         offset: phys as u64,
         reason,
     };
-    if phys < 0 {
+    let Some(phys) = LogOffset::from_i64(phys) else {
         return Err(not_found("negative offset"));
-    }
-    let phys = phys as u64;
+    };
     {
         let st = sh.st.borrow();
         if phys < st.cl.min_offset() {
@@ -700,21 +721,22 @@ pub(crate) async fn read_record(sh: &Rc<Shared>, phys: i64) -> Result<Bytes> {
         .unwrap_or(Err(StoreError::Closed))
 }
 
-async fn fetch_raw(sh: &Shared, phys: u64, len: usize) -> Result<Bytes> {
+async fn fetch_raw(sh: &Shared, phys: LogOffset, len: usize) -> Result<Bytes> {
     if let Some(b) = sh.st.borrow().cl.cached(phys, len) {
         return Ok(b);
     }
     let base = sh.st.borrow().cl.base_of(phys);
     let f = segment_file(sh, base).await?;
-    f.read_exact_at(phys - base, len).await
+    f.read_exact_at(phys.pos_in(base).file_pos(), len).await
 }
 
-async fn store_time_of_entry(sh: &Rc<Shared>, key: &(String, i32), idx: u64) -> Option<i64> {
+async fn store_time_of_entry(
+    sh: &Rc<Shared>,
+    key: &(String, i32),
+    idx: QueueOffset,
+) -> Option<i64> {
     let e = *cq_entries(sh, key, idx, 1).await.ok()?.first()?;
-    let b = fetch(sh, &[(e.phys as u64, e.size as u32)])
-        .await
-        .pop()?
-        .ok()?;
+    let b = fetch(sh, &[(e.phys, e.size as u32)]).await.pop()?.ok()?;
     RecordView::parse(&b).ok().map(|(v, _)| v.store_timestamp)
 }
 
@@ -734,28 +756,28 @@ pub(crate) async fn offset_by_timestamp(
         }
     };
     if min >= max {
-        return max as i64;
+        return max.as_i64();
     }
     // Lower: first index with store time >= ts. Upper: last index with store time <= ts.
     let (mut lo, mut hi) = (min, max);
     while lo < hi {
-        let mid = lo + (hi - lo) / 2;
+        let mid = lo.midpoint(hi);
         let t = store_time_of_entry(sh, &key, mid).await.unwrap_or(i64::MIN);
         let go_right = if upper { t <= ts } else { t < ts };
         if go_right {
-            lo = mid + 1;
+            lo = mid.next();
         } else {
             hi = mid;
         }
     }
     if upper {
         if lo == min {
-            min as i64
+            min.as_i64()
         } else {
-            (lo - 1) as i64
+            lo.prev().as_i64()
         }
     } else {
-        lo as i64
+        lo.as_i64()
     }
 }
 
@@ -792,7 +814,7 @@ pub(crate) async fn query_by_key(
                 if out.len() >= max {
                     return out;
                 }
-                let Ok(b) = read_record(sh, pos.at(base) as i64).await else {
+                let Ok(b) = read_record(sh, pos.at(base).as_i64()).await else {
                     continue;
                 };
                 if record_matches(&b, topic, key, begin, end) {
@@ -819,7 +841,10 @@ pub(crate) async fn query_by_key(
 fn key_candidates(
     sh: &Shared,
     h: u64,
-) -> (Vec<(u64, Vec<SegPos>, i64, i64)>, Vec<(u64, i64, i64)>) {
+) -> (
+    Vec<(LogOffset, Vec<SegPos>, i64, i64)>,
+    Vec<(LogOffset, i64, i64)>,
+) {
     let st = sh.st.borrow();
     let a = &st.cl.active;
     let mut c = vec![(st.cl.active_base(), a.lookup(h), a.min_ts, a.max_ts)];
@@ -853,7 +878,7 @@ fn record_matches(b: &[u8], topic: &str, key: &str, begin: i64, end: i64) -> boo
 }
 
 /// A sealed segment's index: loaded already, or loaded from its `.idx` now.
-async fn sealed_index(sh: &Shared, base: u64) -> Option<Rc<SegIndex>> {
+async fn sealed_index(sh: &Shared, base: LogOffset) -> Option<Rc<SegIndex>> {
     let loaded = {
         let st = sh.st.borrow();
         st.cl

@@ -30,7 +30,7 @@ use crate::config::StoreConfig;
 use crate::cq::{file_name, ConsumeQueue, CqEntry, CQ_ENTRY};
 use crate::error::{Result, StoreError};
 use crate::io::{align_down, align_up, Disk, File, BLOCK};
-use crate::offsets::SegPos;
+use crate::offsets::{LogOffset, QueueOffset, SegPos};
 use crate::seg_index::{index_keys, read_sums, write_index_file, RecEntry, SegIndex};
 use crate::state::{QueueKey, State};
 use crate::types::RecoveryReport;
@@ -66,12 +66,12 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     cl.ra = crate::readcache::ReadCache::new(cfg.read_cache_bytes);
     let cp = Checkpoint::load(&disk, &cfg.dir).await?;
     let mut report = RecoveryReport {
-        checkpoint: cp.as_ref().map(|c| c.offset),
+        checkpoint: cp.as_ref().map(|c| c.offset.get()),
         segments: bases.len(),
         ..Default::default()
     };
     if bases.is_empty() {
-        if cp.as_ref().is_some_and(|c| c.offset > 0) {
+        if cp.as_ref().is_some_and(|c| c.offset > LogOffset::ZERO) {
             tracing::warn!("checkpoint present but no commit-log segments: starting empty");
         }
         return start_empty(cfg, cl, free_segments, report, t0);
@@ -81,13 +81,13 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     cl.set_min_offset(first);
     let c = cp
         .as_ref()
-        .map_or(first, |c| c.offset.clamp(first, last + seg));
+        .map_or(first, |c| c.offset.clamp(first, last.add(seg)));
 
     let mut queues = load_queues(&cfg, &cq_root, c, first).await?;
     report.rebuilt_queues = queues_behind(cp.as_ref(), &queues);
     let rebuild = report.rebuilt_queues > 0;
     let (start, indexed_from) = scan_start(&bases, &idx_files, c, rebuild);
-    report.scanned_from = start;
+    report.scanned_from = start.get();
     let mut scan = Scan {
         cfg: &cfg,
         c,
@@ -99,7 +99,7 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     };
     let end = scan.run(&bases, start).await?;
     let indexes = std::mem::take(&mut scan.indexes);
-    report.end_offset = end;
+    report.end_offset = end.get();
     let log_end = LogEnd {
         bases: &bases,
         end,
@@ -118,9 +118,9 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
 /// Where the scan ended: the segments found, the recovered end, the first segment whose
 /// index the scan rebuilt.
 struct LogEnd<'a> {
-    bases: &'a [u64],
-    end: u64,
-    indexed_from: u64,
+    bases: &'a [LogOffset],
+    end: LogOffset,
+    indexed_from: LogOffset,
 }
 
 /// Makes `e.end` the commit log's end: zeros what a crashed flush may have left after it,
@@ -130,11 +130,11 @@ async fn set_log_end(
     cfg: &StoreConfig,
     cl: &mut CommitLog,
     e: &LogEnd<'_>,
-    mut indexes: BTreeMap<u64, SegIndex>,
+    mut indexes: BTreeMap<LogOffset, SegIndex>,
     free_segments: &mut Vec<std::path::PathBuf>,
 ) -> Result<()> {
     let disk = &cfg.disk;
-    let active = e.end - e.end % cfg.segment_size;
+    let active = e.end.segment_base(cfg.segment_size);
     let max_garbage = (cfg.max_dirty_bytes + cfg.write_chunk_bytes) as u64 + BLOCK;
     let tail = scrub_after(cl, active, e.end, max_garbage, cfg).await?;
     for &b in e.bases.iter().filter(|&&b| b > active) {
@@ -150,7 +150,7 @@ async fn set_log_end(
         None if e.end == active => SegIndex::new(),
         None => {
             return Err(StoreError::Corrupt {
-                offset: active,
+                offset: active.get(),
                 reason: "active segment was not indexed by the scan".into(),
             })
         }
@@ -170,7 +170,7 @@ fn keep_manifest_queues(
     let cq_root = cfg.dir.join("consumequeue");
     for (t, qid, m) in &cp.queues {
         let key = (t.clone(), *qid);
-        if !queues.contains_key(&key) && *m > 0 {
+        if !queues.contains_key(&key) && *m > QueueOffset::ZERO {
             let q = ConsumeQueue::new(&cq_root, t, *qid, cfg.cq_file_entries, *m);
             queues.insert(key, q);
         }
@@ -179,9 +179,14 @@ fn keep_manifest_queues(
 
 /// Where the scan starts (a record boundary: the checkpoint, or a segment's start) and the first
 /// segment whose index it rebuilds: the first without a usable `.idx` (the active one has none).
-fn scan_start(bases: &[u64], idx_files: &[u64], c: u64, rebuild: bool) -> (u64, u64) {
+fn scan_start(
+    bases: &[LogOffset],
+    idx_files: &[LogOffset],
+    c: LogOffset,
+    rebuild: bool,
+) -> (LogOffset, LogOffset) {
     let (first, last) = (bases[0], bases[bases.len() - 1]);
-    let idx_ok = |b: u64| idx_files.contains(&b) && b != last;
+    let idx_ok = |b: LogOffset| idx_files.contains(&b) && b != last;
     let indexed_from = bases.iter().copied().find(|&b| !idx_ok(b)).unwrap_or(last);
     let start = if rebuild { first } else { c.min(last) };
     (start.min(indexed_from), indexed_from)
@@ -189,7 +194,12 @@ fn scan_start(bases: &[u64], idx_files: &[u64], c: u64, rebuild: bool) -> (u64, 
 
 /// The recovered end: everything below it is durable; the partial block's bytes (`tail`) are
 /// kept for the next flush, which rewrites that block.
-async fn set_end(disk: &Disk, cl: &mut CommitLog, end: u64, tail: Option<Piece>) -> Result<()> {
+async fn set_end(
+    disk: &Disk,
+    cl: &mut CommitLog,
+    end: LogOffset,
+    tail: Option<Piece>,
+) -> Result<()> {
     cl.set_recovered_end(end, tail);
     let active = cl.active_base();
     let active_path = cl.segment_path(active);
@@ -211,7 +221,7 @@ fn start_empty(
     let cq_root = cfg.dir.join("consumequeue");
     cfg.disk.remove_dir_all(&cq_root)?;
     cfg.disk.create_dir_all(&cq_root)?;
-    cl.insert_segment(0, None);
+    cl.insert_segment(LogOffset::ZERO, None);
     report.elapsed = t0.elapsed();
     log_report(&report);
     Ok(new_state(cfg, cl, HashMap::new(), free_segments, report))
@@ -231,17 +241,18 @@ fn spare_segments(cfg: &StoreConfig, free_dir: &Path) -> Result<Vec<std::path::P
     Ok(free_segments)
 }
 
-/// Segment bases (sorted) and bases with an `.idx` file; leftover temporary files go.
 /// What the commit-log directory holds.
 struct Listing {
     /// Segment bases, ascending.
-    bases: Vec<u64>,
+    bases: Vec<LogOffset>,
     /// Segments with an `.idx` file.
-    idx_files: Vec<u64>,
+    idx_files: Vec<LogOffset>,
     /// Segments with a `.sums` journal.
-    journals: Vec<u64>,
+    journals: Vec<LogOffset>,
 }
 
+/// Segment bases (sorted), bases with an `.idx` file and bases with a journal; leftover
+/// temporary files go.
 fn list_segments(disk: &Disk, cl_dir: &Path) -> Result<Listing> {
     let mut l = Listing {
         bases: Vec::new(),
@@ -250,11 +261,11 @@ fn list_segments(disk: &Disk, cl_dir: &Path) -> Result<Listing> {
     };
     for name in disk.list_dir(cl_dir)? {
         if let Some(b) = parse_name(&name) {
-            l.bases.push(b);
+            l.bases.push(LogOffset::new(b));
         } else if let Some(b) = name.strip_suffix(".idx").and_then(parse_name) {
-            l.idx_files.push(b);
+            l.idx_files.push(LogOffset::new(b));
         } else if let Some(b) = name.strip_suffix(".sums").and_then(parse_name) {
-            l.journals.push(b);
+            l.journals.push(LogOffset::new(b));
         } else if name.ends_with(".tmp") {
             disk.remove_file(&cl_dir.join(&name))?;
         }
@@ -268,7 +279,7 @@ fn list_segments(disk: &Disk, cl_dir: &Path) -> Result<Listing> {
 /// stale: a journal whose removal a power cut undid (removals are not synced), or one the
 /// checkpointer wrote again while its segment was being sealed. Left alone they would pile up,
 /// one per segment, and every later recovery would list them.
-fn drop_stale_journals(disk: &Disk, cl: &CommitLog, journals: &[u64]) -> Result<()> {
+fn drop_stale_journals(disk: &Disk, cl: &CommitLog, journals: &[LogOffset]) -> Result<()> {
     for &b in journals {
         disk.remove_file(&cl.sums_path(b))?;
     }
@@ -276,13 +287,16 @@ fn drop_stale_journals(disk: &Disk, cl: &CommitLog, journals: &[u64]) -> Result<
 }
 
 /// The segments from the first on up to a gap (anything after a gap is unreachable).
-fn contiguous(bases: &[u64], seg: u64) -> Vec<u64> {
+fn contiguous(bases: &[LogOffset], seg: u64) -> Vec<LogOffset> {
     let mut out = vec![bases[0]];
     for &b in &bases[1..] {
-        if b == out[out.len() - 1] + seg {
+        if b == out[out.len() - 1].add(seg) {
             out.push(b);
         } else {
-            tracing::error!(segment = b, "commit-log segment after a gap; ignoring it");
+            tracing::error!(
+                segment = b.get(),
+                "commit-log segment after a gap; ignoring it"
+            );
         }
     }
     out
@@ -292,8 +306,8 @@ fn contiguous(bases: &[u64], seg: u64) -> Vec<u64> {
 async fn load_queues(
     cfg: &StoreConfig,
     cq_root: &Path,
-    c: u64,
-    first: u64,
+    c: LogOffset,
+    first: LogOffset,
 ) -> Result<HashMap<(String, i32), ConsumeQueue>> {
     let mut queues = HashMap::new();
     for topic in cfg.disk.list_dir(cq_root)? {
@@ -314,9 +328,11 @@ fn queues_behind(cp: Option<&Checkpoint>, queues: &HashMap<(String, i32), Consum
     let Some(cp) = cp else { return 0 };
     let mut n = 0;
     for (t, qid, m) in &cp.queues {
-        let have = queues.get(&(t.clone(), *qid)).map_or(0, |q| q.max());
+        let have = queues
+            .get(&(t.clone(), *qid))
+            .map_or(QueueOffset::ZERO, |q| q.max());
         if have < *m {
-            tracing::warn!(topic = %t, queue = qid, have, expected = m, "consume queue missing or behind; rebuilding");
+            tracing::warn!(topic = %t, queue = qid, have = have.get(), expected = m.get(), "consume queue missing or behind; rebuilding");
             n += 1;
         }
     }
@@ -327,7 +343,7 @@ fn queues_behind(cp: Option<&Checkpoint>, queues: &HashMap<(String, i32), Consum
 async fn retire_segment(
     cfg: &StoreConfig,
     cl: &CommitLog,
-    b: u64,
+    b: LogOffset,
     max_garbage: u64,
     free_segments: &mut Vec<std::path::PathBuf>,
 ) -> Result<()> {
@@ -340,14 +356,20 @@ async fn retire_segment(
     f.fdatasync().await?;
     drop(f);
     if free_segments.len() < cfg.recycle_segments {
-        let to = cl.dir().join("free").join(format!("recycled-{b:020}"));
+        let to = cl
+            .dir()
+            .join("free")
+            .join(format!("recycled-{:020}", b.get()));
         disk.rename_durable(&path, &to)?;
         free_segments.push(to);
     } else {
         disk.remove_durable(&path)?;
     }
     disk.remove_durable(&cl.idx_path(b))?;
-    tracing::warn!(segment = b, "segment beyond the recovered end retired");
+    tracing::warn!(
+        segment = b.get(),
+        "segment beyond the recovered end retired"
+    );
     Ok(())
 }
 
@@ -356,7 +378,7 @@ async fn retire_segment(
 async fn sealed_info(
     disk: &Disk,
     cl: &CommitLog,
-    b: u64,
+    b: LogOffset,
     rebuilt: Option<SegIndex>,
 ) -> Result<SealedInfo> {
     match rebuilt {
@@ -389,7 +411,7 @@ fn new_state(
         failed: None,
         full_enospc: None,
         full_floor: None,
-        checkpointed: 0,
+        checkpointed: LogOffset::ZERO,
         closed: false,
         free_segments,
         preparing: false,
@@ -438,8 +460,8 @@ async fn read_idx_header(disk: &Disk, path: &Path) -> Result<SealedInfo> {
 /// is not zero. Returns the tail piece (the bytes of the partial block) for the next flush.
 async fn scrub_after(
     cl: &CommitLog,
-    active: u64,
-    end: u64,
+    active: LogOffset,
+    end: LogOffset,
     max_garbage: u64,
     cfg: &StoreConfig,
 ) -> Result<Option<Piece>> {
@@ -448,24 +470,26 @@ async fn scrub_after(
         return Ok(None);
     }
     let f = Rc::new(File::open(&cfg.disk, &path, false).await?);
-    let seg_end = active + cl.segment_size();
-    let a = align_down(end);
-    let z_end = (align_up(end) + max_garbage).min(seg_end);
-    let look = f.read_at(end - active, (z_end - end) as usize).await?;
-    let tail_bytes = f.read_exact_at(a - active, (end - a) as usize).await?;
+    let seg_end = active.add(cl.segment_size());
+    let a = end.align_down();
+    let z_end = end.align_up().add(max_garbage).min(seg_end);
+    // Byte position in the segment's file.
+    let at = |o: LogOffset| active.distance_to(o);
+    let look = f.read_at(at(end), end.distance_to(z_end) as usize).await?;
+    let tail_bytes = f.read_exact_at(at(a), a.distance_to(end) as usize).await?;
     if look.iter().any(|&b| b != 0) {
         tracing::warn!(
-            offset = end,
-            bytes = z_end - end,
+            offset = end.get(),
+            bytes = end.distance_to(z_end),
             "zeroing bytes after the recovered end"
         );
         if end > a {
             let mut buf = f.alloc(BLOCK as usize);
             buf.as_bytes_mut()[..tail_bytes.len()].copy_from_slice(&tail_bytes);
-            f.write_at(buf, a - active).await?;
+            f.write_at(buf, at(a)).await?;
         }
-        let from = align_up(end) - active;
-        f.zero_range(from, z_end - active, cfg.write_chunk_bytes, cfg.write_depth)
+        let from = at(end.align_up());
+        f.zero_range(from, at(z_end), cfg.write_chunk_bytes, cfg.write_depth)
             .await?;
         f.fdatasync().await?;
     }
@@ -481,8 +505,8 @@ async fn load_queue(
     root: &Path,
     topic: &str,
     qid: i32,
-    c: u64,
-    cl_min: u64,
+    c: LogOffset,
+    cl_min: LogOffset,
 ) -> Result<Option<ConsumeQueue>> {
     let Some(mut q) = open_queue(cfg, root, topic, qid).await? else {
         return Ok(None);
@@ -497,7 +521,7 @@ async fn load_queue(
         zero_entries(&q, n, on_disk).await?;
     }
     let mut mem = VecDeque::new();
-    for i in q.block_start(n)..n {
+    for i in q.block_start(n).until(n) {
         mem.push_back(entry(&q, i).await?);
     }
     q.restore(n, mem);
@@ -511,11 +535,11 @@ async fn load_queue(
 /// its files; but a recovery that cut the queue back zeroed the entries beyond its cut, so the
 /// last files may hold none: the end is in the last file that holds an entry, never at the end
 /// of the file before an empty one (the zeros there are not entries).
-async fn written_end(q: &ConsumeQueue) -> Result<u64> {
+async fn written_end(q: &ConsumeQueue) -> Result<QueueOffset> {
     for (&no, f) in q.files.iter().rev() {
         let n = written_prefix(f, q.file_entries).await?;
         if n > 0 {
-            return Ok(q.start() + no * q.file_entries + n);
+            return Ok(q.start().add(no * q.file_entries + n));
         }
     }
     Ok(q.start())
@@ -544,11 +568,11 @@ async fn open_queue(
     qid: i32,
 ) -> Result<Option<ConsumeQueue>> {
     let dir = root.join(topic).join(qid.to_string());
-    let firsts: Vec<u64> = cfg
+    let firsts: Vec<QueueOffset> = cfg
         .disk
         .list_dir(&dir)?
         .iter()
-        .filter_map(|n| parse_name(n))
+        .filter_map(|n| parse_name(n).map(QueueOffset::new))
         .collect();
     let Some(&start) = firsts.first() else {
         return Ok(None);
@@ -556,17 +580,17 @@ async fn open_queue(
     let fe = cfg.cq_file_entries;
     let mut q = ConsumeQueue::new(root, topic, qid, fe, start);
     for &f in &firsts {
-        if (f - start) % fe != 0 {
+        if f < start || start.distance_to(f) % fe != 0 {
             tracing::warn!(
                 topic,
                 queue = qid,
-                file = f,
+                file = f.get(),
                 "misnamed consume-queue file ignored"
             );
             continue;
         }
         let file = File::open(&cfg.disk, &dir.join(file_name(f)), false).await?;
-        q.files.insert((f - start) / fe, Rc::new(file));
+        q.files.insert(start.distance_to(f) / fe, Rc::new(file));
     }
     Ok(Some(q))
 }
@@ -574,15 +598,20 @@ async fn open_queue(
 /// The first entry in `[lo, hi)` whose record lies at or beyond commit-log offset `at`, or that
 /// is blank (`hi` if none is); entries are in commit-log order. A blank slot is no entry: the
 /// queue cannot extend past it (its zeros would read as the record at offset 0).
-async fn first_entry_from(q: &ConsumeQueue, mut lo: u64, mut hi: u64, at: u64) -> Result<u64> {
+async fn first_entry_from(
+    q: &ConsumeQueue,
+    mut lo: QueueOffset,
+    mut hi: QueueOffset,
+    at: LogOffset,
+) -> Result<QueueOffset> {
     while lo < hi {
-        let mid = lo + (hi - lo) / 2;
+        let mid = lo.midpoint(hi);
         let e = match q.mem_entry(mid) {
             Some(e) => e,
             None => entry(q, mid).await?,
         };
-        if !e.is_empty() && (e.phys as u64) < at {
-            lo = mid + 1;
+        if !e.is_empty() && e.phys < at {
+            lo = mid.next();
         } else {
             hi = mid;
         }
@@ -594,7 +623,7 @@ async fn read_entry(f: &File, slot: u64) -> Result<CqEntry> {
     let b = f.read_at(slot * CQ_ENTRY, CQ_ENTRY as usize).await?;
     if b.len() < CQ_ENTRY as usize {
         return Ok(CqEntry {
-            phys: 0,
+            phys: LogOffset::ZERO,
             size: 0,
             tags: 0,
         });
@@ -602,12 +631,12 @@ async fn read_entry(f: &File, slot: u64) -> Result<CqEntry> {
     Ok(CqEntry::decode(&b))
 }
 
-async fn entry(q: &ConsumeQueue, idx: u64) -> Result<CqEntry> {
+async fn entry(q: &ConsumeQueue, idx: QueueOffset) -> Result<CqEntry> {
     let (file_no, pos) = q.locate(idx);
     match q.files.get(&file_no) {
         Some(f) => read_entry(f, pos / CQ_ENTRY).await,
         None => Ok(CqEntry {
-            phys: 0,
+            phys: LogOffset::ZERO,
             size: 0,
             tags: 0,
         }),
@@ -616,15 +645,15 @@ async fn entry(q: &ConsumeQueue, idx: u64) -> Result<CqEntry> {
 
 /// Zeros entries `[from, to)` on disk (they point at records the log no longer has), the last
 /// file first: if this is cut short, the entries zeroed are still the end of what is written.
-async fn zero_entries(q: &ConsumeQueue, from: u64, to: u64) -> Result<()> {
+async fn zero_entries(q: &ConsumeQueue, from: QueueOffset, to: QueueOffset) -> Result<()> {
     let mut hi = to;
     while hi > from {
-        let (file_no, _) = q.locate(hi - 1);
-        let lo = from.max(q.start() + file_no * q.file_entries);
+        let (file_no, _) = q.locate(hi.prev());
+        let lo = from.max(q.start().add(file_no * q.file_entries));
         if let Some(f) = q.files.get(&file_no) {
             let (_, pos) = q.locate(lo);
             let a = align_down(pos);
-            let b = align_up(pos + (hi - lo) * CQ_ENTRY);
+            let b = align_up(pos + lo.distance_to(hi) * CQ_ENTRY);
             let keep = f.read_exact_at(a, (pos - a) as usize).await?;
             let mut buf = f.alloc((b - a) as usize);
             buf.as_bytes_mut()[..keep.len()].copy_from_slice(&keep);
@@ -638,11 +667,11 @@ async fn zero_entries(q: &ConsumeQueue, from: u64, to: u64) -> Result<()> {
 
 struct Scan<'a> {
     cfg: &'a StoreConfig,
-    c: u64,
+    c: LogOffset,
     queues: &'a mut HashMap<(String, i32), ConsumeQueue>,
     /// Indexes being rebuilt, by segment base (segments from `indexed_from` on).
-    indexes: BTreeMap<u64, SegIndex>,
-    indexed_from: u64,
+    indexes: BTreeMap<LogOffset, SegIndex>,
+    indexed_from: LogOffset,
     report: &'a mut RecoveryReport,
     /// The record table journaled for the segment being scanned (position → size, CRC32C).
     sums: HashMap<SegPos, RecEntry>,
@@ -650,11 +679,11 @@ struct Scan<'a> {
 
 impl Scan<'_> {
     /// Scans from `start` to the end of the valid log; returns that end.
-    async fn run(&mut self, bases: &[u64], start: u64) -> Result<u64> {
+    async fn run(&mut self, bases: &[LogOffset], start: LogOffset) -> Result<LogOffset> {
         let seg = self.cfg.segment_size;
         let mut p = start;
         loop {
-            let base = p - p % seg;
+            let base = p.segment_base(seg);
             if !bases.contains(&base) {
                 return Ok(p);
             }
@@ -675,49 +704,55 @@ impl Scan<'_> {
             let r = self.scan_segment(&f, base, p).await;
             f.close().await?;
             match r? {
-                SegEnd::Next => p = base + seg,
+                SegEnd::Next => p = base.add(seg),
                 SegEnd::Stop(at) => return Ok(at),
             }
         }
     }
 
-    async fn scan_segment(&mut self, f: &File, base: u64, mut p: u64) -> Result<SegEnd> {
-        let seg_end = base + self.cfg.segment_size;
+    async fn scan_segment(
+        &mut self,
+        f: &File,
+        base: LogOffset,
+        mut p: LogOffset,
+    ) -> Result<SegEnd> {
+        let seg_end = base.add(self.cfg.segment_size);
+        let buf_end = |buf: &Bytes, start: LogOffset| start.add(buf.len() as u64);
         let mut buf = Bytes::new();
         let mut buf_start = p;
         loop {
-            if p + 8 > seg_end {
+            if p.add(8) > seg_end {
                 return Ok(self.stop(p, "no room for a record"));
             }
             // Make sure the header, then the whole record, is buffered.
             let need_hdr = 8usize;
-            if p + need_hdr as u64 > buf_start + buf.len() as u64 {
+            if p.add(need_hdr as u64) > buf_end(&buf, buf_start) {
                 (buf, buf_start) = self.fill(f, base, p, need_hdr).await?;
                 if buf.len() < need_hdr {
                     return Ok(self.stop(p, "end of file"));
                 }
             }
-            let o = (p - buf_start) as usize;
+            let o = buf_start.distance_to(p) as usize;
             let total = u32::from_be_bytes(buf[o..o + 4].try_into().expect("4 bytes")) as u64;
             let magic = u32::from_be_bytes(buf[o + 4..o + 8].try_into().expect("4 bytes"));
-            if magic == BLANK_MAGIC && total == seg_end - p {
+            if magic == BLANK_MAGIC && total == p.distance_to(seg_end) {
                 self.report.scanned_bytes += 8;
                 return Ok(SegEnd::Next);
             }
             let plausible = (magic == MESSAGE_MAGIC_V1 || magic == MESSAGE_MAGIC_V2)
                 && total >= 8
-                && p + total + 8 <= seg_end;
-            if plausible && p + total > buf_start + buf.len() as u64 {
+                && p.add(total + 8) <= seg_end;
+            if plausible && p.add(total) > buf_end(&buf, buf_start) {
                 (buf, buf_start) = self.fill(f, base, p, total as usize).await?;
             }
-            let o = (p - buf_start) as usize;
+            let o = buf_start.distance_to(p) as usize;
             let rec = plausible.then(|| buf.get(o..o + total as usize)).flatten();
             match rec.map(|r| verify::structural(r, p).and_then(|()| self.check_sum(base, p, r))) {
                 Some(Ok(())) => {
                     let r = buf.slice(o..o + total as usize);
                     self.dispatch(base, p, &r);
                     self.report.scanned_bytes += total;
-                    p += total;
+                    p = p.add(total);
                 }
                 other => {
                     let reason = match other {
@@ -745,12 +780,12 @@ impl Scan<'_> {
     async fn invalid(
         &mut self,
         f: &File,
-        base: u64,
-        p: u64,
+        base: LogOffset,
+        p: LogOffset,
         zeros: bool,
         reason: &str,
-    ) -> Result<std::result::Result<u64, SegEnd>> {
-        let seg_end = base + self.cfg.segment_size;
+    ) -> Result<std::result::Result<LogOffset, SegEnd>> {
+        let seg_end = base.add(self.cfg.segment_size);
         if p >= self.c {
             if zeros {
                 return Ok(Err(self.stop(p, "end")));
@@ -758,15 +793,15 @@ impl Scan<'_> {
             return Ok(Err(self.stop_invalid(p, reason)));
         }
         let limit = self.c.min(seg_end);
-        match self.resync(f, base, p + 1, limit).await? {
+        match self.resync(f, base, p.add(1), limit).await? {
             Some(q) => {
-                tracing::error!(offset = p, skipped = q - p, reason = %reason, "corrupt record in the commit log; skipped");
-                self.report.corrupt.push((p, q));
+                tracing::error!(offset = p.get(), skipped = p.distance_to(q), reason = %reason, "corrupt record in the commit log; skipped");
+                self.report.corrupt.push((p.get(), q.get()));
                 Ok(Ok(q))
             }
             None if self.c > seg_end => {
-                tracing::error!(offset = p, reason = %reason, "corrupt record in the commit log; rest of the segment skipped");
-                self.report.corrupt.push((p, seg_end));
+                tracing::error!(offset = p.get(), reason = %reason, "corrupt record in the commit log; rest of the segment skipped");
+                self.report.corrupt.push((p.get(), seg_end.get()));
                 Ok(Err(SegEnd::Next))
             }
             None => Ok(Err(self.stop_invalid(p, reason))),
@@ -774,45 +809,62 @@ impl Scan<'_> {
     }
 
     /// Checks a record against the CRC32C journaled when it was written, if there is one.
-    fn check_sum(&self, base: u64, p: u64, rec: &[u8]) -> std::result::Result<(), String> {
-        match self.sums.get(&SegPos::of(p, base)) {
+    fn check_sum(
+        &self,
+        base: LogOffset,
+        p: LogOffset,
+        rec: &[u8],
+    ) -> std::result::Result<(), String> {
+        match self.sums.get(&p.pos_in(base)) {
             Some(e) => verify::against_entry(rec, e),
             None => Ok(()),
         }
     }
 
-    fn stop(&mut self, p: u64, _why: &str) -> SegEnd {
+    fn stop(&mut self, p: LogOffset, _why: &str) -> SegEnd {
         SegEnd::Stop(p)
     }
 
-    fn stop_invalid(&mut self, p: u64, reason: &str) -> SegEnd {
+    fn stop_invalid(&mut self, p: LogOffset, reason: &str) -> SegEnd {
         tracing::warn!(
-            offset = p,
+            offset = p.get(),
             reason,
             "commit log ends here (torn or unwritten tail)"
         );
-        if p < self.report.truncated_at.unwrap_or(u64::MAX) {
-            self.report.truncated_at = Some(p);
+        if p.get() < self.report.truncated_at.unwrap_or(u64::MAX) {
+            self.report.truncated_at = Some(p.get());
         }
         SegEnd::Stop(p)
     }
 
-    async fn fill(&mut self, f: &File, base: u64, p: u64, need: usize) -> Result<(Bytes, u64)> {
-        let seg_end = base + self.cfg.segment_size;
-        let len = (need.max(SCAN_CHUNK) as u64).min(seg_end - p) as usize;
-        Ok((f.read_at(p - base, len).await?, p))
+    async fn fill(
+        &mut self,
+        f: &File,
+        base: LogOffset,
+        p: LogOffset,
+        need: usize,
+    ) -> Result<(Bytes, LogOffset)> {
+        let seg_end = base.add(self.cfg.segment_size);
+        let len = (need.max(SCAN_CHUNK) as u64).min(p.distance_to(seg_end)) as usize;
+        Ok((f.read_at(base.distance_to(p), len).await?, p))
     }
 
     /// The first offset in `[from, limit)` where a record verifies.
-    async fn resync(&mut self, f: &File, base: u64, from: u64, limit: u64) -> Result<Option<u64>> {
+    async fn resync(
+        &mut self,
+        f: &File,
+        base: LogOffset,
+        from: LogOffset,
+        limit: LogOffset,
+    ) -> Result<Option<LogOffset>> {
         let mut at = from;
         while at < limit {
-            let chunk = f.read_at(at - base, SCAN_CHUNK).await?;
+            let chunk = f.read_at(base.distance_to(at), SCAN_CHUNK).await?;
             if chunk.len() < 8 {
                 return Ok(None);
             }
             for i in 0..chunk.len().saturating_sub(8) {
-                let q = at + i as u64;
+                let q = at.add(i as u64);
                 if q >= limit {
                     return Ok(None);
                 }
@@ -825,8 +877,11 @@ impl Scan<'_> {
                 let rec = if i + total <= chunk.len() {
                     chunk.slice(i..i + total)
                 } else {
-                    f.read_at(q - base, total.min(self.cfg.segment_size as usize))
-                        .await?
+                    f.read_at(
+                        base.distance_to(q),
+                        total.min(self.cfg.segment_size as usize),
+                    )
+                    .await?
                 };
                 if rec.len() == total
                     && verify::structural(&rec, q).is_ok()
@@ -835,18 +890,18 @@ impl Scan<'_> {
                     return Ok(Some(q));
                 }
             }
-            at += (chunk.len() - 8) as u64;
+            at = at.add((chunk.len() - 8) as u64);
         }
         Ok(None)
     }
 
-    fn dispatch(&mut self, base: u64, p: u64, rec: &Bytes) {
+    fn dispatch(&mut self, base: LogOffset, p: LogOffset, rec: &Bytes) {
         let Ok((v, _)) = RecordView::parse(rec) else {
             return;
         };
         self.report.records += 1;
         if let Some(idx) = self.indexes.get_mut(&base) {
-            let pos = SegPos::of(p, base);
+            let pos = p.pos_in(base);
             idx.add_record(
                 pos,
                 rec.len() as u32,
@@ -861,7 +916,7 @@ impl Scan<'_> {
             return;
         }
         let key = (v.topic.to_string(), v.queue_id);
-        let qo = v.queue_offset.max(0) as u64;
+        let qo = QueueOffset::from_i64(v.queue_offset).unwrap_or(QueueOffset::ZERO);
         let root = self.cfg.dir.join("consumequeue");
         let fe = self.cfg.cq_file_entries;
         let q = self
@@ -875,7 +930,7 @@ impl Scan<'_> {
             _ => 0,
         };
         let entry = CqEntry {
-            phys: p as i64,
+            phys: p,
             size: rec.len() as i32,
             tags,
         };
@@ -891,9 +946,9 @@ impl Scan<'_> {
                 tracing::error!(
                     topic = v.topic,
                     queue = v.queue_id,
-                    expected = q.max(),
-                    found = qo,
-                    offset = p,
+                    expected = q.max().get(),
+                    found = qo.get(),
+                    offset = p.get(),
                     "gap in queue offsets; record not queued"
                 );
             }
@@ -903,5 +958,5 @@ impl Scan<'_> {
 
 enum SegEnd {
     Next,
-    Stop(u64),
+    Stop(LogOffset),
 }

@@ -21,6 +21,7 @@ use crate::commitlog::BLANK_LEN;
 use crate::config::FlushMode;
 use crate::cq::{ConsumeQueue, CqEntry};
 use crate::error::{Result, StoreError};
+use crate::offsets::{LogOffset, QueueOffset};
 use crate::state::{QueueKeyRef, State};
 use crate::store::{pend_visible, Store};
 
@@ -37,19 +38,24 @@ impl Store {
     /// End of the appended commit log (in memory): what a slave reports to its master, and how
     /// far a master ships.
     pub fn write_end(&self) -> u64 {
-        self.sh.st.borrow().cl.write_pos()
+        self.sh.st.borrow().cl.write_pos().get()
     }
 
     /// Whether commit-log offset `phys` lies below the hot tail, so that a read of it goes to
     /// the segment files (Saturn's "not in memory": RocketMQ's `accessMessageInMemoryMaxRatio`
     /// test, which sends slow consumers to a slave).
     pub fn is_cold(&self, phys: u64) -> bool {
-        self.sh.st.borrow().cl.hot_start().is_some_and(|h| phys < h)
+        self.sh
+            .st
+            .borrow()
+            .cl
+            .hot_start()
+            .is_some_and(|h| LogOffset::new(phys) < h)
     }
 
     /// End of the durable commit log.
     pub fn durable_end(&self) -> u64 {
-        self.sh.st.borrow().cl.flushed()
+        self.sh.st.borrow().cl.flushed().get()
     }
 
     /// Makes this store a slave's: local appends ([`Store::append`]) are refused from now on,
@@ -74,7 +80,7 @@ impl Store {
         let Some(gate) = st.replica_gate else {
             return;
         };
-        let end = end.min(st.cl.write_pos());
+        let end = LogOffset::new(end).min(st.cl.write_pos());
         if end > gate {
             st.replica_gate = Some(end);
             let flushed = st.cl.flushed();
@@ -87,26 +93,31 @@ impl Store {
     /// lies in the zeros after a segment's blank marker (the next segment's start then); empty
     /// when there is nothing new.
     pub async fn read_raw(&self, from: u64, max: usize) -> Result<(u64, Bytes)> {
+        let (from, b) = self.read_raw_at(LogOffset::new(from), max).await?;
+        Ok((from.get(), b))
+    }
+
+    async fn read_raw_at(&self, from: LogOffset, max: usize) -> Result<(LogOffset, Bytes)> {
         let (from, end, hot) = {
             let st = self.sh.st.borrow();
             let cl = &st.cl;
             if from < cl.min_offset() {
                 return Err(StoreError::NotFound {
-                    offset: from,
+                    offset: from.get(),
                     reason: "deleted by retention",
                 });
             }
             if from > cl.write_pos() {
                 return Err(StoreError::Diverged {
-                    offset: from,
+                    offset: from.get(),
                     reason: format!("beyond the end of the commit log ({})", cl.write_pos()),
                 });
             }
             let from = cl.skip_blank_gap(from);
             let end = cl
                 .write_pos()
-                .min(cl.base_of(from) + cl.segment_size())
-                .min(from + max as u64);
+                .min(cl.base_of(from).add(cl.segment_size()))
+                .min(from.add(max as u64));
             if end <= from {
                 return Ok((from, Bytes::new()));
             }
@@ -119,12 +130,13 @@ impl Store {
         let (base, end) = {
             let st = self.sh.st.borrow();
             let first = st.cl.hot_start().unwrap_or(end);
-            (st.cl.base_of(from), end.min(first.max(from + 1)))
+            (st.cl.base_of(from), end.min(first.max(from.add(1))))
         };
         let f = crate::read::segment_file(&self.sh, base).await?;
         Ok((
             from,
-            f.read_exact_at(from - base, (end - from) as usize).await?,
+            f.read_exact_at(from.pos_in(base).file_pos(), from.distance_to(end) as usize)
+                .await?,
         ))
     }
 
@@ -146,20 +158,21 @@ impl Store {
             return Err(StoreError::DiskFull(f.clone()));
         }
         let wp = st.cl.write_pos();
+        let offset = LogOffset::new(offset);
         let mut out = ReplicaAppend::default();
         if offset != wp {
-            let padding = wp.is_multiple_of(st.cl.segment_size())
+            let padding = wp.is_segment_base(st.cl.segment_size())
                 && offset < wp
-                && offset > wp - st.cfg.segment_size;
+                && offset > wp.back(st.cfg.segment_size);
             if !padding {
                 return Err(StoreError::Diverged {
-                    offset,
+                    offset: offset.get(),
                     reason: format!("the replica's commit log ends at {wp}"),
                 });
             }
-            out.used = ((wp - offset) as usize).min(data.len());
+            out.used = (offset.distance_to(wp) as usize).min(data.len());
         }
-        let dirty = st.cl.write_pos() - st.cl.flushed();
+        let dirty = st.cl.flushed().distance_to(st.cl.write_pos());
         if dirty > st.cfg.max_dirty_bytes as u64 {
             return Ok(out);
         }
@@ -188,11 +201,11 @@ impl Store {
             }
         }
         st.cl.seal_piece(piece_start);
-        let ready = crate::io::align_down(st.cl.write_pos());
-        if ready - st.cl.submitted() >= st.cfg.write_chunk_bytes as u64 {
+        let ready = st.cl.write_pos().align_down();
+        if st.cl.submitted().distance_to(ready) >= st.cfg.write_chunk_bytes as u64 {
             let _ = crate::flusher::submit_blocks(st, &self.sh.writer, ready, true);
         }
-        let dirty = st.cl.write_pos() - st.cl.flushed();
+        let dirty = st.cl.flushed().distance_to(st.cl.write_pos());
         if st.cfg.flush == FlushMode::Sync || dirty >= st.cfg.flush_dirty_bytes as u64 {
             self.sh.flush_wake.notify();
         }
@@ -206,7 +219,7 @@ impl Store {
 /// `data` does not hold it whole.
 fn place_one(
     st: &mut State,
-    piece_start: &mut u64,
+    piece_start: &mut LogOffset,
     data: &[u8],
     pending_mark: usize,
     new_queues: &mut Vec<(String, i32)>,
@@ -215,18 +228,18 @@ fn place_one(
         return Ok(None);
     }
     let pos = st.cl.write_pos();
-    let seg_end = st.cl.base_of(pos) + st.cfg.segment_size;
+    let seg_end = st.cl.base_of(pos).add(st.cfg.segment_size);
     let total = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as u64;
     let magic = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
     let diverged = |reason: String| StoreError::Diverged {
-        offset: pos,
+        offset: pos.get(),
         reason,
     };
     if magic == BLANK_MAGIC {
-        if total != seg_end - pos {
+        if total != pos.distance_to(seg_end) {
             return Err(diverged(format!(
                 "blank marker of {total} bytes, {} left in the segment",
-                seg_end - pos
+                pos.distance_to(seg_end)
             )));
         }
         st.cl.close_segment(piece_start);
@@ -238,7 +251,7 @@ fn place_one(
             "bad header (magic {magic:#x}, size {total})"
         )));
     }
-    if pos + total + BLANK_LEN > seg_end {
+    if pos.add(total + BLANK_LEN) > seg_end {
         return Err(diverged(format!(
             "record of {total} bytes past the segment end"
         )));
@@ -277,7 +290,7 @@ fn check_queue_offset(st: &State, v: &RecordView<'_>) -> std::result::Result<(),
     }
     let lookup: &dyn QueueKeyRef = &(v.topic, v.queue_id);
     match st.queues.get(lookup) {
-        Some(q) if q.max() != v.queue_offset as u64 => Err(format!(
+        Some(q) if QueueOffset::from_i64(v.queue_offset) != Some(q.max()) => Err(format!(
             "{}:{} QUEUEOFFSET {}, the replica's queue is at {}",
             v.topic,
             v.queue_id,
@@ -320,7 +333,7 @@ fn dispatch(
     st: &mut State,
     v: &RecordView<'_>,
     tags: Option<&str>,
-    (pos, size): (u64, i32),
+    (pos, size): (LogOffset, i32),
     pending_mark: usize,
     new_queues: &mut Vec<(String, i32)>,
 ) {
@@ -332,7 +345,7 @@ fn dispatch(
             v.topic,
             v.queue_id,
             st.cfg.cq_file_entries,
-            v.queue_offset as u64,
+            QueueOffset::from_i64(v.queue_offset).unwrap_or(QueueOffset::ZERO),
         );
         st.queues.insert((v.topic.to_string(), v.queue_id), q);
     }
@@ -345,7 +358,7 @@ fn dispatch(
         _ => 0,
     };
     cq.push(CqEntry {
-        phys: pos as i64,
+        phys: pos,
         size,
         tags,
     });

@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use crate::config::StoreConfig;
 use crate::error::Result;
+use crate::offsets::LogOffset;
 use crate::state::{cq_entries, Shared};
 
 pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
@@ -26,7 +27,7 @@ pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
         }
         disk.remove_durable(&d.idx_path)?;
         tracing::info!(
-            segment = d.base,
+            segment = d.base.get(),
             recycled = d.recycle_to.is_some(),
             "retention deleted a segment"
         );
@@ -41,7 +42,7 @@ pub(crate) async fn run(sh: &Shared, now_ms: i64) -> Result<usize> {
 
 /// The oldest segment, to delete, and where its file goes.
 struct Expired {
-    base: u64,
+    base: LogOffset,
     seg_path: PathBuf,
     idx_path: PathBuf,
     /// The spare it becomes, if one more spare is kept.
@@ -55,11 +56,11 @@ fn next_expired(sh: &Shared, now_ms: i64) -> Option<Expired> {
     let st = sh.st.borrow();
     let active = st.cl.active_base();
     let (&base, info) = st.cl.segments().iter().next()?;
-    if base >= active || base + st.cfg.segment_size > st.checkpointed {
+    if base >= active || base.add(st.cfg.segment_size) > st.checkpointed {
         return None;
     }
     // Nor one holding data a user of the store still needs.
-    if base + st.cfg.segment_size > sh.retention_floor.get() {
+    if base.add(st.cfg.segment_size) > sh.retention_floor.get() {
         return None;
     }
     let seg_path = st.cl.segment_path(base);
@@ -75,7 +76,7 @@ fn next_expired(sh: &Shared, now_ms: i64) -> Option<Expired> {
         st.cl
             .dir()
             .join("free")
-            .join(format!("recycled-{base:020}"))
+            .join(format!("recycled-{:020}", base.get()))
     });
     Some(Expired {
         base,
@@ -111,11 +112,11 @@ pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
         // First entry whose record still exists (entries are in commit-log order).
         let (mut lo, mut hi) = (lo0, hi0);
         while lo < hi {
-            let mid = lo + (hi - lo) / 2;
+            let mid = lo.midpoint(hi);
             let e = cq_entries(sh, &key, mid, 1).await?;
             match e.first() {
-                Some(e) if !e.is_empty() && e.phys as u64 >= cl_min => hi = mid,
-                _ => lo = mid + 1,
+                Some(e) if !e.is_empty() && e.phys >= cl_min => hi = mid,
+                _ => lo = mid.next(),
             }
         }
         let doomed: Vec<(u64, Rc<crate::io::File>, std::path::PathBuf)> = {
@@ -128,7 +129,7 @@ pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
             if q.max() == q.start() {
                 continue;
             }
-            let (first_live_file, _) = q.locate(q.min().min(q.max() - 1).max(q.start()));
+            let (first_live_file, _) = q.locate(q.min().min(q.max().prev()).max(q.start()));
             let dead: Vec<u64> = q.files.range(..first_live_file).map(|(k, _)| *k).collect();
             let mut v = Vec::new();
             for n in dead {
@@ -137,7 +138,7 @@ pub(crate) async fn trim_queues(sh: &Shared) -> Result<()> {
                 }
             }
             // Files never opened in this run.
-            let live_name = crate::cq::file_name(q.start() + first_live_file * q.file_entries);
+            let live_name = crate::cq::file_name(q.start().add(first_live_file * q.file_entries));
             for name in disk.list_dir(&q.dir)? {
                 if name.len() == 20 && name.as_str() < live_name.as_str() {
                     let p = q.dir.join(&name);

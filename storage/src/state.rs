@@ -16,6 +16,7 @@ use crate::cq::{ConsumeQueue, CqEntry, CQ_ENTRY, CQ_READ_AHEAD};
 use crate::error::{Result, StoreError};
 use crate::io::File;
 use crate::notify::Notify;
+use crate::offsets::{LogOffset, QueueOffset};
 use crate::types::RecoveryReport;
 use crate::writer::Writer;
 
@@ -74,10 +75,10 @@ pub(crate) struct State {
     pub queues: HashMap<QueueKey, ConsumeQueue>,
     /// SYNC_FLUSH: (commit-log end, queue, entries) made visible once `end` is durable.
     /// Consecutive records of one queue share an entry.
-    pub pending_visible: VecDeque<(u64, Rc<QueueKey>, u64)>,
+    pub pending_visible: VecDeque<(LogOffset, Rc<QueueKey>, QueueOffset)>,
     /// Replication gate (a SYNC_MASTER's): records are visible only below this offset (what a
     /// slave has), in addition to the flush mode's bound. `None`: no gate.
-    pub replica_gate: Option<u64>,
+    pub replica_gate: Option<LogOffset>,
     /// A slave's store: takes only its master's log ([`crate::Store::append_replica`]).
     pub replica_only: bool,
     /// Set when a disk write or sync failed: the store is read-only until a restart.
@@ -89,7 +90,7 @@ pub(crate) struct State {
     pub full_floor: Option<String>,
     /// Offset of the last checkpoint written: retention deletes only segments below it (the
     /// consume-queue entries of records beyond it can only be rebuilt from the commit log).
-    pub checkpointed: u64,
+    pub checkpointed: LogOffset,
     pub closed: bool,
     pub free_segments: Vec<std::path::PathBuf>,
     pub preparing: bool,
@@ -111,7 +112,7 @@ impl State {
         let mut prev = self
             .cl
             .flushed()
-            .min(self.pending_visible.front().map_or(u64::MAX, |p| p.0));
+            .min(self.pending_visible.front().map_or(LogOffset::MAX, |p| p.0));
         for (end, _, _) in &self.pending_visible {
             assert!(
                 *end >= prev && *end <= self.cl.write_pos(),
@@ -140,26 +141,26 @@ pub(crate) struct Shared {
     pub reader: crate::reader::Reader,
     /// Retention keeps every segment holding data at or after this offset (a user of the store,
     /// such as the broker's timer engine, still needs it).
-    pub retention_floor: std::cell::Cell<u64>,
+    pub retention_floor: std::cell::Cell<LogOffset>,
     /// Counters for a metrics scrape (see [`crate::stats`]).
     pub stats: crate::stats::StoreStats,
 }
 
-pub(crate) fn visible_end(st: &State) -> u64 {
+pub(crate) fn visible_end(st: &State) -> LogOffset {
     let end = match st.cfg.flush {
         FlushMode::Sync => st.cl.flushed(),
         FlushMode::Async => st.cl.write_pos(),
     };
-    end.min(st.replica_gate.unwrap_or(u64::MAX))
+    end.min(st.replica_gate.unwrap_or(LogOffset::MAX))
 }
 
 /// Everything below `to` is durable: readers may see it (SYNC_FLUSH), waiters are woken.
-pub(crate) fn publish_state(st: &mut State, durable: &Notify, to: u64) {
+pub(crate) fn publish_state(st: &mut State, durable: &Notify, to: LogOffset) {
     let limit = match st.cfg.flush {
         FlushMode::Sync => to,
-        FlushMode::Async => u64::MAX,
+        FlushMode::Async => LogOffset::MAX,
     };
-    let limit = limit.min(st.replica_gate.unwrap_or(u64::MAX));
+    let limit = limit.min(st.replica_gate.unwrap_or(LogOffset::MAX));
     while let Some((end, _, _)) = st.pending_visible.front() {
         if *end > limit {
             break;
@@ -238,12 +239,12 @@ pub(crate) async fn cq_file(
 pub(crate) async fn cq_entries(
     sh: &Shared,
     key: &QueueKey,
-    from: u64,
+    from: QueueOffset,
     n: u64,
 ) -> Result<Vec<CqEntry>> {
     let mut out = Vec::with_capacity(n as usize);
     let mut idx = from;
-    let end = from + n;
+    let end = from.add(n);
     while idx < end {
         let (mem, fe, max, locate) = {
             let st = sh.st.borrow();
@@ -255,7 +256,11 @@ pub(crate) async fn cq_entries(
             }
             let mem = if idx >= q.mem_start() {
                 let hi = end.min(q.max());
-                Some((idx..hi).filter_map(|i| q.mem_entry(i)).collect::<Vec<_>>())
+                Some(
+                    idx.until(hi)
+                        .filter_map(|i| q.mem_entry(i))
+                        .collect::<Vec<_>>(),
+                )
             } else {
                 None
             };
@@ -274,24 +279,28 @@ pub(crate) async fn cq_entries(
         // Below memory: read ahead a window of durable entries from this file, keep it for the
         // next pulls of the queue.
         let (file_no, pos) = locate;
-        let file_end = idx + fe - pos / CQ_ENTRY;
-        let hi = file_end.min(max).min(idx + CQ_READ_AHEAD.max(end - idx));
+        let file_end = idx.add(fe - pos / CQ_ENTRY);
+        let hi = file_end
+            .min(max)
+            .min(idx.add(CQ_READ_AHEAD.max(idx.distance_to(end))));
         let Some(f) = cq_file(sh, key, file_no, false).await? else {
             return Ok(out);
         };
-        let b = f.read_at(pos, ((hi - idx) * CQ_ENTRY) as usize).await?;
+        let b = f
+            .read_at(pos, (idx.distance_to(hi) * CQ_ENTRY) as usize)
+            .await?;
         let got = b.len() as u64 / CQ_ENTRY;
         let b = b.slice(..(got * CQ_ENTRY) as usize);
-        let upto = end.min(idx + got);
+        let upto = end.min(idx.add(got));
         out.extend(
-            b[..((upto - idx) * CQ_ENTRY) as usize]
+            b[..(idx.distance_to(upto) * CQ_ENTRY) as usize]
                 .chunks_exact(CQ_ENTRY as usize)
                 .map(CqEntry::decode),
         );
         if let Some(q) = sh.st.borrow_mut().queues.get_mut(key) {
             q.keep_read_ahead(idx, b);
         }
-        if got < hi - idx {
+        if got < idx.distance_to(hi) {
             return Ok(out);
         }
         idx = upto;

@@ -18,8 +18,9 @@ use crate::config::{FlushMode, StoreConfig};
 use crate::cq::{ConsumeQueue, CqEntry};
 use crate::error::{Result, StoreError};
 use crate::flusher::{durable_ticker, ensure_segment_with, flusher_loop, submit_blocks};
-use crate::io::{align_down, File};
+use crate::io::File;
 use crate::notify::{Notified, Notify};
+use crate::offsets::{LogOffset, QueueOffset};
 use crate::state::{publish_state, visible_end, QueueKey, QueueKeyRef, Shared, State};
 use crate::types::{
     AppendResult, AppendedRecord, GetResult, MessageToStore, QueueInfo, RecoveryReport,
@@ -48,7 +49,7 @@ impl Store {
             cp_lock: glommio::sync::Semaphore::new(1),
             writer: Writer::start("saturn-store-writer")?,
             reader: crate::reader::Reader::start("saturn-store-reader")?,
-            retention_floor: std::cell::Cell::new(u64::MAX),
+            retention_floor: std::cell::Cell::new(LogOffset::MAX),
             stats: Default::default(),
         });
         // Persist what recovery rebuilt (consume-queue entries) and its end offset.
@@ -98,13 +99,13 @@ impl Store {
         let end_offset = st.cl.write_pos();
         // Whole blocks go to the disk writer as soon as a write's worth is ready, so the disk
         // is kept busy however rarely the flusher gets to run; the flusher writes the rest.
-        let ready = align_down(end_offset);
-        if ready - st.cl.submitted() >= st.cfg.write_chunk_bytes as u64 {
+        let ready = end_offset.align_down();
+        if st.cl.submitted().distance_to(ready) >= st.cfg.write_chunk_bytes as u64 {
             // An error here (the descriptor could not be duplicated) is the flusher's to report:
             // it submits the same blocks again.
             let _ = submit_blocks(st, &self.sh.writer, ready, true);
         }
-        let dirty = end_offset - st.cl.flushed();
+        let dirty = st.cl.flushed().distance_to(end_offset);
         if st.cfg.flush == FlushMode::Sync || dirty >= st.cfg.flush_dirty_bytes as u64 {
             self.sh.flush_wake.notify();
         }
@@ -112,7 +113,7 @@ impl Store {
         st.check();
         Ok(AppendResult {
             records,
-            end_offset,
+            end_offset: end_offset.get(),
         })
     }
 
@@ -136,11 +137,11 @@ impl Store {
         }
         // A flush whose writes and syncs the writer thread finished is published here when
         // the flusher has not run since (appends may keep the executor busy).
-        let mark = self.sh.writer.mark();
+        let mark = LogOffset::new(self.sh.writer.mark());
         if mark > st.cl.flushed() {
             publish_state(st, &self.sh.durable, mark);
         }
-        let dirty = st.cl.write_pos() - st.cl.flushed();
+        let dirty = st.cl.flushed().distance_to(st.cl.write_pos());
         if dirty > st.cfg.max_dirty_bytes as u64 {
             return Err(StoreError::Busy {
                 dirty,
@@ -163,13 +164,14 @@ impl Store {
     /// Resolves once every record below `end_offset` is durable; `FlushTimeout` after
     /// `flush_timeout` (the records stay stored and become durable when the flush completes).
     pub async fn wait_durable(&self, end_offset: u64) -> Result<()> {
+        let end = LogOffset::new(end_offset);
         // No timer per call (arming and dropping one cost as much as the append): waiters are
         // woken by every flush, and by the durability ticker while no flush completes.
         let mut deadline = None;
         loop {
             let notified = {
                 let st = self.sh.st.borrow();
-                if st.cl.flushed() >= end_offset {
+                if st.cl.flushed() >= end {
                     return Ok(());
                 }
                 if let Some(f) = &st.failed {
@@ -196,7 +198,8 @@ impl Store {
             let notified = {
                 let st = self.sh.st.borrow();
                 if st.failed.is_some()
-                    || st.cl.write_pos() - st.cl.flushed() <= st.cfg.max_dirty_bytes as u64
+                    || st.cl.flushed().distance_to(st.cl.write_pos())
+                        <= st.cfg.max_dirty_bytes as u64
                 {
                     return;
                 }
@@ -211,7 +214,7 @@ impl Store {
     pub async fn flush(&self) -> Result<()> {
         let end = self.sh.st.borrow().cl.write_pos();
         loop {
-            match self.wait_durable(end).await {
+            match self.wait_durable(end.get()).await {
                 Err(StoreError::FlushTimeout { .. }) => continue,
                 r => return r,
             }
@@ -258,14 +261,14 @@ impl Store {
         let st = self.sh.st.borrow();
         st.queues
             .get(&(topic.to_string(), queue_id))
-            .map_or(0, |q| q.visible() as i64)
+            .map_or(0, |q| q.visible().as_i64())
     }
 
     pub fn min_offset(&self, topic: &str, queue_id: i32) -> i64 {
         let st = self.sh.st.borrow();
         st.queues
             .get(&(topic.to_string(), queue_id))
-            .map_or(0, |q| q.readable_min() as i64)
+            .map_or(0, |q| q.readable_min().as_i64())
     }
 
     pub fn queues(&self) -> Vec<QueueInfo> {
@@ -276,8 +279,8 @@ impl Store {
             .map(|q| QueueInfo {
                 topic: q.topic.clone(),
                 queue_id: q.queue_id,
-                min_offset: q.readable_min() as i64,
-                max_offset: q.visible() as i64,
+                min_offset: q.readable_min().as_i64(),
+                max_offset: q.visible().as_i64(),
             })
             .collect();
         v.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
@@ -285,18 +288,18 @@ impl Store {
     }
 
     pub fn commit_log_min_offset(&self) -> i64 {
-        self.sh.st.borrow().cl.min_offset() as i64
+        self.sh.st.borrow().cl.min_offset().as_i64()
     }
 
     /// End of what readers may see: the durable end under SYNC_FLUSH, the append end otherwise.
     pub fn commit_log_max_offset(&self) -> i64 {
-        visible_end(&self.sh.st.borrow()) as i64
+        visible_end(&self.sh.st.borrow()).as_i64()
     }
 
     /// Unflushed bytes.
     pub fn dirty_bytes(&self) -> u64 {
         let st = self.sh.st.borrow();
-        st.cl.write_pos() - st.cl.flushed()
+        st.cl.flushed().distance_to(st.cl.write_pos())
     }
 
     /// Resolves at the next append of any record (local or replicated).
@@ -312,7 +315,7 @@ impl Store {
         let fe = st.cfg.cq_file_entries;
         st.queues
             .entry((topic.to_string(), queue_id))
-            .or_insert_with(|| ConsumeQueue::new(&root, topic, queue_id, fe, 0))
+            .or_insert_with(|| ConsumeQueue::new(&root, topic, queue_id, fe, QueueOffset::ZERO))
             .waiters
             .notified()
     }
@@ -380,20 +383,21 @@ impl Store {
             let st = self.sh.st.borrow();
             (st.cl.min_offset(), visible_end(&st), st.cl.segment_size())
         };
-        let check = |&(p, s): &(i64, u32)| -> std::result::Result<(u64, u32), &'static str> {
-            match p {
-                p if p < 0 => Err("negative offset"),
-                p if (p as u64) < min => Err("deleted by retention"),
-                p if p as u64 + s as u64 > end => Err("beyond the end of the commit log"),
-                _ if s == 0 || s as u64 > seg => Err("no record of this size starts here"),
-                p => Ok((p as u64, s)),
+        let check = |&(p, s): &(i64, u32)| -> std::result::Result<(LogOffset, u32), &'static str> {
+            let size = u64::from(s);
+            match LogOffset::from_i64(p) {
+                None => Err("negative offset"),
+                Some(p) if p < min => Err("deleted by retention"),
+                Some(p) if p.add(size) > end => Err("beyond the end of the commit log"),
+                _ if s == 0 || size > seg => Err("no record of this size starts here"),
+                Some(p) => Ok((p, s)),
             }
         };
         let checked: Vec<_> = list.iter().map(check).collect();
         // Read in log order (the reader's spans assume it), answered in the order asked.
         let mut order: Vec<usize> = (0..list.len()).filter(|&i| checked[i].is_ok()).collect();
-        order.sort_by_key(|&i| checked[i].map_or(0, |(p, _)| p));
-        let sorted: Vec<(u64, u32)> = order.iter().filter_map(|&i| checked[i].ok()).collect();
+        order.sort_by_key(|&i| checked[i].map_or(LogOffset::ZERO, |(p, _)| p));
+        let sorted: Vec<(LogOffset, u32)> = order.iter().filter_map(|&i| checked[i].ok()).collect();
         let mut out: Vec<Result<Bytes>> = checked
             .iter()
             .zip(list)
@@ -451,7 +455,7 @@ impl Store {
     /// Retention keeps every segment that holds data at or after `offset` from now on
     /// (`u64::MAX`: no floor).
     pub fn set_retention_floor(&self, offset: u64) {
-        self.sh.retention_floor.set(offset);
+        self.sh.retention_floor.set(LogOffset::new(offset));
     }
 
     /// Flushes consume queues and writes a checkpoint now (also runs every
@@ -509,7 +513,7 @@ fn append_one(
     st: &mut State,
     m: &MessageToStore,
     now: i64,
-    piece_start: &mut u64,
+    piece_start: &mut LogOffset,
     pending: &mut (usize, usize),
 ) -> Result<AppendedRecord> {
     let store_host = st.cfg.store_host;
@@ -518,13 +522,13 @@ fn append_one(
     let pos = st.cl.write_pos();
     let dispatch = sysflag::is_dispatched(m.sys_flag);
     let cq = queue_of(&mut st.queues, &st.cfg, &m.topic, m.queue_id);
-    let queue_offset = if dispatch { cq.max() as i64 } else { 0 };
-    let input = input_of(m, store_host, now, queue_offset, pos as i64);
+    let queue_offset = if dispatch { cq.max().as_i64() } else { 0 };
+    let input = input_of(m, store_host, now, queue_offset, pos.as_i64());
     let keys = (m.topic.as_str(), m.uniq_key.as_deref(), m.keys.as_str());
     st.cl.append_record(piece_start, &input, size, now, keys)?;
     if dispatch {
         cq.push(CqEntry {
-            phys: pos as i64,
+            phys: pos,
             size: size as i32,
             tags: m.tags_code,
         });
@@ -540,7 +544,7 @@ fn append_one(
         }
     }
     Ok(AppendedRecord {
-        phys_offset: pos as i64,
+        phys_offset: pos.as_i64(),
         size: size as i32,
         queue_offset,
         store_timestamp: now,
@@ -558,7 +562,13 @@ fn queue_of<'a>(
     let lookup: &dyn QueueKeyRef = &(topic, queue_id);
     if !queues.contains_key(lookup) {
         let root = cfg.dir.join("consumequeue");
-        let q = ConsumeQueue::new(&root, topic, queue_id, cfg.cq_file_entries, 0);
+        let q = ConsumeQueue::new(
+            &root,
+            topic,
+            queue_id,
+            cfg.cq_file_entries,
+            QueueOffset::ZERO,
+        );
         queues.insert((topic.to_string(), queue_id), q);
     }
     match queues.get_mut(lookup) {
@@ -572,9 +582,9 @@ fn queue_of<'a>(
 /// whether one was added).
 #[inline]
 pub(crate) fn pend_visible(
-    pending: &mut VecDeque<(u64, Rc<QueueKey>, u64)>,
+    pending: &mut VecDeque<(LogOffset, Rc<QueueKey>, QueueOffset)>,
     merge: bool,
-    end: u64,
+    end: LogOffset,
     cq: &ConsumeQueue,
 ) -> bool {
     match pending.back_mut() {

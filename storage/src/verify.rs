@@ -4,6 +4,7 @@
 
 use protocol::message::RecordView;
 
+use crate::offsets::LogOffset;
 use crate::seg_index::RecEntry;
 
 /// Checks `rec` against its record-table entry: the same size and the same CRC32C. The CRC32C
@@ -22,12 +23,12 @@ pub(crate) fn against_entry(rec: &[u8], e: &RecEntry) -> Result<(), String> {
 
 /// Checks a record read back at commit-log offset `p` without its CRC32C entry: parses whole,
 /// PHYSICALOFFSET equal to `p`, body CRC.
-pub(crate) fn structural(rec: &[u8], p: u64) -> Result<(), String> {
+pub(crate) fn structural(rec: &[u8], p: LogOffset) -> Result<(), String> {
     let (v, n) = RecordView::parse(rec).map_err(|e| e.to_string())?;
     if n != rec.len() {
         return Err(format!("size {n} != {}", rec.len()));
     }
-    if v.phys_offset as u64 != p {
+    if LogOffset::from_i64(v.phys_offset) != Some(p) {
         return Err(format!("PHYSICALOFFSET {} at {p}", v.phys_offset));
     }
     v.verify_body_crc(0).map_err(|e| e.to_string())
