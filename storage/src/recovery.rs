@@ -103,10 +103,9 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     let log_end = LogEnd {
         bases: &bases,
         end,
-        indexed_from,
+        journals: &journals,
     };
     set_log_end(&cfg, &mut cl, &log_end, indexes, &mut free_segments).await?;
-    drop_stale_journals(&disk, &cl, &journals)?;
     if let Some(cp) = &cp {
         keep_manifest_queues(&cfg, cp, &mut queues);
     }
@@ -115,17 +114,16 @@ pub(crate) async fn recover(cfg: StoreConfig) -> Result<State> {
     Ok(new_state(cfg, cl, queues, free_segments, report))
 }
 
-/// Where the scan ended: the segments found, the recovered end, the first segment whose
-/// index the scan rebuilt.
+/// Where the scan ended: the segments found, the recovered end, the journals found.
 struct LogEnd<'a> {
     bases: &'a [LogOffset],
     end: LogOffset,
-    indexed_from: LogOffset,
+    journals: &'a [LogOffset],
 }
 
 /// Makes `e.end` the commit log's end: zeros what a crashed flush may have left after it,
 /// retires later segments, fills the segment table (writing the `.idx` files the scan rebuilt),
-/// takes the active segment's rebuilt index and drops the journals the indexes replace.
+/// takes the active segment's rebuilt index and drops every journal (see [`drop_journals`]).
 async fn set_log_end(
     cfg: &StoreConfig,
     cl: &mut CommitLog,
@@ -155,9 +153,7 @@ async fn set_log_end(
             })
         }
     };
-    for &b in e.bases.iter().filter(|&&b| b >= e.indexed_from) {
-        disk.remove_file(&cl.sums_path(b))?;
-    }
+    drop_journals(disk, cl, e.journals)?;
     set_end(disk, cl, e.end, tail).await
 }
 
@@ -274,12 +270,12 @@ fn list_segments(disk: &Disk, cl_dir: &Path) -> Result<Listing> {
     Ok(l)
 }
 
-/// After recovery no journal is needed: the scan has read those of the segments it indexed
-/// (and `set_log_end` removed them), and every older segment has its `.idx`. What is left is
-/// stale: a journal whose removal a power cut undid (removals are not synced), or one the
-/// checkpointer wrote again while its segment was being sealed. Left alone they would pile up,
-/// one per segment, and every later recovery would list them.
-fn drop_stale_journals(disk: &Disk, cl: &CommitLog, journals: &[LogOffset]) -> Result<()> {
+/// After the scan no journal is needed: it has read those of the segments it indexed, and
+/// every older segment has its `.idx`. Each one listed goes, stale ones included: a journal
+/// whose removal a power cut undid (removals are not synced), or one the checkpointer wrote
+/// again while its segment was being sealed. Left alone those would pile up, one per segment,
+/// and every later recovery would list them.
+fn drop_journals(disk: &Disk, cl: &CommitLog, journals: &[LogOffset]) -> Result<()> {
     for &b in journals {
         disk.remove_file(&cl.sums_path(b))?;
     }
