@@ -23,34 +23,53 @@ use crate::io::{align_down, align_up};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct LogOffset(u64);
 
+/// The integer boundary both offset kinds share: `ZERO`, `new`, `from_i64` (the wire or a
+/// record's field; `None` when negative), `get`, `as_i64` (what RocketMQ's wire carries;
+/// offsets stay far below 2^63) and `Display` as the bare number.
+macro_rules! integer_boundary {
+    ($t:ident) => {
+        impl $t {
+            pub const ZERO: $t = $t(0);
+
+            #[inline]
+            pub const fn new(n: u64) -> $t {
+                $t(n)
+            }
+
+            /// From the wire or a record's field; `None` when negative.
+            #[inline]
+            pub fn from_i64(n: i64) -> Option<$t> {
+                u64::try_from(n).ok().map($t)
+            }
+
+            /// As a number (for file names, the disk engines and reports).
+            #[inline]
+            pub const fn get(self) -> u64 {
+                self.0
+            }
+
+            /// As RocketMQ's wire carries it.
+            #[inline]
+            pub fn as_i64(self) -> i64 {
+                debug_assert!(self.0 <= i64::MAX as u64);
+                self.0 as i64
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+integer_boundary!(LogOffset);
+integer_boundary!(QueueOffset);
+
 impl LogOffset {
-    pub const ZERO: LogOffset = LogOffset(0);
     /// Above every offset (an absent bound).
     pub const MAX: LogOffset = LogOffset(u64::MAX);
-
-    #[inline]
-    pub const fn new(offset: u64) -> LogOffset {
-        LogOffset(offset)
-    }
-
-    /// A PHYSICALOFFSET from the wire or a record; `None` when negative.
-    #[inline]
-    pub fn from_i64(offset: i64) -> Option<LogOffset> {
-        u64::try_from(offset).ok().map(LogOffset)
-    }
-
-    /// The offset as a number (for files, the disk engines and reports).
-    #[inline]
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-
-    /// The offset as RocketMQ's wire carries it (offsets stay far below 2^63).
-    #[inline]
-    pub fn as_i64(self) -> i64 {
-        debug_assert!(self.0 <= i64::MAX as u64);
-        self.0 as i64
-    }
 
     /// The offset `bytes` further on.
     #[inline]
@@ -105,12 +124,6 @@ impl LogOffset {
     }
 }
 
-impl fmt::Display for LogOffset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
 /// A byte position within one segment (segments are at most 4 GiB).
 #[repr(transparent)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -142,32 +155,6 @@ impl fmt::Display for SegPos {
 pub struct QueueOffset(u64);
 
 impl QueueOffset {
-    pub const ZERO: QueueOffset = QueueOffset(0);
-
-    #[inline]
-    pub const fn new(entry: u64) -> QueueOffset {
-        QueueOffset(entry)
-    }
-
-    /// A queue offset from the wire; `None` when negative.
-    #[inline]
-    pub fn from_i64(entry: i64) -> Option<QueueOffset> {
-        u64::try_from(entry).ok().map(QueueOffset)
-    }
-
-    /// The entry number as a number (for file names and reports).
-    #[inline]
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-
-    /// The offset as RocketMQ's wire carries it.
-    #[inline]
-    pub fn as_i64(self) -> i64 {
-        debug_assert!(self.0 <= i64::MAX as u64);
-        self.0 as i64
-    }
-
     /// The entry after this one.
     #[inline]
     pub fn next(self) -> QueueOffset {
@@ -217,12 +204,6 @@ impl QueueOffset {
     pub fn distance_to(self, later: QueueOffset) -> u64 {
         debug_assert!(later.0 >= self.0, "{later:?} before {self:?}");
         later.0 - self.0
-    }
-}
-
-impl fmt::Display for QueueOffset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
     }
 }
 
