@@ -116,11 +116,9 @@ fn main() {
         }
     }
     apply_flags(&mut config, &flags);
-    // The dashboard's settings are checked once, here, before anything starts (the name
-    // servers' address is set when the embedded one listens).
-    let dashboard = dash
-        .config(&config.namesrv_addrs.join(";"))
-        .unwrap_or_else(|e| fail(&e));
+    // The dashboard's settings are checked once, here, before anything starts; its name
+    // servers are set below, once the embedded one listens.
+    let dashboard = dash.config("").unwrap_or_else(|e| fail(&e));
     raise_open_file_limit(config.shards * config.max_connections_per_shard);
 
     let namesrv = standalone.map(|port| {

@@ -259,7 +259,7 @@ async fn write_sums(sh: &Shared, c: LogOffset) -> Result<()> {
         disk.sync_dir(sh.st.borrow().cl.dir())?;
     }
     let mut st = sh.st.borrow_mut();
-    if st.cl.sums_path(st.cl.active_base()) == path {
+    if st.cl.active_base() == base {
         st.cl.set_sums_written(to);
     } else if !matches!(st.cl.segments().get(&base), Some(Some(i)) if !i.idx_on_disk) {
         // The segment was sealed during the write and its `.idx` is already on disk (or the
