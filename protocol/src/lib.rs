@@ -20,5 +20,5 @@ pub mod sql92;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode};
 pub use command::{ExtFields, RemotingCommand, SerializeType};
-pub use decoder::{CommandDecoder, StreamError};
+pub use decoder::{CommandDecoder, StreamError, RECV_CHUNK};
 pub use frame::{FrameCodec, FrameError, RawFrame, DEFAULT_MAX_FRAME_SIZE};

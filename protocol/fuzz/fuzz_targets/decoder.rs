@@ -1,5 +1,6 @@
-//! A connection's receive side: arbitrary bytes arrive in arbitrary pieces, each either copied
-//! in (`CommandDecoder::extend`) or received straight into the buffer (`recv_buf`), with the
+//! A connection's receive side: arbitrary bytes arrive in arbitrary pieces, each copied in
+//! (`CommandDecoder::extend`, or `extend_streaming` with room for more) or received straight
+//! into the buffer (`recv_buf`), with the
 //! buffer given back whenever it is empty. Never panics; the commands and the outcome (first
 //! error, or what is left buffered) equal those of decoding the whole stream at once; no frame
 //! exceeds the bound; an emptied buffer holds no memory.
@@ -26,15 +27,20 @@ fuzz_target!(|data: &[u8]| {
     let mut frames = Vec::new();
     let mut result = Ok(());
     while !u.is_empty() {
-        let direct = bool::arbitrary(&mut u).unwrap_or(false);
+        let how = u8::arbitrary(&mut u).unwrap_or(0) % 3;
         let len = usize::from(u8::arbitrary(&mut u).unwrap_or(0));
         let chunk = u.bytes(len.min(u.len())).unwrap_or(&[]);
-        if direct {
-            let buf = d.recv_buf();
-            assert!(buf.capacity() - buf.len() >= 4096, "recv_buf offers room");
-            buf.put_slice(chunk);
-        } else {
-            d.extend(chunk);
+        match how {
+            0 => {
+                let buf = d.recv_buf();
+                assert!(buf.capacity() - buf.len() >= 4096, "recv_buf offers room");
+                buf.put_slice(chunk);
+            }
+            1 => d.extend(chunk),
+            _ => {
+                d.extend_streaming(chunk);
+                assert!(d.capacity() >= protocol::RECV_CHUNK, "room for what follows");
+            }
         }
         stream.extend_from_slice(chunk);
         result = drain(&mut d, &mut frames);
