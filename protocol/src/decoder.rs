@@ -78,9 +78,10 @@ impl CommandDecoder {
     }
 
     /// Appends the bytes of a read that filled what it was given, so more is on its way: the
-    /// buffer gets a whole chunk of room first, and the direct receive that follows takes the
-    /// rest of a large frame and the frames behind it in one call (with [`Self::extend`], a
-    /// buffer sized for one frame needs a second receive for the next frame's start).
+    /// buffer first gets the room [`Self::recv_buf`] offers (a whole chunk when it holds none),
+    /// and the direct receive that follows takes the rest of a large frame and the frames behind
+    /// it in one call (with [`Self::extend`], a buffer sized for one frame needs a second receive
+    /// for the next frame's start).
     pub fn extend_streaming(&mut self, data: &[u8]) {
         self.recv_buf();
         self.buf.extend_from_slice(data);
